@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+ZOO     := build/zoo
+TORCH   := torch==2.13.0
+
+.PHONY: demo test models bench clean install
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch goes in on its own step first: with it present, nothing later pulls a CUDA build.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(ZOO)/.done: $(STAMP) models/zoo.py models/export.py
+	$(BIN)/python -m models.export --out $(ZOO)
+	touch $@
+
+models: $(ZOO)/.done
+
+demo: models
+	$(BIN)/python -m onnxprune.demo $(ZOO)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+bench: models
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis
