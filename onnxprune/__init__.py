@@ -1,1 +1,37 @@
+"""onnxprune: complexity-driven structured pruning of CNNs, directly on ONNX graphs.
+
+Public API: `profile`, `channel_groups`, `prune_channels`, `shrink`, `check`.
+"""
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from .complexity import Profile, profile  # noqa: E402
+from .errors import CheckFailed, UserError  # noqa: E402
+from .groups import Dependencies, Group, channel_groups  # noqa: E402
+
+
+def prune_channels(model, keep, input_shapes=None, check=True):
+    """Prune a model (path, ModelProto or Dependencies): `keep` maps group id -> kept channel indices."""
+    from .surgery import prune_channels as _prune
+
+    deps = model if isinstance(model, Dependencies) else channel_groups(model, input_shapes)
+    return _prune(deps, keep, check=check)
+
+
+def shrink(model, mode="FA", target=0.5, **options):
+    """Complexity-driven pruning to a target; returns (pruned ModelProto, report dict)."""
+    from .shrink import shrink as _shrink
+
+    return _shrink(model, mode=mode, target=target, **options)
+
+
+def check(*args, **kwargs):
+    """Budget verdict for models; see onnxprune.budget.check."""
+    from .budget import check as _check
+
+    return _check(*args, **kwargs)
+
+
+__all__ = ["Profile", "profile", "channel_groups", "prune_channels", "shrink", "check", "UserError",
+           "CheckFailed", "Dependencies", "Group"]

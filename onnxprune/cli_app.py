@@ -16,7 +16,8 @@ app = typer.Typer(
 )
 
 # People read tables on stderr-free stdout; machine output (--json) goes to stdout alone.
-console = Console()
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 

@@ -1,0 +1,471 @@
+"""Benchmark ONNX models with onnxruntime on the CPU: latency, throughput, memory, CPU, energy.
+
+Pure Python + onnxruntime + numpy (+ onnx to read the graph inputs), so it runs unchanged on
+an aarch64 board (Raspberry Pi, Jetson) next to the ARM onnxruntime wheel. How each number is
+measured is documented in docs/bench.md; in short:
+
+* latency: wall time of each `session.run` (time.perf_counter), after `warmup` untimed runs;
+  median / p90 / p99 over `runs` timed runs (numpy linear percentiles).
+* throughput: images per second = batch * runs / (sum of the timed run latencies).
+* peak memory: each model is measured in a fresh process (multiprocessing "spawn"). There, after
+  the imports and the random inputs exist, the resident set (VmRSS) is read, the peak counter
+  (VmHWM) is reset through /proc/self/clear_refs, the session is created and all runs are done;
+  peak memory = VmHWM - VmRSS before. So it counts what loading the model, the session's arena
+  and the runs need, not the Python interpreter. Off Linux, ru_maxrss stands in for VmHWM.
+* CPU utilisation: process CPU time (all threads) / wall time over the timed runs, in percent of
+  one core (two busy threads read 200 %).
+* energy: an ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory (MB) x 640 pJ, the 45 nm
+  figures of Horowitz, "Computing's energy problem", ISSCC 2014, as used by Zawish et al.,
+  IEEE TAI 2024. FLOPs (multiply-accumulates) and memory come from `onnxprune.profile`.
+
+Batch: a model whose first input dimension is symbolic runs with `batch` as that dimension. A
+model with a fixed first dimension runs only with batch equal to it: anything else is a
+UserError (re-export with a dynamic batch axis); the graph is never rewritten.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import UserError
+
+PathLike = Union[str, os.PathLike]
+
+# Energy model (ESTIMATE): 45 nm figures from Horowitz, ISSCC 2014, as used by Zawish et al., IEEE TAI 2024.
+ENERGY_PJ_PER_FLOP = 2.3
+ENERGY_PJ_PER_MB = 640.0
+ENERGY_NOTE = ("ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory MB x 640 pJ (45 nm figures of Horowitz, "
+               "ISSCC 2014, as used by Zawish et al., IEEE TAI 2024)")
+
+
+def estimate_energy_pj(flops: int, memory_bytes: int) -> float:
+    """The paper's energy ESTIMATE in picojoules: FLOPs x 2.3 pJ + (memory_bytes / 1e6) x 640 pJ."""
+    return flops * ENERGY_PJ_PER_FLOP + (memory_bytes / 1e6) * ENERGY_PJ_PER_MB
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name
+
+
+def _dims(value: Any) -> Optional[list[Optional[int]]]:
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim]
+
+
+def input_specs(model_path: PathLike, batch: int = 1,
+                input_shapes: Optional[dict[str, list[int]]] = None) -> list[InputSpec]:
+    """The shapes and dtypes fed to the model: symbolic first dims become `batch`.
+
+    Raises UserError for a bad file, an unknown --input-shape name, a symbolic non-batch
+    dimension without --input-shape, or `batch` different from a fixed first dimension.
+    """
+    import onnx
+    from onnx import helper
+
+    from .io import load_model
+
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be a positive integer, e.g. --batch 8")
+    model = load_model(model_path, check=False)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    names = [v.name for v in inputs]
+    for name in input_shapes or {}:
+        if name not in names:
+            raise UserError(f"--input-shape {name}=...: {model_path} has no input {name!r}; its inputs are {names}")
+    specs = []
+    for value in inputs:
+        if not value.type.HasField("tensor_type"):
+            raise UserError(f"{model_path}: input {value.name!r} is not a tensor; bench feeds tensors only")
+        elem = value.type.tensor_type.elem_type
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(elem))
+        except (KeyError, TypeError, ValueError):
+            dtype = None
+        if dtype is None or dtype.kind not in "fiub" or elem == onnx.TensorProto.BFLOAT16:
+            raise UserError(f"{model_path}: input {value.name!r} has element type "
+                            f"{onnx.TensorProto.DataType.Name(elem)}, which bench cannot generate")
+        dims = _dims(value)
+        wanted = (input_shapes or {}).get(value.name)
+        if wanted is not None:
+            if dims is not None and len(dims) != len(wanted):
+                raise UserError(f"--input-shape {value.name}: the model's input has rank {len(dims)}, got {len(wanted)} dims")
+            dims_given = list(wanted)
+            if batch != 1 and dims_given and dims_given[0] != batch:
+                if dims and dims[0] is None and dims_given[0] == 1:
+                    dims_given[0] = batch  # a symbolic batch follows --batch
+                elif dims and dims[0] is not None:
+                    raise UserError(f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of "
+                                    f"{dims[0]}; re-export the model with a dynamic batch axis or use --batch {dims[0]}")
+                else:
+                    raise UserError(f"--batch {batch} and --input-shape {value.name}={'x'.join(map(str, wanted))} "
+                                    f"disagree on the batch; make them agree")
+            specs.append(InputSpec(value.name, tuple(int(d) for d in dims_given), dtype.name))
+            continue
+        if dims is None:
+            raise UserError(f"{model_path}: input {value.name!r} has no shape; give it with --input-shape {value.name}=1x3x32x32")
+        for position, dim in enumerate(dims[1:], start=1):
+            if dim is None:
+                raise UserError(f"{model_path}: input {value.name!r} has a symbolic dimension {position}; "
+                                f"give it with --input-shape {value.name}=1x3x32x32")
+        if dims and dims[0] is None:
+            dims[0] = batch
+        elif dims and dims[0] != batch:
+            raise UserError(f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of {dims[0]}; "
+                            f"re-export the model with a dynamic batch axis (torch.onnx.export dynamic_axes / "
+                            f"dynamic_shapes) or use --batch {dims[0]}")
+        specs.append(InputSpec(value.name, tuple(int(d) for d in dims), dtype.name))  # type: ignore[arg-type]
+    if not specs:
+        raise UserError(f"{model_path}: the model has no inputs to feed")
+    return specs
+
+
+def random_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random feeds, never zeros: floats ~ N(0, 1), integers in [1, 10), booleans random."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            data = rng.standard_normal(spec.shape, dtype=np.float64)
+            data[data == 0] = 1.0
+            feeds[spec.name] = data.astype(dtype)
+        elif dtype.kind in "iu":
+            feeds[spec.name] = rng.integers(1, 10, size=spec.shape).astype(dtype)
+        else:
+            feeds[spec.name] = rng.random(spec.shape) < 0.5
+    return feeds
+
+
+def make_inputs(model_path: PathLike, batch: int = 1, seed: int = 0,
+                input_shapes: Optional[dict[str, list[int]]] = None) -> dict[str, np.ndarray]:
+    """The exact feeds `bench` uses for this model, batch and seed."""
+    return random_inputs(input_specs(model_path, batch, input_shapes), seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory probes
+# ---------------------------------------------------------------------------------------------
+
+
+def _proc_status() -> dict[str, int]:
+    """VmRSS / VmHWM in bytes from /proc/self/status (Linux); {} elsewhere."""
+    found = {}
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found[key] = int(rest.split()[0]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        return {}
+    return found
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0). False where not permitted/available."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _ru_maxrss() -> Optional[int]:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, kB elsewhere
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurement (runs in a fresh process)
+# ---------------------------------------------------------------------------------------------
+
+
+def _measure(model_path: str, specs: Sequence[InputSpec], seed: int, runs: int, warmup: int,
+             threads: int) -> dict[str, Any]:
+    """Create a session, warm up, time `runs` runs; returns raw numbers. Top-level: spawn pickles it."""
+    import onnxruntime as ort
+
+    feeds = random_inputs(specs, seed)
+    gc.collect()
+    status = _proc_status()
+    if status:
+        rss_before = status["VmRSS"]
+        reset = _reset_peak()
+        method = ("VmHWM - VmRSS before session (peak reset via /proc/self/clear_refs)" if reset
+                  else "VmHWM - VmRSS before session (peak not resettable; includes earlier peak)")
+    else:
+        rss_before = _ru_maxrss() or 0
+        method = "ru_maxrss after - ru_maxrss before session"
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
+        for _ in range(warmup):
+            session.run(None, feeds)
+        latencies = []
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            latencies.append(time.perf_counter() - start)
+        cpu_s, wall_s = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidGraph, RuntimeException...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"error": f"{model_path}: onnxruntime cannot run it ({type(exc).__name__}: {first})"}
+
+    status = _proc_status()
+    if status:
+        peak_process = status["VmHWM"]
+    else:
+        peak_process = _ru_maxrss() or 0
+    return {
+        "latencies_s": latencies,
+        "cpu_s": cpu_s,
+        "wall_s": wall_s,
+        "peak_memory_bytes": max(0, peak_process - rss_before),
+        "process_peak_rss_bytes": peak_process,
+        "memory_method": method,
+        "onnxruntime": ort.__version__,
+    }
+
+
+def _measure_isolated(*args: Any) -> dict[str, Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(_measure, *args).result()
+    except BrokenProcessPool:
+        raise UserError(f"{args[0]}: the benchmark process died (out of memory, or onnxruntime crashed); "
+                        f"try a smaller --batch") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchResult:
+    model: str
+    file_bytes: int  # os.path.getsize of the .onnx file
+    external_data_bytes: int  # side files holding weights (models > 2 GiB), else 0
+    runs: int
+    warmup: int
+    threads: int
+    batch: int  # first dimension fed (images per run)
+    seed: int
+    inputs: dict[str, list[int]]  # shapes fed
+    latency_ms: dict[str, float]  # median, p90, p99, mean, min, max, std
+    throughput_ips: float  # images per second
+    peak_memory_bytes: int  # peak RSS growth of creating the session + running it
+    process_peak_rss_bytes: int  # peak RSS of the whole measuring process
+    memory_method: str
+    cpu_util_pct: float  # process CPU time / wall time over the timed runs, 100 = one core
+    params: Optional[int] = None  # from onnxprune.profile (None if profiling failed)
+    flops: Optional[int] = None  # multiply-accumulates of one run of the batch
+    memory_bytes: Optional[int] = None  # the profile's memory figure
+    energy_pj: Optional[float] = None  # ESTIMATE for one run of the batch
+    energy_note: str = ENERGY_NOTE
+    profile_error: Optional[str] = None
+    isolated: bool = True  # measured in a fresh spawned process
+    onnxruntime: str = ""
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.file_bytes + self.external_data_bytes
+
+    @property
+    def median_ms(self) -> float:
+        return self.latency_ms["median"]
+
+    @property
+    def energy_uj_per_image(self) -> Optional[float]:
+        return None if self.energy_pj is None else self.energy_pj / 1e6 / self.batch
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["size_bytes"] = self.size_bytes
+        data["energy_uj_per_image"] = self.energy_uj_per_image
+        return data
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers come from: architecture, CPU model name, core count, Python."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    cpu = value.strip()
+                    if key.strip() == "model name":
+                        break
+    except OSError:
+        pass
+    return {"arch": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "system": platform.system(),
+            "python": platform.python_version()}
+
+
+def _external_data_bytes(model_path: Path) -> int:
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # load_model has already vetted the file
+        return 0
+    locations = set()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    locations.add(entry.value)
+    total = 0
+    for location in locations:
+        target = model_path.parent / location
+        if target.is_file():
+            total += target.stat().st_size
+    return total
+
+
+def _profile(model_path: Path, specs: Sequence[InputSpec]) -> tuple[Optional[dict[str, int]], Optional[str]]:
+    try:
+        from .complexity import profile
+    except ImportError as exc:
+        return None, f"onnxprune.profile unavailable ({exc})"
+    try:
+        totals = profile(str(model_path), input_shapes={s.name: list(s.shape) for s in specs}).totals
+        return {k: int(totals[k]) for k in ("params", "flops", "memory_bytes")}, None
+    except UserError as exc:
+        return None, str(exc)
+
+
+def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int = 1, batch: int = 1,
+          seed: int = 0, input_shapes: Optional[dict[str, list[int]]] = None,
+          isolate: bool = True) -> BenchResult:
+    """Benchmark one model on the onnxruntime CPU provider; see the module docstring for methods.
+
+    `threads` sets intra_op_num_threads (inter_op 1, sequential execution). `isolate=False`
+    measures in this process (faster to start; peak memory then also reflects this process).
+    Raises UserError for bad files, bad settings, or a model onnxruntime cannot run.
+    """
+    path = Path(model_path)
+    for flag, value, least in (("--runs", runs, 1), ("--warmup", warmup, 0), ("--threads", threads, 1),
+                               ("--batch", batch, 1)):
+        if not isinstance(value, int) or value < least:
+            raise UserError(f"{flag} {value}: must be an integer >= {least}")
+    specs = input_specs(path, batch, input_shapes)  # vets the file too (UserError on junk)
+    args = (str(path), specs, seed, runs, warmup, threads)
+    raw = _measure_isolated(*args) if isolate else _measure(*args)
+    if "error" in raw:
+        raise UserError(raw["error"])
+
+    latencies_ms = np.asarray(raw["latencies_s"], dtype=np.float64) * 1e3
+    median, p90, p99 = (float(v) for v in np.percentile(latencies_ms, [50, 90, 99]))
+    fed_batch = specs[0].shape[0] if specs[0].shape else 1
+    totals, profile_error = _profile(path, specs)
+    result = BenchResult(
+        model=str(path),
+        file_bytes=os.path.getsize(path),
+        external_data_bytes=_external_data_bytes(path),
+        runs=runs, warmup=warmup, threads=threads, batch=fed_batch, seed=seed,
+        inputs={s.name: list(s.shape) for s in specs},
+        latency_ms={"median": median, "p90": p90, "p99": p99, "mean": float(latencies_ms.mean()),
+                    "min": float(latencies_ms.min()), "max": float(latencies_ms.max()),
+                    "std": float(latencies_ms.std())},
+        throughput_ips=fed_batch * runs / max(float(latencies_ms.sum()) / 1e3, 1e-12),
+        peak_memory_bytes=int(raw["peak_memory_bytes"]),
+        process_peak_rss_bytes=int(raw["process_peak_rss_bytes"]),
+        memory_method=raw["memory_method"] + (" in a fresh spawned process" if isolate else " in this process"),
+        cpu_util_pct=100.0 * raw["cpu_s"] / max(raw["wall_s"], 1e-12),
+        profile_error=profile_error,
+        isolated=isolate,
+        onnxruntime=raw["onnxruntime"],
+        machine=machine_info(),
+    )
+    if totals:
+        result.params, result.flops, result.memory_bytes = totals["params"], totals["flops"], totals["memory_bytes"]
+        result.energy_pj = estimate_energy_pj(result.flops, result.memory_bytes)
+    return result
+
+
+def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def compare(results: Sequence[BenchResult]) -> list[dict[str, Optional[float]]]:
+    """Ratios of each result against the first (the baseline, whose ratios are all 1.0).
+
+    speedup = baseline median latency / this median latency (> 1: faster);
+    throughput/size/memory/params/flops/energy ratios = this / baseline (< 1: smaller).
+    """
+    if not results:
+        return []
+    base = results[0]
+    rows = []
+    for r in results:
+        rows.append({
+            "speedup": _ratio(base.median_ms, r.median_ms),
+            "throughput_ratio": _ratio(r.throughput_ips, base.throughput_ips),
+            "size_ratio": _ratio(r.size_bytes, base.size_bytes),
+            "peak_memory_ratio": _ratio(r.peak_memory_bytes, base.peak_memory_bytes),
+            "params_ratio": _ratio(r.params, base.params),
+            "flops_ratio": _ratio(r.flops, base.flops),
+            "energy_ratio": _ratio(r.energy_uj_per_image, base.energy_uj_per_image),
+        })
+    return rows
+
+
+def bench_many(models: Sequence[PathLike], **kwargs: Any) -> list[BenchResult]:
+    """bench() each model in turn (each in its own fresh process unless isolate=False)."""
+    return [bench(m, **kwargs) for m in models]
+
+
+def report_json(results: Sequence[BenchResult]) -> dict[str, Any]:
+    """The --json payload: settings, the baseline, and every result with its ratios."""
+    ratios = compare(results)
+    first = results[0] if results else None
+    return {
+        "baseline": first.model if first else None,
+        "settings": ({"runs": first.runs, "warmup": first.warmup, "threads": first.threads,
+                      "seed": first.seed, "onnxruntime": first.onnxruntime, "provider": "CPUExecutionProvider",
+                      "isolated": first.isolated} if first else {}),
+        "machine": first.machine if first else machine_info(),
+        "energy_note": ENERGY_NOTE,
+        "models": [dict(r.to_json(), vs_baseline=ratio) for r, ratio in zip(results, ratios)],
+    }

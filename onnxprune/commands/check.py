@@ -1,0 +1,69 @@
+"""`onnxprune check`: fail (exit 1) when a model is over its params / FLOPs / memory budget.
+
+Exit 0: every model within every budget; 1: some model over (table or JSON printed first);
+2: bad input (missing model, bad TOML, bad size, no budget at all). Format: docs/check.md.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ..cli_app import app, console, emit_json, parse_input_shapes
+from ..errors import CheckFailed
+
+
+@app.command()
+def check(
+    models: Optional[List[str]] = typer.Argument(
+        None, metavar="MODEL", show_default=False,
+        help="ONNX models to check. Omit with --budgets to check every model its globs match."),
+    max_params: Optional[str] = typer.Option(
+        None, "--max-params", metavar="N", help="Parameter budget for every model, e.g. 2.5M (k, M, G, T)."),
+    max_flops: Optional[str] = typer.Option(
+        None, "--max-flops", metavar="N", help="Multiply-accumulate budget for every model, e.g. 40M."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", metavar="SIZE", help="Memory budget for every model, e.g. 4MiB or 4MB."),
+    budgets: Optional[str] = typer.Option(
+        None, "--budgets", metavar="FILE.toml", help="Budget file mapping model globs to limits (docs/check.md)."),
+    input_shape: Optional[List[str]] = typer.Option(
+        None, "--input-shape", metavar="NAME=1x3x32x32", help="Shape for an input with symbolic dims (repeatable)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable verdicts on stdout."),
+) -> None:
+    """Check models against complexity budgets: exit 0 within, 1 over budget, 2 bad input."""
+    from ..budget import FIGURES, check as run_check, format_figure
+
+    result = run_check(models or None, max_params=max_params, max_flops=max_flops, max_memory=max_memory,
+                       budgets_file=budgets, input_shapes=parse_input_shapes(input_shape))
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        from rich.table import Table
+
+        table = Table(title="Complexity budget check", show_lines=False)
+        for column, justify in (("model", "left"), ("figure", "left"), ("value", "right"), ("limit", "right"),
+                                ("verdict", "left"), ("budget", "left")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for verdict in result.models:
+            first = True
+            for name in FIGURES:
+                fig = verdict.figures[name]
+                if fig.limit is None:
+                    continue
+                if fig.ok:
+                    mark = "[green]ok[/green]"
+                else:
+                    mark = (f"[bold red]OVER by {format_figure(name, fig.over_by)} "
+                            f"(+{fig.over_by_pct:.1f}%)[/bold red]")
+                table.add_row(verdict.model if first else "", name, format_figure(name, fig.value),
+                              format_figure(name, fig.limit), mark, fig.budget or "")
+                first = False
+        console.print(table)
+        failed = result.failed
+        if failed:
+            console.print(f"[bold red]FAIL[/bold red]: {len(failed)} of {len(result.models)} model(s) over budget")
+        else:
+            console.print(f"[bold green]PASS[/bold green]: {len(result.models)} model(s) within budget")
+    if not result.ok:
+        details = "; ".join(f"{m.model} ({', '.join(m.over)})" for m in result.failed)
+        raise CheckFailed(f"over budget: {details}")

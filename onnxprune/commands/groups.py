@@ -1,0 +1,46 @@
+"""`onnxprune groups MODEL`: the channel dependency groups, prunable or not and why."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from ..cli_app import app, console, emit_json, parse_input_shapes
+
+
+def describe_members(deps, group) -> list[dict]:
+    out = []
+    for m in deps.members_of(group):
+        entry = {"kind": m.kind, "node": m.node, "role": m.role}
+        if m.tensor is not None:
+            entry.update(tensor=m.tensor.name, axis=m.axis)
+        out.append(entry)
+    return out
+
+
+@app.command("groups")
+def groups_command(
+    model: str = typer.Argument(..., help="ONNX model file"),
+    json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32 (repeatable)"),
+) -> None:
+    """Channel dependency groups: members, channel count, prunable or not, and why not."""
+    from .. import channel_groups
+
+    deps = channel_groups(model, parse_input_shapes(input_shape))
+    if json_out:
+        emit_json({"model": model, "groups": [g.to_json(describe_members(deps, g)) for g in deps.groups],
+                   "prunable": len(deps.prunable)})
+        return
+    table = Table(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
+    for column in ("group", "channels", "producers", "members", "prunable"):
+        table.add_column(column)
+    for g in deps.groups:
+        members = describe_members(deps, g)
+        why = "yes" if g.prunable else "no: " + "; ".join(sorted(set(g.reasons)))
+        producers = ", ".join(g.producers[:4]) + (f" (+{len(g.producers) - 4})" if len(g.producers) > 4 else "")
+        table.add_row(str(g.id), str(g.size), producers, str(len(members)), why,
+                      style=None if g.prunable else "dim")
+    console.print(table)

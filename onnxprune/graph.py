@@ -1,0 +1,117 @@
+"""The analysis IR: an onnx-graphsurgeon graph plus inferred shapes and constant lookup.
+
+gs gives producer/consumer links and lazy constants (importing a 100 MB model takes ~1 ms);
+edits are written back to the ModelProto by `surgery`, so untouched weights are never copied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from .errors import UserError
+from .io import ModelLike, load_model
+from .shapes import TensorInfo, infer_shapes
+
+
+@dataclass
+class ModelGraph:
+    model: onnx.ModelProto
+    graph: gs.Graph
+    infos: dict[str, TensorInfo]
+    name: str = "model"
+    _opset: int = field(default=0, init=False)
+
+    @property
+    def opset(self) -> int:
+        if not self._opset:
+            self._opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        return self._opset
+
+    @property
+    def nodes(self) -> list[gs.Node]:
+        return self.graph.nodes
+
+    def shape(self, tensor: gs.Tensor) -> tuple | None:
+        if isinstance(tensor, gs.Constant):
+            return tuple(tensor.shape)
+        info = self.infos.get(tensor.name)
+        if info is None or not info.known:
+            return None
+        return info.shape
+
+    def info(self, tensor: gs.Tensor) -> TensorInfo | None:
+        return self.infos.get(tensor.name)
+
+    def const_value(self, tensor: gs.Tensor | None) -> np.ndarray | None:
+        """The value of an initializer or of a Constant node's output; None for computed tensors."""
+        if tensor is None or tensor.name == "":
+            return None
+        if isinstance(tensor, gs.Constant):
+            return np.asarray(tensor.values)
+        producer = tensor.inputs[0] if tensor.inputs else None
+        if producer is not None and producer.op == "Constant" and "value" in producer.attrs:
+            value = producer.attrs["value"]
+            return np.asarray(value.values if isinstance(value, gs.Constant) else value)
+        if producer is not None and producer.op == "Identity":
+            return self.const_value(producer.inputs[0])  # legacy exporter wraps some weights
+        return None
+
+    def fold_small(self, tensor: gs.Tensor, depth: int = 0) -> np.ndarray | None:
+        """Evaluate a small integer subgraph of constants (shape arithmetic); None if not constant."""
+        value = self.const_value(tensor)
+        if value is not None or depth > 12 or not tensor.inputs:
+            return value
+        node = tensor.inputs[0]
+        args = [self.fold_small(i, depth + 1) if i.name else None for i in node.inputs]
+        if not args or args[0] is None:
+            return None
+        try:
+            if node.op == "Concat" and all(a is not None for a in args):
+                return np.concatenate([np.atleast_1d(a) for a in args], axis=int(node.attrs.get("axis", 0)))
+            if node.op == "Unsqueeze":
+                axes = node.attrs.get("axes", args[1] if len(args) > 1 else None)
+                return np.expand_dims(args[0], tuple(int(a) for a in np.atleast_1d(axes)))
+            if node.op == "Squeeze":
+                axes = node.attrs.get("axes", args[1] if len(args) > 1 else None)
+                return np.squeeze(args[0], None if axes is None else tuple(int(a) for a in np.atleast_1d(axes)))
+            if node.op == "Cast":
+                return args[0]
+            if node.op == "Gather" and args[1] is not None:
+                return np.take(args[0], args[1], axis=int(node.attrs.get("axis", 0)))
+        except (ValueError, IndexError, TypeError):
+            return None
+        return None
+
+    def is_const(self, tensor: gs.Tensor | None) -> bool:
+        if tensor is None or tensor.name == "":
+            return False
+        if isinstance(tensor, gs.Constant):
+            return True
+        producer = tensor.inputs[0] if tensor.inputs else None
+        return producer is not None and (producer.op == "Constant" or (producer.op == "Identity" and self.is_const(producer.inputs[0])))
+
+    def const_source(self, tensor: gs.Tensor) -> tuple[str, str]:
+        """Where a constant's bytes live: ("initializer", name) or ("constant_node", node name)."""
+        if isinstance(tensor, gs.Constant):
+            return ("initializer", tensor.name)
+        producer = tensor.inputs[0]
+        if producer.op == "Identity":
+            return self.const_source(producer.inputs[0])
+        return ("constant_node", producer.name)
+
+
+def load_graph(source: ModelLike | ModelGraph, input_shapes: dict | None = None) -> ModelGraph:
+    """Load, infer shapes, import into gs. Accepts a path, a ModelProto or a ModelGraph."""
+    if isinstance(source, ModelGraph):
+        return source
+    model = load_model(source)
+    name = str(source) if not isinstance(source, onnx.ModelProto) else (model.graph.name or "model")
+    infos = infer_shapes(model, input_shapes)
+    try:
+        graph = gs.import_onnx(model)
+    except Exception as exc:  # gs raises assorted errors on malformed graphs
+        raise UserError(f"{name}: cannot read the graph ({type(exc).__name__}: {exc})") from None
+    return ModelGraph(model=model, graph=graph, infos=infos, name=name)

@@ -1,0 +1,109 @@
+"""Shape inference on a weightless skeleton of the model.
+
+Large initializers are turned into typed graph inputs before `onnx.shape_inference` runs, so a
+100 MB model is not serialised through protobuf twice; small ones (shape constants) stay, so
+data propagation still resolves Reshape targets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .errors import UserError
+
+SMALL_INITIALIZER = 64  # elements: shape/axes constants stay real for data propagation
+DEFAULT_BATCH = 1
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple  # ints, or None for an unknown dimension
+    elem_type: int
+
+    @property
+    def known(self) -> bool:
+        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type)).itemsize
+
+
+def _dims(type_proto: onnx.TypeProto) -> tuple | None:
+    tensor = type_proto.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+
+
+def skeleton(model: onnx.ModelProto, keep_output_shapes: bool = False) -> onnx.ModelProto:
+    """The model with its large weights replaced by typed inputs: same structure, no payload."""
+    graph = model.graph
+    skeleton_graph = onnx.GraphProto(name=graph.name)
+    skeleton_graph.node.extend(graph.node)
+    if keep_output_shapes:
+        skeleton_graph.output.extend(graph.output)
+    else:  # exporters' symbolic output dims must not fight the batch we pick
+        skeleton_graph.output.extend(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, None)
+                                     for o in graph.output)
+    skeleton_graph.input.extend(graph.input)
+    seen_inputs = {i.name for i in graph.input}
+    for init in graph.initializer:
+        if int(np.prod(init.dims, dtype=np.int64)) <= SMALL_INITIALIZER:
+            skeleton_graph.initializer.append(init)
+        elif init.name not in seen_inputs:
+            skeleton_graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    for sparse in graph.sparse_initializer:
+        skeleton_graph.sparse_initializer.append(sparse)
+    skeleton = helper.make_model(skeleton_graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    skeleton.functions.extend(model.functions)
+    return skeleton
+
+
+def _fix_input_dims(skeleton: onnx.ModelProto, input_shapes: dict | None, initializer_names: set) -> None:
+    graph_inputs = [i for i in skeleton.graph.input if i.name not in initializer_names]
+    names = {i.name for i in graph_inputs}
+    for name in (input_shapes or {}):
+        if name not in names:
+            raise UserError(f"--input-shape {name}=...: the model has no input {name!r}; its inputs are {sorted(names)}")
+    for value in graph_inputs:
+        dims = value.type.tensor_type.shape.dim
+        wanted = (input_shapes or {}).get(value.name)
+        if wanted is not None:
+            if dims and len(dims) != len(wanted):
+                raise UserError(f"--input-shape {value.name}: the model's input has rank {len(dims)}, "
+                                f"got {len(wanted)} dims")
+            del value.type.tensor_type.shape.dim[:]
+            for d in wanted:
+                value.type.tensor_type.shape.dim.add().dim_value = int(d)
+            continue
+        for position, dim in enumerate(dims):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                if position != 0:
+                    raise UserError(f"input {value.name!r} has a symbolic dimension {position} "
+                                    f"({dim.dim_param or '?'}); give it with --input-shape {value.name}=1x3x32x32")
+                dim.Clear()
+                dim.dim_value = DEFAULT_BATCH  # a symbolic batch defaults to 1
+
+
+def infer_shapes(model: onnx.ModelProto, input_shapes: dict | None = None) -> dict[str, TensorInfo]:
+    """Every tensor's static shape and element type, keyed by name."""
+    initializer_names = {i.name for i in model.graph.initializer}
+    skeleton_model = skeleton(model)
+    _fix_input_dims(skeleton_model, input_shapes, initializer_names)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton_model, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"shape inference failed: {first}; check the model or give --input-shape") from None
+    infos: dict[str, TensorInfo] = {}
+    graph = inferred.graph
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        if value.type.HasField("tensor_type"):
+            infos[value.name] = TensorInfo(_dims(value.type), value.type.tensor_type.elem_type)
+    for init in model.graph.initializer:
+        infos[init.name] = TensorInfo(tuple(int(d) for d in init.dims), init.data_type)
+    return infos

@@ -1,0 +1,191 @@
+"""Apply keep-sets to a model: slice weights, fix consumers, rewrite shape constants.
+
+The analysis runs on an onnx-graphsurgeon graph; the edits are written straight into a copy of
+the ModelProto, touching only the tensors that change. (gs.export_onnx re-serialises every
+weight: 0.7 s for a 100 MB model, more than the whole analysis.)
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .errors import UserError
+from .graph import ModelGraph
+from .groups import Dependencies, Member
+from .shapes import infer_shapes, skeleton
+
+
+class _Editor:
+    """Edits on a ModelProto, addressed by gs objects of the analysed graph."""
+
+    def __init__(self, deps: Dependencies, model: onnx.ModelProto):
+        self.mg: ModelGraph = deps.mg
+        self.model = model
+        self.graph = model.graph
+        self.initializers = {init.name: i for i, init in enumerate(self.graph.initializer)}
+        self.node_index = {id(n): i for i, n in enumerate(self.mg.nodes)}
+        self.by_name = {n.name: n for n in self.mg.nodes}
+        self.new_values: dict[tuple, np.ndarray] = {}
+        self.sliced: set[tuple] = set()
+        self.fresh = 0
+
+    def proto_node(self, name: str) -> onnx.NodeProto:
+        return self.graph.node[self.node_index[id(self.by_name[name])]]
+
+    def current(self, tensor) -> np.ndarray:
+        source = self.mg.const_source(tensor)
+        if source in self.new_values:
+            return self.new_values[source]
+        return self.mg.const_value(tensor)
+
+    def replace_const(self, tensor, value: np.ndarray) -> None:
+        self.new_values[self.mg.const_source(tensor)] = value
+
+    def rewire(self, node_name: str, input_index: int, value: np.ndarray, hint: str) -> None:
+        """Give one node its own new constant (shared shape constants must not change for others)."""
+        proto = self.proto_node(node_name)
+        self.fresh += 1
+        name = f"{hint}__pruned_{self.fresh}"
+        while name in self.initializers:
+            name += "_"
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        self.initializers[name] = len(self.graph.initializer) - 1
+        while len(proto.input) <= input_index:
+            proto.input.append("")
+        proto.input[input_index] = name
+
+    def set_attr(self, node_name: str, attr: str, value) -> None:
+        proto = self.proto_node(node_name)
+        for a in proto.attribute:
+            if a.name == attr:
+                proto.attribute.remove(a)
+                break
+        proto.attribute.append(helper.make_attribute(attr, value))
+
+    def flush(self) -> None:
+        for (kind, name), value in self.new_values.items():
+            tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
+            if kind == "initializer":
+                self.graph.initializer[self.initializers[name]].CopyFrom(tensor)
+            else:
+                node = self.proto_node(name)
+                for a in node.attribute:
+                    if a.name == "value":
+                        tensor.name = a.t.name
+                        a.t.CopyFrom(tensor)
+
+
+def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies, flags: np.ndarray) -> None:
+    kept = int(mask.sum())
+    if member.kind == "slice":
+        key = (editor.mg.const_source(member.tensor), member.axis)
+        if key not in editor.sliced:  # a shared weight is sliced once (its readers were coupled)
+            editor.sliced.add(key)
+            editor.replace_const(member.tensor, np.compress(mask, editor.current(member.tensor), axis=member.axis))
+    elif member.kind == "group_attr":
+        editor.set_attr(member.node, "group", kept)
+    elif member.kind == "dim":
+        value = np.array(editor.mg.const_value(member.tensor), copy=True)
+        value[member.axis] = kept
+        node = editor.by_name[member.node]
+        editor.rewire(member.node, node.inputs.index(member.tensor), value, member.tensor.name)
+    elif member.kind == "split":
+        sizes = np.array([int(deps.mask(part, flags).sum()) for part in member.extra], dtype=np.int64)
+        node = editor.by_name[member.node]
+        if editor.mg.opset >= 13:
+            if "num_outputs" in node.attrs:
+                editor.set_attr(member.node, "num_outputs", len(sizes))
+                proto = editor.proto_node(member.node)
+                proto.attribute.remove(next(a for a in proto.attribute if a.name == "num_outputs"))
+            editor.rewire(member.node, 1, sizes, f"{member.node}_split")
+        else:
+            editor.set_attr(member.node, "split", [int(s) for s in sizes])
+    elif member.kind == "slice_bounds":
+        start, stop = member.extra
+        new_start = int(mask[:start].sum())
+        new_stop = new_start + int(mask[start:stop].sum())
+        node = editor.by_name[member.node]
+        for position, attr, value in ((1, "starts", new_start), (2, "ends", new_stop)):
+            if attr in node.attrs:
+                values = list(node.attrs[attr])
+                values[member.axis] = value
+                editor.set_attr(member.node, attr, values)
+            else:
+                values = np.array(editor.mg.const_value(node.inputs[position]), copy=True)
+                values[member.axis] = value
+                editor.rewire(member.node, position, values, f"{member.node}_{attr}")
+
+
+def validate_keep(deps: Dependencies, keep: Mapping[int, object]) -> dict[int, np.ndarray]:
+    """Check a {group id: kept channel indices} map against the analysis."""
+    clean: dict[int, np.ndarray] = {}
+    for gid, kept in keep.items():
+        if not 0 <= int(gid) < len(deps.groups):
+            raise UserError(f"group {gid}: no such group (the model has {len(deps.groups)})")
+        group = deps.groups[int(gid)]
+        kept = np.unique(np.asarray(kept, dtype=np.int64))
+        if len(kept) == group.size:
+            continue
+        if not group.prunable:
+            raise UserError(f"group {gid} ({', '.join(group.producers)}) is not prunable: {group.reasons[0]}")
+        if len(kept) == 0 or kept[0] < 0 or kept[-1] >= group.size:
+            raise UserError(f"group {gid}: kept indices must be a non-empty subset of 0..{group.size - 1}")
+        clean[int(gid)] = kept
+    return clean
+
+
+def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: bool = True) -> onnx.ModelProto:
+    """A new model in which each group keeps only the given channel indices."""
+    keep = validate_keep(deps, keep)
+    model = onnx.ModelProto()
+    model.CopyFrom(deps.mg.model)
+    if not keep:
+        return model
+    flags = deps.keep_flags(keep)
+    editor = _Editor(deps, model)
+    for member in deps.members:
+        mask = deps.mask(member.layout, flags)
+        if mask.all() and member.kind != "split":
+            continue
+        _apply(editor, member, mask, deps, flags)
+    editor.flush()
+    _drop_unused_initializers(model)
+    refresh_value_info(model)
+    if check:
+        check_structure(model)
+    return model
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+
+
+def refresh_value_info(model: onnx.ModelProto) -> None:
+    """Drop stale intermediate shapes and record freshly inferred ones."""
+    del model.graph.value_info[:]
+    infos = infer_shapes(model)
+    outputs = {o.name for o in model.graph.output}
+    inputs = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        for name in node.output:
+            info = infos.get(name)
+            if name and info is not None and name not in outputs and name not in inputs and info.shape is not None:
+                model.graph.value_info.append(helper.make_tensor_value_info(name, info.elem_type, list(info.shape)))
+
+
+def check_structure(model: onnx.ModelProto) -> None:
+    """Checker and strict shape inference on the weightless skeleton (fast on big models)."""
+    light = skeleton(model, keep_output_shapes=True)
+    light.graph.value_info.extend(model.graph.value_info)
+    try:
+        onnx.checker.check_model(light, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # pragma: no cover
+        raise RuntimeError(f"internal error: surgery produced an invalid graph: {exc}") from exc
