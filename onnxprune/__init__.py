@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from .complexity import Profile, profile  # noqa: E402
 from .errors import CheckFailed, UserError  # noqa: E402
 from .groups import Dependencies, Group, channel_groups  # noqa: E402
+from .shrink import shrink  # noqa: E402  (bound eagerly: the submodule has the same name)
 
 
 def prune_channels(model, keep, input_shapes=None, check=True):
@@ -17,13 +18,6 @@ def prune_channels(model, keep, input_shapes=None, check=True):
 
     deps = model if isinstance(model, Dependencies) else channel_groups(model, input_shapes)
     return _prune(deps, keep, check=check)
-
-
-def shrink(model, mode="FA", target=0.5, **options):
-    """Complexity-driven pruning to a target; returns (pruned ModelProto, report dict)."""
-    from .shrink import shrink as _shrink
-
-    return _shrink(model, mode=mode, target=target, **options)
 
 
 def check(*args, **kwargs):

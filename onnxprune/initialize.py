@@ -1,0 +1,56 @@
+"""Re-initialise a pruned model's weights for training from scratch (the paper's method).
+
+Conv/Gemm/MatMul weights: Kaiming-normal (fan-in, ReLU gain), as torch's `kaiming_normal_`;
+biases 0; BatchNorm scale 1, shift 0, running mean 0, running variance 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
+
+
+def _fan_in(op: str, shape: tuple, attrs: dict) -> int:
+    if op == "Conv":
+        return int(np.prod(shape[1:]))
+    if op == "ConvTranspose":
+        return int(shape[1] * np.prod(shape[2:]))
+    if op == "Gemm":
+        return int(shape[1] if attrs.get("transB", 0) else shape[0])
+    return int(shape[0])  # MatMul [K, N]
+
+
+def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
+    """In place, in graph order, so the same seed gives the same bytes."""
+    index = {init.name: i for i, init in enumerate(model.graph.initializer)}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    fresh: dict[str, np.ndarray] = {}
+
+    def put(name: str, make) -> None:
+        if name in index and name not in fresh:
+            init = model.graph.initializer[index[name]]
+            if init.data_type in FLOAT_TYPES:
+                dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+                fresh[name] = np.asarray(make(tuple(init.dims)), dtype=dtype)
+
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1:
+            weight = node.input[1]
+            if node.op_type == "MatMul" and (weight not in index or len(model.graph.initializer[index[weight]].dims) != 2):
+                continue
+            put(weight, lambda s, op=node.op_type, a=attrs: rng.standard_normal(s) * np.sqrt(2.0 / max(_fan_in(op, s, a), 1)))
+            if len(node.input) > 2 and node.input[2]:
+                put(node.input[2], np.zeros)
+        elif node.op_type in ("BatchNormalization", "InstanceNormalization"):
+            for position, make in enumerate((np.ones, np.zeros, np.zeros, np.ones)[: len(node.input) - 1], start=1):
+                put(node.input[position], make)
+        elif node.op_type == "Add":  # the bias of a MatMul + Add linear layer
+            sources = [producers.get(i) for i in node.input]
+            if any(p is not None and p.op_type == "MatMul" for p in sources):
+                for name in node.input:
+                    put(name, np.zeros)
+    for name, value in fresh.items():
+        model.graph.initializer[index[name]].CopyFrom(numpy_helper.from_array(value, name))

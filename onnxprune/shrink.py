@@ -1,0 +1,235 @@
+"""The loop (the paper's Algorithm 1 on channel groups): draw a group by complexity share, remove
+a step of its channels, update the totals analytically, stop under the target. The graph is
+edited once, at the end."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .complexity import FIGURES, Layer, build_layers, profile, totals_of
+from .errors import UserError
+from .graph import load_graph
+from .groups import Dependencies, Tracer
+from .initialize import reinitialize
+from .io import ModelLike
+from .report import si
+from .sampler import channels_to_remove, draw_group, l1_importance, next_count
+from .surgery import prune_channels
+
+MODES = {"PA": 0, "FA": 1, "MA": 2}
+INITS = ("reinit", "keep")
+CRITERIA = ("random", "l1")
+STRATEGIES = ("complexity", "uniform")
+MAX_ITERATIONS = 1_000_000
+
+
+@dataclass
+class ShrinkOptions:
+    mode: str = "FA"
+    target: float | None = 0.5
+    budget: float | None = None
+    step: float = 0.1
+    seed: int = 0
+    init: str = "reinit"
+    criterion: str = "random"
+    strategy: str = "complexity"
+    min_channels: int = 1
+    round_to: int = 1
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if (self.target is None) == (self.budget is None):
+            raise UserError("give exactly one of --target (a fraction) or --budget (an absolute figure)")
+        if self.target is not None and not 0 < self.target < 1:
+            raise UserError(f"--target {self.target}: must be a fraction strictly between 0 and 1, e.g. 0.5")
+        if self.budget is not None and self.budget <= 0:
+            raise UserError(f"--budget {self.budget}: must be positive")
+        if not 0 < self.step < 1:
+            raise UserError(f"--step {self.step}: must be a fraction strictly between 0 and 1, e.g. 0.1")
+        for name, value, allowed in (("--init", self.init, INITS), ("--criterion", self.criterion, CRITERIA),
+                                     ("--strategy", self.strategy, STRATEGIES)):
+            if value not in allowed:
+                raise UserError(f"{name} {value!r}: choose one of {', '.join(allowed)}")
+        if self.min_channels < 1:
+            raise UserError("--min-channels must be at least 1")
+        if self.round_to < 1:
+            raise UserError("--round-to must be at least 1")
+
+
+class Bookkeeper:
+    """Channel counts per layer and the network's totals, updated as groups lose channels."""
+
+    def __init__(self, deps: Dependencies, layers: list[Layer]):
+        self.deps = deps
+        self.layers = layers
+        self.flags = deps.keep_flags({})
+        self.in_layouts = [deps.layouts.get(l.in_tensor) if l.in_tensor else None for l in layers]
+        self.out_layouts = [deps.layouts.get(l.out_tensor) for l in layers]
+        self.costs = [l.cost() for l in layers]
+        self.touching: dict[int, list[int]] = {}  # group -> layers whose counts it changes
+        self.producing: dict[int, list[int]] = {}  # group -> layers whose outputs it holds
+        for i, (lin, lout) in enumerate(zip(self.in_layouts, self.out_layouts)):
+            for layout, index in ((lin, self.touching), (lout, self.touching), (lout, self.producing)):
+                if layout is not None:
+                    for gid in np.unique(deps.group_of_root[layout.roots]):
+                        index.setdefault(int(gid), []).append(i)
+        for gid in self.touching:
+            self.touching[gid] = sorted(set(self.touching[gid]))
+        self.group_roots: dict[int, list[int]] = {}
+        for root in deps.roots:
+            self.group_roots.setdefault(int(deps.group_of_root[root.id]), []).append(root.id)
+
+    def count(self, layout, default: int) -> int:
+        return default if layout is None else int(self.deps.mask(layout, self.flags).sum())
+
+    def remove(self, gid: int, channels: np.ndarray) -> None:
+        for root in self.group_roots.get(gid, []):
+            self.flags[self.deps.root_offsets[root] + channels] = False
+        self.recount(gid)
+
+    def recount(self, gid: int) -> None:
+        for i in self.touching.get(gid, []):
+            layer = self.layers[i]
+            self.costs[i] = layer.cost(self.count(self.in_layouts[i], layer.cin), self.count(self.out_layouts[i], layer.cout))
+
+    def reset(self) -> None:
+        self.flags[:] = True
+        for gid in self.touching:
+            self.recount(gid)
+
+    def total(self, figure: int) -> int:
+        return sum(c[figure] for c in self.costs)
+
+    def group_weight(self, gid: int, figure: int) -> float:
+        return float(sum(self.costs[i][figure] for i in self.producing.get(gid, [])))
+
+
+def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rng, importance) -> int:
+    figure, iterations = MODES[opts.mode], 0
+    while book.total(figure) > limit:
+        candidates, counts = [], []
+        for gid, channels in kept.items():
+            new = next_count(len(channels), opts.step, opts.min_channels, opts.round_to)
+            if new is not None:
+                candidates.append(gid)
+                counts.append(new)
+        if not candidates or iterations >= MAX_ITERATIONS:
+            return -1
+        weights = np.array([book.group_weight(g, figure) for g in candidates])
+        gid = draw_group(rng, candidates, weights)
+        drop = channels_to_remove(rng, kept[gid], len(kept[gid]) - counts[candidates.index(gid)],
+                                  opts.criterion, importance(gid))
+        kept[gid] = np.setdiff1d(kept[gid], drop)
+        book.remove(gid, drop)
+        iterations += 1
+    return iterations
+
+
+def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rng, importance) -> int:
+    """Every group keeps the same fraction; bisect the fraction until the target is met."""
+    figure = MODES[opts.mode]
+    order = {gid: (np.argsort(-importance(gid), kind="stable") if opts.criterion == "l1"
+                   else rng.permutation(len(ch))) for gid, ch in kept.items()}
+
+    def apply(ratio: float) -> dict:
+        chosen = {}
+        for gid, channels in kept.items():
+            n = len(channels)
+            count = int(n * ratio) // opts.round_to * opts.round_to
+            count = min(n, max(count, -(-opts.min_channels // opts.round_to) * opts.round_to, 1))
+            chosen[gid] = np.sort(order[gid][:count])
+        book.reset()
+        for gid, channels in chosen.items():
+            book.remove(gid, np.setdiff1d(np.arange(len(kept[gid])), channels))
+        return chosen
+
+    if book.total(figure) <= limit:
+        return 0
+    low, high, best, steps = 0.0, 1.0, None, 0
+    for steps in range(1, 40):
+        mid = (low + high) / 2
+        chosen = apply(mid)
+        if book.total(figure) <= limit:
+            low, best = mid, chosen
+        else:
+            high = mid
+    if best is None:
+        apply(0.0)
+        return -1
+    kept.update(apply(low))
+    return steps
+
+
+def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, budget: float | None = None,
+           step: float = 0.1, seed: int = 0, init: str = "reinit", criterion: str = "random",
+           strategy: str = "complexity", min_channels: int = 1, round_to: int = 1,
+           input_shapes: dict | None = None) -> tuple[onnx.ModelProto, dict]:
+    """Prune `source` until its params/FLOPs/memory (PA/FA/MA) are at most the target."""
+    opts = ShrinkOptions(mode, target if budget is None else None, budget, step, seed, init, criterion, strategy,
+                         min_channels, round_to)
+    opts.validate()
+    mg = load_graph(source, input_shapes)
+    deps = Tracer(mg).run()
+    layers = build_layers(mg)
+    book = Bookkeeper(deps, layers)
+    before = totals_of(book.costs)
+    figure = MODES[opts.mode]
+    limit = opts.budget if opts.budget is not None else opts.target * before[FIGURES[figure]]
+    rng = np.random.default_rng(opts.seed)
+    kept = {g.id: np.arange(g.size) for g in deps.prunable}
+    cache: dict[int, np.ndarray] = {}
+
+    def importance(gid: int):
+        if opts.criterion != "l1":
+            return None
+        if gid not in cache:
+            cache[gid] = l1_importance(deps, deps.groups[gid])
+        return cache[gid]
+
+    run = _uniform if opts.strategy == "uniform" else _complexity_driven
+    iterations = run(book, kept, opts, limit, rng, importance)
+    if iterations < 0:
+        _unreachable(deps, layers, opts, before, figure)
+    keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
+    model = prune_channels(deps, keep)
+    if opts.init == "reinit":
+        reinitialize(model, np.random.default_rng(opts.seed))
+    after = profile(model).totals
+    report = {
+        "mode": opts.mode, "target": opts.target if opts.budget is None else None, "budget": opts.budget,
+        "seed": opts.seed, "step": opts.step, "init": opts.init, "criterion": opts.criterion,
+        "strategy": opts.strategy, "before": before, "after": after, "iterations": iterations,
+        "layers": _changed_layers(deps, layers, keep),
+    }
+    return model, report
+
+
+def _unreachable(deps, layers, opts, before, figure) -> None:
+    floor_book = Bookkeeper(deps, layers)
+    for group in deps.prunable:
+        count = max(opts.min_channels, 1)
+        count = min(group.size, -(-count // opts.round_to) * opts.round_to)
+        floor_book.remove(group.id, np.arange(count, group.size))
+    lowest = floor_book.total(figure)
+    name = FIGURES[figure]
+    raise UserError(f"target unreachable: every prunable group is at its minimum; the lowest reachable {name} is "
+                    f"{si(lowest)} ({100.0 * lowest / max(before[name], 1):.1f}% of {si(before[name])}); "
+                    f"raise --target or lower --min-channels/--round-to")
+
+
+def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list[dict]:
+    flags = deps.keep_flags(keep)
+    rows = []
+    for layer in layers:
+        layout = deps.layouts.get(layer.out_tensor)
+        if layout is None:
+            continue
+        mask = deps.mask(layout, flags)
+        if mask.all():
+            continue
+        rows.append({"node": layer.node, "op": layer.op, "out_channels_before": int(len(mask)),
+                     "out_channels_after": int(mask.sum()), "kept": np.flatnonzero(mask).tolist()})
+    return rows
