@@ -20,7 +20,9 @@ def _columns(models: Sequence[str]) -> list[str]:
 def _ratio(value: Optional[float], kind: str) -> str:
     if value is None:
         return ""
-    return f" ({value:.2f}x{' faster' if kind == 'speed' else ''})"
+    if kind == "speed":
+        return f" ({value:.2f}x faster)" if value >= 1 else f" ({1 / value:.2f}x slower)"
+    return f" ({value:.2f}x)"
 
 
 def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark") -> Any:
@@ -50,7 +52,9 @@ def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark
     row("input", [", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in r.inputs.items()) for r in results])
     row("file size", with_ratio([format_bytes(r.size_bytes) for r in results], "size_ratio"))
     row("params", with_ratio([format_count(r.params) for r in results], "params_ratio"))
-    row("FLOPs (MACs)", with_ratio([format_count(r.flops) for r in results], "flops_ratio"))
+    batches = {r.batch for r in results}
+    per_run = f", batch {first.batch}" if batches != {1} and len(batches) == 1 else (", per run" if batches != {1} else "")
+    row(f"FLOPs (MACs{per_run})", with_ratio([format_count(r.flops) for r in results], "flops_ratio"))
     row("latency median", with_ratio([f"{r.latency_ms['median']:.3f} ms" for r in results], "speedup", "speed"))
     row("latency p90", [f"{r.latency_ms['p90']:.3f} ms" for r in results])
     row("latency p99", [f"{r.latency_ms['p99']:.3f} ms" for r in results])

@@ -1,0 +1,135 @@
+"""`onnxprune check`: exit codes 0/1/2, JSON shape, marking of the over-budget figure."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxprune import profile
+
+from onnxprune.cli import main
+
+
+def conv_model(path: Path, cout: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((cout, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal((cout,)).astype(np.float32), "b")
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, cout, 16, 16])
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                               helper.make_node("Relu", ["c"], ["out"])], "g", [x], [y], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def totals(path: Path) -> dict:
+    return dict(profile(str(path)).totals)
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    return conv_model(tmp_path / "m.onnx")
+
+
+def run(capsys, *args: str):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_within_budget_exits_0(capsys, model):
+    rc, out, err = run(capsys, "check", model, "--max-params", "2.5M", "--max-flops", "40M", "--max-memory", "4MiB")
+    assert rc == 0, err
+    assert "PASS" in out and "m.onnx" in out and err == ""
+
+
+def test_over_budget_exits_1_and_marks_the_figure(capsys, model):
+    t = totals(model)
+    rc, out, err = run(capsys, "check", model, "--max-params", t["params"] - 24, "--max-flops", "1G")
+    assert rc == 1
+    assert "OVER by 24" in out and "FAIL" in out
+    over_lines = [line for line in out.splitlines() if "OVER" in line]
+    assert len(over_lines) == 1 and "params" in over_lines[0]
+    assert "over budget" in err and "params" in err and "Traceback" not in err
+
+
+def test_json_shape(capsys, model, tmp_path):
+    other = conv_model(tmp_path / "small.onnx", cout=2)
+    t = totals(model)
+    rc, out, err = run(capsys, "check", model, other, "--max-params", t["params"] - 1,
+                       "--max-memory", "1GiB", "--json")
+    assert rc == 1
+    data = json.loads(out)  # stdout holds the JSON alone
+    assert data["ok"] is False and data["checked"] == 2 and data["over_budget"] == 1
+    first, second = data["models"]
+    assert first["model"] == str(model) and first["ok"] is False and first["over"] == ["params"]
+    params = first["figures"]["params"]
+    assert params == {"value": t["params"], "limit": t["params"] - 1, "ok": False, "over_by": 1,
+                      "over_by_pct": pytest.approx(100 / (t["params"] - 1), abs=1e-3), "budget": "command line"}
+    assert first["figures"]["memory"]["ok"] is True and first["figures"]["memory"]["limit"] == 2**30
+    assert first["figures"]["flops"]["limit"] is None and first["figures"]["flops"]["ok"] is True
+    assert second["ok"] is True and second["over"] == []
+    assert set(first["figures"]) == {"params", "flops", "memory"}
+
+
+def test_json_pass(capsys, model):
+    rc, out, _ = run(capsys, "check", model, "--max-params", "1M", "--json")
+    assert rc == 0 and json.loads(out)["ok"] is True
+
+
+def test_budget_file_without_models(capsys, tmp_path):
+    conv_model(tmp_path / "models" / "a.onnx")
+    conv_model(tmp_path / "models" / "b.onnx", cout=32)
+    limit = totals(tmp_path / "models" / "a.onnx")["params"]
+    toml = tmp_path / "budgets.toml"
+    toml.write_text(f'[[budget]]\nname = "edge"\nmodels = "models/*.onnx"\nmax_params = {limit}\n')
+    rc, out, err = run(capsys, "check", "--budgets", toml, "--json")
+    assert rc == 1
+    verdicts = {Path(m["model"]).name: m["ok"] for m in json.loads(out)["models"]}
+    assert verdicts == {"a.onnx": True, "b.onnx": False}
+    rc, out, err = run(capsys, "check", tmp_path / "models" / "a.onnx", "--budgets", toml)
+    assert rc == 0 and "edge" in out
+
+
+@pytest.mark.parametrize("toml_text", [
+    "[[budget]\nmodels = 'x'",  # not TOML
+    '[[budget]]\nmodels = "*.onnx"\nmax_parms = "1M"\n',  # unknown key
+    '[[budget]]\nmodels = "nothing/*.onnx"\nmax_params = "1M"\n',  # glob matches nothing
+])
+def test_bad_toml_exits_2(capsys, model, tmp_path, toml_text):
+    toml = tmp_path / "budgets.toml"
+    toml.write_text(toml_text)
+    rc, out, err = run(capsys, "check", model, "--budgets", toml)
+    assert rc == 2 and out == ""
+    assert err.startswith("onnxprune: error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "MISSING", "--max-params", "1M"],  # missing model
+    ["check", "MODEL"],  # no budget at all
+    ["check", "--max-params", "1M"],  # no model
+    ["check", "MODEL", "--max-params", "lots"],  # bad count
+    ["check", "MODEL", "--max-memory", "4 parsecs"],  # bad size
+    ["check", "MODEL", "--budgets", "MISSING.toml"],  # missing budget file
+    ["check", "MODEL", "--max-params", "1M", "--input-shape", "input=1xbanana"],
+    ["check", "MODEL", "--max-params", "1M", "--no-such-flag"],
+])
+def test_bad_input_exits_2(capsys, model, tmp_path, args):
+    args = [str(model) if a == "MODEL" else str(tmp_path / a) if a.startswith("MISSING") else a for a in args]
+    rc, out, err = run(capsys, *args)
+    assert rc == 2, (out, err)
+    assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_not_an_onnx_file_exits_2(capsys, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not a model at all\xff" * 10)
+    rc, out, err = run(capsys, "check", junk, "--max-params", "1M")
+    assert rc == 2 and "junk.onnx" in err

@@ -1,0 +1,63 @@
+"""The zero-mask oracle on every zoo model, exporter and BatchNorm variant."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxprune.errors import UserError
+from onnxprune.groups import channel_groups
+from onnxprune.surgery import prune_channels
+from onnxprune.verify import max_relative_error, run, zero_mask
+from tests.conftest import BN_VARIANTS, CIFAR_MODELS, EXPORTERS
+
+
+def random_keep(deps, seed):
+    rng = np.random.default_rng(seed)
+    return {g.id: np.sort(rng.choice(g.size, int(rng.integers(1, g.size + 1)), replace=False)) for g in deps.prunable}
+
+
+@pytest.mark.parametrize("name", CIFAR_MODELS)
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("bn", BN_VARIANTS)
+def test_zero_mask_oracle(zoo_model, name, exporter, bn):
+    path = zoo_model(name, exporter, bn)
+    deps = channel_groups(path)
+    # every conv/linear layer but the classifier is prunable in these networks
+    assert len(deps.prunable) == len(deps.groups) - 1
+    assert [g for g in deps.groups if not g.prunable][0].reasons == ["graph output: its shape is the model's contract"]
+    keep = random_keep(deps, seed=len(name))
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    original = deps.mg.model
+    got, want, unpruned = run(pruned)[0], run(zero_mask(deps, keep))[0], run(original)[0]
+    assert got.shape == unpruned.shape
+    assert max_relative_error(got, want) < 1e-5
+    assert max_relative_error(got, unpruned) > 1e-3  # the oracle is not vacuous: outputs did change
+    names_before = {n.name for n in original.graph.node}
+    assert {n.name for n in pruned.graph.node} <= names_before  # surviving nodes keep their names
+    assert sum(i.ByteSize() for i in pruned.graph.initializer) < sum(i.ByteSize() for i in original.graph.initializer)
+
+
+def test_input_model_is_not_modified(zoo_model):
+    deps = channel_groups(zoo_model("mobilenetv2_cifar", "dynamo", "kept"))
+    before = deps.mg.model.SerializeToString()
+    prune_channels(deps, random_keep(deps, 1))
+    assert deps.mg.model.SerializeToString() == before
+
+
+def test_keep_sets_are_validated(zoo_model):
+    deps = channel_groups(zoo_model("vgg16_cifar", "legacy", "folded"))
+    fixed = next(g for g in deps.groups if not g.prunable)
+    with pytest.raises(UserError, match="not prunable"):
+        prune_channels(deps, {fixed.id: [0]})
+    with pytest.raises(UserError, match="no such group"):
+        prune_channels(deps, {10_000: [0]})
+    with pytest.raises(UserError, match="non-empty subset"):
+        prune_channels(deps, {deps.prunable[0].id: [deps.prunable[0].size + 3]})
+
+
+def test_keeping_everything_is_identity(zoo_model):
+    deps = channel_groups(zoo_model("resnet50_cifar", "legacy", "kept"))
+    pruned = prune_channels(deps, {g.id: np.arange(g.size) for g in deps.groups})
+    assert max_relative_error(run(pruned)[0], run(deps.mg.model)[0]) == 0.0
