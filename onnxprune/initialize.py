@@ -41,7 +41,8 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
             weight = node.input[1]
             if node.op_type == "MatMul" and (weight not in index or len(model.graph.initializer[index[weight]].dims) != 2):
                 continue
-            put(weight, lambda s, op=node.op_type, a=attrs: rng.standard_normal(s) * np.sqrt(2.0 / max(_fan_in(op, s, a), 1)))
+            put(weight, lambda s, op=node.op_type, a=attrs: rng.standard_normal(s, dtype=np.float32)
+                * np.float32(np.sqrt(2.0 / max(_fan_in(op, s, a), 1))))
             if len(node.input) > 2 and node.input[2]:
                 put(node.input[2], np.zeros)
         elif node.op_type in ("BatchNormalization", "InstanceNormalization"):
@@ -53,4 +54,8 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
                 for name in node.input:
                     put(name, np.zeros)
     for name, value in fresh.items():
-        model.graph.initializer[index[name]].CopyFrom(numpy_helper.from_array(value, name))
+        init = model.graph.initializer[index[name]]
+        if init.HasField("raw_data"):
+            init.raw_data = np.ascontiguousarray(value).tobytes()  # one copy, not from_array + CopyFrom
+        else:
+            init.CopyFrom(numpy_helper.from_array(value, name))

@@ -14,11 +14,12 @@ from .graph import load_graph
 from .groups import Dependencies, Tracer
 from .initialize import reinitialize
 from .io import ModelLike
+from .latency import latency_terms, load_profile, measure_node_latency
 from .report import si
 from .sampler import channels_to_remove, draw_group, l1_importance, next_count
 from .surgery import prune_channels
 
-MODES = {"PA": 0, "FA": 1, "MA": 2}
+MODES = {"PA": 0, "FA": 1, "MA": 2, "LA": 0}  # LA: index into the latency terms' costs
 INITS = ("reinit", "keep")
 CRITERIA = ("random", "l1")
 STRATEGIES = ("complexity", "uniform")
@@ -37,6 +38,7 @@ class ShrinkOptions:
     strategy: str = "complexity"
     min_channels: int = 1
     round_to: int = 1
+    latency_profile: str | None = None
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -166,18 +168,28 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
 def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, budget: float | None = None,
            step: float = 0.1, seed: int = 0, init: str = "reinit", criterion: str = "random",
            strategy: str = "complexity", min_channels: int = 1, round_to: int = 1,
-           input_shapes: dict | None = None) -> tuple[onnx.ModelProto, dict]:
-    """Prune `source` until its params/FLOPs/memory (PA/FA/MA) are at most the target."""
+           input_shapes: dict | None = None, latency_profile: str | None = None) -> tuple[onnx.ModelProto, dict]:
+    """Prune `source` until its params/FLOPs/memory/latency (PA/FA/MA/LA) are at most the target.
+
+    LA weighs groups by measured onnxruntime time per node (this machine's, or `latency_profile`
+    measured on the target device); its target is a fraction of that measured latency.
+    """
     opts = ShrinkOptions(mode, target if budget is None else None, budget, step, seed, init, criterion, strategy,
-                         min_channels, round_to)
+                         min_channels, round_to, latency_profile)
     opts.validate()
     mg = load_graph(source, input_shapes)
     deps = Tracer(mg).run()
     layers = build_layers(mg)
-    book = Bookkeeper(deps, layers)
-    before = totals_of(book.costs)
-    figure = MODES[opts.mode]
-    limit = opts.budget if opts.budget is not None else opts.target * before[FIGURES[figure]]
+    before = totals_of([layer.cost() for layer in layers])
+    times = None
+    if opts.mode == "LA":
+        times = load_profile(latency_profile) if latency_profile else measure_node_latency(mg.model)
+        book = Bookkeeper(deps, latency_terms(deps, layers, times))
+        baseline = book.total(0)
+    else:
+        book = Bookkeeper(deps, layers)
+        baseline = before[FIGURES[MODES[opts.mode]]]
+    limit = opts.budget if opts.budget is not None else opts.target * baseline
     rng = np.random.default_rng(opts.seed)
     kept = {g.id: np.arange(g.size) for g in deps.prunable}
     cache: dict[int, np.ndarray] = {}
@@ -192,31 +204,35 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     run = _uniform if opts.strategy == "uniform" else _complexity_driven
     iterations = run(book, kept, opts, limit, rng, importance)
     if iterations < 0:
-        _unreachable(deps, layers, opts, before, figure)
+        _unreachable(deps, book, opts, baseline)
     keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
-    model = prune_channels(deps, keep)
+    # edit in place when we loaded the model ourselves: no copy of the weights
+    model = prune_channels(deps, keep, inplace=not isinstance(source, onnx.ModelProto))
     if opts.init == "reinit":
         reinitialize(model, np.random.default_rng(opts.seed))
     after = profile(model).totals
     report = {
-        "mode": opts.mode, "target": opts.target if opts.budget is None else None, "budget": opts.budget,
+        "mode": opts.mode, "target": opts.target if opts.budget is None else opts.budget / max(baseline, 1),
         "seed": opts.seed, "step": opts.step, "init": opts.init, "criterion": opts.criterion,
         "strategy": opts.strategy, "before": before, "after": after, "iterations": iterations,
         "layers": _changed_layers(deps, layers, keep),
     }
+    if times is not None:
+        report["latency_us"] = {"before_measured": baseline, "after_estimated": book.total(0),
+                                "source": str(latency_profile) if latency_profile else "measured on this machine"}
     return model, report
 
 
-def _unreachable(deps, layers, opts, before, figure) -> None:
-    floor_book = Bookkeeper(deps, layers)
+def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, baseline: float) -> None:
+    book.reset()
     for group in deps.prunable:
         count = max(opts.min_channels, 1)
         count = min(group.size, -(-count // opts.round_to) * opts.round_to)
-        floor_book.remove(group.id, np.arange(count, group.size))
-    lowest = floor_book.total(figure)
-    name = FIGURES[figure]
+        book.remove(group.id, np.arange(count, group.size))
+    lowest = book.total(MODES[opts.mode])
+    name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]
     raise UserError(f"target unreachable: every prunable group is at its minimum; the lowest reachable {name} is "
-                    f"{si(lowest)} ({100.0 * lowest / max(before[name], 1):.1f}% of {si(before[name])}); "
+                    f"{si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of {si(baseline)}); "
                     f"raise --target or lower --min-channels/--round-to")
 
 

@@ -40,7 +40,7 @@ def _atomic_json(path: Path, payload: dict) -> None:
 @app.command("shrink")
 def shrink_command(
     model: str = typer.Argument(..., help="ONNX model file (never modified)"),
-    mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs) or MA (memory)"),
+    mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs), MA (memory) or LA (measured latency)"),
     target: Optional[float] = typer.Option(None, "--target", help="fraction of the baseline to keep, 0<t<1"),
     budget: Optional[str] = typer.Option(None, "--budget", help="absolute figure instead: 2.5M, 40M, 4MB, 4MiB"),
     step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
@@ -54,13 +54,19 @@ def shrink_command(
     report: Optional[str] = typer.Option(None, "--report", help="write the JSON report here"),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32"),
     json_out: bool = typer.Option(False, "--json", help="print the report on stdout"),
+    latency_profile: Optional[str] = typer.Option(None, "--latency-profile",
+                                                  help="LA: per-node times measured on the target device"),
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
     from .. import shrink
 
     mode = mode.upper()
-    if mode not in ("PA", "FA", "MA"):
-        raise UserError(f"--mode {mode!r}: choose PA (params), FA (FLOPs) or MA (memory)")
+    if mode not in ("PA", "FA", "MA", "LA"):
+        raise UserError(f"--mode {mode!r}: choose PA (params), FA (FLOPs), MA (memory) or LA (latency)")
+    if mode == "LA" and budget is not None:
+        raise UserError("--budget is not available with --mode LA; give --target, a fraction of measured latency")
+    if latency_profile and mode != "LA":
+        raise UserError("--latency-profile goes with --mode LA")
     if target is None and budget is None:
         raise UserError("give --target FRACTION (e.g. 0.5) or --budget FIGURE (e.g. 2.5M)")
     if target is not None and budget is not None:
@@ -70,9 +76,8 @@ def shrink_command(
     absolute = parse_budget(mode, budget) if budget is not None else None
     pruned, result = shrink(model, mode=mode, target=target, budget=absolute, step=step, seed=seed, init=init,
                             criterion=criterion, strategy=strategy, min_channels=min_channels, round_to=round_to,
-                            input_shapes=parse_input_shapes(input_shape))
+                            input_shapes=parse_input_shapes(input_shape), latency_profile=latency_profile)
     save_model(pruned, out, model)
-    result["output"] = str(out)
     if report_path:
         _atomic_json(report_path, result)
     if json_out:
@@ -96,4 +101,9 @@ def _print_summary(model: str, out: Path, result: dict) -> None:
     before, after = result["before"], result["after"]
     for key, label, fmt in (("params", "params", si), ("flops", "FLOPs (MACs)", si), ("memory_bytes", "memory", nbytes)):
         totals.add_row(label, fmt(before[key]), fmt(after[key]), f"-{pct(before[key] - after[key], before[key])}")
+    if "latency_us" in result:
+        lat = result["latency_us"]
+        totals.add_row("latency (estimated)", f"{lat['before_measured'] / 1000:.2f} ms",
+                       f"{lat['after_estimated'] / 1000:.2f} ms",
+                       f"-{pct(lat['before_measured'] - lat['after_estimated'], lat['before_measured'])}")
     console.print(totals)
