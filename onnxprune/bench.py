@@ -222,6 +222,7 @@ def _measure(model_path: str, specs: Sequence[InputSpec], seed: int, runs: int, 
         method = "ru_maxrss after - ru_maxrss before session"
 
     options = ort.SessionOptions()
+    options.log_severity_level = 4  # our one-line error says what failed; no onnxruntime log lines
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

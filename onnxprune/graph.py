@@ -50,7 +50,7 @@ class ModelGraph:
         if tensor is None or tensor.name == "":
             return None
         if isinstance(tensor, gs.Constant):
-            return np.asarray(tensor.values)
+            return _zero_copy(tensor)
         producer = tensor.inputs[0] if tensor.inputs else None
         if producer is not None and producer.op == "Constant" and "value" in producer.attrs:
             value = producer.attrs["value"]
@@ -101,6 +101,21 @@ class ModelGraph:
         if producer.op == "Identity":
             return self.const_source(producer.inputs[0])
         return ("constant_node", producer.name)
+
+
+def _zero_copy(constant: gs.Constant) -> np.ndarray:
+    """A read-only view on an initializer's raw bytes (gs would copy them twice)."""
+    proto = getattr(getattr(constant, "_values", None), "tensor", None)
+    if isinstance(proto, onnx.TensorProto) and proto.HasField("raw_data") \
+            and proto.data_location != onnx.TensorProto.EXTERNAL:
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(proto.data_type))
+            raw = proto.raw_data  # upb hands out a copy per access: take it once
+            if dtype != object and dtype.itemsize * int(np.prod(proto.dims, dtype=np.int64)) == len(raw):
+                return np.frombuffer(raw, dtype=dtype).reshape(tuple(proto.dims))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return np.asarray(constant.values)
 
 
 def load_graph(source: ModelLike | ModelGraph, input_shapes: dict | None = None) -> ModelGraph:

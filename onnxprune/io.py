@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
@@ -75,17 +76,43 @@ def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
 
 
 def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = False) -> None:
-    """onnx.checker, reported as a UserError naming the file."""
+    """onnx.checker on the weightless skeleton (fast on big models), plus a payload size check.
+
+    Type and shape inference always runs strictly (as `full_check`): the plain checker lets
+    through graphs no runtime accepts (an int8 weight on a float Conv, a declared output or
+    value_info shape the graph cannot produce), which later stages would trip over with an
+    internal error instead of a clear message naming the file. `full` is kept for callers.
+    """
+    from .shapes import skeleton
+
+    _check_initializer_sizes(model, where)
+    light = skeleton(model, keep_output_shapes=True)
+    light.graph.value_info.extend(model.graph.value_info)
     try:
-        if model.ByteSize() > PROTOBUF_LIMIT:
-            return  # the in-memory checker cannot take >2 GiB protos; shapes are checked later
-        onnx.checker.check_model(model, full_check=full)
+        onnx.checker.check_model(light, full_check=True)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid graph"
         raise UserError(f"{where}: fails the ONNX checker: {first}") from None
     except onnx.shape_inference.InferenceError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{where}: fails ONNX shape inference: {first}") from None
+        raise UserError(f"{where}: fails ONNX type/shape inference: {first}; fix or re-export the model") from None
+
+
+def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
+    """Raw weight bytes must match their declared shape (the skeleton check cannot see them)."""
+    for init in model.graph.initializer:
+        if not init.HasField("raw_data"):
+            continue
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{where}: initializer {init.name!r} has an unknown data type {init.data_type}") from None
+        expected = int(np.prod(init.dims, dtype=np.int64)) * itemsize
+        if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            continue  # packed types: two values per byte
+        if len(init.raw_data) != expected:
+            raise UserError(f"{where}: initializer {init.name!r} holds {len(init.raw_data)} bytes but its shape "
+                            f"{list(init.dims)} needs {expected}; is the file truncated or corrupted?")
 
 
 def _refuse_overwrite(output: Path, inputs: tuple[ModelLike, ...]) -> None:

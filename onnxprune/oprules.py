@@ -30,7 +30,24 @@ def _where(node: gs.Node) -> str:
     return f"node {node.name!r} ({node.op})"
 
 
+def _subgraph_reads(graph: gs.Graph) -> set[str]:
+    """Names of every tensor the nodes of a subgraph (and its own subgraphs) read."""
+    names = set()
+    for inner in graph.nodes:
+        names.update(i.name for i in inner.inputs if i.name)
+        for value in inner.attrs.values():
+            if isinstance(value, gs.Graph):
+                names |= _subgraph_reads(value)
+    return names
+
+
 def apply_rule(t: Tracer, node: gs.Node) -> None:
+    subgraphs = [v for v in node.attrs.values() if isinstance(v, gs.Graph)]
+    if subgraphs:  # If/Loop/Scan bodies read outer tensors implicitly: freeze all of them
+        reason = f"{_where(node)}: read inside a subgraph"
+        for name in set().union(*(_subgraph_reads(g) for g in subgraphs)):
+            t.block(t.layouts.get(name), reason)
+        return barrier(t, node, reason)
     fn = RULES.get(node.op) if (node.domain or "") in ("", "ai.onnx") else None
     if fn is None:
         barrier(t, node, f"{_where(node)}: no channel rule for this op")
@@ -198,6 +215,8 @@ def transpose(t: Tracer, node: gs.Node) -> None:
         return
     rank = _rank(t, _data(node))
     perm = node.attrs.get("perm") or list(reversed(range(rank or 0)))
+    if t.axis(_data(node)) not in list(perm):
+        return barrier(t, node, f"{_where(node)}: permutation unknown")
     _pass(t, node, layout, list(perm).index(t.axis(_data(node))))
 
 
@@ -251,21 +270,27 @@ def reshape(t: Tracer, node: gs.Node) -> None:
     axis, channels = t.axis(_data(node)), in_shape[t.axis(_data(node))]
     outer = int(np.prod(in_shape[:axis], dtype=np.int64))
     inner = int(np.prod(in_shape[axis + 1:], dtype=np.int64))
-    for b in range(len(out_shape)):
+
+    def fits(b: int) -> bool:
         if int(np.prod(out_shape[:b], dtype=np.int64)) != outer or out_shape[b] % channels:
-            continue
+            return False
         repeat = out_shape[b] // channels
-        if inner % repeat == 0 and int(np.prod(out_shape[b + 1:], dtype=np.int64)) == inner // repeat:
-            out_layout = layout.repeat(repeat)
-            target = node.inputs[1]
-            value = t.mg.const_value(target)
-            if value is not None and b < len(value) and int(value[b]) > 0:
-                t.add_member("dim", node, target, b, out_layout, "operand")
-            elif value is None and not _runtime_shape(target):
-                folded = t.mg.fold_small(target)
-                if folded is None or b >= len(folded) or int(folded[b]) > 0:
-                    return barrier(t, node, f"{_where(node)}: target shape is computed with a fixed channel count")
-            return _pass(t, node, out_layout, b)
+        return inner % repeat == 0 and int(np.prod(out_shape[b + 1:], dtype=np.int64)) == inner // repeat
+
+    # size-1 dims let several axes fit ([1, 1] -> [1, 1]): prefer the channel axis, else the last one
+    fitting = [b for b in range(len(out_shape)) if fits(b)]
+    if fitting:
+        b = axis if axis in fitting else fitting[-1]
+        out_layout = layout.repeat(out_shape[b] // channels)
+        target = node.inputs[1]
+        value = t.mg.const_value(target)
+        if value is not None and b < len(value) and int(value[b]) > 0:
+            t.add_member("dim", node, target, b, out_layout, "operand")
+        elif value is None and not _runtime_shape(target):
+            folded = t.mg.fold_small(target)
+            if folded is None or b >= len(folded) or int(folded[b]) > 0:
+                return barrier(t, node, f"{_where(node)}: target shape is computed with a fixed channel count")
+        return _pass(t, node, out_layout, b)
     barrier(t, node, f"{_where(node)}: reshape splits or reorders channels (e.g. a channel shuffle)")
 
 
@@ -437,9 +462,10 @@ def gemm(t: Tracer, node: gs.Node) -> None:
     if shape is None or not t.mg.is_const(b) or t.layout(b) is not None:
         return barrier(t, node, f"{_where(node)}: weight is computed, not constant")
     if in_layout is not None:
-        if t.axis(a) != (0 if trans_a else 1):
-            return barrier(t, node, f"{_where(node)}: channels on the batch axis of A")
-        t.slice_const(node, b, 1 if trans_b else 0, in_layout, "consumer")
+        if t.axis(a) != (0 if trans_a else 1):  # blocks the input; the Gemm's own outputs still prune
+            t.block(in_layout, f"{_where(node)}: channels on the batch axis of A")
+        else:
+            t.slice_const(node, b, 1 if trans_b else 0, in_layout, "consumer")
     out_layout = t.new_root(node, node.outputs[0], shape[0] if trans_b else shape[1], 1)
     t.slice_const(node, b, 0 if trans_b else 1, out_layout, "producer")
     c_shape = t.mg.shape(c) if c is not None and c.name else None
@@ -454,8 +480,9 @@ def matmul(t: Tracer, node: gs.Node) -> None:
     if b_shape is None or len(b_shape) != 2 or not t.mg.is_const(b) or a_shape is None:
         return barrier(t, node, f"{_where(node)}: only MatMul by a constant 2-D weight is pruned")
     if in_layout is not None:
-        if t.axis(a) != len(a_shape) - 1:
-            return barrier(t, node, f"{_where(node)}: channels not on the contracted axis")
-        t.slice_const(node, b, 0, in_layout, "consumer")
+        if t.axis(a) != len(a_shape) - 1:  # blocks the input; the MatMul's own outputs still prune
+            t.block(in_layout, f"{_where(node)}: channels not on the contracted axis")
+        else:
+            t.slice_const(node, b, 0, in_layout, "consumer")
     out_layout = t.new_root(node, node.outputs[0], b_shape[1], len(a_shape) - 1)
     t.slice_const(node, b, 1, out_layout, "producer")

@@ -106,4 +106,31 @@ def infer_shapes(model: onnx.ModelProto, input_shapes: dict | None = None) -> di
             infos[value.name] = TensorInfo(_dims(value.type), value.type.tensor_type.elem_type)
     for init in model.graph.initializer:
         infos[init.name] = TensorInfo(tuple(int(d) for d in init.dims), init.data_type)
+    _check_conv_channels(model, infos)
     return infos
+
+
+def _check_conv_channels(model: onnx.ModelProto, infos: dict[str, TensorInfo]) -> None:
+    """Conv channel arithmetic that ONNX shape inference does not verify (onnxruntime fails at run time).
+
+    Input channels must equal weight in-channels x group, and out-channels must split into the
+    groups; a model breaking this cannot run, and pruning it would only move the error.
+    """
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        data, weight = infos.get(node.input[0]), infos.get(node.input[1])
+        name = node.name or node.output[0]
+        if group < 1:
+            raise UserError(f"node {name!r} (Conv): group={group} must be at least 1; fix or re-export the model")
+        if weight is None or not weight.known or len(weight.shape) < 2:
+            continue
+        if weight.shape[0] % group:
+            raise UserError(f"node {name!r} (Conv): {weight.shape[0]} output channels do not split into group={group}; "
+                            f"fix or re-export the model")
+        if data is not None and data.shape is not None and len(data.shape) >= 2 and isinstance(data.shape[1], int) \
+                and data.shape[1] != weight.shape[1] * group:
+            raise UserError(f"node {name!r} (Conv): input has {data.shape[1]} channels but the weight "
+                            f"{list(weight.shape)} with group={group} expects {weight.shape[1] * group}; "
+                            f"fix or re-export the model")

@@ -67,6 +67,17 @@ class _Editor:
 
     def flush(self) -> None:
         for (kind, name), value in self.new_values.items():
+            if kind == "initializer" and value.dtype.byteorder in "=|" and value.dtype != object:
+                # one copy of the bytes, straight into the proto (from_array + CopyFrom makes two)
+                init = self.graph.initializer[self.initializers[name]]
+                init.ClearField("float_data")
+                init.ClearField("int64_data")
+                init.ClearField("int32_data")
+                init.ClearField("double_data")
+                del init.dims[:]
+                init.dims.extend(value.shape)
+                init.raw_data = np.ascontiguousarray(value).tobytes()
+                continue
             tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
             if kind == "initializer":
                 self.graph.initializer[self.initializers[name]].CopyFrom(tensor)
@@ -137,11 +148,57 @@ def validate_keep(deps: Dependencies, keep: Mapping[int, object]) -> dict[int, n
     return clean
 
 
-def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: bool = True) -> onnx.ModelProto:
-    """A new model in which each group keeps only the given channel indices."""
+def _cuts(deps: Dependencies):
+    """(node, layout) for every channel range cut out of a wider layout (Split outputs, Slice)."""
+    for member in deps.members:
+        if member.kind == "split":
+            yield from ((member.node, part) for part in member.extra)
+        elif member.kind == "slice_bounds":
+            yield member.node, member.layout.cut(*member.extra)
+
+
+def empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> list[tuple[str, object]]:
+    """Cuts (Split outputs, Slice results) that `keep` would leave with no channel at all.
+
+    Every group keeps at least one channel, but a Split/Slice output is a part of a layout: a keep
+    set can remove all of its channels, and a zero-channel tensor cannot feed a Conv or Gemm.
+    """
+    flags = deps.keep_flags({int(g): np.asarray(k) for g, k in keep.items()})
+    return [(node, layout) for node, layout in _cuts(deps) if len(layout) and not deps.mask(layout, flags).any()]
+
+
+def fill_empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> dict[int, np.ndarray]:
+    """`keep` plus, for each cut it would empty, the cut's first channel."""
+    keep = {int(g): np.unique(np.asarray(k, dtype=np.int64)) for g, k in keep.items()}
+    for _ in range(len(deps.members) + 1):
+        empty = empty_cuts(deps, keep)
+        if not empty:
+            break
+        layout = empty[0][1]
+        gid = int(deps.group_of_root[layout.roots[0]])
+        if gid in keep:
+            keep[gid] = np.union1d(keep[gid], [int(layout.index[0])])
+    return keep
+
+
+def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: bool = True,
+                   inplace: bool = False) -> onnx.ModelProto:
+    """A new model in which each group keeps only the given channel indices.
+
+    `inplace=True` edits the analysed model itself (no 100 MB copy): for callers that loaded it.
+    """
     keep = validate_keep(deps, keep)
-    model = onnx.ModelProto()
-    model.CopyFrom(deps.mg.model)
+    empty = empty_cuts(deps, keep)
+    if empty:
+        node, layout = empty[0]
+        raise UserError(f"node {node!r}: the keep set removes every channel of one of its outputs (group "
+                        f"{int(deps.group_of_root[layout.roots[0]])}); keep at least one of them "
+                        f"(surgery.fill_empty_cuts does)")
+    if inplace:
+        model = deps.mg.model
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(deps.mg.model)
     if not keep:
         return model
     flags = deps.keep_flags(keep)

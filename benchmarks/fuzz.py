@@ -1,0 +1,372 @@
+"""Fuzz every onnxprune verb with seeded mutants of small valid models (issue 7).
+
+    python benchmarks/fuzz.py --cases 1000 [--seed 0] [--no-append]
+
+Each case mutates a valid small model (byte flips, deleted nodes, wrong shapes, dangling inputs,
+renamed outputs, truncated initializers, wrong attribute types) and runs profile, groups, shrink,
+check (with a budget) and bench (--runs 2) on it in-process. An exit code outside {0, 1, 2} or an
+exception escaping `onnxprune.cli.main` is a failure. The result block is appended to
+benchmarks/RESULTS.md under "## Fuzzing (issue 7)".
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime
+import io
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- small valid models
+
+
+def conv_net(opset: int = 17, channels: tuple[int, ...] = (8, 16), *, dtype: int = TensorProto.FLOAT,
+             batch: int | str = 1, size: int = 8, seed: int = 0, ir_version: int | None = None) -> onnx.ModelProto:
+    """Conv-BN?-Relu chain, global pool, flatten, Gemm: a minimal prunable CNN."""
+    rng = np.random.default_rng(seed)
+    npdt = helper.tensor_dtype_to_np_dtype(dtype)
+    nodes, inits = [], []
+    prev, cin = "input", 3
+    for i, cout in enumerate(channels):
+        w = numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(npdt), f"conv{i}.w")
+        b = numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(npdt), f"conv{i}.b")
+        inits += [w, b]
+        nodes.append(helper.make_node("Conv", [prev, w.name, b.name], [f"c{i}"], name=f"conv{i}",
+                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        prev, cin = f"r{i}", cout
+    nodes.append(helper.make_node("GlobalAveragePool", [prev], ["gap"], name="gap"))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1))
+    fw = numpy_helper.from_array((rng.standard_normal((10, cin)) * 0.1).astype(npdt), "fc.w")
+    fb = numpy_helper.from_array(np.zeros(10, npdt), "fc.b")
+    inits += [fw, fb]
+    nodes.append(helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1))
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", dtype, [batch, 3, size, size])],
+                              [helper.make_tensor_value_info("output", dtype, [batch, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version or min(model.ir_version, _max_ir(opset))
+    onnx.checker.check_model(model)
+    return model
+
+
+def _max_ir(opset: int) -> int:
+    # onnxruntime wheels cap the IR version they read; keep to the IR of the opset's release
+    table = {11: 6, 12: 7, 13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+    return table.get(opset, 8)
+
+
+def bn_net(opset: int = 17) -> onnx.ModelProto:
+    """Conv-BN-Relu x2 with a residual Add: a coupled group."""
+    rng = np.random.default_rng(1)
+    inits = []
+
+    def t(name, arr):
+        inits.append(numpy_helper.from_array(arr.astype(np.float32), name))
+        return name
+
+    nodes = [
+        helper.make_node("Conv", ["input", t("w0", rng.standard_normal((8, 3, 3, 3)) * 0.1)], ["c0"], name="conv0",
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c0", t("g0", np.ones(8)), t("b0", np.zeros(8)), t("m0", np.zeros(8)),
+                                                t("v0", np.ones(8))], ["n0"], name="bn0"),
+        helper.make_node("Relu", ["n0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", t("w1", rng.standard_normal((8, 8, 3, 3)) * 0.1)], ["c1"], name="conv1",
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c1", "r0"], ["a1"], name="add1"),
+        helper.make_node("Conv", ["a1", t("w2", rng.standard_normal((4, 8, 1, 1)) * 0.1)], ["output"], name="conv2"),
+    ]
+    graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+SEEDS = {"conv": lambda: conv_net(), "conv37": lambda: conv_net(channels=(37, 21)), "bn": bn_net}
+
+# ---------------------------------------------------------------- mutations
+
+
+def _serialize(model: onnx.ModelProto) -> bytes:
+    return model.SerializeToString()
+
+
+def m_byte_flips(model, rng):
+    data = bytearray(_serialize(model))
+    for _ in range(rng.randint(1, 20)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    return bytes(data)
+
+
+def m_truncate_file(model, rng):
+    data = _serialize(model)
+    return data[: rng.randrange(1, len(data))]
+
+
+def m_delete_node(model, rng):
+    if model.graph.node:
+        del model.graph.node[rng.randrange(len(model.graph.node))]
+    return model
+
+
+def m_wrong_shape(model, rng):
+    targets = list(model.graph.input) + list(model.graph.output)
+    vi = helper.make_tensor_value_info("r0", TensorProto.FLOAT, [1, rng.randint(1, 64), 3])
+    model.graph.value_info.append(vi)
+    value = rng.choice(targets)
+    dims = value.type.tensor_type.shape.dim
+    if dims:
+        choice = rng.random()
+        if choice < 0.3:
+            dims[rng.randrange(len(dims))].dim_value = rng.choice([0, 1, 2, 5, 999])
+        elif choice < 0.6:
+            del dims[rng.randrange(len(dims))]
+        else:
+            dims.add().dim_value = rng.randint(1, 4)
+    return model
+
+
+def m_dangling_input(model, rng):
+    node = rng.choice(list(model.graph.node))
+    if node.input:
+        node.input[rng.randrange(len(node.input))] = f"ghost_{rng.randrange(1000)}"
+    else:
+        node.input.append("ghost")
+    return model
+
+
+def m_rename_output(model, rng):
+    if rng.random() < 0.5:
+        model.graph.output[0].name = "renamed_output"
+    else:
+        node = rng.choice(list(model.graph.node))
+        node.output[0] = f"renamed_{rng.randrange(1000)}"
+    return model
+
+
+def m_truncate_initializer(model, rng):
+    init = rng.choice(list(model.graph.initializer))
+    raw = numpy_helper.to_array(init).tobytes()
+    init.ClearField("float_data")
+    init.ClearField("int32_data")
+    init.raw_data = raw[: rng.randrange(0, max(1, len(raw)))]
+    if rng.random() < 0.3:
+        init.dims[0] = init.dims[0] + rng.randint(1, 5) if init.dims else 1
+    return model
+
+
+def m_wrong_attribute(model, rng):
+    convs = [n for n in model.graph.node if n.attribute] or list(model.graph.node)
+    node = rng.choice(convs)
+    choice = rng.random()
+    if node.attribute and choice < 0.5:
+        attr = rng.choice(list(node.attribute))
+        name = attr.name
+        node.attribute.remove(attr)
+        bad = rng.choice([helper.make_attribute(name, "oops"), helper.make_attribute(name, 3.5),
+                          helper.make_attribute(name, [0, -1]), helper.make_attribute(name, [7, 7, 7, 7, 7, 7])])
+        node.attribute.append(bad)
+    elif choice < 0.75:
+        node.attribute.append(helper.make_attribute("group", rng.choice([0, 2, 3, 16, -1])))
+    else:
+        node.attribute.append(helper.make_attribute("strides", [rng.randint(0, 9)] * rng.randint(1, 3)))
+    return model
+
+
+def m_wrong_dtype(model, rng):
+    init = rng.choice(list(model.graph.initializer))
+    arr = numpy_helper.to_array(init)
+    kind = rng.choice([np.int8, np.int64, np.float16, np.float64, np.uint8])
+    init.CopyFrom(numpy_helper.from_array(arr.astype(kind), init.name))
+    return model
+
+
+def m_op_type(model, rng):
+    node = rng.choice(list(model.graph.node))
+    node.op_type = rng.choice(["Conv", "Relu", "Add", "MatMul", "Reshape", "Bogus", "Concat", "Transpose"])
+    return model
+
+
+def m_opset(model, rng):
+    model.opset_import[0].version = rng.choice([1, 6, 9, 30, 99])
+    return model
+
+
+def m_duplicate_output(model, rng):
+    nodes = list(model.graph.node)
+    if len(nodes) > 1:
+        a, b = rng.sample(nodes, 2)
+        b.output[0] = a.output[0]
+    return model
+
+
+MUTATIONS = [m_byte_flips, m_truncate_file, m_delete_node, m_wrong_shape, m_dangling_input, m_rename_output,
+             m_truncate_initializer, m_wrong_attribute, m_wrong_dtype, m_op_type, m_opset, m_duplicate_output]
+
+
+def mutant(case: int, seed: int = 0) -> tuple[str, bytes]:
+    """(description, file bytes) of fuzz case `case`: deterministic in (case, seed)."""
+    rng = random.Random(seed * 1_000_003 + case)
+    base_name = rng.choice(sorted(SEEDS))
+    model = SEEDS[base_name]()
+    steps = []
+    result = model
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        mutation = rng.choice(MUTATIONS)
+        steps.append(mutation.__name__[2:])
+        if isinstance(result, bytes):  # a byte-level mutation already happened: flip more bytes
+            data = bytearray(result)
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            result = bytes(data)
+            continue
+        result = mutation(result, rng)
+    if isinstance(result, onnx.ModelProto):
+        result = result.SerializeToString()
+    return f"{base_name}:{'+'.join(steps)}", result
+
+
+def verbs(path: str, out_dir: str) -> list[tuple[str, list[str]]]:
+    out = os.path.join(out_dir, "pruned.onnx")
+    return [
+        ("profile", ["profile", path, "--json"]),
+        ("groups", ["groups", path, "--json"]),
+        ("shrink", ["shrink", path, "--mode", "FA", "--target", "0.5", "-o", out, "--json"]),
+        ("check", ["check", path, "--max-params", "1k"]),
+        ("bench", ["bench", path, "--runs", "2", "--warmup", "0", "--in-process", "--json"]),
+    ]
+
+
+def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]:
+    """Run every verb on one mutant; each entry: verb, rc, failure text (None when fine)."""
+    from onnxprune.cli import main
+
+    description, data = mutant(case, seed)
+    own = workdir is None
+    tmp = tempfile.mkdtemp(prefix="fuzz-") if own else workdir
+    try:
+        path = os.path.join(tmp, f"case{case}.onnx")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        outcomes = []
+        for verb, argv in verbs(path, tmp):
+            stdout, stderr = io.StringIO(), io.StringIO()
+            failure = None
+            rc = None
+            try:
+                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                    rc = main(argv)
+            except SystemExit as exc:  # a verb calling sys.exit is still a bug here
+                rc = exc.code
+                failure = f"SystemExit({exc.code}) escaped main()"
+            except BaseException as exc:  # noqa: BLE001 - this is what fuzzing looks for
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                failure = "".join(traceback.format_exception(exc)).strip()
+            err = stderr.getvalue()
+            if failure is None and rc not in (0, 1, 2):
+                failure = f"exit code {rc!r}"
+            if failure is None and "Traceback" in err:
+                failure = "traceback on stderr:\n" + err
+            if failure is None and rc == 2 and len([l for l in err.splitlines() if l.strip()]) != 1:
+                failure = "exit 2 without exactly one line on stderr:\n" + err
+            with open(path, "rb") as handle:
+                if handle.read() != data:
+                    failure = (failure or "") + " input file was modified"
+            outcomes.append({"case": case, "mutant": description, "verb": verb, "rc": rc, "failure": failure,
+                             "stderr": err.strip()[:300]})
+        return outcomes
+    finally:
+        if own:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    started = time.perf_counter()
+    per_verb: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    per_rc: collections.Counter = collections.Counter()
+    failures: list[dict] = []
+    mutations: collections.Counter = collections.Counter()
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        for case in range(args.start, args.start + args.cases):
+            for outcome in run_case(case, args.seed, tmp):
+                per_verb[outcome["verb"]][outcome["rc"]] += 1
+                per_rc[outcome["rc"]] += 1
+                if outcome["failure"]:
+                    failures.append(outcome)
+                    print(f"FAIL case {case} {outcome['mutant']} {outcome['verb']}: "
+                          f"{outcome['failure'].splitlines()[-1]}", file=sys.stderr)
+            mutations[mutant(case, args.seed)[0].split(":")[1]] += 1
+            if (case - args.start + 1) % 50 == 0:
+                print(f"{case - args.start + 1}/{args.cases} cases, {len(failures)} failures, "
+                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    command = "python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "",
+        f"### fuzz run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        "",
+        f"- command: `{command.strip()}`",
+        f"- machine: {_machine()}",
+        f"- cases: {args.cases} (seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}), "
+        f"{args.cases * 5} verb runs, {elapsed:.0f} s",
+        f"- exit codes (all verbs): " + ", ".join(f"{rc}: {n}" for rc, n in sorted(per_rc.items(), key=str)),
+        "- per verb: " + "; ".join(f"{verb} " + ", ".join(f"{rc}:{n}" for rc, n in sorted(c.items(), key=str))
+                                   for verb, c in per_verb.items()),
+        f"- failures (exception escaping, exit code outside 0/1/2, or exit 2 without one line): {len(failures)}",
+    ]
+    for failure in failures[:20]:
+        lines.append(f"  - case {failure['case']} `{failure['mutant']}` {failure['verb']}: "
+                     f"{failure['failure'].strip().splitlines()[-1][:200]}")
+    block = "\n".join(lines) + "\n"
+    print(block)
+    if not args.no_append:
+        results = Path(args.results)
+        existing = results.read_text() if results.exists() else "# Benchmark results\n"
+        with open(results, "a") as handle:
+            if "## Fuzzing (issue 7)" not in existing:
+                handle.write("\n## Fuzzing (issue 7)\n")
+            handle.write(block)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

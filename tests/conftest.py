@@ -1,0 +1,49 @@
+"""Shared fixtures: the exported model zoo (build/zoo).
+
+* ``zoo_dir`` (session): ``<repo>/build/zoo`` after exporting every CIFAR model in all four
+  variants (exporter in EXPORTERS x bn in BN_VARIANTS); only missing or stale files are
+  exported, under a file lock, so parallel pytest-xdist workers share one export.
+* ``zoo_model`` (session): ``zoo_model(name, exporter, bn) -> Path``; ImageNet models are
+  exported on demand (the first call costs a few seconds).
+
+Parametrize over ``CIFAR_MODELS``, ``IMAGENET_MODELS``, ``EXPORTERS`` and ``BN_VARIANTS``
+(re-exported here from ``models.zoo``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from models.export import ensure_zoo, zoo_path  # noqa: E402
+from models.zoo import BN_VARIANTS, CIFAR_MODELS, EXPORTERS, IMAGENET_MODELS, MODELS  # noqa: E402
+
+ZOO_DIR = REPO_ROOT / "build" / "zoo"
+
+__all__ = ["ZOO_DIR", "CIFAR_MODELS", "IMAGENET_MODELS", "EXPORTERS", "BN_VARIANTS", "MODELS", "get_zoo_model"]
+
+
+def get_zoo_model(name: str, exporter: str, bn: str, out_dir: Path = ZOO_DIR) -> Path:
+    """Path of one zoo variant, exporting it first if it is missing or stale."""
+    return ensure_zoo(out_dir, names=[name], exporters=[exporter], bns=[bn])[0]
+
+
+@pytest.fixture(scope="session")
+def zoo_dir() -> Path:
+    ensure_zoo(ZOO_DIR, names=CIFAR_MODELS)
+    return ZOO_DIR
+
+
+@pytest.fixture(scope="session")
+def zoo_model(zoo_dir: Path):
+    def _get(name: str, exporter: str, bn: str) -> Path:
+        if name in CIFAR_MODELS and exporter in EXPORTERS and bn in BN_VARIANTS:
+            return zoo_path(zoo_dir, name, exporter, bn)
+        return get_zoo_model(name, exporter, bn, zoo_dir)
+
+    return _get
