@@ -20,7 +20,7 @@ versions and the opset), holds an ``fcntl`` lock on the folder meanwhile (safe u
 pytest-xdist) and writes every file atomically (temp file + ``os.replace``).
 
 CLI: ``python -m models.export --out build/zoo [--models a,b] [--exporters legacy,dynamo]
-[--bn folded,kept] [--force]``
+[--bn folded,kept] [--force] [--jobs N]``
 """
 from __future__ import annotations
 
@@ -255,7 +255,6 @@ def _finish(proto: onnx.ModelProto, name: str, exporter: str, bn: str, key: str)
     proto.metadata_props.extend(kept)
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(proto)
     return proto
 
 
@@ -272,7 +271,9 @@ def _export_variants(name: str, exporter: str, bns: Sequence[str], out_dir: Path
     for bn in bns:
         proto = _finish(protos[bn], name, exporter, bn, key)
         path = zoo_path(out_dir, name, exporter, bn)
-        _atomic_write_bytes(path, proto.SerializeToString())
+        data = proto.SerializeToString()
+        onnx.checker.check_model(data)  # bytes: no second serialisation of a ~100 MB model
+        _atomic_write_bytes(path, data)
         paths.append(path)
     return paths
 

@@ -424,7 +424,11 @@ def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int 
 
 
 def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
-    if numerator is None or denominator is None or denominator == 0:
+    if numerator is None or denominator is None:
+        return None
+    if numerator == denominator:
+        return 1.0  # the baseline against itself, even where a figure is 0
+    if denominator == 0:
         return None
     return numerator / denominator
 

@@ -51,7 +51,9 @@ def assert_sane(result: BenchResult, path: Path) -> None:
     assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert result.throughput_ips > 0
     assert result.throughput_ips == pytest.approx(result.batch * 1000 / lat["mean"], rel=1e-6)
-    assert result.peak_memory_bytes > 0
+    # in a fresh process the session's allocations always show; in-process they may fit in memory
+    # the test worker already holds, so only the isolated measurement must be positive
+    assert result.peak_memory_bytes > 0 if result.isolated else result.peak_memory_bytes >= 0
     assert result.process_peak_rss_bytes >= result.peak_memory_bytes
     assert result.cpu_util_pct > 0
     assert result.file_bytes == os.path.getsize(path) and result.size_bytes == result.file_bytes
