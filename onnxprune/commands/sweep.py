@@ -1,0 +1,60 @@
+"""`onnxprune sweep MODEL --modes PA,FA,MA --targets 0.8,0.6,0.4,0.2 -o RUNDIR`: measured trade-offs."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..cli_app import app, console, emit_json, err_console
+from ..report import nbytes, si
+
+
+@app.command("sweep")
+def sweep_command(
+    model: str = typer.Argument(..., help="ONNX model file (never modified)"),
+    output: str = typer.Option(..., "-o", "--output", help="run folder (created; an existing one is resumed)"),
+    modes: str = typer.Option("PA,FA,MA", "--modes", help="comma-separated: PA, FA, MA, LA"),
+    targets: str = typer.Option("0.8,0.6,0.4,0.2", "--targets", help="comma-separated fractions to keep, 0<t<1"),
+    data: str = typer.Option("cifar10", "--data", help="cifar10 | cifar10=PATH | cifar100=PATH | folder=PATH"),
+    recipe: str = typer.Option("cpu", "--recipe", help="paper | cpu (see `onnxprune train --help`)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs (default: the recipe's)"),
+    limit_train: Optional[int] = typer.Option(None, "--limit-train", help="train on the first N images; 0: all"),
+    limit_test: Optional[int] = typer.Option(None, "--limit-test", help="test on the first N images; 0: all"),
+    seed: int = typer.Option(0, "--seed", help="seed for pruning, initialisation and training"),
+    bench_runs: int = typer.Option(50, "--bench-runs", help="timed inference runs per model (1 thread, batch 1)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="training CPU threads (default: all cores)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    train_progress: bool = typer.Option(False, "--train-progress", help="also print each training's epoch lines"),
+    json_out: bool = typer.Option(False, "--json", help="print all results as JSON on stdout"),
+) -> None:
+    """Shrink MODEL at every mode x target, train each from scratch, bench it, and plot the trade-offs.
+
+    The unpruned model, re-initialised and trained with the same settings, is the baseline point. Each run gets a folder, RUNDIR/<MODE>-<target>/ (RUNDIR/baseline/ for the baseline), with pruned.onnx (unpruned.onnx), trained.onnx and result.json; latency and energy are measured on trained.onnx with onnxruntime, 1 thread, batch 1 (energy is an estimate from FLOPs and memory).
+
+    A run with a result.json is skipped: re-running the same command resumes an interrupted sweep. Other settings in the same RUNDIR are refused.
+
+    After every run: RUNDIR/results.csv, RUNDIR/results.json, and PNG plots of test accuracy against params, FLOPs, memory, latency and energy, one curve per mode plus the unpruned point: RUNDIR/tradeoffs.png (all five panels) and RUNDIR/accuracy_vs_{params,flops,memory,latency,energy}.png.
+    """
+    from ..sweep import parse_modes, parse_targets, sweep
+
+    mode_list, target_list = parse_modes(modes), parse_targets(targets)  # fail before anything loads
+    rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
+                 progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
+                 epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads)
+    if json_out:
+        emit_json({"output": output, "runs": rows})
+        return
+    table = Table(title=f"sweep of {model} → {output}")
+    for column in ("run", "accuracy", "params", "FLOPs", "memory", "latency ms", "energy µJ", "train s"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in rows:
+        energy = row.get("energy_uj_per_image")
+        table.add_row(row["name"], f"{100 * row['accuracy']:.1f}%", si(row["params"]) if row["params"] else "-",
+                      si(row["flops"]) if row["flops"] else "-",
+                      nbytes(row["memory_bytes"]) if row["memory_bytes"] else "-",
+                      f"{row['latency_ms']:.3f}", f"{energy:.2f}" if energy is not None else "-",
+                      f"{row['train_wall_seconds']:.1f}")
+    console.print(table)
+    console.print(f"results: {output}/results.csv, {output}/results.json; plots: {output}/tradeoffs.png, "
+                  f"{output}/accuracy_vs_*.png")
