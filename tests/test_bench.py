@@ -6,34 +6,21 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import profile
 from onnxprune.bench import (BenchResult, bench, compare, estimate_energy_pj, input_specs, make_inputs,
                              report_json)
 from onnxprune.cli import main
 from onnxprune.errors import UserError
+from tests import tiny_models
 
 FAST = dict(runs=15, warmup=2)
 
 
 def conv_model(path: Path, cout: int = 8, batch="N", size="16") -> Path:
-    """Conv(3->cout, 3x3, pad 1) + Relu; `batch`/`size` are ints (static) or names (symbolic)."""
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((cout, 3, 3, 3)).astype(np.float32), "w")
-    b = numpy_helper.from_array(rng.standard_normal((cout,)).astype(np.float32), "b")
-    hw = int(size) if str(size).isdigit() else size
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])
-    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [batch, cout, hw, hw])
-    graph = helper.make_graph([helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                               helper.make_node("Relu", ["c"], ["out"])], "g", [x], [y], [w, b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    """The shared tiny conv model, with a symbolic batch by default."""
+    return tiny_models.conv_model(path, cout, batch, size)
 
 
 @pytest.fixture

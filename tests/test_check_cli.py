@@ -4,29 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import profile
 
 from onnxprune.cli import main
-
-
-def conv_model(path: Path, cout: int = 8) -> Path:
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((cout, 3, 3, 3)).astype(np.float32), "w")
-    b = numpy_helper.from_array(rng.standard_normal((cout,)).astype(np.float32), "b")
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])
-    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, cout, 16, 16])
-    graph = helper.make_graph([helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                               helper.make_node("Relu", ["c"], ["out"])], "g", [x], [y], [w, b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+from tests.tiny_models import conv_model
 
 
 def totals(path: Path) -> dict:
