@@ -26,14 +26,16 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
     """In place, in graph order, so the same seed gives the same bytes."""
     index = {init.name: i for i, init in enumerate(model.graph.initializer)}
     producers = {out: node for node in model.graph.node for out in node.output}
-    fresh: dict[str, np.ndarray] = {}
+    done: set[str] = set()
 
     def put(name: str, make) -> None:
-        if name in index and name not in fresh:
+        """Draw and write one tensor at once: only one fresh array is alive at a time."""
+        if name in index and name not in done:
             init = model.graph.initializer[index[name]]
             if init.data_type in FLOAT_TYPES:
+                done.add(name)
                 dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
-                fresh[name] = np.asarray(make(tuple(init.dims)), dtype=dtype)
+                _write(init, np.asarray(make(tuple(init.dims)), dtype=dtype))
 
     for node in model.graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -53,9 +55,10 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
             if any(p is not None and p.op_type == "MatMul" for p in sources):
                 for name in node.input:
                     put(name, np.zeros)
-    for name, value in fresh.items():
-        init = model.graph.initializer[index[name]]
-        if init.HasField("raw_data"):
-            init.raw_data = np.ascontiguousarray(value).tobytes()  # one copy, not from_array + CopyFrom
-        else:
-            init.CopyFrom(numpy_helper.from_array(value, name))
+
+
+def _write(init: onnx.TensorProto, value: np.ndarray) -> None:
+    if init.HasField("raw_data"):
+        init.raw_data = np.ascontiguousarray(value).tobytes()  # one copy, not from_array + CopyFrom
+    else:
+        init.CopyFrom(numpy_helper.from_array(value, init.name))
