@@ -20,22 +20,20 @@ images per class yields exactly that prefix without decoding the rest.
 `Batches` yields normalised float batches; augmentation (4-pixel zero pad + random crop,
 horizontal flip) is one vectorised gather per batch on the whole uint8 batch, never a
 per-image Python loop, driven by a `torch.Generator` so runs are reproducible.
+
+Modules: this one (specs, readers, `load_dataset`), trainers.cache (the on-disk cache),
+trainers.batches (`Batches`, augmentation).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import pickle
-import shutil
 import tarfile
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -43,6 +41,8 @@ import torch
 from onnxprune.errors import UserError
 
 from ._decode import decode_images
+from .batches import Batches, augment_batch
+from .cache import _cache_path, _read_cache, _write_cache, cache_dir
 
 __all__ = ["Dataset", "Batches", "load_dataset", "parse_data_spec", "cache_dir", "DEFAULT_CIFAR10",
            "CIFAR10_CLASSES", "augment_batch"]
@@ -52,7 +52,6 @@ DEFAULT_CIFAR10 = (REPO_ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_SPLITS = ("test", "val", "valid", "validation")
-CACHE_VERSION = 1
 PARALLEL_MIN = 4000  # fewer images than this decode in-process (process start-up would cost more)
 
 
@@ -131,9 +130,6 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
         raise UserError(f"--data {spec!r}: dataset path {path} does not exist")
     return kind, path
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ONNXPRUNE_CACHE") or Path.home() / ".cache" / "onnxprune").expanduser()
 
 
 def load_dataset(spec: str = "cifar10", *, train_per_class: int | None = None, test_per_class: int | None = None,
@@ -324,52 +320,6 @@ def _decode_parallel(path: Path, members: list[str], workers: int | None, spec: 
         raise UserError(f"--data {spec!r}: cannot decode an image of {path} ({type(exc).__name__}: {exc})") from None
 
 
-def _cache_key(path: Path) -> str:
-    stat = path.stat()
-    if path.is_dir():  # a folder: its listing's sizes and mtimes
-        digest = hashlib.sha1()
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                s = p.stat()
-                digest.update(f"{p.relative_to(path)}|{s.st_size}|{s.st_mtime_ns}\n".encode())
-        tag = digest.hexdigest()
-    else:
-        tag = f"{stat.st_size}|{stat.st_mtime_ns}"
-    raw = f"v{CACHE_VERSION}|{path.resolve()}|{tag}"
-    return hashlib.sha1(raw.encode()).hexdigest()[:16]
-
-
-def _cache_path(path: Path) -> Path:
-    stem = path.name.split(".")[0] or "data"
-    return cache_dir() / f"{stem}-{_cache_key(path)}"
-
-
-def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        arrays = {k: np.load(folder / f"{k}.npy") for k in ("train_x", "train_y", "test_x", "test_y")}
-        arrays["classes"] = meta["classes"]  # type: ignore[assignment]
-        return arrays
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _write_cache(folder: Path, arrays: dict, classes: list[str], source: Path) -> None:
-    """All files into a temp folder, then one rename: a reader sees all of the cache or none."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        for key, value in arrays.items():
-            np.save(tmp / f"{key}.npy", value)
-        (tmp / "meta.json").write_text(json.dumps({"classes": classes, "source": str(source)}))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process won the race: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError:
-        pass  # an unwritable cache only costs time
-
-
 def _load_image_folder(path: Path, spec: str, train_per_class: int | None, test_per_class: int | None,
                        use_cache: bool, workers: int | None, log) -> Dataset:
     cache = _cache_path(path) if use_cache else None
@@ -423,69 +373,6 @@ def _per_class_prefix(data: Dataset, train_per_class: int | None, test_per_class
     tx, ty = keep(data.train_x, data.train_y, train_per_class)
     vx, vy = keep(data.test_x, data.test_y, test_per_class)
     return Dataset(data.name, data.classes, tx, ty, vx, vy, data.source, data.mean, data.std)
-
-
-# ---------------------------------------------------------------------------------------- batches
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
-    """Random crop after zero padding, and horizontal flip, of a uint8 (B, C, H, W) batch at once.
-
-    One `torch.gather` over the flattened padded images picks every output pixel: the crop
-    offsets and the flip only change the index, so there is no loop over images.
-    """
-    b, c, h, w = x.shape
-    width = w + 2 * pad
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).reshape(b, c, -1)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
-    rows = oy[:, None] + torch.arange(h)[None, :]
-    ar = torch.arange(w)[None, :]
-    cols = ox[:, None] + torch.where(flips[:, None], w - 1 - ar, ar)
-    index = (rows[:, :, None] * width + cols[:, None, :]).reshape(b, 1, h * w).to(x.device)
-    return torch.gather(padded, 2, index.expand(b, c, h * w)).reshape(b, c, h, w)
-
-
-class Batches:
-    """Shuffled, augmented, normalised batches from a uint8 tensor dataset (no per-image loops)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, *, device="cpu",
-                 train: bool = False, generator: torch.Generator | None = None, channels_last: bool = False,
-                 augment: bool = True):
-        self.x = x.to(device)
-        self.y = y.to(device)
-        self.batch_size = batch_size
-        self.train = train
-        self.augment = augment
-        self.generator = generator
-        self.device = torch.device(device)
-        self.channels_last = channels_last
-        m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.scale = 1.0 / (255.0 * s)
-        self.shift = -m / s
-
-    def __len__(self) -> int:
-        n = self.x.shape[0]
-        full, rest = divmod(n, self.batch_size)
-        return full + (1 if rest > 1 or (rest == 1 and not self.train) or full == 0 else 0)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = self.x.shape[0]
-        order = torch.randperm(n, generator=self.generator) if self.train else None
-        for k in range(len(self)):
-            if order is not None:
-                idx = order[k * self.batch_size:(k + 1) * self.batch_size].to(self.device)
-                xb, yb = self.x[idx], self.y[idx]
-                if self.augment:
-                    xb = augment_batch(xb, self.generator)
-            else:
-                xb = self.x[k * self.batch_size:(k + 1) * self.batch_size]
-                yb = self.y[k * self.batch_size:(k + 1) * self.batch_size]
-            xf = xb.to(torch.float32) * self.scale + self.shift
-            if self.channels_last:
-                xf = xf.contiguous(memory_format=torch.channels_last)
-            yield xf, yb
 
 
 def per_class_for(limit: int | None, classes: int = 10) -> int | None:
