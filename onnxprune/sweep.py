@@ -139,7 +139,7 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import EngFormatter, PercentFormatter
+    from matplotlib.ticker import EngFormatter, MaxNLocator, PercentFormatter
 
     base = next((r for r in rows if r["mode"] is None), None)
     modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
@@ -163,6 +163,8 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
                     linestyle="none", label="unpruned")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
+        # whole-percent ticks, so a 0-decimal label never rounds a 2.5-step tick
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10], integer=True))
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         if key in ("params", "flops"):
             ax.xaxis.set_major_formatter(EngFormatter())
