@@ -24,6 +24,8 @@ def sweep_command(
     seed: int = typer.Option(0, "--seed", help="seed for pruning, initialisation and training"),
     bench_runs: int = typer.Option(50, "--bench-runs", help="timed inference runs per model (1 thread, batch 1)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="training CPU threads (default: all cores)"),
+    device: str = typer.Option("auto", "--device", help="training device: auto | cpu | cuda (benching is always "
+                                                        "onnxruntime on the CPU)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     train_progress: bool = typer.Option(False, "--train-progress", help="also print each training's epoch lines"),
     json_out: bool = typer.Option(False, "--json", help="print all results as JSON on stdout"),
@@ -41,7 +43,8 @@ def sweep_command(
     mode_list, target_list = parse_modes(modes), parse_targets(targets)  # fail before anything loads
     rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
                  progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
-                 epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads)
+                 epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
+                 device=device)
     if json_out:
         emit_json({"output": output, "runs": rows})
         return
