@@ -61,7 +61,8 @@ def main() -> int:
         if path.suffix in (".png", ".csv", ".json") and path.is_file():
             shutil.copyfile(path, docs / path.name)
 
-    shown = " ".join(part if " " not in part else f"'{part}'" for part in command[1:])
+    relative = [part.replace(f"{ROOT}/", "") for part in command[1:]]  # paths as run from the repository root
+    shown = " ".join(part if " " not in part else f"'{part}'" for part in relative)
     lines = [f"\n## CIFAR-10 sweep of VGG-16 (issue 6) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n",
              f"Command: `.venv/bin/python benchmarks/sweep_cifar.py --epochs {args.epochs} --limit-train "
              f"{args.limit_train}` (runs `python {shown}`); machine: {cpu_name()}, 2 cores, torch 2.13.0 CPU; "

@@ -13,7 +13,6 @@ from .errors import UserError
 PathLike = Union[str, os.PathLike]
 
 
-
 @dataclass(frozen=True)
 class InputSpec:
     name: str
