@@ -256,12 +256,12 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
         import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
         from trainers.data import parse_data_spec
         from trainers.loop import _load_data, resolve_config, train
-        from trainers.recipes import _resolve_device
+        from trainers.recipes import resolve_device
     except ImportError:
         raise UserError("the sweep trains every model and needs PyTorch: pip install 'onnxprune[train]'") from None
     config = resolve_config(recipe, **{k: train_kwargs.get(k) for k in TRAIN_KEYS})  # flags first: cheap
     parse_data_spec(data)
-    _resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
+    resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
                     seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,

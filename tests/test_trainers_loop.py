@@ -94,16 +94,16 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
 
     whole = train(source, data, checkpoint=tmp_path / "a", log=tmp_path / "a.jsonl", **common)
 
-    real_save = loop._save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_then_die(folder, state):
         real_save(folder, state)
         raise _Stop
 
-    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(_Stop):
         train(source, data, checkpoint=tmp_path / "b", log=tmp_path / "b.jsonl", **common)
-    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     resumed = train(source, data, checkpoint=tmp_path / "b", log=tmp_path / "b.jsonl", resume=True,
                     output=tmp_path / "b.onnx", **common)
     assert resumed.resumed_from_epoch == 1

@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 
 
-
-
 CACHE_VERSION = 1
 
 
@@ -36,12 +34,12 @@ def _cache_key(path: Path) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
-def _cache_path(path: Path) -> Path:
+def cache_path(path: Path) -> Path:
     stem = path.name.split(".")[0] or "data"
     return cache_dir() / f"{stem}-{_cache_key(path)}"
 
 
-def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
+def read_cache(folder: Path) -> dict[str, np.ndarray] | None:
     try:
         meta = json.loads((folder / "meta.json").read_text())
         arrays = {k: np.load(folder / f"{k}.npy") for k in ("train_x", "train_y", "test_x", "test_y")}
@@ -51,7 +49,7 @@ def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
-def _write_cache(folder: Path, arrays: dict, classes: list[str], source: Path) -> None:
+def write_cache(folder: Path, arrays: dict, classes: list[str], source: Path) -> None:
     """All files into a temp folder, then one rename: a reader sees all of the cache or none."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)

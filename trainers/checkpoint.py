@@ -15,7 +15,7 @@ CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
 
 
-def _save_checkpoint(folder: Path, state: dict) -> None:
+def save_checkpoint(folder: Path, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / CHECKPOINT_NAME
     tmp = folder / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp"
@@ -30,7 +30,7 @@ def _save_checkpoint(folder: Path, state: dict) -> None:
             tmp.unlink()
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways
@@ -41,11 +41,11 @@ def _load_checkpoint(path: Path) -> dict:
     return state
 
 
-_RESUME_KEYS = ("model_sha", "data", "optimizer", "schedule", "lr", "weight_decay", "batch_size", "epochs",
+RESUME_KEYS = ("model_sha", "data", "optimizer", "schedule", "lr", "weight_decay", "batch_size", "epochs",
                 "seed", "limit_train", "limit_test", "augment")
 
 
-def _fingerprint(proto: onnx.ModelProto) -> str:
+def model_fingerprint(proto: onnx.ModelProto) -> str:
     import hashlib
     return hashlib.sha1(proto.SerializeToString()).hexdigest()[:16]
 

@@ -42,7 +42,7 @@ from onnxprune.errors import UserError
 
 from ._decode import decode_images
 from .batches import Batches, augment_batch
-from .cache import _cache_path, _read_cache, _write_cache, cache_dir
+from .cache import cache_path, read_cache, write_cache, cache_dir
 
 __all__ = ["Dataset", "Batches", "load_dataset", "parse_data_spec", "cache_dir", "DEFAULT_CIFAR10",
            "CIFAR10_CLASSES", "augment_batch"]
@@ -322,8 +322,8 @@ def _decode_parallel(path: Path, members: list[str], workers: int | None, spec: 
 
 def _load_image_folder(path: Path, spec: str, train_per_class: int | None, test_per_class: int | None,
                        use_cache: bool, workers: int | None, log) -> Dataset:
-    cache = _cache_path(path) if use_cache else None
-    cached = _read_cache(cache) if cache is not None and cache.is_dir() else None
+    cache = cache_path(path) if use_cache else None
+    cached = read_cache(cache) if cache is not None and cache.is_dir() else None
     if cached is not None:
         classes = list(cached["classes"])
         data = Dataset("", classes, torch.from_numpy(cached["train_x"]), torch.from_numpy(cached["train_y"]),
@@ -356,7 +356,7 @@ def _load_image_folder(path: Path, spec: str, train_per_class: int | None, test_
     if log:
         log(f"decoded in {time.perf_counter() - started:.1f} s")
     if decode_all and cache is not None:
-        _write_cache(cache, arrays, classes, path)
+        write_cache(cache, arrays, classes, path)
     data = Dataset("", classes, *(torch.from_numpy(arrays[k]) for k in ("train_x", "train_y", "test_x", "test_y")),
                    source=str(path))
     return _per_class_prefix(data, train_per_class, test_per_class) if decode_all else data

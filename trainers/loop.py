@@ -6,7 +6,8 @@ JSON line per epoch, optionally checkpoints every epoch (`checkpoint=DIR`, `resu
 exports the trained network to ONNX (BatchNorm folded, dynamic batch), checking that onnxruntime
 predicts what torch predicts.
 
-The recipes live in trainers.recipes, checkpoints in trainers.checkpoint.
+The recipes live in trainers.recipes, checkpoints in trainers.checkpoint, the progress bar in
+trainers.progress.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 from onnxprune.io import ModelLike, load_model, validate_output_path
 
-from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, _RESUME_KEYS, _fingerprint, _load_checkpoint, _save_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint, load_checkpoint, save_checkpoint
 from .convert import OnnxModule, convert, export_onnx
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
-from .recipes import CPU_RECIPE_NOTE, RECIPES, _make_optimizer, _resolve_device, _set_threads, lr_at, resolve_config
+from .progress import TrainingProgress
+from .recipes import CPU_RECIPE_NOTE, RECIPES, make_optimizer, resolve_device, set_threads, lr_at, resolve_config
 
 __all__ = ["train", "TrainResult", "RECIPES", "CPU_RECIPE_NOTE", "resolve_config", "evaluate", "evaluate_model"]
 
@@ -59,7 +61,6 @@ class TrainResult:
         return asdict(self)
 
 
-
 # -------------------------------------------------------------------------------------------- loop
 
 def evaluate(module: torch.nn.Module, batches: Batches) -> tuple[float, float]:
@@ -77,67 +78,6 @@ def evaluate(module: torch.nn.Module, batches: Batches) -> tuple[float, float]:
             count += yb.shape[0]
     module.train(was_training)
     return float(total_loss) / max(count, 1), correct / max(count, 1)
-
-
-class _Progress:
-    """A rich progress bar on stderr (loss, accuracy, images/s, ETA), or nothing.
-
-    When stderr is not a terminal (a log file, CI), a plain status line every 30 s instead.
-    """
-
-    PLAIN_EVERY_S = 30.0
-
-    def __init__(self, enabled: bool, console=None):
-        self.enabled = enabled
-        self.progress = None
-        self.console = None
-        self.plain: dict = {}
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.console = console or Console(stderr=True)
-            if self.console.is_terminal:
-                self.progress = Progress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=self.console, transient=False,
-                )
-
-    def __enter__(self):
-        if self.progress:
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress:
-            self.progress.__exit__(*exc)
-
-    def task(self, description: str, total: int):
-        if self.progress is not None:
-            return self.progress.add_task(description, total=total, stats="")
-        if self.enabled:
-            self.plain = {"description": description, "total": total, "done": 0, "start": time.perf_counter(),
-                          "last": time.perf_counter()}
-        return None
-
-    def update(self, task, advance: int = 1, **stats):
-        text = "  ".join(f"{k} {v}" for k, v in stats.items())
-        if self.progress is not None and task is not None:
-            self.progress.update(task, advance=advance, stats=text)
-        elif self.enabled and self.plain:
-            self.plain["done"] += advance
-            now = time.perf_counter()
-            if now - self.plain["last"] >= self.PLAIN_EVERY_S:
-                self.plain["last"] = now
-                done, total = self.plain["done"], self.plain["total"]
-                eta = (now - self.plain["start"]) / max(done, 1) * (total - done)
-                self.console.print(f"{self.plain['description']}: {done}/{total} batches  {text}  ETA {eta:.0f} s",
-                                   soft_wrap=True)
-
-    def print(self, message: str):
-        if self.console is not None:
-            self.console.print(message, soft_wrap=True)
 
 
 def _load_data(spec: str, config: dict, log: Callable[[str], None] | None) -> Dataset:
@@ -214,9 +154,9 @@ def train(
     log_path = Path(log) if log is not None else (out_path.with_suffix(".train.jsonl") if out_path else None)
     if log_path is not None and not log_path.parent.resolve().is_dir():
         raise UserError(f"--log {log_path}: folder {log_path.parent} does not exist; create it first")
-    config["model_sha"] = _fingerprint(proto)
-    dev = _resolve_device(device)
-    n_threads = _set_threads(threads)
+    config["model_sha"] = model_fingerprint(proto)
+    dev = resolve_device(device)
+    n_threads = set_threads(threads)
     if progress and console is None:
         from rich.console import Console
         console = Console(stderr=True)
@@ -231,9 +171,9 @@ def train(
     if resume and not (ckpt_dir / CHECKPOINT_NAME).exists() and say:
         say(f"no checkpoint in {ckpt_dir} yet: starting from epoch 1")
     if resume and (ckpt_dir / CHECKPOINT_NAME).exists():
-        state = _load_checkpoint(ckpt_dir / CHECKPOINT_NAME)
+        state = load_checkpoint(ckpt_dir / CHECKPOINT_NAME)
         saved = state.get("config", {})
-        for key in _RESUME_KEYS:
+        for key in RESUME_KEYS:
             if saved.get(key) != config.get(key):
                 raise UserError(f"{ckpt_dir / CHECKPOINT_NAME}: made with {key}={saved.get(key)!r}, this run has "
                                 f"{key}={config.get(key)!r}; resume with the same settings or use a new --checkpoint folder")
@@ -248,7 +188,7 @@ def train(
     _check_fit(module, dataset, where)
     module.to(dev)
     module.train()
-    opt = _make_optimizer(config["optimizer"], module.parameters(), config["lr"], config["weight_decay"])
+    opt = make_optimizer(config["optimizer"], module.parameters(), config["lr"], config["weight_decay"])
     train_batches = Batches(dataset.train_x, dataset.train_y, config["batch_size"], dataset.mean, dataset.std,
                             device=dev, train=True, generator=generator, augment=augment)
     test_batches = Batches(dataset.test_x, dataset.test_y, max(config["batch_size"], 256), dataset.mean,
@@ -282,7 +222,7 @@ def train(
                 handle.write(json.dumps(record) + "\n")
 
     train_images, train_time = 0, 0.0
-    with _Progress(progress, console) as bar:
+    with TrainingProgress(progress, console) as bar:
         for epoch in range(start_epoch, config["epochs"]):
             epoch_start = time.perf_counter()
             module.train()
@@ -330,11 +270,11 @@ def train(
                 rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
                 if dev.type == "cuda":
                     rng["cuda"] = torch.cuda.get_rng_state_all()
-                _save_checkpoint(ckpt_dir, {
+                save_checkpoint(ckpt_dir, {
                     "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "model": module.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": {"name": config["schedule"], "step": step,
                                                                  "total": total_steps},
-                    "rng": rng, "config": {k: config.get(k) for k in _RESUME_KEYS},
+                    "rng": rng, "config": {k: config.get(k) for k in RESUME_KEYS},
                     "history": history, "train_seconds": prior_seconds + train_time,
                 })
 
@@ -395,8 +335,8 @@ def evaluate_model(model: ModelLike, data: str | Dataset = "cifar10", *, recipe:
     """Test accuracy/loss of an ONNX model as is (normalised like `train` with the same limits)."""
     config = resolve_config(recipe, limit_train=limit_train, limit_test=limit_test)
     proto = load_model(model)
-    dev = _resolve_device(device)
-    _set_threads(threads)
+    dev = resolve_device(device)
+    set_threads(threads)
     if isinstance(data, Dataset):
         dataset = data.limited(config.get("limit_train"), config.get("limit_test")).with_stats()
     else:

@@ -88,7 +88,7 @@ def lr_at(step: int, total: int, base: float, schedule: str) -> float:
     return base / 1e4 + (base - base / 1e4) * 0.5 * (1.0 + math.cos(math.pi * (t - warm) / (1.0 - warm)))
 
 
-def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     if name == "rmsprop":
@@ -96,7 +96,7 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
     if device not in DEVICES:
         raise UserError(f"--device {device!r}: expected one of {', '.join(DEVICES)}")
     if device == "auto":
@@ -106,7 +106,7 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _set_threads(threads: int | None) -> int:
+def set_threads(threads: int | None) -> int:
     if threads is None:
         try:
             threads = len(os.sched_getaffinity(0))
