@@ -7,8 +7,6 @@ from typing import Iterator
 import torch
 
 
-
-
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
     """Random crop after zero padding, and horizontal flip, of a uint8 (B, C, H, W) batch at once.
 

@@ -131,7 +131,6 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
     return kind, path
 
 
-
 def load_dataset(spec: str = "cifar10", *, train_per_class: int | None = None, test_per_class: int | None = None,
                  use_cache: bool = True, workers: int | None = None, log=None) -> Dataset:
     """Load a dataset spec. `*_per_class` decode only the first k images per class of an image

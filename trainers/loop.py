@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 from onnxprune.io import ModelLike, load_model, validate_output_path
 
-from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint, load_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, load_checkpoint, model_fingerprint,
+                         save_checkpoint)
 from .convert import OnnxModule, convert, export_onnx
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
 from .progress import TrainingProgress
