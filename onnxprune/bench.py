@@ -121,7 +121,6 @@ def _measure(model_path: str, specs: Sequence[InputSpec], seed: int, runs: int, 
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
     try:
         session = ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
         for _ in range(warmup):
