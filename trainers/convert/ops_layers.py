@@ -40,49 +40,47 @@ def _torch_pad_order(pads: list[int]) -> list[int]:
     return out
 
 
-@handles("Conv")
-def _conv(b: _Builder, node):
+def _conv_common(b: _Builder, node, what: str):
+    """What Conv and ConvTranspose read alike: the constant weight and bias and the kernel geometry."""
     attrs = _attrs(node)
-    x_shape = b.shape_of(node.input[0])
     weight = b.static.get(node.input[1])
     if weight is None:
         raise _Unsupported("the weight must be a constant")
     bias = b.const(node, 2)
     n = weight.dim() - 2
     if n not in (1, 2, 3):
-        raise _Unsupported(f"{n}-d convolution")
+        raise _Unsupported(f"{n}-d {what}")
     kernel = list(attrs.get("kernel_shape", weight.shape[2:]))
     strides = list(attrs.get("strides", [1] * n))
     dilations = list(attrs.get("dilations", [1] * n))
-    groups = int(attrs.get("group", 1))
+    return attrs, weight, bias, n, kernel, strides, dilations, int(attrs.get("group", 1))
+
+
+def _load(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+
+
+@handles("Conv")
+def _conv(b: _Builder, node):
+    x_shape = b.shape_of(node.input[0])
+    attrs, weight, bias, n, kernel, strides, dilations, groups = _conv_common(b, node, "convolution")
     pads = _conv_padding(b, node, attrs, x_shape[2:], kernel, strides, dilations)
     symmetric = pads[:n] == pads[n:]
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[n]
     conv = skip_init(cls, weight.shape[1] * groups, weight.shape[0], kernel, stride=strides, dilation=dilations,
                      groups=groups, bias=bias is not None, padding=pads[:n] if symmetric else 0)
-    with torch.no_grad():
-        conv.weight.copy_(weight)
-        if bias is not None:
-            conv.bias.copy_(bias)
+    _load(conv, weight, bias)
     module = conv if symmetric else _PadThen(_torch_pad_order(pads), 0.0, conv)
     return module, [node.input[0]]
 
 
 @handles("ConvTranspose")
 def _conv_transpose(b: _Builder, node):
-    attrs = _attrs(node)
     x_shape = b.shape_of(node.input[0])
-    weight = b.static.get(node.input[1])
-    if weight is None:
-        raise _Unsupported("the weight must be a constant")
-    bias = b.const(node, 2)
-    n = weight.dim() - 2
-    if n not in (1, 2, 3):
-        raise _Unsupported(f"{n}-d transposed convolution")
-    groups = int(attrs.get("group", 1))
-    kernel = list(attrs.get("kernel_shape", weight.shape[2:]))
-    strides = list(attrs.get("strides", [1] * n))
-    dilations = list(attrs.get("dilations", [1] * n))
+    attrs, weight, bias, n, kernel, strides, dilations, groups = _conv_common(b, node, "transposed convolution")
     out_pad = list(attrs.get("output_padding", [0] * n))
     pads = list(attrs.get("pads", [0] * (2 * n)))
     spatial = x_shape[2:]
@@ -108,10 +106,7 @@ def _conv_transpose(b: _Builder, node):
     cls = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n]
     conv = skip_init(cls, weight.shape[0], weight.shape[1] * groups, kernel, stride=strides, padding=sym,
                      output_padding=out_pad, groups=groups, bias=bias is not None, dilation=dilations)
-    with torch.no_grad():
-        conv.weight.copy_(weight)
-        if bias is not None:
-            conv.bias.copy_(bias)
+    _load(conv, weight, bias)
     if any(extra):
         class _Crop(nn.Module):
             def __init__(self, inner, extra):
