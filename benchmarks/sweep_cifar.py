@@ -13,21 +13,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from onnxprune.bench import machine_info  # noqa: E402
 
 
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+def machine() -> str:
+    info = machine_info()
+    return f"{info['cpu']}, {info['cores']} cores, torch {version('torch')}"
 
 
 def main() -> int:
@@ -52,8 +52,7 @@ def main() -> int:
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
         return done.returncode
-    rows = json.loads(done.stdout)
-    rows = rows["runs"] if isinstance(rows, dict) else rows
+    rows = json.loads(done.stdout)["runs"]
 
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -65,7 +64,7 @@ def main() -> int:
     shown = " ".join(part if " " not in part else f"'{part}'" for part in relative)
     lines = [f"\n## CIFAR-10 sweep of VGG-16 (issue 6) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n",
              f"Command: `.venv/bin/python benchmarks/sweep_cifar.py --epochs {args.epochs} --limit-train "
-             f"{args.limit_train}` (runs `python {shown}`); machine: {cpu_name()}, 2 cores, torch 2.13.0 CPU; "
+             f"{args.limit_train}` (runs `python {shown}`); machine: {machine()}; "
              f"{time.time() - started:.0f} s for this invocation (finished runs of an earlier one are reused). "
              "Latency: onnxruntime, 1 thread, batch 1, median; energy: the paper's estimate. Plots and "
              "the CSV: [docs/sweep/](../docs/sweep/).\n",

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from onnxprune.bench import machine_info  # noqa: E402
 CLI = [sys.executable, "-m", "onnxprune"]
 
 
@@ -26,11 +28,9 @@ def cli(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+def machine() -> str:
+    info = machine_info()
+    return f"{info['cpu']}, {info['cores']} cores, torch {version('torch')}"
 
 
 def main() -> int:
@@ -45,8 +45,8 @@ def main() -> int:
     results = Path(args.results)
     with open(results, "a") as handle:
         handle.write(f"\n## Training from scratch on CIFAR-10 (issue 5) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n\n"
-                     f"Command: `.venv/bin/python benchmarks/train_cifar.py --only {args.only}`; machine: {cpu_name()}, "
-                     f"2 cores, torch 2.13.0 CPU; `--recipe cpu` (SGD + one-cycle, 3 epochs on a class-balanced "
+                     f"Command: `.venv/bin/python benchmarks/train_cifar.py --only {args.only}`; machine: {machine()}; "
+                     f"`--recipe cpu` (SGD + one-cycle, 3 epochs on a class-balanced "
                      f"20k-image subset, tested on 2k images), seed 0, VGG-16 with BN, shrunk with `--init reinit`.\n")
     table_header = "\n| run | params | FLOPs | test accuracy | train wall s | images/s |\n|---|---:|---:|---:|---:|---:|\n"
     configs = {"unpruned": None, "pa02": ("PA", "0.2"), "fa05": ("FA", "0.5"), "ma05": ("MA", "0.5")}
