@@ -19,7 +19,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .errors import UserError
-from .graph import ModelGraph, load_graph
+from .graph import ModelGraph, display_name, load_graph
 from .io import ModelLike
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization")
@@ -58,6 +58,7 @@ class Layer:
     in_div: int = 1  # Conv groups: input channels per group = cin / in_div
     in_fixed: int | None = None  # depthwise: input channels per group never change
     out_div: int = 1  # ConvTranspose groups
+    index: int = -1  # the node's position in the graph (names may be empty or repeated)
 
     def cin_eff(self, cin: int) -> int:
         return self.in_fixed if self.in_fixed is not None else cin // self.in_div
@@ -85,7 +86,7 @@ class _LayerBuilder:
     def shape(self, node: gs.Node, tensor: gs.Tensor) -> tuple:
         shape = self.mg.shape(tensor)
         if shape is None:
-            raise UserError(f"node {node.name!r} ({node.op}): the shape of {tensor.name!r} cannot be inferred; "
+            raise UserError(f"node {self.mg.display_name(node)!r} ({node.op}): the shape of {tensor.name!r} cannot be inferred; "
                             f"give the input size with --input-shape NAME=1x3x32x32")
         return shape
 
@@ -158,8 +159,15 @@ class _LayerBuilder:
 
 def build_layers(mg: ModelGraph) -> list[Layer]:
     builder = _LayerBuilder(mg)
-    return [layer for node in mg.nodes if node.op in LAYER_OPS and (node.domain or "") in ("", "ai.onnx")
-            for layer in [builder.build(node)] if layer is not None]
+    layers = []
+    for index, node in enumerate(mg.nodes):
+        if node.op not in LAYER_OPS or (node.domain or "") not in ("", "ai.onnx"):
+            continue
+        layer = builder.build(node)
+        if layer is not None:
+            layer.node, layer.index = display_name(node, index), index
+            layers.append(layer)
+    return layers
 
 
 def totals_of(costs: list[tuple[int, int, int]]) -> dict[str, int]:

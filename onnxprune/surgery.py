@@ -13,7 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import UserError
-from .graph import ModelGraph
+from .graph import ModelGraph, constant_nodes, set_constant_node_value
 from .groups import Dependencies, Member
 from .shapes import infer_shapes, skeleton
 
@@ -66,6 +66,8 @@ class _Editor:
         proto.attribute.append(helper.make_attribute(attr, value))
 
     def flush(self) -> None:
+        if any(kind == "constant_node" for kind, _ in self.new_values):
+            self.constant_nodes = constant_nodes(self.model)
         for (kind, name), value in self.new_values.items():
             if kind == "initializer" and value.dtype.byteorder in "=|" and value.dtype != object:
                 # one copy of the bytes, straight into the proto (from_array + CopyFrom makes two)
@@ -81,12 +83,8 @@ class _Editor:
             tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
             if kind == "initializer":
                 self.graph.initializer[self.initializers[name]].CopyFrom(tensor)
-            else:
-                node = self.proto_node(name)
-                for a in node.attribute:
-                    if a.name == "value":
-                        tensor.name = a.t.name
-                        a.t.CopyFrom(tensor)
+            else:  # name: the Constant node's output tensor (node names may be empty)
+                set_constant_node_value(self.constant_nodes[name], value)
 
 
 def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies, flags: np.ndarray) -> None:

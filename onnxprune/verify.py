@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .graph import constant_nodes, set_constant_node_value
 from .groups import Dependencies
 
 ZEROED_ROLES = ("producer", "operand")
@@ -21,7 +22,7 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
     model = onnx.ModelProto()
     model.CopyFrom(deps.mg.model)
     index = {init.name: i for i, init in enumerate(model.graph.initializer)}
-    nodes = {n.name: n for n in model.graph.node}
+    by_output = constant_nodes(model)
     values: dict[tuple, np.ndarray] = {}
     for member in deps.members:
         if member.kind != "slice":
@@ -43,10 +44,8 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
         tensor = numpy_helper.from_array(value, name)
         if kind == "initializer":
             model.graph.initializer[index[name]].CopyFrom(tensor)
-        else:
-            attr = next(a for a in nodes[name].attribute if a.name == "value")
-            tensor.name = attr.t.name
-            attr.t.CopyFrom(tensor)
+        else:  # name: the Constant node's output tensor (node names may be empty)
+            set_constant_node_value(by_output[name], value)
     return model
 
 
