@@ -21,6 +21,7 @@ import onnx_graphsurgeon as gs
 from .errors import UserError
 from .graph import ModelGraph, display_name, load_graph
 from .io import ModelLike
+from .shapes import input_shape_hints
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization")
 FIGURES = ("params", "flops", "memory_bytes")
@@ -86,8 +87,11 @@ class _LayerBuilder:
     def shape(self, node: gs.Node, tensor: gs.Tensor) -> tuple:
         shape = self.mg.shape(tensor)
         if shape is None:
-            raise UserError(f"node {self.mg.display_name(node)!r} ({node.op}): the shape of {tensor.name!r} cannot be inferred; "
-                            f"give the input size with --input-shape NAME=1x3x32x32")
+            tried = "; ".join(getattr(self.mg.infos, "failures", [])) or "ONNX inference left it unknown"
+            hint = input_shape_hints(self.mg.model, only_symbolic=True)
+            advice = f"give the input size with {hint}" if hint else "no tool can evaluate the ops it depends on"
+            raise UserError(f"node {self.mg.display_name(node)!r} ({node.op}): the shape of {tensor.name!r} cannot be "
+                            f"inferred ({tried}); {advice}")
         return shape
 
     def param(self, tensor: gs.Tensor | None, out_axis: int | None, in_axis: int | None) -> list[ParamTensor]:
@@ -180,6 +184,7 @@ class Profile:
     layers: list[Layer]
     costs: list[tuple[int, int, int]]
     totals: dict[str, int]
+    shape_method: str = "onnx"  # how the shapes were resolved: "onnx", "symbolic" or "probe"
 
     def rows(self) -> list[dict]:
         rows = []
@@ -193,7 +198,8 @@ class Profile:
         return row[figure] / total if total else 0.0
 
     def to_json(self) -> dict:
-        return {"model": self.model, "totals": dict(self.totals), "layers": self.rows()}
+        return {"model": self.model, "shape_method": self.shape_method, "totals": dict(self.totals),
+                "layers": self.rows()}
 
 
 def profile(source: ModelLike | ModelGraph, input_shapes: dict | None = None) -> Profile:
@@ -201,4 +207,4 @@ def profile(source: ModelLike | ModelGraph, input_shapes: dict | None = None) ->
     mg = load_graph(source, input_shapes)
     layers = build_layers(mg)
     costs = [layer.cost() for layer in layers]
-    return Profile(mg.name, layers, costs, totals_of(costs))
+    return Profile(mg.name, layers, costs, totals_of(costs), mg.shape_method)

@@ -33,6 +33,11 @@ class ModelGraph:
         return self._opset
 
     @property
+    def shape_method(self) -> str:
+        """How the shapes were resolved: "onnx", "symbolic" (onnxruntime's) or "probe" (a run)."""
+        return getattr(self.infos, "method", "onnx")
+
+    @property
     def nodes(self) -> list[gs.Node]:
         return self.graph.nodes
 

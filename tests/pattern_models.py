@@ -216,3 +216,29 @@ def custom_weight_op(rng=None, channels: int = 8) -> onnx.ModelProto:
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 4, 4])], inits)
     model.opset_import.append(helper.make_opsetid("com.example", 1))
     return model
+
+
+def float_computed_reshape(rng=None, channels: int = 4, size: int = 8) -> onnx.ModelProto:
+    """Reshape whose last target dim goes through float arithmetic on activations
+    (Cast(Sqrt(ReduceMean(x) * 0 + 4)) = 2): neither ONNX nor symbolic inference can follow it,
+    only a run can. Then MatMul with a [2, 3] weight."""
+    rng = rng or np.random.default_rng(0)
+    arr = lambda name, values, dtype: numpy_helper.from_array(np.asarray(values, dtype), name)  # noqa: E731
+    inits = [numpy_helper.from_array(_weights(rng, (channels, 3, 3, 3)), "w"),
+             numpy_helper.from_array(_weights(rng, (2, 3)), "m"), arr("i0", [0], np.int64),
+             arr("minus_one", [-1], np.int64), arr("one", [1], np.int64), arr("zero", 0.0, np.float32),
+             arr("four", 4.0, np.float32)]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c"], ["mean"], name="mean", keepdims=0),
+             helper.make_node("Mul", ["mean", "zero"], ["nothing"], name="times_zero"),
+             helper.make_node("Add", ["nothing", "four"], ["f4"], name="plus_four"),
+             helper.make_node("Sqrt", ["f4"], ["f2"], name="sqrt"),
+             helper.make_node("Cast", ["f2"], ["i2"], name="to_int", to=TensorProto.INT64),
+             helper.make_node("Reshape", ["i2", "one"], ["last"], name="as_1d"),
+             helper.make_node("Shape", ["c"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "i0"], ["n"], name="batch"),
+             helper.make_node("Concat", ["n", "minus_one", "last"], ["target"], name="target", axis=0),
+             helper.make_node("Reshape", ["c", "target"], ["r"], name="reshape"),
+             helper.make_node("MatMul", ["r", "m"], ["y"], name="matmul")]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "M", 3])], inits)
