@@ -1,6 +1,7 @@
 """`onnxprune profile MODEL`: per-layer params, FLOPs and memory."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
 import typer
@@ -32,6 +33,8 @@ def profile_command(
     if top < 0:
         raise UserError("--top must be 0 (all) or a positive number")
     result = profile(model, parse_input_shapes(input_shape))
+    if result.uncounted:
+        print(f"onnxprune: warning: {result.uncounted_summary()}", file=sys.stderr)
     rows = result.rows()
     if SORT_KEYS[sort]:
         rows.sort(key=lambda r: -r[SORT_KEYS[sort]])
