@@ -68,32 +68,33 @@ _SPATIAL_LETTERS = {3: ("L",), 4: ("H", "W"), 5: ("D", "H", "W")}  # dims after 
 
 def input_shape_hint(value: onnx.ValueInfoProto) -> str:
     """`NAME=1x3xHxW` for an input: its own rank and known dims, 1 for a symbolic batch, a
-    letter for every other symbolic dim (H/W from names like "height", else by position)."""
+    letter for every other symbolic dim (from names like "height", else H, W in order for the
+    spatial dims of an image, channels first or last)."""
     dims = value.type.tensor_type.shape.dim
     if not dims:
         return f"{value.name}=1x3xHxW"
+    known = [d.HasField("dim_value") and d.dim_value > 0 for d in dims]
+    symbolic = [p for p in range(1, len(dims)) if not known[p]]
     letters = _SPATIAL_LETTERS.get(len(dims), ())
+    by_position = dict(zip(symbolic, letters)) if len(symbolic) == len(letters) else {}
     parts = []
     for position, dim in enumerate(dims):
-        if dim.HasField("dim_value") and dim.dim_value > 0:
+        if known[position]:
             parts.append(str(dim.dim_value))
         elif position == 0:
             parts.append(str(DEFAULT_BATCH))
         else:
-            parts.append(_letter(dim.dim_param, position, len(dims), letters))
+            parts.append(_letter(dim.dim_param) or by_position.get(position, f"D{position}"))
     return f"{value.name}={'x'.join(parts)}"
 
 
-def _letter(param: str, position: int, rank: int, letters: tuple) -> str:
+def _letter(param: str) -> str | None:
     lowered = (param or "").lower()
     if "height" in lowered or lowered in ("h", "img_h"):
         return "H"
     if "width" in lowered or lowered in ("w", "img_w"):
         return "W"
-    offset = position - (rank - len(letters))
-    if letters and 0 <= offset < len(letters):
-        return letters[offset]
-    return f"D{position}"
+    return None
 
 
 def input_shape_hints(model: onnx.ModelProto, only_symbolic: bool = False) -> str:

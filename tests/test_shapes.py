@@ -79,6 +79,8 @@ def test_symbolic_dim_hint_uses_the_models_rank_and_dims(tmp_path, capsys):
     value = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])
     assert input_shape_hint(value) == "images=1x3xHxW"
     assert input_shape_hint(helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["N", 80, "T"])) == "seq=1x80xL"
+    nhwc = helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["N", "M1", "M2", 3])  # keras2onnx
+    assert input_shape_hint(nhwc) == "input_1=1xHxWx3"
     model = pm.lstm_consumer(width="width")
     with pytest.raises(UserError, match=r"--input-shape x=1x3x1xW\b"):
         infer_shapes(model)
