@@ -72,6 +72,7 @@ def probe(model: onnx.ModelProto, inputs: list[onnx.ValueInfoProto], names: list
         feeds[value.name] = np.zeros(dims, dtype=dtype)
     probed = onnx.ModelProto()
     probed.CopyFrom(model)
+    del probed.graph.value_info[:]  # exporters' stale or `?` shapes must not fight the run
     declared = {o.name for o in probed.graph.output}
     probed.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in declared)
     options = ort.SessionOptions()

@@ -142,6 +142,7 @@ class ShapeInfos(dict):
         super().__init__(*args)
         self.method = method
         self.failures = list(failures or [])
+        self.probed: set = set()  # shapes read off one run: true for that input, not to be written as value_info
 
 
 def infer_shapes(model: onnx.ModelProto, input_shapes: dict | None = None) -> ShapeInfos:
@@ -192,7 +193,9 @@ def _fill_gaps(model, skeleton_model, infos: ShapeInfos, non_tensor: set, initia
         return missing
     inputs = [i for i in skeleton_model.graph.input if i.name not in initializer_names]
     try:
-        shape_fallbacks.merge(infos, shape_fallbacks.probe(model, inputs, missing), missing)
+        found = shape_fallbacks.probe(model, inputs, missing)
+        shape_fallbacks.merge(infos, found, missing)
+        infos.probed = {name for name in missing if name in found}
         infos.method = "probe"
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises assorted errors on graphs it cannot run
         infos.failures.append(f"probe run: {_first_line(exc)}")

@@ -232,7 +232,8 @@ def refresh_value_info(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         for name in node.output:
             info = infos.get(name)
-            if name and info is not None and name not in outputs and name not in inputs and info.shape is not None:
+            if name and info is not None and name not in outputs and name not in inputs and info.shape is not None \
+                    and name not in getattr(infos, "probed", ()):  # a probe's shapes hold for its input only
                 model.graph.value_info.append(helper.make_tensor_value_info(name, info.elem_type, list(info.shape)))
 
 

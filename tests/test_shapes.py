@@ -36,6 +36,7 @@ def test_reshape_computed_through_float_values_resolves_by_probe():
     infos = infer_shapes(pm.float_computed_reshape(channels=4, size=8))
     assert infos.method == "probe"
     assert infos["r"].shape == (1, 128, 2) and infos["y"].shape == (1, 128, 3)
+    assert {"r", "y"} <= infos.probed and "c" not in infos.probed  # what ONNX inferred is not a probe's
 
 
 @pytest.mark.parametrize("builder,method", [(pm.computed_reshape, "symbolic"), (pm.float_computed_reshape, "probe")])
