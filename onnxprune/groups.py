@@ -41,14 +41,34 @@ class Layout:
         return Layout(np.concatenate([l.roots for l in layouts]), np.concatenate([l.index for l in layouts]))
 
 
+def node_label(node: gs.Node | None, index: int) -> str:
+    """How reports name a node: its name, or `Op#index` (graph order) when it has none."""
+    if node is None:
+        return ""
+    return node.name or f"{node.op}#{index}"
+
+
+def storage_key(tensor: gs.Tensor) -> tuple:
+    """Where a constant's values live: ("initializer", name) or ("constant_node", its output's name).
+
+    Follows Identity nodes (the legacy exporter wraps shared weights in them). Never keyed by node
+    name: exporters leave Constant nodes unnamed; tensor names are unique.
+    """
+    while not isinstance(tensor, gs.Constant) and tensor.inputs and tensor.inputs[0].op == "Identity":
+        tensor = tensor.inputs[0].inputs[0]
+    return ("initializer" if isinstance(tensor, gs.Constant) else "constant_node", tensor.name)
+
+
 @dataclass
 class Root:
     id: int
-    node: str  # the producing node's name ("" for graph inputs)
+    node: str  # the producing node's name as the user gave it ("" for graph inputs and unnamed nodes)
     op: str
     tensor: str
     size: int
     reasons: list[str] = field(default_factory=list)  # why not prunable; empty = prunable
+    index: int = -1  # the producing node's position in the graph (-1: a graph input)
+    label: str = ""  # the node's name, or `Op#index` when it has none (see node_label)
 
 
 @dataclass
@@ -62,12 +82,13 @@ class Member:
     """
 
     kind: str
-    node: str
+    node: gs.Node  # by identity: names may be empty or repeated
     tensor: gs.Tensor | None
     axis: int
     layout: Layout
     role: str = "producer"
     extra: object = None
+    label: str = ""  # the node as reports name it (node_label)
 
 
 @dataclass
@@ -83,11 +104,11 @@ class Group:
 
     @property
     def producers(self) -> list[str]:
-        return [r.node for r in self.roots]
+        return [r.label for r in self.roots]
 
     def to_json(self, members: list[dict] | None = None) -> dict:
         out = {"id": self.id, "channels": self.size, "prunable": self.prunable,
-               "producers": [{"node": r.node, "op": r.op} for r in self.roots],
+               "producers": [{"node": r.label, "name": r.node, "index": r.index, "op": r.op} for r in self.roots],
                "reasons": sorted(set(self.reasons))}
         if members is not None:
             out["members"] = members
@@ -104,12 +125,21 @@ class Tracer:
         self.layouts: dict[str, Layout] = {}
         self.axes: dict[str, int] = {}
         self.members: list[Member] = []
+        self.node_index = {id(n): i for i, n in enumerate(mg.nodes)}
+
+    def label(self, node: gs.Node | None) -> str:
+        return node_label(node, self.node_index.get(id(node), -1)) if node is not None else ""
+
+    def where(self, node: gs.Node) -> str:
+        """A node as messages name it."""
+        return f"node {self.label(node)!r} ({node.op})"
 
     # ---- roots and union-find -------------------------------------------------------------
     def new_root(self, node: gs.Node | None, tensor: gs.Tensor, size: int, axis: int,
                  reason: str | None = None) -> Layout:
         root = Root(len(self.roots), node.name if node else "", node.op if node else "input",
-                    tensor.name, int(size), [reason] if reason else [])
+                    tensor.name, int(size), [reason] if reason else [],
+                    self.node_index.get(id(node), -1) if node else -1, self.label(node))
         self.roots.append(root)
         self.parent.append(root.id)
         layout = Layout(np.full(size, root.id, dtype=np.int32), np.arange(size, dtype=np.int32))
@@ -181,14 +211,20 @@ class Tracer:
 
     def add_member(self, kind: str, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout,
                    role: str = "producer", extra: object = None) -> None:
-        self.members.append(Member(kind, node.name, tensor, axis, layout, role, extra))
+        self.members.append(Member(kind, node, tensor, axis, layout, role, extra, self.label(node)))
 
     def slice_const(self, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout, role: str) -> bool:
         """Register a constant to be sliced; False (and the layout blocked) if it is computed."""
         if tensor is None or tensor.name == "":
             return True
         if not self.mg.is_const(tensor):
-            self.block(layout, f"node {node.name!r} ({node.op}): parameter {tensor.name!r} is computed, not constant")
+            self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is computed, not constant")
+            return False
+        source = tensor
+        while not isinstance(source, gs.Constant) and source.inputs[0].op == "Identity":
+            source = source.inputs[0].inputs[0]
+        if not isinstance(source, gs.Constant) and "value" not in source.inputs[0].attrs:
+            self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is a Constant without a tensor value")
             return False
         self.add_member("slice", node, tensor, axis, layout, role)
         return True
@@ -210,7 +246,7 @@ class Tracer:
         for member in self.members:
             if member.kind != "slice":
                 continue
-            key = (self.mg.const_source(member.tensor), member.axis)
+            key = (storage_key(member.tensor), member.axis)
             first = seen.setdefault(key, member)
             if first is member:
                 continue
@@ -235,7 +271,7 @@ class Dependencies:
         self.groups: list[Group] = []
         self.group_of_root = np.full(len(self.roots), -1, dtype=np.int32)
         for members in by_group.values():
-            producers = [r for r in members if r.op not in ("input",) and not r.node == ""]
+            producers = [r for r in members if r.index >= 0]
             reasons = [reason for r in members for reason in r.reasons]
             gid = len(self.groups)
             self.groups.append(Group(gid, producers or members, members[0].size, reasons))
@@ -248,8 +284,9 @@ class Dependencies:
         return [g for g in self.groups if g.prunable]
 
     def group_of(self, node_name: str) -> Group | None:
+        """The group a producer belongs to, by its name or its label (`Op#index`)."""
         for group in self.groups:
-            if any(r.node == node_name for r in group.roots):
+            if any(node_name in (r.node, r.label) for r in group.roots if r.index >= 0):
                 return group
         return None
 

@@ -11,7 +11,7 @@ import onnx
 from .complexity import FIGURES, Layer, build_layers, profile, totals_of
 from .errors import UserError
 from .graph import load_graph
-from .groups import Dependencies, Tracer
+from .groups import Dependencies, Tracer, node_label
 from .initialize import reinitialize
 from .io import ModelLike
 from .latency import latency_terms, load_profile, measure_node_latency
@@ -239,6 +239,8 @@ def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, base
 def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list[dict]:
     flags = deps.keep_flags(keep)
     rows = []
+    # unnamed layers are reported as Op#index (by their output tensor: names may be empty or repeated)
+    labels = {out.name: node_label(node, i) for i, node in enumerate(deps.mg.nodes) for out in node.outputs}
     for layer in layers:
         layout = deps.layouts.get(layer.out_tensor)
         if layout is None:
@@ -246,6 +248,6 @@ def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list
         mask = deps.mask(layout, flags)
         if mask.all():
             continue
-        rows.append({"node": layer.node, "op": layer.op, "out_channels_before": int(len(mask)),
+        rows.append({"node": layer.node or labels.get(layer.out_tensor, ""), "op": layer.op, "out_channels_before": int(len(mask)),
                      "out_channels_after": int(mask.sum()), "kept": np.flatnonzero(mask).tolist()})
     return rows

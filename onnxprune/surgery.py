@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 
 from .errors import UserError
 from .graph import ModelGraph
-from .groups import Dependencies, Member
+from .groups import Dependencies, Member, storage_key
 from .shapes import infer_shapes, skeleton
 
 
@@ -26,27 +26,31 @@ class _Editor:
         self.model = model
         self.graph = model.graph
         self.initializers = {init.name: i for i, init in enumerate(self.graph.initializer)}
+        # gs nodes by identity -> their proto (the analysed graph keeps the proto's node order)
         self.node_index = {id(n): i for i, n in enumerate(self.mg.nodes)}
-        self.by_name = {n.name: n for n in self.mg.nodes}
         self.new_values: dict[tuple, np.ndarray] = {}
         self.sliced: set[tuple] = set()
         self.fresh = 0
 
-    def proto_node(self, name: str) -> onnx.NodeProto:
-        return self.graph.node[self.node_index[id(self.by_name[name])]]
+    def proto_node(self, node) -> onnx.NodeProto:
+        return self.graph.node[self.node_index[id(node)]]
+
+    def hint(self, node) -> str:
+        """A readable stem for new tensor names: the node's name, or Op_index when it has none."""
+        return node.name or f"{node.op}_{self.node_index[id(node)]}"
 
     def current(self, tensor) -> np.ndarray:
-        source = self.mg.const_source(tensor)
+        source = storage_key(tensor)
         if source in self.new_values:
             return self.new_values[source]
         return self.mg.const_value(tensor)
 
     def replace_const(self, tensor, value: np.ndarray) -> None:
-        self.new_values[self.mg.const_source(tensor)] = value
+        self.new_values[storage_key(tensor)] = value
 
-    def rewire(self, node_name: str, input_index: int, value: np.ndarray, hint: str) -> None:
+    def rewire(self, node, input_index: int, value: np.ndarray, hint: str) -> None:
         """Give one node its own new constant (shared shape constants must not change for others)."""
-        proto = self.proto_node(node_name)
+        proto = self.proto_node(node)
         self.fresh += 1
         name = f"{hint}__pruned_{self.fresh}"
         while name in self.initializers:
@@ -57,8 +61,8 @@ class _Editor:
             proto.input.append("")
         proto.input[input_index] = name
 
-    def set_attr(self, node_name: str, attr: str, value) -> None:
-        proto = self.proto_node(node_name)
+    def set_attr(self, node, attr: str, value) -> None:
+        proto = self.proto_node(node)
         for a in proto.attribute:
             if a.name == attr:
                 proto.attribute.remove(a)
@@ -66,6 +70,7 @@ class _Editor:
         proto.attribute.append(helper.make_attribute(attr, value))
 
     def flush(self) -> None:
+        constant_nodes = {n.output[0]: n for n in self.graph.node if n.op_type == "Constant" and n.output}
         for (kind, name), value in self.new_values.items():
             if kind == "initializer" and value.dtype.byteorder in "=|" and value.dtype != object:
                 # one copy of the bytes, straight into the proto (from_array + CopyFrom makes two)
@@ -78,12 +83,12 @@ class _Editor:
                 init.dims.extend(value.shape)
                 init.raw_data = np.ascontiguousarray(value).tobytes()
                 continue
-            tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
             if kind == "initializer":
+                tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
                 self.graph.initializer[self.initializers[name]].CopyFrom(tensor)
-            else:
-                node = self.proto_node(name)
-                for a in node.attribute:
+            else:  # a Constant node stays a Constant node, with its sliced value
+                tensor = numpy_helper.from_array(np.ascontiguousarray(value))
+                for a in constant_nodes[name].attribute:
                     if a.name == "value":
                         tensor.name = a.t.name
                         a.t.CopyFrom(tensor)
@@ -92,7 +97,7 @@ class _Editor:
 def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies, flags: np.ndarray) -> None:
     kept = int(mask.sum())
     if member.kind == "slice":
-        key = (editor.mg.const_source(member.tensor), member.axis)
+        key = (storage_key(member.tensor), member.axis)
         if key not in editor.sliced:  # a shared weight is sliced once (its readers were coupled)
             editor.sliced.add(key)
             editor.replace_const(member.tensor, np.compress(mask, editor.current(member.tensor), axis=member.axis))
@@ -101,24 +106,23 @@ def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies
     elif member.kind == "dim":
         value = np.array(editor.mg.const_value(member.tensor), copy=True)
         value[member.axis] = kept
-        node = editor.by_name[member.node]
-        editor.rewire(member.node, node.inputs.index(member.tensor), value, member.tensor.name)
+        editor.rewire(member.node, member.node.inputs.index(member.tensor), value, member.tensor.name)
     elif member.kind == "split":
         sizes = np.array([int(deps.mask(part, flags).sum()) for part in member.extra], dtype=np.int64)
-        node = editor.by_name[member.node]
+        node = member.node
         if editor.mg.opset >= 13:
             if "num_outputs" in node.attrs:
                 editor.set_attr(member.node, "num_outputs", len(sizes))
                 proto = editor.proto_node(member.node)
                 proto.attribute.remove(next(a for a in proto.attribute if a.name == "num_outputs"))
-            editor.rewire(member.node, 1, sizes, f"{member.node}_split")
+            editor.rewire(member.node, 1, sizes, f"{editor.hint(node)}_split")
         else:
             editor.set_attr(member.node, "split", [int(s) for s in sizes])
     elif member.kind == "slice_bounds":
         start, stop = member.extra
         new_start = int(mask[:start].sum())
         new_stop = new_start + int(mask[start:stop].sum())
-        node = editor.by_name[member.node]
+        node = member.node
         for position, attr, value in ((1, "starts", new_start), (2, "ends", new_stop)):
             if attr in node.attrs:
                 values = list(node.attrs[attr])
@@ -127,7 +131,7 @@ def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies
             else:
                 values = np.array(editor.mg.const_value(node.inputs[position]), copy=True)
                 values[member.axis] = value
-                editor.rewire(member.node, position, values, f"{member.node}_{attr}")
+                editor.rewire(member.node, position, values, f"{editor.hint(node)}_{attr}")
 
 
 def validate_keep(deps: Dependencies, keep: Mapping[int, object]) -> dict[int, np.ndarray]:
@@ -152,9 +156,9 @@ def _cuts(deps: Dependencies):
     """(node, layout) for every channel range cut out of a wider layout (Split outputs, Slice)."""
     for member in deps.members:
         if member.kind == "split":
-            yield from ((member.node, part) for part in member.extra)
+            yield from ((member.label, part) for part in member.extra)
         elif member.kind == "slice_bounds":
-            yield member.node, member.layout.cut(*member.extra)
+            yield member.label, member.layout.cut(*member.extra)
 
 
 def empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> list[tuple[str, object]]:

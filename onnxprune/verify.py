@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .groups import Dependencies
+from .groups import Dependencies, storage_key
 
 ZEROED_ROLES = ("producer", "operand")
 
@@ -21,7 +21,7 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
     model = onnx.ModelProto()
     model.CopyFrom(deps.mg.model)
     index = {init.name: i for i, init in enumerate(model.graph.initializer)}
-    nodes = {n.name: n for n in model.graph.node}
+    constant_nodes = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
     values: dict[tuple, np.ndarray] = {}
     for member in deps.members:
         if member.kind != "slice":
@@ -32,7 +32,7 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
         mask = deps.mask(member.layout, flags)
         if mask.all():
             continue
-        source = deps.mg.const_source(member.tensor)
+        source = storage_key(member.tensor)
         value = values.get(source)
         if value is None:
             value = np.array(deps.mg.const_value(member.tensor), copy=True)
@@ -43,16 +43,15 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
         tensor = numpy_helper.from_array(value, name)
         if kind == "initializer":
             model.graph.initializer[index[name]].CopyFrom(tensor)
-        else:
-            attr = next(a for a in nodes[name].attribute if a.name == "value")
+        else:  # a Constant node, keyed by its output tensor (its name may be empty)
+            attr = next(a for a in constant_nodes[name].attribute if a.name == "value")
             tensor.name = attr.t.name
             attr.t.CopyFrom(tensor)
     return model
 
 
 def _is_scale_or_shift(deps: Dependencies, member) -> bool:
-    node = next(n for n in deps.mg.nodes if n.name == member.node)
-    return node.inputs.index(member.tensor) in (1, 2)
+    return member.node.inputs.index(member.tensor) in (1, 2)
 
 
 def run(model: onnx.ModelProto, feeds: dict | None = None, seed: int = 0) -> list[np.ndarray]:

@@ -82,3 +82,25 @@ def test_unknown_op_blocks_only_what_it_touches(tmp_path):
     stem = deps.group_of("/stem/Conv")
     assert not stem.prunable and any("no channel rule" in r and "Mystery" in r for r in stem.reasons)
     assert len(deps.prunable) == 0 or all("/stem/Conv" not in g.producers for g in deps.prunable)
+
+
+def test_unnamed_constant_node_weights_are_not_one_node():
+    """paddle2onnx writes weight Constant nodes without names: each is its own constant, not one shared."""
+    from tests.synthetic_graphs import constant_weight_cnn
+
+    deps = channel_groups(constant_weight_cnn())
+    assert len(deps.prunable) == 2 and not any("shared" in r for g in deps.groups for r in g.reasons)
+    assert deps.group_of("conv1").prunable
+    unnamed = deps.group_of("Conv#6")  # no name: reported by op and graph index
+    assert unnamed.prunable and unnamed.producers == ["Conv#6"] and unnamed.roots[0].node == ""
+
+
+def test_messages_name_unnamed_nodes_by_op_and_index(capsys):
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    h = b.conv("x", 3, 8, "conv1", k=3)
+    h = b.node("LRN", [h], size=3)[0]  # unnamed, mixes channels: blocks conv1
+    model = b.model(b.conv(h, 8, 4, "head"))
+    deps = channel_groups(model)
+    assert any("node 'LRN#1' (LRN)" in r for r in deps.group_of("conv1").reasons)

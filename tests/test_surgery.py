@@ -61,3 +61,20 @@ def test_keeping_everything_is_identity(zoo_model):
     deps = channel_groups(zoo_model("resnet50_cifar", "legacy", "kept"))
     pruned = prune_channels(deps, {g.id: np.arange(g.size) for g in deps.groups})
     assert max_relative_error(run(pruned)[0], run(deps.mg.model)[0]) == 0.0
+
+
+def test_constant_node_weights_are_sliced_in_place_like_initializers():
+    """Weights held in unnamed Constant nodes: pruned, oracle holds, Constant nodes and names stay."""
+    from tests.synthetic_graphs import constant_weight_cnn
+
+    original = constant_weight_cnn()
+    deps = channel_groups(original)
+    keep = {g.id: np.array([0, 2, 3]) for g in deps.prunable}
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    assert [(n.op_type, n.name) for n in pruned.graph.node] == [(n.op_type, n.name) for n in original.graph.node]
+    assert not pruned.graph.initializer  # no weight moved out of its Constant node
+    conv_weights = [onnx.numpy_helper.to_array(n.attribute[0].t) for n in pruned.graph.node if n.op_type == "Constant"]
+    assert [w.shape for w in conv_weights][:4] == [(3, 3, 3, 3), (3,), (3, 3, 1, 1), (3,)]
+    got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
+    assert max_relative_error(got, want) < 1e-5 and max_relative_error(got, run(original)[0]) > 1e-3

@@ -13,7 +13,7 @@ from ..cli_app import app, console, emit_json, parse_input_shapes
 def describe_members(deps, group) -> list[dict]:
     out = []
     for m in deps.members_of(group):
-        entry = {"kind": m.kind, "node": m.node, "role": m.role}
+        entry = {"kind": m.kind, "node": m.label, "role": m.role}
         if m.tensor is not None:
             entry.update(tensor=m.tensor.name, axis=m.axis)
         out.append(entry)

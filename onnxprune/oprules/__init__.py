@@ -27,10 +27,6 @@ def rule(*op_types: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def _where(node: gs.Node) -> str:
-    return f"node {node.name!r} ({node.op})"
-
-
 def _subgraph_reads(graph: gs.Graph) -> set[str]:
     """Names of every tensor the nodes of a subgraph (and its own subgraphs) read."""
     names = set()
@@ -45,13 +41,13 @@ def _subgraph_reads(graph: gs.Graph) -> set[str]:
 def apply_rule(t: Tracer, node: gs.Node) -> None:
     subgraphs = [v for v in node.attrs.values() if isinstance(v, gs.Graph)]
     if subgraphs:  # If/Loop/Scan bodies read outer tensors implicitly: freeze all of them
-        reason = f"{_where(node)}: read inside a subgraph"
+        reason = f"{t.where(node)}: read inside a subgraph"
         for name in set().union(*(_subgraph_reads(g) for g in subgraphs)):
             t.block(t.layouts.get(name), reason)
         return barrier(t, node, reason)
     fn = RULES.get(node.op) if (node.domain or "") in ("", "ai.onnx") else None
     if fn is None:
-        barrier(t, node, f"{_where(node)}: no channel rule for this op")
+        barrier(t, node, f"{t.where(node)}: no channel rule for this op")
         return
     fn(t, node)
 
