@@ -66,3 +66,45 @@ def constant_weight_cnn() -> onnx.ModelProto:
     h = b.relu(b.conv("x", 3, 8, "conv1", k=3))
     h = b.relu(b.conv(h, 8, 6, ""))  # an unnamed layer: reported as Conv#index
     return b.model(b.conv(h, 6, 4, "head"))
+
+
+def qdq_cnn() -> onnx.ModelProto:
+    """QDQ (as onnxruntime's static quantizer writes it): a conv with per-channel int8 weights, then float convs."""
+    b = GraphBuilder()
+    scale, zero = b.const(np.float32(0.05), "s"), b.const(np.int8(0), "zp")
+    xq = b.node("QuantizeLinear", ["x", scale, zero], "x_q")[0]
+    xd = b.node("DequantizeLinear", [xq, scale, zero], "x_dq")[0]
+    wq = b.const(b.rng.integers(-100, 100, (8, 3, 3, 3)).astype(np.int8), "w_q")
+    ws = b.const(np.full(8, 0.01, np.float32), "w_scale")
+    wz = b.const(np.zeros(8, np.int8), "w_zp")
+    w = b.node("DequantizeLinear", [wq, ws, wz], "w_dq", axis=0)[0]
+    h = b.relu(b.node("Conv", [xd, w, b.const(b.rng.standard_normal(8).astype(np.float32))], "qconv",
+                      pads=[1] * 4)[0])
+    h = b.relu(b.conv(h, 8, 6, "conv2"))
+    return b.model(b.conv(h, 6, 4, "head"))
+
+
+def conv_integer_cnn() -> onnx.ModelProto:
+    """Dynamic quantization: DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul(scale), then float convs."""
+    b = GraphBuilder()
+    xq, xs, xz = b.node("DynamicQuantizeLinear", ["x"], "dq", outputs=3)
+    wq = b.const(b.rng.integers(0, 255, (8, 3, 3, 3)).astype(np.uint8), "w_q")
+    acc = b.node("ConvInteger", [xq, wq, xz], "qconv", pads=[1] * 4)[0]
+    h = b.node("Cast", [acc], to=TensorProto.FLOAT)[0]
+    scale = b.node("Mul", [xs, b.const(np.float32(0.01), "w_scale")])[0]
+    h = b.relu(b.node("Mul", [h, scale])[0])
+    h = b.relu(b.conv(h, 8, 6, "conv2"))
+    return b.model(b.conv(h, 6, 4, "head"))
+
+
+def qlinear_cnn() -> onnx.ModelProto:
+    """A QLinearConv between QuantizeLinear and DequantizeLinear, then float convs."""
+    b = GraphBuilder()
+    s, z = b.const(np.float32(0.05), "s"), b.const(np.uint8(128), "zp")
+    xq = b.node("QuantizeLinear", ["x", s, z])[0]
+    wq = b.const(b.rng.integers(0, 255, (8, 3, 3, 3)).astype(np.uint8), "w_q")
+    ws, wz = b.const(np.full(8, 0.01, np.float32), "w_scale"), b.const(np.full(8, 128, np.uint8), "w_zp")
+    yq = b.node("QLinearConv", [xq, s, z, wq, ws, wz, s, z], "qconv", pads=[1] * 4)[0]
+    h = b.relu(b.node("DequantizeLinear", [yq, s, z])[0])
+    h = b.relu(b.conv(h, 8, 6, "conv2"))
+    return b.model(b.conv(h, 6, 4, "head"))

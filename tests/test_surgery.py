@@ -78,3 +78,24 @@ def test_constant_node_weights_are_sliced_in_place_like_initializers():
     assert [w.shape for w in conv_weights][:4] == [(3, 3, 3, 3), (3,), (3, 3, 1, 1), (3,)]
     got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
     assert max_relative_error(got, want) < 1e-5 and max_relative_error(got, run(original)[0]) > 1e-3
+
+
+@pytest.mark.parametrize("build", ["qdq_cnn", "conv_integer_cnn", "qlinear_cnn"])
+def test_quantized_layers_are_refused_with_a_reason_and_the_float_rest_prunes(build):
+    """Issue 11.4: a group touching quantized weights is refused (named, with why); never a wrong graph."""
+    from tests import synthetic_graphs
+
+    original = getattr(synthetic_graphs, build)()
+    deps = channel_groups(original)
+    quantized = deps.group_of("qconv")
+    assert quantized is not None and not quantized.prunable
+    assert any("quantized" in r for r in quantized.reasons)
+    assert [g.producers for g in deps.prunable] == [["conv2"]]
+    keep = {deps.group_of("conv2").id: np.array([1, 4])}
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    integer_weights = {i.name: i.SerializeToString() for i in original.graph.initializer
+                       if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    assert integer_weights and all(integer_weights[i.name] == i.SerializeToString()
+                                   for i in pruned.graph.initializer if i.name in integer_weights)
+    assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5

@@ -83,4 +83,4 @@ def _rank(t: Tracer, tensor: gs.Tensor) -> int | None:
 
 
 # Importing the rule modules fills RULES; a new op goes into the module of its kind.
-from . import channelwise, layers, reshaping  # noqa: E402,F401
+from . import channelwise, layers, quantized, reshaping  # noqa: E402,F401

@@ -43,6 +43,23 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
 
 
 # ---- layers: consume channels on their input, produce new roots ---------------------------
+def _dequantized(weight: gs.Tensor) -> bool:
+    return bool(weight.inputs) and weight.inputs[0].op == "DequantizeLinear"
+
+
+def computed_weights(t: Tracer, node: gs.Node, weight: gs.Tensor, shape) -> None:
+    """A layer whose weights are not a constant: its input is frozen, its output an unprunable root."""
+    if _dequantized(weight):  # QDQ: the int8 weight, its scales and zero points would all need slicing
+        reason = f"{t.where(node)}: weights are dequantized (QDQ); pruning quantized weights is not supported yet"
+    else:
+        reason = f"{t.where(node)}: weights are computed, not constant"
+    barrier(t, node, reason)
+    out_shape = t.mg.shape(node.outputs[0])
+    if out_shape is not None and len(out_shape) >= 2:
+        axis = 1 if node.op == "Conv" else len(out_shape) - 1
+        t.new_root(node, node.outputs[0], out_shape[axis], axis, reason)
+
+
 @rule("Conv")
 def conv(t: Tracer, node: gs.Node) -> None:
     x, weight = node.inputs[0], node.inputs[1]
@@ -52,8 +69,7 @@ def conv(t: Tracer, node: gs.Node) -> None:
     if in_layout is not None and t.axis(x) != 1:
         return barrier(t, node, f"{t.where(node)}: channels off axis 1")
     if shape is None or not t.mg.is_const(weight) or (bias is not None and bias.name and not t.mg.is_const(bias)):
-        barrier(t, node, f"{t.where(node)}: weights are computed, not constant")
-        return
+        return computed_weights(t, node, weight, shape)
     groups, out_channels = int(node.attrs.get("group", 1)), shape[0]
     in_channels = shape[1] * groups
     if groups == 1:
@@ -98,7 +114,7 @@ def gemm(t: Tracer, node: gs.Node) -> None:
     trans_a, trans_b = int(node.attrs.get("transA", 0)), int(node.attrs.get("transB", 0))
     shape, in_layout = t.mg.shape(b), t.layout(a)
     if shape is None or not t.mg.is_const(b) or t.layout(b) is not None:
-        return barrier(t, node, f"{t.where(node)}: weight is computed, not constant")
+        return computed_weights(t, node, b, None)
     if in_layout is not None:
         if t.axis(a) != (0 if trans_a else 1):  # blocks the input; the Gemm's own outputs still prune
             t.block(in_layout, f"{t.where(node)}: channels on the batch axis of A")
@@ -115,6 +131,8 @@ def gemm(t: Tracer, node: gs.Node) -> None:
 def matmul(t: Tracer, node: gs.Node) -> None:
     a, b = node.inputs
     a_shape, b_shape, in_layout = t.mg.shape(a), t.mg.shape(b), t.layout(a)
+    if _dequantized(b):
+        return computed_weights(t, node, b, None)
     if b_shape is None or len(b_shape) != 2 or not t.mg.is_const(b) or a_shape is None:
         return barrier(t, node, f"{t.where(node)}: only MatMul by a constant 2-D weight is pruned")
     if in_layout is not None:
