@@ -54,9 +54,15 @@ def storage_key(tensor: gs.Tensor) -> tuple:
     Follows Identity nodes (the legacy exporter wraps shared weights in them). Never keyed by node
     name: exporters leave Constant nodes unnamed; tensor names are unique.
     """
+    tensor = storage_root(tensor)
+    return ("initializer" if isinstance(tensor, gs.Constant) else "constant_node", tensor.name)
+
+
+def storage_root(tensor: gs.Tensor) -> gs.Tensor:
+    """The initializer or Constant-node output behind a tensor (through Identity nodes)."""
     while not isinstance(tensor, gs.Constant) and tensor.inputs and tensor.inputs[0].op == "Identity":
         tensor = tensor.inputs[0].inputs[0]
-    return ("initializer" if isinstance(tensor, gs.Constant) else "constant_node", tensor.name)
+    return tensor
 
 
 @dataclass
@@ -97,6 +103,7 @@ class Group:
     roots: list[Root]
     size: int
     reasons: list[str]
+    coupled_by: list[str] = field(default_factory=list)  # why its roots go together (the ops that join them)
 
     @property
     def prunable(self) -> bool:
@@ -109,7 +116,7 @@ class Group:
     def to_json(self, members: list[dict] | None = None) -> dict:
         out = {"id": self.id, "channels": self.size, "prunable": self.prunable,
                "producers": [{"node": r.label, "name": r.node, "index": r.index, "op": r.op} for r in self.roots],
-               "reasons": sorted(set(self.reasons))}
+               "reasons": sorted(set(self.reasons)), "coupled_by": self.coupled_by}
         if members is not None:
             out["members"] = members
         return out
@@ -118,8 +125,10 @@ class Group:
 class Tracer:
     """Walks the graph once in topological order, applying each node's rule."""
 
-    def __init__(self, mg: ModelGraph):
+    def __init__(self, mg: ModelGraph, keep_tied: bool = False):
         self.mg = mg
+        self.keep_tied = keep_tied  # a constant read by several nodes ties them (else it is only storage)
+        self.links: list[tuple[int, int, str]] = []  # (root, root, where) for every union: why groups join
         self.roots: list[Root] = []
         self.parent: list[int] = []
         self.layouts: dict[str, Layout] = {}
@@ -179,6 +188,7 @@ class Tracer:
             same_sizes = self.roots[ra].size == self.roots[rb].size
             if ra != rb and aligned and same_sizes:
                 self.union(int(ra), int(rb))
+                self.links.append((int(ra), int(rb), where))
             elif ra != rb or not aligned:
                 reason = f"{where}: channels meet out of order"
                 self.block(a, reason)
@@ -220,9 +230,7 @@ class Tracer:
         if not self.mg.is_const(tensor):
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is computed, not constant")
             return False
-        source = tensor
-        while not isinstance(source, gs.Constant) and source.inputs[0].op == "Identity":
-            source = source.inputs[0].inputs[0]
+        source = storage_root(tensor)
         if not isinstance(source, gs.Constant) and "value" not in source.inputs[0].attrs:
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is a Constant without a tensor value")
             return False
@@ -237,11 +245,15 @@ class Tracer:
             apply_rule(self, node)
         for output in self.mg.graph.outputs:
             self.block(self.layout(output), "graph output: its shape is the model's contract")
-        self._block_shared_conflicts()
+        if self.keep_tied:
+            self._tie_shared_constants()
         return Dependencies(self)
 
-    def _block_shared_conflicts(self) -> None:
-        """A constant read by several nodes may be sliced only if every reader slices it alike."""
+    def _tie_shared_constants(self) -> None:
+        """--keep-tied: a constant read by several nodes is one parameter; its readers prune alike.
+
+        Without it, sharing is storage (torch de-duplicates equal initializers) and surgery gives
+        each reader that is cut differently its own copy."""
         seen: dict[tuple, Member] = {}
         for member in self.members:
             if member.kind != "slice":
@@ -251,7 +263,8 @@ class Tracer:
             if first is member:
                 continue
             # the same weight slice read twice (a layer applied twice): both readers prune alike
-            self.couple(first.layout, member.layout, f"constant {member.tensor.name!r} shared by several nodes")
+            self.couple(first.layout, member.layout, f"constant {storage_root(member.tensor).name!r} read by several "
+                        f"nodes (tied: --keep-tied)")
 
 
 class Dependencies:
@@ -277,6 +290,10 @@ class Dependencies:
             self.groups.append(Group(gid, producers or members, members[0].size, reasons))
             for r in members:
                 self.group_of_root[r.id] = gid
+        for a, _, where in tracer.links:
+            coupled_by = self.groups[self.group_of_root[a]].coupled_by
+            if where not in coupled_by:
+                coupled_by.append(where)
         self.root_offsets = np.concatenate([[0], np.cumsum([r.size for r in self.roots])]).astype(np.int64)
 
     @property
@@ -310,6 +327,10 @@ class Dependencies:
         return [m for m in self.members if np.any(self.group_of_root[m.layout.roots] == gid)]
 
 
-def channel_groups(source: ModelLike | ModelGraph, input_shapes: dict | None = None) -> Dependencies:
-    """Analyse a model: which output channels can be removed together, and what that touches."""
-    return Tracer(load_graph(source, input_shapes)).run()
+def channel_groups(source: ModelLike | ModelGraph, input_shapes: dict | None = None,
+                   keep_tied: bool = False) -> Dependencies:
+    """Analyse a model: which output channels can be removed together, and what that touches.
+
+    `keep_tied`: a constant read by several nodes keeps its readers pruned alike (else each reader
+    that is cut differently gets its own copy)."""
+    return Tracer(load_graph(source, input_shapes), keep_tied).run()

@@ -6,6 +6,7 @@ weight: 0.7 s for a 100 MB model, more than the whole analysis.)
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping
 
 import numpy as np
@@ -14,7 +15,8 @@ from onnx import helper, numpy_helper
 
 from .errors import UserError
 from .graph import ModelGraph
-from .groups import Dependencies, Member, storage_key
+from .groups import Dependencies, Member, node_label
+from .shared_constants import apply_storage_edits, cut, group_by_storage
 from .shapes import infer_shapes, skeleton
 
 
@@ -28,9 +30,9 @@ class _Editor:
         self.initializers = {init.name: i for i, init in enumerate(self.graph.initializer)}
         # gs nodes by identity -> their proto (the analysed graph keeps the proto's node order)
         self.node_index = {id(n): i for i, n in enumerate(self.mg.nodes)}
-        self.new_values: dict[tuple, np.ndarray] = {}
-        self.sliced: set[tuple] = set()
+        self.new_values: dict[tuple, np.ndarray] = {}  # storage_key -> the constant's new value
         self.fresh = 0
+        self.unhooked: list[str] = []  # tensor names that rewire stopped some input from reading
 
     def proto_node(self, node) -> onnx.NodeProto:
         return self.graph.node[self.node_index[id(node)]]
@@ -39,26 +41,25 @@ class _Editor:
         """A readable stem for new tensor names: the node's name, or Op_index when it has none."""
         return node.name or f"{node.op}_{self.node_index[id(node)]}"
 
-    def current(self, tensor) -> np.ndarray:
-        source = storage_key(tensor)
-        if source in self.new_values:
-            return self.new_values[source]
-        return self.mg.const_value(tensor)
-
-    def replace_const(self, tensor, value: np.ndarray) -> None:
-        self.new_values[storage_key(tensor)] = value
-
     def rewire(self, node, input_index: int, value: np.ndarray, hint: str) -> None:
         """Give one node its own new constant (shared shape constants must not change for others)."""
-        proto = self.proto_node(node)
+        self.point(node, input_index, self.add_initializer(value, hint))
+
+    def add_initializer(self, value: np.ndarray, hint: str) -> str:
         self.fresh += 1
         name = f"{hint}__pruned_{self.fresh}"
         while name in self.initializers:
             name += "_"
         self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
         self.initializers[name] = len(self.graph.initializer) - 1
+        return name
+
+    def point(self, node, input_index: int, name: str) -> None:
+        """Make input `input_index` of `node` read tensor `name`."""
+        proto = self.proto_node(node)
         while len(proto.input) <= input_index:
             proto.input.append("")
+        self.unhooked.append(proto.input[input_index])
         proto.input[input_index] = name
 
     def set_attr(self, node, attr: str, value) -> None:
@@ -96,12 +97,7 @@ class _Editor:
 
 def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies, flags: np.ndarray) -> None:
     kept = int(mask.sum())
-    if member.kind == "slice":
-        key = (storage_key(member.tensor), member.axis)
-        if key not in editor.sliced:  # a shared weight is sliced once (its readers were coupled)
-            editor.sliced.add(key)
-            editor.replace_const(member.tensor, np.compress(mask, editor.current(member.tensor), axis=member.axis))
-    elif member.kind == "group_attr":
+    if member.kind == "group_attr":
         editor.set_attr(member.node, "group", kept)
     elif member.kind == "dim":
         value = np.array(editor.mg.const_value(member.tensor), copy=True)
@@ -186,10 +182,11 @@ def fill_empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> dict[int,
 
 
 def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: bool = True,
-                   inplace: bool = False) -> onnx.ModelProto:
+                   inplace: bool = False, notes: list | None = None) -> onnx.ModelProto:
     """A new model in which each group keeps only the given channel indices.
 
     `inplace=True` edits the analysed model itself (no 100 MB copy): for callers that loaded it.
+    `notes`, if given, receives one entry per shared constant that readers now each hold a copy of.
     """
     keep = validate_keep(deps, keep)
     empty = empty_cuts(deps, keep)
@@ -207,17 +204,56 @@ def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: boo
         return model
     flags = deps.keep_flags(keep)
     editor = _Editor(deps, model)
+    slices = []
     for member in deps.members:
         mask = deps.mask(member.layout, flags)
+        if member.kind == "slice":
+            slices.append((member, mask))  # constants are cut per storage, below: readers may differ
+            continue
         if mask.all() and member.kind != "split":
             continue
         _apply(editor, member, mask, deps, flags)
+    copies = apply_storage_edits(editor, group_by_storage(slices), cut, lambda node: node_label(node, editor.node_index[id(node)]))
+    if notes is not None:
+        notes.extend(copies)
     editor.flush()
+    if editor.unhooked:
+        drop_dead_constants(model, editor.unhooked)
     _drop_unused_initializers(model)
     refresh_value_info(model)
     if check:
         check_structure(model)
     return model
+
+
+def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
+    """Remove the Constant and Identity nodes that fed only the inputs we re-pointed (`unhooked`)."""
+    graph = model.graph
+    producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    readers = Counter(name for n in graph.node for name in n.input)
+    protected = {o.name for o in graph.output}
+    stack = [a.g for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    stack += [g for n in graph.node for a in n.attribute for g in a.graphs]
+    while stack:  # tensors read inside subgraphs
+        sub = stack.pop()
+        for node in sub.node:
+            protected.update(node.input)
+            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH] + list(
+                g for a in node.attribute for g in a.graphs)
+    dead, pending = set(), list(unhooked)
+    while pending:
+        index = producers.get(pending.pop())
+        if index is None or index in dead:
+            continue
+        node = graph.node[index]
+        if node.op_type not in ("Constant", "Identity") or any(readers[o] or o in protected for o in node.output):
+            continue
+        dead.add(index)
+        for name in node.input:
+            readers[name] -= 1
+            pending.append(name)
+    for index in sorted(dead, reverse=True):
+        del graph.node[index]
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

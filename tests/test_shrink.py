@@ -167,3 +167,21 @@ def test_shrink_prunes_constant_node_weights_and_names_unnamed_layers():
     keep = {g.id: kept[g.roots[0].label] for g in deps.prunable if g.roots[0].label in kept}
     assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5
     assert [n.op_type for n in model.graph.node] == [n.op_type for n in original.graph.node]
+
+
+def test_shrink_unshares_deduplicated_biases_and_says_so(tmp_path, capsys):
+    from tests.test_groups import Untrained, export_folded
+
+    path = tmp_path / "untrained.onnx"
+    onnx.save(export_folded(Untrained(), trained=False), str(path))
+    deps = channel_groups(str(path))
+    model, report = onnxprune.shrink(str(path), mode="FA", target=0.5, init="keep", seed=0)
+    assert report["unshared_constants"][0]["versions"] >= 2
+    kept = {row["node"]: row["kept"] for row in report["layers"]}
+    keep = {g.id: kept[g.roots[0].label] for g in deps.prunable if g.roots[0].label in kept}
+    assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+    _, tied = onnxprune.shrink(str(path), mode="FA", target=0.5, init="keep", seed=0, keep_tied=True)
+    assert "unshared_constants" not in tied
+    assert main(["shrink", str(path), "--mode", "FA", "--target", "0.5", "--init", "keep",
+                 "-o", str(tmp_path / "out.onnx")]) == 0
+    assert "got their own copy" in capsys.readouterr().out
