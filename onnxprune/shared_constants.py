@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .groups import Member, storage_key, storage_root
+from .channels import Member, storage_key, storage_root
 
 # transform(original value, {axis: keep mask}) -> the value one reader should see
 Transform = Callable[[np.ndarray, dict], np.ndarray]

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..groups import Layout, Tracer
+from ..channels import ChannelTracer as Tracer, Layout
 
 Rule = Callable[[Tracer, gs.Node], None]
 RULES: dict[str, Rule] = {}

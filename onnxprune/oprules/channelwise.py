@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from ..groups import Tracer
+from ..channels import ChannelTracer as Tracer
 from . import _data, _int_list, _pass, _rank, barrier, rule
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from ..groups import Tracer
+from ..channels import ChannelTracer as Tracer
 from . import barrier, rule
 
 QUANTIZED_LAYERS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..groups import Layout, Tracer
+from ..channels import ChannelTracer as Tracer, Layout
 from . import _data, _int_list, _pass, _rank, barrier, rule
 
 
