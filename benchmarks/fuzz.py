@@ -96,7 +96,58 @@ def bn_net(opset: int = 17) -> onnx.ModelProto:
     return model
 
 
-SEEDS = {"conv": lambda: conv_net(), "conv37": lambda: conv_net(channels=(37, 21)), "bn": bn_net}
+def symbolic_net(dims: tuple = ("N", 3, "H", "W")) -> onnx.ModelProto:
+    """conv_net with symbolic input dims (batch, height, width): needs --input-shape everywhere."""
+    model = conv_net()
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, dims):
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = str(dims[0])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def markup_net() -> onnx.ModelProto:
+    """conv_net whose node names hold rich markup: tables must print them as given."""
+    model = conv_net()
+    for node in model.graph.node:
+        node.name = f"block[red]{node.name}[/red]/[bold]x"
+    return model
+
+
+def unnamed_net() -> onnx.ModelProto:
+    """conv_net with every node name empty (paddle2onnx writes Constant nodes so)."""
+    model = conv_net()
+    for node in model.graph.node:
+        node.name = ""
+    return model
+
+
+def shared_net() -> onnx.ModelProto:
+    """Two convs of one width read one bias through Identity nodes (torch de-duplicates equal
+    initializers): storage sharing, not a tie."""
+    model = conv_net(channels=(8, 8))
+    graph = model.graph
+    bias = next(i for i in graph.initializer if i.name == "conv0.b")
+    bias.CopyFrom(numpy_helper.from_array(np.zeros(8, np.float32), "conv0.b"))
+    graph.node.insert(0, helper.make_node("Identity", ["conv0.b"], ["shared.b0"], name="id0"))
+    graph.node.insert(1, helper.make_node("Identity", ["conv0.b"], ["shared.b1"], name="id1"))
+    for node in graph.node:
+        if node.name == "conv0":
+            node.input[2] = "shared.b0"
+        if node.name == "conv1":
+            node.input[2] = "shared.b1"
+    kept = [i for i in graph.initializer if i.name != "conv1.b"]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+SEEDS = {"conv": lambda: conv_net(), "conv37": lambda: conv_net(channels=(37, 21)), "bn": bn_net,
+         "symbolic": symbolic_net, "markup": markup_net, "unnamed": unnamed_net, "shared": shared_net}
 
 # ---------------------------------------------------------------- mutations
 

@@ -5,9 +5,9 @@ from typing import List, Optional
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from ..cli_app import app, console, emit_json, parse_input_shapes
+from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes
+from ..report import LiteralTable
 
 
 def describe_members(deps, group) -> list[dict]:
@@ -24,17 +24,17 @@ def describe_members(deps, group) -> list[dict]:
 def groups_command(
     model: str = typer.Argument(..., help="ONNX model file"),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
-    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32 (repeatable)"),
+    input_shape: Optional[List[str]] = input_shape_option(),
 ) -> None:
     """Channel dependency groups: members, channel count, prunable or not, and why not."""
     from .. import channel_groups
 
-    deps = channel_groups(model, parse_input_shapes(input_shape))
+    deps = channel_groups(model, parse_input_shapes(input_shape, model))
     if json_out:
         emit_json({"model": model, "groups": [g.to_json(describe_members(deps, g)) for g in deps.groups],
                    "prunable": len(deps.prunable)})
         return
-    table = Table(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
+    table = LiteralTable(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
     for column in ("group", "channels", "producers", "members", "prunable"):
         table.add_column(column)
     for g in deps.groups:

@@ -4,11 +4,10 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from ..cli_app import app, console, emit_json, parse_input_shapes
+from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes
 from ..errors import UserError
-from ..report import nbytes, pct, si
+from ..report import LiteralTable, nbytes, pct, si
 
 SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "memory_bytes"}
 
@@ -17,7 +16,7 @@ SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "mem
 def profile_command(
     model: str = typer.Argument(..., help="ONNX model file"),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
-    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32 (repeatable)"),
+    input_shape: Optional[List[str]] = input_shape_option(),
     sort: str = typer.Option("graph", "--sort", help="graph|params|flops|memory"),
     top: int = typer.Option(0, "--top", help="show only the N largest layers (0 = all)"),
 ) -> None:
@@ -28,7 +27,7 @@ def profile_command(
         raise UserError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
     if top < 0:
         raise UserError("--top must be 0 (all) or a positive number")
-    result = profile(model, parse_input_shapes(input_shape))
+    result = profile(model, parse_input_shapes(input_shape, model))
     rows = result.rows()
     if SORT_KEYS[sort]:
         rows.sort(key=lambda r: -r[SORT_KEYS[sort]])
@@ -39,7 +38,7 @@ def profile_command(
         payload["layers"] = rows
         emit_json(payload)
         return
-    table = Table(title=f"{model}", show_lines=False)
+    table = LiteralTable(title=f"{model}", show_lines=False)
     for column in ("node", "op", "out ch", "params", "%", "FLOPs (MACs)", "%", "memory", "%"):
         table.add_column(column, justify="left" if column in ("node", "op") else "right")
     totals = result.totals
