@@ -97,6 +97,9 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
     except onnx.shape_inference.InferenceError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{where}: fails ONNX type/shape inference: {first}; fix or re-export the model") from None
+    except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
+        raise UserError(f"{where}: fails the ONNX checker: a name or string in the graph is not valid UTF-8; "
+                        f"is the file corrupted?") from None
 
 
 def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
