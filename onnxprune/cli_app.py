@@ -92,6 +92,48 @@ def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dic
     return shapes
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .commands.version import version_line
+
+        console.print(version_line(), markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the onnxprune, onnx and onnxruntime versions and exit."),
+) -> None:
     """Complexity-driven structured pruning of CNNs, directly on ONNX graphs."""
+
+
+_TYPE_NAMES = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT", "list[int]": "INTEGER",
+               "list[float]": "NUMBER", "bool": ""}
+
+
+def _display_type(self: Any, ctx: Any) -> str | None:
+    """What the help shows after an option: its metavar, or a plain word (INTEGER, NUMBER, TEXT);
+    nothing for a flag or an argument (its name is already there), never a Python type tag."""
+    if getattr(self, "param_type_name", "") == "argument" or getattr(self, "is_flag", False):
+        return None
+    if self.metavar is not None:
+        return self.metavar
+    try:
+        bare = str(self.bare_type())
+    except Exception:  # noqa: BLE001 - help must print whatever typer's internals look like
+        return None
+    return _TYPE_NAMES.get(bare, bare.upper()) or None
+
+
+def _plain_help_types() -> None:
+    """typer >= 0.20 prints each parameter's Python type (`<bool>`, `<str>`, `<list[str]>`) in the
+    help; one override here gives every verb, present and future, plain words instead."""
+    core = getattr(typer, "core", None)
+    for name in ("TyperOption", "TyperArgument"):
+        cls = getattr(core, name, None)
+        if cls is not None and hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = _display_type
+
+
+_plain_help_types()
