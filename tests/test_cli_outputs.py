@@ -187,3 +187,11 @@ def test_check_outputs_writable_api(model, tmp_path):
         onnxprune_io.check_outputs_writable([model], model)
     with pytest.raises(onnxprune_io.UserError, match="--log -"):
         onnxprune_io.check_outputs_writable({"--log": "-"})
+
+
+@pytest.mark.parametrize("where", ["dash", "read-only", "missing"])
+def test_sweep_checks_its_run_folder_first(where, model, read_only, tmp_path, capsys):
+    output = {"dash": "-", "read-only": read_only / "run", "missing": tmp_path / "no" / "run"}[where]
+    rc, _, err = run(["sweep", model, "-o", output, "--modes", "FA", "--targets", "0.5"], capsys)
+    one_line_error(rc, err, "-o")
+    assert not Path("-").exists() and not (tmp_path / "no").exists()

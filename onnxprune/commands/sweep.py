@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..cli_app import app, console, emit_json, err_console, input_shape_option, parse_input_shapes, seed_option
 from ..errors import UserError
+from ..io import check_outputs_writable
 from ..report import LiteralTable, literal, nbytes, si
 
 
@@ -43,6 +45,9 @@ def sweep_command(
     from ..sweep import parse_modes, parse_targets, sweep
 
     mode_list, target_list = parse_modes(modes), parse_targets(targets)  # fail before anything loads
+    run_dir = Path(output)
+    # the run folder (or, while it does not exist, the folder it goes in) must be writable before any work
+    check_outputs_writable({"-o": run_dir / "results.json" if run_dir.is_dir() else run_dir}, model)
     shapes = parse_input_shapes(input_shape, model)
     extra = {}
     if shapes:
