@@ -195,7 +195,7 @@ def _stage_bytes(data: bytes, out: Path) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fchmod(handle.fileno(), _new_file_mode(out))
+            os.chmod(tmp_name, _new_file_mode(out))  # mkstemp makes 0600 whatever the umask
             os.fsync(handle.fileno())
     except BaseException:
         os.unlink(tmp_name)
@@ -223,17 +223,21 @@ def save_outputs(outputs, *inputs: ModelLike, flags=None) -> list[Path]:
     flags = flags or ["-o"] * len(outputs)
     paths = check_outputs_writable([(flag, path) for flag, (path, _) in zip(flags, outputs)], *inputs)
     staged: list[tuple[Path, Path]] = []  # (temp, final); model side files come first
+    current, renamed = paths[0] if paths else None, []
     try:
         for out, (_, payload) in zip(paths, outputs):
+            current = out
             if isinstance(payload, onnx.ModelProto):
                 staged += _stage_model(payload, out)
             else:
                 staged.append((_stage_bytes(json_bytes(payload), out), out))
         for tmp, final in staged:
+            current = final
             os.replace(tmp, final)
+            renamed.append(final)
     except OSError as exc:  # checked beforehand, so rare: a full disk, a folder changed meanwhile
-        raise UserError(f"cannot write {exc.filename or paths[0]}: {exc.strerror or exc}; nothing was written"
-                        ) from None
+        done = f"only {', '.join(map(str, renamed))} was written" if renamed else "nothing was written"
+        raise UserError(f"cannot write {current}: {exc.strerror or exc}; {done}") from None
     finally:
         for tmp, _ in staged:
             if tmp.exists():
