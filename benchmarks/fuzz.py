@@ -1,12 +1,18 @@
-"""Fuzz every onnxprune verb with seeded mutants of small valid models (issue 7).
+"""Fuzz every onnxprune verb with seeded mutants of small valid models (issues 7 and 16).
 
     python benchmarks/fuzz.py --cases 1000 [--seed 0] [--no-append]
 
-Each case mutates a valid small model (byte flips, deleted nodes, wrong shapes, dangling inputs,
-renamed outputs, truncated initializers, wrong attribute types) and runs profile, groups, shrink,
-check (with a budget) and bench (--runs 2) on it in-process. An exit code outside {0, 1, 2} or an
-exception escaping `onnxprune.cli.main` is a failure. The result block is appended to
-benchmarks/RESULTS.md under "## Fuzzing (issue 7)".
+Each case takes a seed model (plain, BN/residual, 37 channels, symbolic N/H/W, rich markup in node
+names, unnamed nodes with Constant-node weights, a storage-shared bias) and mutates it (byte flips,
+deleted nodes, wrong shapes, dangling inputs, renamed outputs, truncated initializers, wrong
+attribute types...); one case in 8 keeps the seed model unmutated. It varies the options: outputs
+in a plain, read-only, missing, file-as-folder place or `-o -`; `--seed` 0, 7 or -1; for symbolic
+models a `--input-shape` in each accepted form. Then it runs profile, groups, shrink (with
+--report), check, bench and latency in-process. A failure is: an exception escaping
+`onnxprune.cli.main`, an exit code outside {0, 1, 2}, exit 2 without exactly one stderr line, exit
+0 after writing to an unusable place, shrink's exit 2 leaving some outputs, a modified input, or an
+unmutated model refused or miscounted. The result block is appended to benchmarks/RESULTS.md
+under "## Fuzzing (issue 7)".
 """
 from __future__ import annotations
 
@@ -96,7 +102,66 @@ def bn_net(opset: int = 17) -> onnx.ModelProto:
     return model
 
 
-SEEDS = {"conv": lambda: conv_net(), "conv37": lambda: conv_net(channels=(37, 21)), "bn": bn_net}
+def symbolic_net(dims: tuple = ("N", 3, "H", "W")) -> onnx.ModelProto:
+    """conv_net with symbolic input dims (batch, height, width): needs --input-shape everywhere."""
+    model = conv_net()
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, dims):
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = str(dims[0])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def markup_net() -> onnx.ModelProto:
+    """conv_net whose node names hold rich markup: tables must print them as given."""
+    model = conv_net()
+    for node in model.graph.node:
+        node.name = f"block[red]{node.name}[/red]/[bold]x"
+    return model
+
+
+def unnamed_net() -> onnx.ModelProto:
+    """conv_net with every node name empty and the weights in unnamed Constant nodes, as
+    paddle2onnx writes them: nothing may be keyed by node name."""
+    model = conv_net()
+    graph = model.graph
+    constants = [helper.make_node("Constant", [], [init.name], value=init) for init in graph.initializer]
+    del graph.initializer[:]
+    nodes = constants + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for node in graph.node:
+        node.name = ""
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def shared_net() -> onnx.ModelProto:
+    """Two convs of one width read one bias through Identity nodes (torch de-duplicates equal
+    initializers): storage sharing, not a tie."""
+    model = conv_net(channels=(8, 8))
+    graph = model.graph
+    bias = next(i for i in graph.initializer if i.name == "conv0.b")
+    bias.CopyFrom(numpy_helper.from_array(np.zeros(8, np.float32), "conv0.b"))
+    graph.node.insert(0, helper.make_node("Identity", ["conv0.b"], ["shared.b0"], name="id0"))
+    graph.node.insert(1, helper.make_node("Identity", ["conv0.b"], ["shared.b1"], name="id1"))
+    for node in graph.node:
+        if node.name == "conv0":
+            node.input[2] = "shared.b0"
+        if node.name == "conv1":
+            node.input[2] = "shared.b1"
+    kept = [i for i in graph.initializer if i.name != "conv1.b"]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+SEEDS = {"conv": lambda: conv_net(), "conv37": lambda: conv_net(channels=(37, 21)), "bn": bn_net,
+         "symbolic": symbolic_net, "markup": markup_net, "unnamed": unnamed_net, "shared": shared_net}
 
 # ---------------------------------------------------------------- mutations
 
@@ -158,8 +223,14 @@ def m_rename_output(model, rng):
     return model
 
 
+def _weights(model) -> list:
+    """The weight tensors to corrupt: initializers, or Constant nodes' values where there are none."""
+    inits = list(model.graph.initializer)
+    return inits or [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+
+
 def m_truncate_initializer(model, rng):
-    init = rng.choice(list(model.graph.initializer))
+    init = rng.choice(_weights(model))
     raw = numpy_helper.to_array(init).tobytes()
     init.ClearField("float_data")
     init.ClearField("int32_data")
@@ -188,7 +259,7 @@ def m_wrong_attribute(model, rng):
 
 
 def m_wrong_dtype(model, rng):
-    init = rng.choice(list(model.graph.initializer))
+    init = rng.choice(_weights(model))
     arr = numpy_helper.to_array(init)
     kind = rng.choice([np.int8, np.int64, np.float16, np.float64, np.uint8])
     init.CopyFrom(numpy_helper.from_array(arr.astype(kind), init.name))
@@ -225,6 +296,8 @@ def mutant(case: int, seed: int = 0) -> tuple[str, bytes]:
     model = SEEDS[base_name]()
     steps = []
     result = model
+    if case % CLEAN_CASE_EVERY == CLEAN_CASE_EVERY - 1:
+        return f"{base_name}:clean", model.SerializeToString()
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         mutation = rng.choice(MUTATIONS)
         steps.append(mutation.__name__[2:])
@@ -240,33 +313,99 @@ def mutant(case: int, seed: int = 0) -> tuple[str, bytes]:
     return f"{base_name}:{'+'.join(steps)}", result
 
 
-def verbs(path: str, out_dir: str) -> list[tuple[str, list[str]]]:
-    out = os.path.join(out_dir, "pruned.onnx")
+# what every case's options vary over (issue 16): where outputs go, the seed, the input shape
+OUTPUT_PLACES = ("plain", "plain", "plain", "read-only", "missing-folder", "dash", "file-as-folder")
+SYMBOLIC_SEEDS = {"symbolic"}
+CLEAN_CASE_EVERY = 8  # one case in 8 runs the seed model unmutated: then every verb must succeed
+
+
+def _read_only_folder(tmp: str) -> str:
+    """A folder this process cannot write to: chmod 0555 (an ordinary user), or a read-only
+    pseudo-filesystem folder when root ignores the mode bits."""
+    folder = os.path.join(tmp, "read-only")
+    os.makedirs(folder, exist_ok=True)
+    os.chmod(folder, 0o555)
+    if os.access(folder, os.W_OK) and os.path.isdir("/sys/kernel"):
+        return "/sys/kernel"  # root: chmod does not stop it; sysfs refuses new files
+    return folder
+
+
+def options_for(case: int, seed: int, base_name: str, tmp: str) -> dict:
+    """Deterministic per-case choices: output place, --seed, --input-shape."""
+    rng = random.Random(f"options:{seed}:{case}")  # independent of the mutant's draws
+    place = rng.choice(OUTPUT_PLACES)
+    out_dir = {"plain": tmp, "read-only": _read_only_folder(tmp) if place == "read-only" else tmp,
+               "missing-folder": os.path.join(tmp, "no", "such"), "file-as-folder": os.path.join(tmp, "afile"),
+               "dash": tmp}[place]
+    if place == "file-as-folder":
+        with open(out_dir, "w") as handle:
+            handle.write("x")
+    shape = []
+    if base_name in SYMBOLIC_SEEDS and rng.random() < 0.8:
+        shape = ["--input-shape", rng.choice(["1x3x8x8", "input=1x3x12x12", "input:2x3x8x8"])]
+    return {"place": place, "out_dir": out_dir, "seed": rng.choice([0, 0, 0, 7, -1]), "shape": shape}
+
+
+def verbs(path: str, out_dir: str, options: dict | None = None) -> list[tuple[str, list[str]]]:
+    options = options or {"place": "plain", "out_dir": out_dir, "seed": 0, "shape": []}
+    where = options["out_dir"]
+    out = "-" if options["place"] == "dash" else os.path.join(where, "pruned.onnx")
+    report = os.path.join(where, "report.json")
+    seed, shape = ["--seed", str(options["seed"])], options["shape"]
     return [
-        ("profile", ["profile", path, "--json"]),
-        ("groups", ["groups", path, "--json"]),
-        ("shrink", ["shrink", path, "--mode", "FA", "--target", "0.5", "-o", out, "--json"]),
-        ("check", ["check", path, "--max-params", "1k"]),
-        ("bench", ["bench", path, "--runs", "2", "--warmup", "0", "--in-process", "--json"]),
+        ("profile", ["profile", path, "--json", *shape]),
+        ("groups", ["groups", path, "--json", *shape]),
+        ("shrink", ["shrink", path, "--mode", "FA", "--target", "0.5", "-o", out, "--report", report, "--json",
+                    *seed, *shape]),
+        ("check", ["check", path, "--max-params", "1k", *shape]),
+        ("bench", ["bench", path, "--runs", "2", "--warmup", "0", "--in-process", "--json", *seed, *shape]),
+        ("latency", ["latency", path, "--runs", "2", "-o", "-" if options["place"] == "dash" else
+                     os.path.join(where, "latency.json"), "--json", *seed, *shape]),
     ]
+
+
+def _clean_case_failure(verb: str, rc, options: dict, stdout: str) -> str | None:
+    """For an unmutated seed model with usable options, the verb must do its job."""
+    if options["place"] != "plain" or options["seed"] < 0 or (options["base"] in SYMBOLIC_SEEDS
+                                                               and not options["shape"]):
+        return None
+    expected = (0, 1) if verb == "check" else (0,)
+    if rc not in expected:
+        return f"clean model: exit {rc}, expected {expected}"
+    if verb == "profile":
+        import json
+
+        params = json.loads(stdout)["totals"]["params"]
+        if params != CLEAN_PARAMS.get(options["base"], params):
+            return f"clean model: profile counts {params} params, expected {CLEAN_PARAMS[options['base']]}"
+    return None
+
+
+CLEAN_PARAMS = {"unnamed": 1562, "markup": 1562, "symbolic": 1562, "conv": 1562}  # conv_net(): 8*27+8+16*72+16+170
 
 
 def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]:
     """Run every verb on one mutant; each entry: verb, rc, failure text (None when fine)."""
+    import shutil
+
     from onnxprune.cli import main
 
     description, data = mutant(case, seed)
+    base_name = description.split(":")[0]
     own = workdir is None
-    tmp = tempfile.mkdtemp(prefix="fuzz-") if own else workdir
+    tmp = tempfile.mkdtemp(prefix="fuzz-") if own else tempfile.mkdtemp(prefix=f"case{case}-", dir=workdir)
     try:
         path = os.path.join(tmp, f"case{case}.onnx")
         with open(path, "wb") as handle:
             handle.write(data)
+        options = dict(options_for(case, seed, base_name, tmp), base=base_name)
+        clean = description.endswith(":clean")
         outcomes = []
-        for verb, argv in verbs(path, tmp):
+        for verb, argv in verbs(path, tmp, options):
             stdout, stderr = io.StringIO(), io.StringIO()
             failure = None
             rc = None
+            before = set(os.listdir(options["out_dir"])) if os.path.isdir(options["out_dir"]) else set()
             try:
                 with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                     rc = main(argv)
@@ -284,17 +423,25 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
                 failure = "traceback on stderr:\n" + err
             if failure is None and rc == 2 and len([l for l in err.splitlines() if l.strip()]) != 1:
                 failure = "exit 2 without exactly one line on stderr:\n" + err
+            if failure is None and options["place"] != "plain" and rc == 0 and verb in ("shrink", "latency"):
+                failure = f"wrote to a {options['place']} output location and exited 0"
+            if failure is None and rc == 2 and verb == "shrink" and os.path.isdir(options["out_dir"]):
+                left = set(os.listdir(options["out_dir"])) - before
+                if left:
+                    failure = f"exit 2 but left {sorted(left)} behind (all outputs or none)"
+            if failure is None and clean:
+                failure = _clean_case_failure(verb, rc, options, stdout.getvalue())
             with open(path, "rb") as handle:
                 if handle.read() != data:
                     failure = (failure or "") + " input file was modified"
             outcomes.append({"case": case, "mutant": description, "verb": verb, "rc": rc, "failure": failure,
-                             "stderr": err.strip()[:300]})
+                             "stderr": err.strip()[:300], "place": options["place"], "seed": options["seed"]})
         return outcomes
     finally:
-        if own:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        ro = os.path.join(tmp, "read-only")
+        if os.path.isdir(ro):
+            os.chmod(ro, 0o755)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _machine() -> str:
@@ -325,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     per_rc: collections.Counter = collections.Counter()
     failures: list[dict] = []
     mutations: collections.Counter = collections.Counter()
+    bases: collections.Counter = collections.Counter()
+    places: collections.Counter = collections.Counter()
+    clean_cases = negative = 0
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         for case in range(args.start, args.start + args.cases):
             for outcome in run_case(case, args.seed, tmp):
@@ -334,7 +484,12 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append(outcome)
                     print(f"FAIL case {case} {outcome['mutant']} {outcome['verb']}: "
                           f"{outcome['failure'].splitlines()[-1]}", file=sys.stderr)
-            mutations[mutant(case, args.seed)[0].split(":")[1]] += 1
+            description = mutant(case, args.seed)[0]
+            mutations[description.split(":")[1]] += 1
+            bases[description.split(":")[0]] += 1
+            clean_cases += description.endswith(":clean")
+            places[outcome["place"]] += 1
+            negative += outcome["seed"] < 0
             if (case - args.start + 1) % 50 == 0:
                 print(f"{case - args.start + 1}/{args.cases} cases, {len(failures)} failures, "
                       f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -347,11 +502,15 @@ def main(argv: list[str] | None = None) -> int:
         f"- command: `{command.strip()}`",
         f"- machine: {_machine()}",
         f"- cases: {args.cases} (seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}), "
-        f"{args.cases * 5} verb runs, {elapsed:.0f} s",
+        f"{sum(per_rc.values())} verb runs ({len(per_verb)} verbs: {', '.join(per_verb)}), {elapsed:.0f} s",
+        f"- seed models: " + ", ".join(f"{k} {n}" for k, n in sorted(bases.items())) +
+        f"; clean (unmutated) cases: {clean_cases}; output places: " +
+        ", ".join(f"{k} {n}" for k, n in sorted(places.items())) + f"; negative --seed cases: {negative}",
         f"- exit codes (all verbs): " + ", ".join(f"{rc}: {n}" for rc, n in sorted(per_rc.items(), key=str)),
         "- per verb: " + "; ".join(f"{verb} " + ", ".join(f"{rc}:{n}" for rc, n in sorted(c.items(), key=str))
                                    for verb, c in per_verb.items()),
-        f"- failures (exception escaping, exit code outside 0/1/2, or exit 2 without one line): {len(failures)}",
+        f"- failures (exception escaping, exit code outside 0/1/2, exit 2 without one line, an output written to an "
+        f"unusable place, a partial output set, a clean model refused or miscounted): {len(failures)}",
     ]
     for failure in failures[:20]:
         lines.append(f"  - case {failure['case']} `{failure['mutant']}` {failure['verb']}: "

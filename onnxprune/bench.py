@@ -14,9 +14,10 @@ measured is documented in docs/bench.md; in short:
   and the runs need, not the Python interpreter. Off Linux, ru_maxrss stands in for VmHWM.
 * CPU utilisation: process CPU time (all threads) / wall time over the timed runs, in percent of
   one core (two busy threads read 200 %).
-* energy: an ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory (MB) x 640 pJ, the 45 nm
-  figures of Horowitz, "Computing's energy problem", ISSCC 2014, as used by Zawish et al.,
-  IEEE TAI 2024. FLOPs (multiply-accumulates) and memory come from `onnxprune.profile`.
+* energy: an ESTIMATE, not a measurement: FLOPs x 2.3 pJ plus a memory term, by `energy_model`:
+  "horowitz" (default) 640 pJ per 32-bit DRAM access (Horowitz, ISSCC 2014, 45 nm), "paper" 640 pJ
+  per MB as Zawish et al., IEEE TAI 2024 print it. FLOPs (multiply-accumulates) and memory come
+  from `onnxprune.profile`.
 
 Batch: a model whose first input dimension is symbolic runs with `batch` as that dimension. A
 model with a fixed first dimension runs only with batch equal to it: anything else is a
@@ -41,18 +42,46 @@ from .errors import UserError
 PathLike = Union[str, os.PathLike]
 
 __all__ = ["bench", "bench_many", "compare", "report_json", "machine_info", "BenchResult", "estimate_energy_pj",
-           "ENERGY_NOTE", "InputSpec", "input_specs", "make_inputs", "random_inputs"]
+           "ENERGY_NOTE", "ENERGY_MODELS", "energy_note", "InputSpec", "input_specs", "make_inputs", "random_inputs"]
 
-# Energy model (ESTIMATE): 45 nm figures from Horowitz, ISSCC 2014, as used by Zawish et al., IEEE TAI 2024.
+# Energy models (ESTIMATES). Both price a multiply-accumulate at the paper's 2.3 pJ; they differ
+# in the memory term. "horowitz": 640 pJ per 32-bit DRAM access, the figure of Horowitz,
+# "Computing's energy problem", ISSCC 2014 (45 nm), with one access per 4 bytes of the profile's
+# memory. "paper": 640 pJ per MB, as Zawish et al., IEEE TAI 2024 print it, which makes the memory
+# term negligible (0.04 of 721.6 uJ for VGG-16), so the energy ratio equals the FLOPs ratio.
 ENERGY_PJ_PER_FLOP = 2.3
-ENERGY_PJ_PER_MB = 640.0
-ENERGY_NOTE = ("ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory MB x 640 pJ (45 nm figures of Horowitz, "
-               "ISSCC 2014, as used by Zawish et al., IEEE TAI 2024)")
+ENERGY_PJ_PER_MB = 640.0  # "paper"
+ENERGY_PJ_PER_DRAM_ACCESS = 640.0  # "horowitz": one 32-bit word
+DRAM_WORD_BYTES = 4
+ENERGY_MODELS = ("horowitz", "paper")
+DEFAULT_ENERGY_MODEL = "horowitz"
+_NOTES = {
+    "horowitz": "ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory bytes / 4 x 640 pJ (640 pJ per 32-bit DRAM "
+                "access, Horowitz, ISSCC 2014, 45 nm)",
+    "paper": "ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory MB x 640 pJ (the units printed in Zawish et al., "
+             "IEEE TAI 2024; the memory term is then negligible)",
+}
+ENERGY_NOTE = _NOTES[DEFAULT_ENERGY_MODEL]
 
 
-def estimate_energy_pj(flops: int, memory_bytes: int) -> float:
-    """The paper's energy ESTIMATE in picojoules: FLOPs x 2.3 pJ + (memory_bytes / 1e6) x 640 pJ."""
-    return flops * ENERGY_PJ_PER_FLOP + (memory_bytes / 1e6) * ENERGY_PJ_PER_MB
+def _energy_model(model: str) -> str:
+    if model not in ENERGY_MODELS:
+        raise UserError(f"--energy-model {model!r}: choose horowitz (640 pJ per 32-bit DRAM access) or paper "
+                        f"(640 pJ per MB)")
+    return model
+
+
+def energy_note(model: str = DEFAULT_ENERGY_MODEL) -> str:
+    """How the energy ESTIMATE of `model` ("horowitz" or "paper") is computed, in one sentence."""
+    return _NOTES[_energy_model(model)]
+
+
+def estimate_energy_pj(flops: int, memory_bytes: int, model: str = DEFAULT_ENERGY_MODEL) -> float:
+    """The energy ESTIMATE in picojoules: FLOPs x 2.3 pJ plus a memory term, by `model`:
+    "horowitz" (default) memory_bytes / 4 x 640 pJ; "paper" memory_bytes / 1e6 x 640 pJ."""
+    if _energy_model(model) == "paper":
+        return flops * ENERGY_PJ_PER_FLOP + (memory_bytes / 1e6) * ENERGY_PJ_PER_MB
+    return flops * ENERGY_PJ_PER_FLOP + (memory_bytes / DRAM_WORD_BYTES) * ENERGY_PJ_PER_DRAM_ACCESS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +221,7 @@ class BenchResult:
     flops: Optional[int] = None  # multiply-accumulates of one run of the batch
     memory_bytes: Optional[int] = None  # the profile's memory figure
     energy_pj: Optional[float] = None  # ESTIMATE for one run of the batch
+    energy_model: str = DEFAULT_ENERGY_MODEL
     energy_note: str = ENERGY_NOTE
     profile_error: Optional[str] = None
     isolated: bool = True  # measured in a fresh spawned process
@@ -269,7 +299,7 @@ def _profile(model_path: Path, specs: Sequence[InputSpec]) -> tuple[Optional[dic
 
 def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int = 1, batch: int = 1,
           seed: int = 0, input_shapes: Optional[dict[str, list[int]]] = None,
-          isolate: bool = True) -> BenchResult:
+          isolate: bool = True, energy_model: str = DEFAULT_ENERGY_MODEL) -> BenchResult:
     """Benchmark one model on the onnxruntime CPU provider; see the module docstring for methods.
 
     `threads` sets intra_op_num_threads (inter_op 1, sequential execution). `isolate=False`
@@ -281,6 +311,9 @@ def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int 
                                ("--batch", batch, 1)):
         if not isinstance(value, int) or value < least:
             raise UserError(f"{flag} {value}: must be an integer >= {least}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"--seed {seed}: must be a non-negative integer")
+    _energy_model(energy_model)
     specs = input_specs(path, batch, input_shapes)  # vets the file too (UserError on junk)
     args = (str(path), specs, seed, runs, warmup, threads)
     raw = _measure_isolated(*args) if isolate else _measure(*args)
@@ -312,7 +345,8 @@ def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int 
     )
     if totals:
         result.params, result.flops, result.memory_bytes = totals["params"], totals["flops"], totals["memory_bytes"]
-        result.energy_pj = estimate_energy_pj(result.flops, result.memory_bytes)
+        result.energy_pj = estimate_energy_pj(result.flops, result.memory_bytes, energy_model)
+    result.energy_model, result.energy_note = energy_model, energy_note(energy_model)
     return result
 
 
@@ -364,6 +398,6 @@ def report_json(results: Sequence[BenchResult]) -> dict[str, Any]:
                       "seed": first.seed, "onnxruntime": first.onnxruntime, "provider": "CPUExecutionProvider",
                       "isolated": first.isolated} if first else {}),
         "machine": first.machine if first else machine_info(),
-        "energy_note": ENERGY_NOTE,
+        "energy_note": first.energy_note if first else ENERGY_NOTE,
         "models": [dict(r.to_json(), vs_baseline=ratio) for r, ratio in zip(results, ratios)],
     }

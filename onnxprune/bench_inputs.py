@@ -27,9 +27,25 @@ def _dims(value: Any) -> Optional[list[Optional[int]]]:
     return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim]
 
 
-def input_specs(model_path: PathLike, batch: int = 1,
-                input_shapes: Optional[dict[str, list[int]]] = None) -> list[InputSpec]:
-    """The shapes and dtypes fed to the model: symbolic first dims become `batch`.
+def shape_hint(value: Any) -> str:
+    """`--input-shape NAME=1x3xHxW` in the input's own rank, known dims and dim names."""
+    dims = value.type.tensor_type.shape.dim if value.type.tensor_type.HasField("shape") else []
+    parts = []
+    for position, dim in enumerate(dims):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            parts.append(str(dim.dim_value))
+        elif position == 0:
+            parts.append("1")
+        elif dim.dim_param.isidentifier():
+            parts.append(dim.dim_param)
+        else:
+            parts.append("C" if position == 1 else ("H", "W", "D")[min(position - 2, 2)])
+    return f"--input-shape {value.name}={'x'.join(parts) or '1x3xHxW'}"
+
+
+def input_specs(model_path: Any, batch: int = 1,
+                input_shapes: Optional[dict[str, list[int]]] = None, label: Optional[str] = None) -> list[InputSpec]:
+    """The shapes and dtypes fed to the model (a path or a ModelProto, named `label` in errors): symbolic first dims become `batch`.
 
     Raises UserError for a bad file, an unknown --input-shape name, a symbolic non-batch
     dimension without --input-shape, or `batch` different from a fixed first dimension.
@@ -42,6 +58,10 @@ def input_specs(model_path: PathLike, batch: int = 1,
     if batch < 1:
         raise UserError(f"--batch {batch}: must be a positive integer, e.g. --batch 8")
     model = load_model(model_path, check=False)
+    if label:
+        model_path = label
+    elif isinstance(model_path, onnx.ModelProto):
+        model_path = f"model {model.graph.name!r}" if model.graph.name else "the model"
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     names = [v.name for v in inputs]
@@ -78,11 +98,12 @@ def input_specs(model_path: PathLike, batch: int = 1,
             specs.append(InputSpec(value.name, tuple(int(d) for d in dims_given), dtype.name))
             continue
         if dims is None:
-            raise UserError(f"{model_path}: input {value.name!r} has no shape; give it with --input-shape {value.name}=1x3x32x32")
+            raise UserError(f"{model_path}: input {value.name!r} has no shape; give it with --input-shape "
+                            f"{value.name}=1x3xHxW (the model's rank and sizes)")
         for position, dim in enumerate(dims[1:], start=1):
             if dim is None:
                 raise UserError(f"{model_path}: input {value.name!r} has a symbolic dimension {position}; "
-                                f"give it with --input-shape {value.name}=1x3x32x32")
+                                f"give it with {shape_hint(value)}")
         if dims and dims[0] is None:
             dims[0] = batch
         elif dims and dims[0] != batch:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Union
@@ -96,6 +97,9 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
     except onnx.shape_inference.InferenceError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{where}: fails ONNX type/shape inference: {first}; fix or re-export the model") from None
+    except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
+        raise UserError(f"{where}: fails the ONNX checker: a name or string in the graph is not valid UTF-8; "
+                        f"is the file corrupted?") from None
 
 
 def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
@@ -115,55 +119,165 @@ def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
                             f"{list(init.dims)} needs {expected}; is the file truncated or corrupted?")
 
 
-def _refuse_overwrite(output: Path, inputs: tuple[ModelLike, ...]) -> None:
+def _refuse_overwrite(output: Path, inputs: tuple[ModelLike, ...], flag: str = "-o") -> None:
     for source in inputs:
         if isinstance(source, (str, os.PathLike)) and Path(source).resolve() == output.resolve():
-            raise UserError(f"-o {output}: is the input model; choose another output path (the input is never overwritten)")
+            raise UserError(f"{flag} {output}: is the input model; choose another output path (the input is never "
+                            f"overwritten)")
 
 
-def validate_output_path(output: ModelLike, *inputs: ModelLike) -> Path:
-    """Refuse an output equal to an input or in a missing folder, before any work is done."""
+def validate_output_path(output: ModelLike, *inputs: ModelLike, flag: str = "-o") -> Path:
+    """Refuse `-`, an output equal to an input, a missing or unwritable folder, before any work is done."""
+    if str(output) == "-":
+        raise UserError(f"{flag} -: writing to stdout is not supported; give a file name (--json prints "
+                        f"machine output on stdout)")
     out = Path(output)  # type: ignore[arg-type]
-    _refuse_overwrite(out, inputs)
-    if not out.parent.resolve().is_dir():
-        raise UserError(f"-o {out}: folder {out.parent} does not exist; create it first")
+    _refuse_overwrite(out, inputs, flag)
+    folder = out.parent
+    if not folder.resolve().is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist; create it first"
+        raise UserError(f"{flag} {out}: folder {folder} {what}")
     if out.is_dir():
-        raise UserError(f"-o {out}: is a directory; give a file name")
+        raise UserError(f"{flag} {out}: is a directory; give a file name")
+    _probe_writable(out, flag)
     return out
+
+
+def _probe_writable(out: Path, flag: str) -> None:
+    """Refuse a folder this process may not write to (permissions, read-only mount) or a file it
+    may not replace, without creating anything there."""
+    folder = out.parent
+    reason = None
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            reason = "read-only file system"
+    except (OSError, AttributeError):  # no statvfs (Windows): the permission test still runs
+        pass
+    if reason is None and not os.access(folder, os.W_OK | os.X_OK):
+        reason = f"folder {folder} is not writable"
+    if reason is None and out.exists() and not os.access(out, os.W_OK):
+        reason = "the file is read-only"
+    if reason:
+        raise UserError(f"{flag} {out}: cannot write there ({reason}); choose a writable location")
+
+
+def check_outputs_writable(paths, *inputs: ModelLike) -> list[Path]:
+    """Check every output location before any work: `paths` holds paths, (flag, path) pairs, or is
+    a {flag: path} mapping; None paths are skipped. Refuses `-`, an input, a missing or read-only
+    folder, and two outputs with one path (one line, exit 2). Returns the paths, in order."""
+    items = paths.items() if isinstance(paths, dict) else paths
+    pairs = [item if isinstance(item, tuple) else ("-o", item) for item in items]
+    checked: list[Path] = []
+    for flag, path in pairs:
+        if path is None:
+            continue
+        out = validate_output_path(path, *inputs, flag=flag)
+        if any(out.resolve() == other.resolve() for other in checked):
+            raise UserError(f"{flag} {out}: already used for another output; give each output its own path")
+        checked.append(out)
+    return checked
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode a plain open() would give (0666 less the umask), or the mode of the file replaced."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _stage_bytes(data: bytes, out: Path) -> Path:
+    """Write `data` to a synced temp file next to `out` with the mode `out` should get."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.chmod(tmp_name, _new_file_mode(out))  # mkstemp makes 0600 whatever the umask
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return Path(tmp_name)
+
+
+def json_bytes(payload) -> bytes:
+    import json
+
+    return (json.dumps(payload, indent=2) + "\n").encode()
+
+
+def save_json(payload, output: ModelLike, *inputs: ModelLike, flag: str = "-o") -> Path:
+    """Write a JSON file atomically, with the mode a normal write would give it."""
+    return save_outputs([(output, payload)], *inputs, flags=[flag])[0]
+
+
+def save_outputs(outputs, *inputs: ModelLike, flags=None) -> list[Path]:
+    """Write several outputs all or none: `outputs` is [(path, ModelProto | JSON-able payload)].
+
+    Every file is staged (temp file in its folder, synced) before any is renamed into place, so
+    a failure while writing (disk full, interrupt) leaves none of them behind.
+    """
+    flags = flags or ["-o"] * len(outputs)
+    paths = check_outputs_writable([(flag, path) for flag, (path, _) in zip(flags, outputs)], *inputs)
+    staged: list[tuple[Path, Path]] = []  # (temp, final); model side files come first
+    current, renamed = paths[0] if paths else None, []
+    try:
+        for out, (_, payload) in zip(paths, outputs):
+            current = out
+            if isinstance(payload, onnx.ModelProto):
+                staged += _stage_model(payload, out)
+            else:
+                staged.append((_stage_bytes(json_bytes(payload), out), out))
+        for tmp, final in staged:
+            current = final
+            os.replace(tmp, final)
+            renamed.append(final)
+    except OSError as exc:  # checked beforehand, so rare: a full disk, a folder changed meanwhile
+        done = f"only {', '.join(map(str, renamed))} was written" if renamed else "nothing was written"
+        raise UserError(f"cannot write {current}: {exc.strerror or exc}; {done}") from None
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    return paths
 
 
 def save_model(model: onnx.ModelProto, output: ModelLike, *inputs: ModelLike) -> Path:
     """Write atomically: a temp file in the same folder, fsync, then rename over the target.
 
     A reader sees the old file or the complete new one, never half a model, even if the process
-    is killed mid-write. Models over 2 GiB get their weights in `<name>.data` beside them.
+    is killed mid-write. Models over 2 GiB get their weights in `<name>.data` beside them. The
+    file gets the mode a normal write would (umask), or keeps the mode of the file it replaces.
     """
-    out = validate_output_path(output, *inputs)
+    return save_outputs([(output, model)], *inputs)[0]
+
+
+def _stage_model(model: onnx.ModelProto, out: Path) -> list[tuple[Path, Path]]:
     big = model.ByteSize() > PROTOBUF_LIMIT if not _external_locations(model) else True
+    if not big:
+        return [(_stage_bytes(model.SerializeToString(), out), out)]
+    data_name = out.name + ".data"
+    tmp_data = out.parent / f".{data_name}.{os.getpid()}.tmp"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    data_name = out.name + ".data"
-    tmp_data = out.parent / f".{data_name}.{os.getpid()}.tmp"
     try:
-        if big:
-            to_write = onnx.ModelProto()
-            to_write.CopyFrom(model)
-            onnx.save_model(to_write, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=tmp_data.name, size_threshold=EXTERNAL_DATA_THRESHOLD)
-            _retarget_external_data(tmp, data_name)
-            os.replace(tmp_data, out.parent / data_name)
-        else:
-            with open(tmp, "wb") as handle:
-                handle.write(model.SerializeToString())
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    finally:
+        to_write = onnx.ModelProto()
+        to_write.CopyFrom(model)
+        onnx.save_model(to_write, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=tmp_data.name, size_threshold=EXTERNAL_DATA_THRESHOLD)
+        _retarget_external_data(tmp, data_name)
+        for path, final in ((tmp, out), (tmp_data, out.parent / data_name)):
+            os.chmod(path, _new_file_mode(final))
+    except BaseException:
         for leftover in (tmp, tmp_data):
             if leftover.exists():
                 leftover.unlink()
-    return out
+        raise
+    return [(tmp_data, out.parent / data_name), (tmp, out)]
 
 
 def _retarget_external_data(model_path: Path, location: str) -> None:

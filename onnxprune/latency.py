@@ -25,27 +25,38 @@ from .groups import Dependencies
 
 
 def measure_node_latency(model: onnx.ModelProto, runs: int = 20, warmup: int = 3, threads: int = 1,
-                         seed: int = 0) -> dict[str, float]:
-    """Median microseconds per node over `runs` inferences on random inputs."""
+                         seed: int = 0, input_shapes: dict | None = None, label: str | None = None
+                         ) -> dict[str, float]:
+    """Median microseconds per node over `runs` inferences on seeded random inputs.
+
+    The inputs are `bench`'s (typed by each input's dtype, symbolic dims from `input_shapes`; a
+    symbolic dimension other than the batch without a given shape is a UserError). An onnxruntime
+    failure is a UserError naming the node when onnxruntime does.
+    """
     import onnxruntime as ort
 
-    from .verify import random_feeds
+    from .bench_inputs import input_specs, random_inputs
 
+    specs = input_specs(model, 1, input_shapes, label)
+    feeds = random_inputs(specs, seed)
     options = ort.SessionOptions()
+    options.log_severity_level = 4  # the one-line error says what failed
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = os.path.join(folder, "onnxprune")
-        warm = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        feeds = random_feeds(warm, seed)
-        for _ in range(warmup):
-            warm.run(None, feeds)
-        options.enable_profiling = True
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        for _ in range(runs):
-            session.run(None, feeds)
+        try:
+            warm = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            for _ in range(warmup):
+                warm.run(None, feeds)
+            options.enable_profiling = True
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            for _ in range(runs):
+                session.run(None, feeds)
+        except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidArgument, RuntimeException...)
+            raise UserError(runtime_failure(exc, specs)) from None
         with open(session.end_profiling()) as handle:
             events = json.load(handle)
     samples: dict[str, list[float]] = {}
@@ -55,16 +66,27 @@ def measure_node_latency(model: onnx.ModelProto, runs: int = 20, warmup: int = 3
     return {name: float(np.median(values)) for name, values in samples.items()}
 
 
-def save_profile(times: dict[str, float], path: Path, model: str) -> None:
-    from .io import validate_output_path
+def runtime_failure(exc: Exception, specs) -> str:
+    """One line for an onnxruntime failure: the node it names, its message, and the shapes fed."""
+    import re
 
-    out = validate_output_path(path, model)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    fed = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))}" for s in specs)
+    node = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
+    status = re.search(r"Status Message: (.*)", text)
+    if node:
+        detail = f"node {node.group(2)!r} ({node.group(1)}) failed: {(status.group(1) if status else text)[:300]}"
+    else:
+        detail = text[:300]
+    return f"onnxruntime cannot run the model at input {fed}: {detail}; check the model or give --input-shape"
+
+
+def save_profile(times: dict[str, float], path: Path, model: str) -> None:
+    from .io import save_json
+
     payload = {"model": model, "device": platform.platform(), "machine": platform.machine(), "unit": "us",
                "total_us": sum(times.values()), "nodes": times}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, out)
+    save_json(payload, path, model)
 
 
 def load_profile(path: str | Path) -> dict[str, float]:

@@ -1,6 +1,9 @@
 """Formatting for people: SI numbers and rich tables shared by the verbs."""
 from __future__ import annotations
 
+from rich.markup import escape
+from rich.table import Table
+
 
 def si(value: float, unit: str = "") -> str:
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -18,3 +21,28 @@ def nbytes(value: float) -> str:
 
 def pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+
+def literal(value) -> str:
+    """User-provided text inside a rich markup string (a `console.print` line): printed as given."""
+    return escape(str(value))
+
+
+def _literal(value):
+    return escape(value) if isinstance(value, str) else value
+
+
+class LiteralTable(Table):
+    """The one table every verb prints: user-provided text (node, file and budget names such as
+    `block[red]0/Conv` or `[[budget]]`) shows as given, because the title, caption, column headers
+    and str cells are escaped. Pass a `rich.text.Text` (`Text.from_markup(...)`) to style a cell."""
+
+    def __init__(self, *headers, title=None, caption=None, **kwargs):
+        super().__init__(*(_literal(h) for h in headers), title=_literal(title), caption=_literal(caption), **kwargs)
+
+    def add_column(self, header="", *args, **kwargs):
+        super().add_column(_literal(header), *args, **kwargs)
+
+    def add_row(self, *cells, **kwargs):
+        super().add_row(*(_literal(c) for c in cells), **kwargs)

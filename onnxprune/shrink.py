@@ -59,6 +59,8 @@ class ShrinkOptions:
             raise UserError("--min-channels must be at least 1")
         if self.round_to < 1:
             raise UserError("--round-to must be at least 1")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise UserError(f"--seed {self.seed}: must be a non-negative integer")
 
 
 class Bookkeeper:
@@ -185,7 +187,7 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     before = totals_of([layer.cost() for layer in layers])
     times = None
     if opts.mode == "LA":
-        times = load_profile(latency_profile) if latency_profile else measure_node_latency(mg.model)
+        times = load_profile(latency_profile) if latency_profile else measure_node_latency(mg.model, input_shapes=input_shapes)
         book = Bookkeeper(deps, latency_terms(deps, layers, times))
         baseline = book.total(0)
     else:
@@ -211,14 +213,17 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     # edit in place when we loaded the model ourselves: no copy of the weights
     copies: list[dict] = []
     model = prune_channels(deps, keep, inplace=not isinstance(source, onnx.ModelProto), notes=copies)
-    if opts.init == "reinit":
+    if opts.init == "reinit" and keep:  # nothing pruned: the weights stay as they were
         reinitialize(model, np.random.default_rng(opts.seed))
-    after = profile(model).totals
+    after = profile(model, input_shapes).totals  # at the shape `before` and the loop used
     report = {
         "mode": opts.mode, "target": opts.target if opts.budget is None else opts.budget / max(baseline, 1),
         "seed": opts.seed, "step": opts.step, "init": opts.init, "criterion": opts.criterion,
         "strategy": opts.strategy, "before": before, "after": after, "iterations": iterations,
         "layers": _changed_layers(deps, layers, keep),
+        "input_shapes": _measured_shapes(mg), "pruned": bool(keep),
+        "weights": ("unchanged (nothing pruned)" if not keep else
+                    "re-initialised" if opts.init == "reinit" else "kept (sliced from the original)"),
     }
     if copies:  # shared storage (e.g. de-duplicated zero biases) that readers now each hold a cut of
         report["unshared_constants"] = copies
@@ -256,3 +261,10 @@ def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list
         rows.append({"node": layer.node or labels.get(layer.out_tensor, ""), "op": layer.op, "out_channels_before": int(len(mask)),
                      "out_channels_after": int(mask.sum()), "kept": np.flatnonzero(mask).tolist()})
     return rows
+
+
+def _measured_shapes(mg) -> dict[str, list]:
+    """The graph inputs' shapes every figure of the report was measured at."""
+    initializers = {i.name for i in mg.model.graph.initializer}
+    return {v.name: list(mg.infos[v.name].shape) for v in mg.model.graph.input
+            if v.name not in initializers and v.name in mg.infos and mg.infos[v.name].shape is not None}

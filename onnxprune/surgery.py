@@ -265,7 +265,10 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
 def refresh_value_info(model: onnx.ModelProto) -> None:
     """Drop stale intermediate shapes and record freshly inferred ones."""
     del model.graph.value_info[:]
-    infos = infer_shapes(model)
+    try:
+        infos = infer_shapes(model)
+    except UserError:  # symbolic H/W (measured at a given --input-shape): value_info is optional
+        return
     outputs = {o.name for o in model.graph.output}
     inputs = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
     for node in model.graph.node:

@@ -47,7 +47,8 @@ def assert_sane(result: BenchResult, path: Path) -> None:
     totals = profile(str(path), input_shapes=result.inputs).totals
     assert (result.params, result.flops, result.memory_bytes) == (totals["params"], totals["flops"],
                                                                   totals["memory_bytes"])
-    assert result.energy_pj == pytest.approx(totals["flops"] * 2.3 + totals["memory_bytes"] / 1e6 * 640)
+    assert result.energy_model == "horowitz"  # the default: 640 pJ per 32-bit DRAM access
+    assert result.energy_pj == pytest.approx(totals["flops"] * 2.3 + totals["memory_bytes"] / 4 * 640)
     assert result.energy_pj > 0 and result.energy_uj_per_image > 0
     assert "ESTIMATE" in result.energy_note
 
@@ -66,8 +67,37 @@ def test_bench_isolated_fields(big):
 
 
 def test_energy_formula():
-    assert estimate_energy_pj(10**6, 10**6) == pytest.approx(2.3e6 + 640)
+    assert estimate_energy_pj(10**6, 10**6, "paper") == pytest.approx(2.3e6 + 640)
+    assert estimate_energy_pj(10**6, 10**6, "horowitz") == pytest.approx(2.3e6 + 10**6 / 4 * 640)
+    assert estimate_energy_pj(10**6, 10**6) == estimate_energy_pj(10**6, 10**6, "horowitz")
     assert estimate_energy_pj(0, 0) == 0
+
+
+def test_energy_models_differ_and_memory_is_material_under_horowitz(zoo_model):
+    """Issue 16 item 6: under the paper's units the memory term vanishes (energy ratio = FLOPs
+    ratio); under Horowitz's 640 pJ per 32-bit access it is a material share of the estimate."""
+    totals = profile(zoo_model("vgg16_cifar", "legacy", "folded")).totals
+    flops, memory = totals["flops"], totals["memory_bytes"]
+    paper, horowitz = estimate_energy_pj(flops, memory, "paper"), estimate_energy_pj(flops, memory, "horowitz")
+    assert (paper - flops * 2.3) / paper < 1e-3
+    assert (horowitz - flops * 2.3) / horowitz > 0.1
+    assert horowitz > paper
+
+
+def test_energy_model_option(capsys, big):
+    from onnxprune.cli import main
+
+    energies = {}
+    for model in ("paper", "horowitz"):
+        assert main(["bench", str(big), "--runs", "2", "--warmup", "0", "--in-process", "--json",
+                     "--energy-model", model]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        energies[model] = payload["models"][0]["energy_pj"]
+        assert payload["models"][0]["energy_model"] == model
+        assert ("memory MB x 640 pJ" if model == "paper" else "per 32-bit DRAM access") in payload["energy_note"]
+    assert energies["horowitz"] > energies["paper"]
+    assert main(["bench", str(big), "--energy-model", "joules"]) == 2
+    assert "horowitz" in capsys.readouterr().err
 
 
 def test_inputs_are_seeded_random_never_zero(big):

@@ -512,7 +512,7 @@ def test_save_over_existing_output_keeps_old_on_failure(tmp_path, monkeypatch):
     def fail(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(onnxprune_io.os, "fsync", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(onnxprune_io.UserError, match="disk full"):
         onnxprune_io.save_model(conv_net(channels=(4, 4)), out)
     assert out.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx"]

@@ -70,3 +70,85 @@ def test_bad_latency_profile_exit_2(mobilenet, tmp_path, capsys):
 def test_la_api_measures_on_this_machine(mobilenet):
     _, report = onnxprune.shrink(mobilenet, mode="LA", target=0.6, init="keep")
     assert report["latency_us"]["after_estimated"] <= 0.6 * report["latency_us"]["before_measured"]
+
+
+# ------------------------------------------------------------------ issue 16 item 9: the latency verb
+
+
+def _save(model, path):
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+def _one_line(rc, err, *needles):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_latency_refuses_symbolic_spatial_dims_without_input_shape(tmp_path, capsys):
+    from benchmarks.fuzz import symbolic_net
+
+    path = _save(symbolic_net(), tmp_path / "sym.onnx")
+    rc = main(["latency", str(path), "--json"])
+    _, err = capsys.readouterr()
+    _one_line(rc, err, "symbolic dimension 2", "--input-shape input=1x3xHxW")
+    rc = main(["latency", str(path), "--json", "--runs", "2", "--input-shape", "input=1x3x12x12"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert json.loads(out)["nodes"]
+
+
+def _int_input_net():
+    """An int32 token input gathered into float features, then a Conv: a float feed would not run."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 3 * 4 * 4)).astype(np.float32),
+                                    "table")
+    shape = numpy_helper.from_array(np.array([1, 3, 4, 4], np.int64), "shape")
+    weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["rows"], name="embed"),
+             helper.make_node("Reshape", ["rows", "shape"], ["x"], name="reshape"),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    graph = helper.make_graph(nodes, "ints", [helper.make_tensor_value_info("ids", TensorProto.INT32, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+                              [table, shape, weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_latency_feeds_each_input_its_own_dtype(tmp_path, capsys):
+    path = _save(_int_input_net(), tmp_path / "ints.onnx")
+    rc = main(["latency", str(path), "--runs", "2", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert {"embed", "conv"} <= set(json.loads(out)["nodes"])
+
+
+def _concat_net():
+    """Concat of the input with a fixed 8x8 constant: runs only at 8x8 (YOLO-style failure)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    grid = numpy_helper.from_array(np.zeros((1, 1, 8, 8), np.float32), "grid")
+    graph = helper.make_graph([helper.make_node("Concat", ["input", "grid"], ["y"], name="head/cat", axis=1)],
+                              "cat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "H", "W"])], [grid])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_latency_turns_an_onnxruntime_failure_into_one_line(tmp_path, capsys):
+    path = _save(_concat_net(), tmp_path / "cat.onnx")
+    rc = main(["latency", str(path), "--input-shape", "input=1x3x16x16"])
+    _, err = capsys.readouterr()
+    _one_line(rc, err, "'head/cat'", "Concat", "input 1x3x16x16")
+    rc = main(["latency", str(path), "--input-shape", "input=1x3x8x8", "--runs", "1", "--json"])
+    assert rc == 0, capsys.readouterr().err

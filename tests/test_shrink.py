@@ -15,7 +15,7 @@ from tests.conftest import CIFAR_MODELS, EXPORTERS
 
 FIGURE = {"PA": "params", "FA": "flops", "MA": "memory_bytes"}
 REPORT_KEYS = {"mode", "target", "seed", "step", "init", "criterion", "strategy", "before", "after",
-               "iterations", "layers"}
+               "iterations", "layers", "input_shapes", "pruned", "weights"}
 
 
 def keep_from_report(deps, report) -> dict:

@@ -9,7 +9,8 @@ from typing import Any, List, Optional, Sequence
 
 import typer
 
-from ..cli_app import app, console, emit_json, parse_input_shapes
+from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes, seed_option
+from ..report import LiteralTable
 
 
 def _columns(models: Sequence[str]) -> list[str]:
@@ -27,9 +28,7 @@ def _ratio(value: Optional[float], kind: str) -> str:
 
 def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark") -> Any:
     """The side-by-side rich table of bench results (first column is the baseline)."""
-    from rich.table import Table
-
-    from ..bench import ENERGY_NOTE, compare
+    from ..bench import compare, energy_note
     from ..budget import format_bytes, format_count
 
     ratios = compare(results)
@@ -37,8 +36,8 @@ def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark
     caption = (f"runs={first.runs} warmup={first.warmup} threads={first.threads} batch={first.batch} "
                f"seed={first.seed}; onnxruntime {first.onnxruntime} CPUExecutionProvider; "
                f"{first.machine.get('arch', '?')} {first.machine.get('cpu', '')}. "
-               f"Ratios (in brackets) are against the first model. Energy: {ENERGY_NOTE}.")
-    table = Table(title=title, caption=caption, caption_justify="left")
+               f"Ratios (in brackets) are against the first model. Energy: {energy_note(first.energy_model)}.")
+    table = LiteralTable(title=title, caption=caption, caption_justify="left")
     table.add_column("")
     for index, name in enumerate(_columns([r.model for r in results])):
         table.add_column(name + (" (baseline)" if index == 0 and len(results) > 1 else ""), justify="right")
@@ -75,9 +74,11 @@ def bench(
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing."),
     threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads (inter-op is 1)."),
     batch: int = typer.Option(1, "--batch", help="Images per run (models with a symbolic batch dimension)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
-    input_shape: Optional[List[str]] = typer.Option(
-        None, "--input-shape", metavar="NAME=1x3x32x32", help="Shape for an input with symbolic dims (repeatable)."),
+    seed: int = seed_option("Seed of the random inputs."),
+    input_shape: Optional[List[str]] = input_shape_option(),
+    energy_model: str = typer.Option("horowitz", "--energy-model",
+                                     help="Energy ESTIMATE: horowitz (640 pJ per 32-bit DRAM access) or paper "
+                                          "(640 pJ per MB, as printed in Zawish et al.); docs/bench.md."),
     in_process: bool = typer.Option(False, "--in-process",
                                     help="Measure in this process instead of a fresh one per model (memory less exact)."),
     json_out: bool = typer.Option(False, "--json", help="All fields as JSON on stdout."),
@@ -86,7 +87,8 @@ def bench(
     from ..bench import bench_many, report_json
 
     results = bench_many(models, runs=runs, warmup=warmup, threads=threads, batch=batch, seed=seed,
-                         input_shapes=parse_input_shapes(input_shape), isolate=not in_process)
+                         input_shapes=parse_input_shapes(input_shape, models[0]), isolate=not in_process,
+                         energy_model=energy_model)
     if json_out:
         emit_json(report_json(results))
     else:

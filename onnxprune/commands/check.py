@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from ..cli_app import app, console, emit_json, parse_input_shapes
+from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes
 from ..errors import CheckFailed
 
 
@@ -26,8 +26,7 @@ def check(
         None, "--max-memory", metavar="SIZE", help="Memory budget for every model, e.g. 4MiB or 4MB."),
     budgets: Optional[str] = typer.Option(
         None, "--budgets", metavar="FILE.toml", help="Budget file mapping model globs to limits (docs/check.md)."),
-    input_shape: Optional[List[str]] = typer.Option(
-        None, "--input-shape", metavar="NAME=1x3x32x32", help="Shape for an input with symbolic dims (repeatable)."),
+    input_shape: Optional[List[str]] = input_shape_option(),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable verdicts on stdout."),
     allow_uncounted: bool = typer.Option(
         False, "--allow-uncounted",
@@ -37,14 +36,16 @@ def check(
     from ..budget import FIGURES, check as run_check, format_figure
 
     result = run_check(models or None, max_params=max_params, max_flops=max_flops, max_memory=max_memory,
-                       budgets_file=budgets, input_shapes=parse_input_shapes(input_shape),
+                       budgets_file=budgets, input_shapes=parse_input_shapes(input_shape, models[0] if models else None),
                        allow_uncounted=allow_uncounted)
     if json_out:
         emit_json(result.to_json())
     else:
-        from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title="Complexity budget check", show_lines=False)
+        from ..report import LiteralTable
+
+        table = LiteralTable(title="Complexity budget check", show_lines=False)
         for column, justify in (("model", "left"), ("figure", "left"), ("value", "right"), ("limit", "right"),
                                 ("verdict", "left"), ("budget", "left")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -55,10 +56,10 @@ def check(
                 if fig.limit is None:
                     continue
                 if fig.ok:
-                    mark = "[green]ok[/green]"
+                    mark = Text("ok", style="green")
                 else:
-                    mark = (f"[bold red]OVER by {format_figure(name, fig.over_by)} "
-                            f"(+{fig.over_by_pct:.1f}%)[/bold red]")
+                    mark = Text(f"OVER by {format_figure(name, fig.over_by)} (+{fig.over_by_pct:.1f}%)",
+                                style="bold red")
                 table.add_row(verdict.model if first else "", name, format_figure(name, fig.value),
                               format_figure(name, fig.limit), mark, fig.budget or "")
                 first = False

@@ -1,17 +1,15 @@
 """`onnxprune shrink MODEL --mode PA|FA|MA --target T`: the main job."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from ..cli_app import app, console, emit_json, parse_input_shapes
+from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes, seed_option
 from ..errors import UserError
-from ..io import save_model, validate_output_path
-from ..report import nbytes, pct, si
+from ..io import check_outputs_writable, save_outputs
+from ..report import LiteralTable, literal, nbytes, pct, si
 
 
 def default_output(model: str, mode: str, target: Optional[float], budget: Optional[str]) -> Path:
@@ -26,38 +24,29 @@ def parse_budget(mode: str, budget: str) -> float:
     return float(parse_bytes(budget, "--budget") if mode == "MA" else parse_count(budget, "--budget"))
 
 
-def _atomic_json(path: Path, payload: dict) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
 @app.command("shrink")
 def shrink_command(
-    model: str = typer.Argument(..., help="ONNX model file (never modified)"),
-    mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs), MA (memory) or LA (measured latency)"),
-    target: Optional[float] = typer.Option(None, "--target", help="fraction of the baseline to keep, 0<t<1"),
-    budget: Optional[str] = typer.Option(None, "--budget", help="absolute figure instead: 2.5M, 40M, 4MB, 4MiB"),
-    step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
-    seed: int = typer.Option(0, "--seed"),
-    init: str = typer.Option("reinit", "--init", help="reinit (train from scratch) | keep (slice weights)"),
-    criterion: str = typer.Option("random", "--criterion", help="random | l1"),
-    strategy: str = typer.Option("complexity", "--strategy", help="complexity | uniform"),
-    min_channels: int = typer.Option(1, "--min-channels"),
-    round_to: int = typer.Option(1, "--round-to", help="keep channel counts multiples of R"),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="default: <stem>.<mode>-<target>.onnx"),
-    report: Optional[str] = typer.Option(None, "--report", help="write the JSON report here"),
-    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32"),
-    json_out: bool = typer.Option(False, "--json", help="print the report on stdout"),
+    model: str = typer.Argument(..., help="ONNX model file (never modified)."),
+    mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs), MA (memory) or LA (measured latency)."),
+    target: Optional[float] = typer.Option(None, "--target", help="Fraction of the baseline to keep, 0<t<1."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Absolute figure instead: 2.5M, 40M, 4MB, 4MiB."),
+    step: float = typer.Option(0.1, "--step", help="Fraction of a drawn group's channels removed per step."),
+    seed: int = seed_option("Seed of the group draws and of re-initialised weights."),
+    init: str = typer.Option("reinit", "--init", help="reinit (train from scratch) | keep (slice weights)."),
+    criterion: str = typer.Option("random", "--criterion", help="Channels removed in a group: random | l1."),
+    strategy: str = typer.Option("complexity", "--strategy", help="complexity (the paper's draw) | uniform."),
+    min_channels: int = typer.Option(1, "--min-channels", help="Fewest channels a group keeps."),
+    round_to: int = typer.Option(1, "--round-to", help="Keep channel counts multiples of R."),
+    output: Optional[str] = typer.Option(None, "-o", "--output",
+                                         help="Pruned model; default <stem>.<mode>-<target>.onnx. A no-op "
+                                              "shrink writes a file only when -o is given."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write the JSON report here."),
+    input_shape: Optional[List[str]] = input_shape_option(),
+    json_out: bool = typer.Option(False, "--json", help="Print the report on stdout."),
     latency_profile: Optional[str] = typer.Option(None, "--latency-profile",
-                                                  help="LA: per-node times measured on the target device"),
-    keep_tied: bool = typer.Option(False, "--keep-tied", help="layers that read one shared weight stay pruned alike "
-                                   "(default: sharing is storage; differing readers get their own copies)"),
+                                                  help="LA: per-node times measured on the target device."),
+    keep_tied: bool = typer.Option(False, "--keep-tied", help="Layers that read one shared weight stay pruned alike "
+                                   "(default: sharing is storage; differing readers get their own copies)."),
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
     from .. import shrink
@@ -73,32 +62,45 @@ def shrink_command(
         raise UserError("give --target FRACTION (e.g. 0.5) or --budget FIGURE (e.g. 2.5M)")
     if target is not None and budget is not None:
         raise UserError("give either --target or --budget, not both")
-    out = validate_output_path(output or default_output(model, mode, target, budget), model)
-    report_path = validate_output_path(report, model, out) if report else None
+    # every output location is checked before any work; both are then written, or neither
+    out, *rest = check_outputs_writable({"-o": output or default_output(model, mode, target, budget),
+                                         "--report": report}, model)
+    report_path = rest[0] if rest else None
     absolute = parse_budget(mode, budget) if budget is not None else None
     pruned, result = shrink(model, mode=mode, target=target, budget=absolute, step=step, seed=seed, init=init,
                             criterion=criterion, strategy=strategy, min_channels=min_channels, round_to=round_to,
-                            input_shapes=parse_input_shapes(input_shape), latency_profile=latency_profile,
+                            input_shapes=parse_input_shapes(input_shape, model), latency_profile=latency_profile,
                             keep_tied=keep_tied)
-    save_model(pruned, out, model)
-    if report_path:
-        _atomic_json(report_path, result)
+    written = out if result["pruned"] or output else None
+    result["output"] = str(written) if written else None
+    save_outputs([(path, payload) for path, payload in ((written, pruned), (report_path, result)) if path],
+                 model, flags=[flag for flag, path in (("-o", written), ("--report", report_path)) if path])
     if json_out:
         emit_json(result)
         return
-    _print_summary(model, out, result)
+    _print_summary(model, written, result)
 
 
-def _print_summary(model: str, out: Path, result: dict) -> None:
-    table = Table(title=f"{model} → {out}  (mode {result['mode']}, seed {result['seed']}, "
-                        f"{result['iterations']} steps)")
+def _shape_text(shapes: dict) -> str:
+    return ", ".join(f"{name}={'x'.join(str(d) for d in dims)}" for name, dims in shapes.items()) or "as declared"
+
+
+def _print_summary(model: str, out: Optional[Path], result: dict) -> None:
+    shapes = _shape_text(result.get("input_shapes", {}))
+    if not result["pruned"]:
+        where = f"; the unchanged model was written to {out}" if out else "; no file written (give -o to get a copy)"
+        console.print(f"{literal(model)}: already within the budget: nothing pruned; weights unchanged "
+                      f"(no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}.")
+        return
+    table = LiteralTable(title=f"{model} → {out}  (mode {result['mode']}, seed {result['seed']}, "
+                               f"{result['iterations']} steps)")
     for column in ("layer", "op", "channels", "kept"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
     for row in result["layers"]:
         table.add_row(row["node"], row["op"], f"{row['out_channels_before']} → {row['out_channels_after']}",
                       pct(row["out_channels_after"], row["out_channels_before"]))
     console.print(table)
-    totals = Table(title="totals")
+    totals = LiteralTable(title=f"totals at input shape {shapes}; weights {result.get('weights', '')}")
     for column in ("figure", "before", "after", "reduction"):
         totals.add_column(column, justify="left" if column == "figure" else "right")
     before, after = result["before"], result["after"]

@@ -1,13 +1,16 @@
 """`onnxprune sweep MODEL --modes PA,FA,MA --targets 0.8,0.6,0.4,0.2 -o RUNDIR`: measured trade-offs."""
 from __future__ import annotations
 
-from typing import Optional
+import inspect
+from pathlib import Path
+from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from ..cli_app import app, console, emit_json, err_console
-from ..report import nbytes, si
+from ..cli_app import app, console, emit_json, err_console, input_shape_option, parse_input_shapes, seed_option
+from ..errors import UserError
+from ..io import check_outputs_writable
+from ..report import LiteralTable, literal, nbytes, si
 
 
 @app.command("sweep")
@@ -21,7 +24,8 @@ def sweep_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs (default: the recipe's)"),
     limit_train: Optional[int] = typer.Option(None, "--limit-train", help="train on the first N images; 0: all"),
     limit_test: Optional[int] = typer.Option(None, "--limit-test", help="test on the first N images; 0: all"),
-    seed: int = typer.Option(0, "--seed", help="seed for pruning, initialisation and training"),
+    seed: int = seed_option("Seed for pruning, initialisation and training."),
+    input_shape: Optional[List[str]] = input_shape_option(),
     bench_runs: int = typer.Option(50, "--bench-runs", help="timed inference runs per model (1 thread, batch 1)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="training CPU threads (default: all cores)"),
     device: str = typer.Option("auto", "--device", help="training device: auto | cpu | cuda (benching is always "
@@ -41,14 +45,24 @@ def sweep_command(
     from ..sweep import parse_modes, parse_targets, sweep
 
     mode_list, target_list = parse_modes(modes), parse_targets(targets)  # fail before anything loads
+    run_dir = Path(output)
+    # the run folder (or, while it does not exist, the folder it goes in) must be writable before any work
+    check_outputs_writable({"-o": run_dir / "results.json" if run_dir.is_dir() else run_dir}, model)
+    shapes = parse_input_shapes(input_shape, model)
+    extra = {}
+    if shapes:
+        if "input_shapes" not in inspect.signature(sweep).parameters:
+            raise UserError("--input-shape: this sweep cannot pass an input shape to training yet; "
+                            "export the model with a fixed input size")
+        extra["input_shapes"] = shapes
     rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
                  progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
                  epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
-                 device=device)
+                 device=device, **extra)
     if json_out:
         emit_json({"output": output, "runs": rows})
         return
-    table = Table(title=f"sweep of {model} → {output}")
+    table = LiteralTable(title=f"sweep of {model} → {output}")
     for column in ("run", "accuracy", "params", "FLOPs", "memory", "latency ms", "energy µJ", "train s"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in rows:
@@ -59,5 +73,5 @@ def sweep_command(
                       f"{row['latency_ms']:.3f}", f"{energy:.2f}" if energy is not None else "-",
                       f"{row['train_wall_seconds']:.1f}")
     console.print(table)
-    console.print(f"results: {output}/results.csv, {output}/results.json; plots: {output}/tradeoffs.png, "
-                  f"{output}/accuracy_vs_*.png")
+    console.print(literal(f"results: {output}/results.csv, {output}/results.json; plots: {output}/tradeoffs.png, "
+                          f"{output}/accuracy_vs_*.png"))
