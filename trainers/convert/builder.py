@@ -65,6 +65,7 @@ class _Builder:
         self.names_used: set[str] = set()
         self.input_shape_override = list(input_shape) if input_shape else None
         self.probe_batch = 1
+        self.node_index: dict[int, int] = {}  # id(node) -> position in graph.node (same wrappers as _toposort's)
 
     # ---- graph bookkeeping
     def setup(self) -> list[onnx.NodeProto]:
@@ -119,6 +120,7 @@ class _Builder:
 
     def _toposort(self) -> list[onnx.NodeProto]:
         nodes = list(self.graph.node)
+        self.node_index = {id(node): i for i, node in enumerate(nodes)}
         available = set(self.static) | set(self.probe) | {""}
         producer = {}
         for node in nodes:
@@ -246,6 +248,7 @@ class _Builder:
                 if name:
                     target[name] = value.detach() if isinstance(value, torch.Tensor) else value
             if not foldable:
+                module.onnx_node = self.node_index[id(node)]  # for writing trained weights back (writeback.py)
                 self.module.ops[self.key(node)] = module
                 wiring.append([list(ins), outs, []])
         # free each runtime tensor after its last use (keeps eval memory flat)
