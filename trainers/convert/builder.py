@@ -205,6 +205,7 @@ class _Builder:
     # ---- main loop
     def build(self) -> OnnxModule:
         nodes = self.setup()
+        self._refuse_unsupported(nodes)
         wiring = []
         for node in nodes:
             if id(node) in self.fused:
@@ -264,6 +265,19 @@ class _Builder:
             if name in self.static and name not in self.probe:
                 self.module.consts.register_buffer(_safe(name), self.static[name].clone())
         return self.module
+
+    def _refuse_unsupported(self, nodes: list[onnx.NodeProto]) -> None:
+        """Every op is looked up before any node runs: a graph the converter cannot train fails at once."""
+        def op_name(node):
+            return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        missing = [n for n in nodes if (n.domain not in ("", "ai.onnx")
+                                        or (n.op_type not in HANDLERS and n.op_type not in ("Shape", "Size")))]
+        if missing:
+            first = missing[0]
+            label = first.name or f"{first.op_type}#{self.node_index.get(id(first), '?')}"
+            others = sorted({op_name(n) for n in missing} - {op_name(first)})
+            more = f" (nor are: {', '.join(others)})" if others else ""
+            raise UserError(f"node {label!r} (op {op_name(first)}) is not supported by the trainer's converter{more}")
 
     def _fold_shape(self, node: onnx.NodeProto) -> None:
         shape = self.shape_of(node.input[0])

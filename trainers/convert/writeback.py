@@ -92,6 +92,21 @@ def write_back(module: OnnxModule, source: onnx.ModelProto) -> onnx.ModelProto:
                                  ("var", layer.running_var)):
                 tensors.set(src[field], value)
             continue
+        if kind == "rnn":
+            tensors.set(src["W"], layer.W)
+            tensors.set(src["R"], layer.R)
+            if src["B"]:
+                tensors.set(src["B"], layer.B)
+            elif bool(layer.B.detach().abs().sum() > 0):
+                name = tensors.add(node.name or src["W"], layer.B)
+                while len(node.input) < 4:
+                    node.input.append("")
+                node.input[3] = name
+            continue
+        if kind == "affine":  # InstanceNormalization's scale and shift
+            tensors.set(src["weight"], layer.weight)
+            tensors.set(src["bias"], layer.bias)
+            continue
         if kind == "prelu":
             tensors.set(src["weight"], layer.weight, src["shape"])
             continue
