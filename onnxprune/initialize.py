@@ -1,15 +1,27 @@
 """Re-initialise a pruned model's weights for training from scratch (the paper's method).
 
-Conv/Gemm/MatMul weights: Kaiming-normal (fan-in, ReLU gain), as torch's `kaiming_normal_`;
-biases 0; BatchNorm scale 1, shift 0, running mean 0, running variance 1.
+Conv/ConvTranspose/Gemm/MatMul weights: normal with fan-in scaling per layer -- Kaiming's ReLU
+gain (std sqrt(2 / fan_in), torch's `kaiming_normal_`) for hidden layers, gain 1 (std
+sqrt(1 / fan_in)) for head layers, whose output reaches a graph output without passing another
+layer (a classifier, every output conv of a detector's multi-output head): no ReLU follows them,
+so the ReLU gain would only inflate the initial logits. Biases 0; BatchNorm scale 1, shift 0,
+running mean 0, running variance 1. Shapes never change, so heads keep their output layout.
+
+Weights are found by tensor name among the initializers *and* the `Constant` nodes (paddle2onnx
+and some TF exports hold weights in Constant nodes); only float tensors read as a layer's weight,
+bias or normalisation parameter are touched -- shape tensors, anchors and grids are left as given.
 """
 from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def _fan_in(op: str, shape: tuple, attrs: dict) -> int:
@@ -22,29 +34,71 @@ def _fan_in(op: str, shape: tuple, attrs: dict) -> int:
     return int(shape[0])  # MatMul [K, N]
 
 
+def _stored_tensors(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """Tensor name -> the TensorProto holding its value: initializers and Constant nodes' `value`."""
+    stored = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output and node.output[0] not in stored:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    stored[node.output[0]] = attr.t
+    return stored
+
+
+def _head_layers(model: onnx.ModelProto, layers: set[int]) -> set[int]:
+    """Indices of layer nodes with a path to a graph output that passes no other layer."""
+    nodes = list(model.graph.node)
+    consumers: dict[str, list[int]] = defaultdict(list)
+    for index, node in enumerate(nodes):
+        for name in node.input:
+            consumers[name].append(index)
+    outputs = {o.name for o in model.graph.output}
+    heads = set()
+    for index in layers:
+        seen, stack = set(), list(nodes[index].output)
+        while stack:
+            name = stack.pop()
+            if name in outputs:
+                heads.add(index)
+                break
+            if name in seen:
+                continue
+            seen.add(name)
+            for user in consumers.get(name, []):
+                if user not in layers:
+                    stack.extend(o for o in nodes[user].output if o)
+    return heads
+
+
 def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
     """In place, in graph order, so the same seed gives the same bytes."""
-    index = {init.name: i for i, init in enumerate(model.graph.initializer)}
-    producers = {out: node for node in model.graph.node for out in node.output}
+    stored = _stored_tensors(model)
+    nodes = list(model.graph.node)
+    producers = {out: node for node in nodes for out in node.output}
     done: set[str] = set()
 
-    def put(name: str, make) -> None:
+    def put(name: str, make: Callable[[tuple], np.ndarray]) -> None:
         """Draw and write one tensor at once: only one fresh array is alive at a time."""
-        if name in index and name not in done:
-            init = model.graph.initializer[index[name]]
-            if init.data_type in FLOAT_TYPES:
-                done.add(name)
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
-                _write(init, np.asarray(make(tuple(init.dims)), dtype=dtype))
+        tensor = stored.get(name)
+        if tensor is not None and name not in done and tensor.data_type in FLOAT_TYPES:
+            done.add(name)
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+            _write(tensor, np.asarray(make(tuple(tensor.dims)), dtype=dtype))
 
-    for node in model.graph.node:
+    def is_layer(node: onnx.NodeProto) -> bool:
+        if node.op_type not in LAYER_OPS or len(node.input) < 2:
+            return False
+        weight = stored.get(node.input[1])
+        return weight is not None and (node.op_type != "MatMul" or len(weight.dims) == 2)
+
+    layers = {i for i, node in enumerate(nodes) if is_layer(node)}
+    heads = _head_layers(model, layers)
+    for index, node in enumerate(nodes):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1:
-            weight = node.input[1]
-            if node.op_type == "MatMul" and (weight not in index or len(model.graph.initializer[index[weight]].dims) != 2):
-                continue
-            put(weight, lambda s, op=node.op_type, a=attrs: rng.standard_normal(s, dtype=np.float32)
-                * np.float32(np.sqrt(2.0 / max(_fan_in(op, s, a), 1))))
+        if index in layers:
+            gain = 1.0 if index in heads else 2.0
+            put(node.input[1], lambda s, op=node.op_type, a=attrs, g=gain: rng.standard_normal(s, dtype=np.float32)
+                * np.float32(np.sqrt(g / max(_fan_in(op, s, a), 1))))
             if len(node.input) > 2 and node.input[2]:
                 put(node.input[2], np.zeros)
         elif node.op_type in ("BatchNormalization", "InstanceNormalization"):
@@ -52,13 +106,13 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
                 put(node.input[position], make)
         elif node.op_type == "Add":  # the bias of a MatMul + Add linear layer
             sources = [producers.get(i) for i in node.input]
-            if any(p is not None and p.op_type == "MatMul" for p in sources):
+            if any(p is not None and p.op_type == "MatMul" and is_layer(p) for p in sources):
                 for name in node.input:
                     put(name, np.zeros)
 
 
-def _write(init: onnx.TensorProto, value: np.ndarray) -> None:
-    if init.HasField("raw_data"):
-        init.raw_data = np.ascontiguousarray(value).tobytes()  # one copy, not from_array + CopyFrom
+def _write(tensor: onnx.TensorProto, value: np.ndarray) -> None:
+    if tensor.HasField("raw_data"):
+        tensor.raw_data = np.ascontiguousarray(value).tobytes()  # one copy, not from_array + CopyFrom
     else:
-        init.CopyFrom(numpy_helper.from_array(value, init.name))
+        tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))

@@ -48,7 +48,7 @@ PLOTS = {
     "energy": ("energy_uj_per_image", "energy per image (µJ, estimate)"),
 }
 SETTING_KEYS = ("model_sha", "data", "recipe", "epochs", "batch_size", "optimizer", "lr", "schedule",
-                "weight_decay", "limit_train", "limit_test", "seed", "augment", "bench_runs", "step")
+                "weight_decay", "limit_train", "limit_test", "seed", "augment", "bench_runs", "step", "norm")
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "limit_train", "limit_test")
 
 
@@ -245,7 +245,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     mode_list, target_list = parse_modes(modes), parse_targets(targets)
     if not isinstance(bench_runs, int) or bench_runs < 1:
         raise UserError(f"--bench-runs {bench_runs}: must be an integer >= 1")
-    unknown = set(train_kwargs) - set(TRAIN_KEYS) - {"threads", "device", "augment", "keep_bn"}
+    unknown = set(train_kwargs) - set(TRAIN_KEYS) - {"threads", "device", "augment", "keep_bn", "norm", "guard"}
     if unknown:
         raise TypeError(f"sweep() got unexpected arguments: {', '.join(sorted(unknown))}")
     from .io import load_model, save_model
@@ -260,12 +260,16 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     except ImportError:
         raise UserError("the sweep trains every model and needs PyTorch: pip install 'onnxprune[train]'") from None
     config = resolve_config(recipe, **{k: train_kwargs.get(k) for k in TRAIN_KEYS})  # flags first: cheap
+    from trainers.convert.norms import NORM_MODES
+
+    if train_kwargs.get("norm") not in (None, *NORM_MODES):
+        raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
     parse_data_spec(data)
     resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
                     seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,
-                    step=step)
+                    step=step, norm=train_kwargs.get("norm") or "auto")
 
     plan: list[tuple[Optional[str], Optional[float]]] = [(None, None)]
     plan += [(m, t) for m in mode_list for t in target_list]
@@ -355,6 +359,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
                 "shrink": None if report is None else {"before": report.get("before"), "after": report.get("after"),
                                                        "iterations": report.get("iterations")},
                 "files": {"start": start_path.name, "trained": "trained.onnx"},
+                "norm": result.norm, "verdict": result.verdict,
                 "settings": settings,
             }
             _write_json(run_dir / RESULT_NAME, row)

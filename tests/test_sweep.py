@@ -108,6 +108,7 @@ def test_sweep_writes_results_plots_and_resumes(tiny_cnn, tmp_path, capsys):
     (["--data", "cifar10=/nonexistent/zip"], "does not exist"),
     (["--epochs", "0"], "--epochs"),
     (["--device", "tpu"], "--device 'tpu'"),
+    (["--norm", "maybe"], "--norm 'maybe'"),
 ])
 def test_bad_input_exits_2_before_any_work(tiny_cnn, tmp_path, capsys, extra, message):
     out = tmp_path / "run"

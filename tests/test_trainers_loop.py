@@ -275,3 +275,35 @@ def test_pipeline_bad_data_fails_before_any_stage(tiny_model, tmp_path, capsys):
                f"cifar10={tmp_path / 'missing'}", "-o", str(run)])
     assert rc == 2 and "does not exist" in one_line_error(capsys)
     assert not run.exists()
+
+
+# ------------------------------------------------------------------ the model is checked before the data
+
+def _no_data(*_args, **_kwargs):
+    raise AssertionError("the dataset was decoded before the model was checked")
+
+
+def test_model_checked_before_decoding_data(tmp_path, pickles, monkeypatch, capsys):
+    monkeypatch.setattr(loop, "_load_data", _no_data)
+    hundred = tmp_path / "hundred.onnx"
+    onnx.save(export_torch(tiny_classifier(width=8, classes=100), "legacy", keep_bn=True), hundred)
+    rc = main(["train", str(hundred), "-o", str(tmp_path / "t.onnx"), "--data", f"cifar10={pickles}", "--quiet"])
+    assert rc == 2 and "100 outputs, the dataset 10 classes" in one_line_error(capsys)
+    exotic = dropout_model(size=32)
+    exotic.graph.node[2].op_type = "Shrink"  # an op the converter lacks (onnxruntime runs it)
+    bad = tmp_path / "exotic.onnx"
+    onnx.save(exotic, bad)
+    rc = main(["train", str(bad), "-o", str(tmp_path / "t.onnx"), "--data", f"cifar10={pickles}", "--quiet"])
+    err = one_line_error(capsys)
+    assert rc == 2 and "'relu' (op Shrink) is not supported" in err
+    assert not (tmp_path / "t.onnx").exists() and not (tmp_path / "t.train.jsonl").exists()
+
+
+def test_interrupted_train_leaves_no_empty_log(tiny_model, pickles, tmp_path, monkeypatch):
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(loop, "evaluate", interrupt)  # stopped in epoch 1, after the training pass
+    out = tmp_path / "trained.onnx"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model, f"cifar10={pickles}", epochs=2, batch_size=8, threads=1, progress=False, output=out)
+    assert not out.exists() and not out.with_suffix(".train.jsonl").exists()

@@ -42,7 +42,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 RESUME_KEYS = ("model_sha", "data", "optimizer", "schedule", "lr", "weight_decay", "batch_size", "epochs",
-               "seed", "limit_train", "limit_test", "augment")
+               "seed", "limit_train", "limit_test", "augment", "norm")
 
 
 def model_fingerprint(proto: onnx.ModelProto) -> str:

@@ -48,7 +48,9 @@ __all__ = ["Dataset", "Batches", "load_dataset", "parse_data_spec", "cache_dir",
            "CIFAR10_CLASSES", "augment_batch"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CIFAR10 = (REPO_ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip").resolve()
+# `--data cifar10` without a path: $ONNXPRUNE_CIFAR10, else the shared zip next to the checkout
+DEFAULT_CIFAR10 = Path(os.environ.get("ONNXPRUNE_CIFAR10")
+                       or (REPO_ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip")).expanduser().resolve()
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_SPLITS = ("test", "val", "valid", "validation")

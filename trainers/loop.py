@@ -29,8 +29,11 @@ from onnxprune.io import ModelLike, load_model, validate_output_path
 
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, load_checkpoint, model_fingerprint,
                          save_checkpoint)
-from .convert import OnnxModule, convert, export_onnx
+from .convert import OnnxModule, convert
+from .convert.norms import insert_norms
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
+from .export_trained import export_trained, onnx_agreement
+from .guard import check_epoch, check_step, verdict
 from .progress import TrainingProgress
 from .recipes import CPU_RECIPE_NOTE, RECIPES, make_optimizer, resolve_device, set_threads, lr_at, resolve_config
 
@@ -57,6 +60,9 @@ class TrainResult:
     std: tuple = ()
     params: int = 0
     resumed_from_epoch: int = 0
+    norm: dict = field(default_factory=dict)      # {"mode", "inserted": [{"layer", "op", "channels"}]}
+    verdict: dict = field(default_factory=dict)   # {"status": "learned" | "did not learn", "guard": bool}
+    export: str | None = None                     # how the trained model was written
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,10 +98,16 @@ def _load_data(spec: str, config: dict, log: Callable[[str], None] | None) -> Da
     return data.with_stats()
 
 
-def _check_fit(module: OnnxModule, data: Dataset, where: str) -> None:
+KNOWN_DATA = {"cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32))}
+
+
+def _check_fit(module: OnnxModule, data: Dataset | None, where: str, spec: str | None = None) -> None:
+    """The model fits the data: checked on the spec alone before any image is decoded, then on the data."""
+    classes, have = (data.num_classes, tuple(data.image_shape)) if data is not None else (None, None)
+    if data is None and spec is not None:
+        classes, have = KNOWN_DATA.get(parse_data_spec(spec)[0], (None, None))
     want = tuple(module.input_shape[1:])
-    have = tuple(data.image_shape)
-    if want != have:
+    if have is not None and want != have:
         raise UserError(f"{where}: the model takes inputs of {'x'.join(map(str, want))}, the dataset's images are "
                         f"{'x'.join(map(str, have))}; use a model made for this dataset")
     with torch.no_grad():
@@ -106,8 +118,8 @@ def _check_fit(module: OnnxModule, data: Dataset, where: str) -> None:
     if isinstance(out, tuple) or out.dim() != 2:
         raise UserError(f"{where}: the model must output one (batch, classes) tensor of logits to be trained "
                         f"with cross-entropy")
-    if out.shape[1] != data.num_classes:
-        raise UserError(f"{where}: the model has {out.shape[1]} outputs, the dataset {data.num_classes} classes")
+    if classes is not None and out.shape[1] != classes:
+        raise UserError(f"{where}: the model has {out.shape[1]} outputs, the dataset {classes} classes")
 
 
 def train(
@@ -134,6 +146,8 @@ def train(
     keep_bn: bool = False,
     augment: bool = True,
     console=None,
+    norm: str = "auto",
+    guard: bool = True,
 ) -> TrainResult:
     """Train an ONNX model (path or ModelProto) and, with `output`, save the trained ONNX model.
 
@@ -141,6 +155,11 @@ def train(
     Dataset. The output keeps the input's input/output names and gets a dynamic batch axis; BatchNorm
     is folded into the convolutions unless `keep_bn`. Its metadata records the input normalisation
     (`onnxprune.mean` / `onnxprune.std`, per channel, for pixels scaled to [0, 1]).
+
+    `norm` (auto | insert | none): BatchNorm inserted for training after layers without
+    normalisation (auto: only when the graph has none; see trainers.convert.norms), folded back at
+    export. `guard`: stop with DidNotLearn (exit 2, nothing written) when the first epoch leaves
+    the loss at the uninformed level (trainers.guard); a NaN/inf loss always stops the run.
     """
     started = time.perf_counter()
     config = resolve_config(recipe, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -149,6 +168,7 @@ def train(
     config["seed"] = int(seed)
     config["augment"] = bool(augment)
     config["data"] = data if isinstance(data, str) else f"dataset:{data.name}"
+    config["norm"] = norm
     where = str(model) if not isinstance(model, onnx.ModelProto) else "model"
     proto = load_model(model)
     out_path = validate_output_path(output, model) if output is not None else None
@@ -179,14 +199,19 @@ def train(
                 raise UserError(f"{ckpt_dir / CHECKPOINT_NAME}: made with {key}={saved.get(key)!r}, this run has "
                                 f"{key}={config.get(key)!r}; resume with the same settings or use a new --checkpoint folder")
 
+    # the model first (every op converts, its output fits the data): seconds, before decoding images
+    module = convert(proto)
+    _check_fit(module, data if isinstance(data, Dataset) else None, where, data if isinstance(data, str) else None)
     dataset = data if isinstance(data, Dataset) else _load_data(data, config, say)
     if isinstance(data, Dataset):
         dataset = dataset.limited(config.get("limit_train"), config.get("limit_test")).with_stats()
+    _check_fit(module, dataset, where)
 
     torch.manual_seed(config["seed"])
     generator = torch.Generator().manual_seed(config["seed"])
-    module = convert(proto)
-    _check_fit(module, dataset, where)
+    inserted = insert_norms(module, proto, norm)
+    if say:
+        say(_norm_line(norm, inserted))
     module.to(dev)
     module.train()
     opt = make_optimizer(config["optimizer"], module.parameters(), config["lr"], config["weight_decay"])
@@ -217,10 +242,11 @@ def train(
                             f"({first[:120]}); delete it, or train without --resume") from None
         if say:
             say(f"resuming from {ckpt_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
-    if log_path is not None:
+    if log_path is not None and history:
         with open(log_path, "w") as handle:  # a resumed run rewrites the epochs it already did
             for record in history:
                 handle.write(json.dumps(record) + "\n")
+    log_started = bool(history)  # otherwise the log is created with the first epoch's line
 
     train_images, train_time = 0, 0.0
     with TrainingProgress(progress, console) as bar:
@@ -232,7 +258,10 @@ def train(
             correct = torch.zeros((), dtype=torch.int64, device=dev)
             seen = 0
             lr_now = config["lr"]
-            for xb, yb in train_batches:
+            tail_from = steps_per_epoch - max(1, steps_per_epoch // 4)  # the guard reads the last quarter
+            tail_sum = torch.zeros((), dtype=torch.float64, device=dev)
+            tail_seen = 0
+            for step_in_epoch, (xb, yb) in enumerate(train_batches):
                 lr_now = lr_at(step, total_steps, config["lr"], config["schedule"])
                 for group in opt.param_groups:
                     group["lr"] = lr_now
@@ -244,14 +273,19 @@ def train(
                 step += 1
                 seen += yb.shape[0]
                 loss_sum += loss.detach().double() * yb.shape[0]
+                if step_in_epoch >= tail_from:
+                    tail_sum += loss.detach().double() * yb.shape[0]
+                    tail_seen += yb.shape[0]
+                if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch - 1:
+                    check_step(float(loss_sum), epoch + 1, step_in_epoch, history)
                 correct += (logits.detach().argmax(1) == yb).sum()
                 if bar.enabled:
                     elapsed = time.perf_counter() - epoch_start
                     bar.update(task, loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
                                **{"img/s": f"{seen / max(elapsed, 1e-9):.0f}"})
             train_loss = float(loss_sum) / max(seen, 1)
-            if not math.isfinite(train_loss):
-                raise UserError(f"training diverged (loss {train_loss} in epoch {epoch + 1}); lower --lr")
+            check_step(train_loss, epoch + 1, steps_per_epoch - 1, history)
+            tail_loss = float(tail_sum) / max(tail_seen, 1)
             train_acc = int(correct) / max(seen, 1)
             train_elapsed = time.perf_counter() - epoch_start
             train_images += seen
@@ -260,11 +294,15 @@ def train(
             seconds = time.perf_counter() - epoch_start
             record = {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
                       "test_loss": round(test_loss, 6), "test_acc": round(test_acc, 6), "lr": lr_now,
-                      "seconds": round(seconds, 3), "images_per_s": round(seen / max(train_elapsed, 1e-9), 2)}
+                      "seconds": round(seconds, 3), "images_per_s": round(seen / max(train_elapsed, 1e-9), 2),
+                      "train_loss_tail": round(tail_loss, 6), "steps": steps_per_epoch}
             history.append(record)
+            if guard:
+                check_epoch(epoch + 1, steps_per_epoch, tail_loss, test_acc, dataset.num_classes, history)
             if log_path is not None:
-                with open(log_path, "a") as handle:
+                with open(log_path, "a" if log_started else "w") as handle:
                     handle.write(json.dumps(record) + "\n")
+                log_started = True
             bar.print(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.3f} | test loss {test_loss:.4f} "
                       f"acc {test_acc:.3f} | {record['images_per_s']:.0f} img/s, {seconds:.1f} s")
             if ckpt_dir is not None:
@@ -287,14 +325,16 @@ def train(
     if dev.type == "cuda":
         torch.cuda.synchronize()
 
-    agreement = None
+    agreement, how = None, None
+    outcome = verdict(history, dataset.num_classes, guard)
     if out_path is not None:
         module.eval()
         metadata = {"onnxprune.mean": json.dumps(list(dataset.mean)), "onnxprune.std": json.dumps(list(dataset.std)),
                     "onnxprune.classes": json.dumps(dataset.classes),
-                    "onnxprune.test_accuracy": f"{final['test_acc']:.6f}"}
-        exported = export_onnx(module.cpu(), None, out_path, keep_bn=keep_bn, refuse=(model,), metadata=metadata)
-        agreement = _onnx_agreement(module, exported, test_batches)
+                    "onnxprune.test_accuracy": f"{final['test_acc']:.6f}", "onnxprune.verdict": outcome["status"]}
+        exported, how = export_trained(module.cpu(), proto, out_path, keep_bn=keep_bn, refuse=(model,),
+                                       metadata=metadata)
+        agreement = onnx_agreement(module, exported, test_batches)
         module.to(dev)
     wall = time.perf_counter() - started
     return TrainResult(
@@ -307,27 +347,16 @@ def train(
         config={k: v for k, v in config.items() if k != "model_sha"}, history=history, onnx_agreement=agreement,
         mean=tuple(dataset.mean), std=tuple(dataset.std),
         params=sum(p.numel() for p in module.parameters()), resumed_from_epoch=start_epoch,
+        norm={"mode": norm, "inserted": inserted}, verdict=outcome, export=how,
     )
 
 
-def _onnx_agreement(module: torch.nn.Module, exported: onnx.ModelProto, batches: Batches, limit: int = 512) -> float:
-    """Share of (up to `limit`) test images on which onnxruntime and torch predict the same class."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    same = count = 0
-    module.eval()
-    with torch.no_grad():
-        for xb, _yb in batches:
-            xb = xb[: limit - count].cpu()
-            torch_pred = module(xb).argmax(1).numpy()
-            ort_pred = np.asarray(session.run(None, {name: xb.numpy()})[0]).argmax(1)
-            same += int((torch_pred == ort_pred).sum())
-            count += xb.shape[0]
-            if count >= limit:
-                break
-    return same / max(count, 1)
+def _norm_line(mode: str, inserted: list[dict]) -> str:
+    if not inserted:
+        return f"normalisation (--norm {mode}): none inserted"
+    names = ", ".join(entry["layer"] for entry in inserted[:4]) + (", ..." if len(inserted) > 4 else "")
+    return (f"normalisation (--norm {mode}): BatchNorm inserted after {len(inserted)} layers without one ({names}); "
+            f"trained, then folded back into their weights at export")
 
 
 def evaluate_model(model: ModelLike, data: str | Dataset = "cifar10", *, recipe: str = "cpu",

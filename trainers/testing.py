@@ -221,3 +221,31 @@ def write_image_folder(root: Path, classes: Sequence[str] = ("a", "b", "c"), per
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return root
+
+
+def deep_cnn(width: int = 8, depth: int = 6, classes: int = 10) -> nn.Module:
+    """A plain VGG-like CNN with BatchNorm: deep enough that, folded and re-initialised, SGD at the cpu
+    recipe's learning rate does not train it without normalisation (issue 19's VGG-16, in small)."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for i in range(depth):
+        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        channels = width
+        if i % 2 == 1:
+            layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 32), nn.ReLU(),
+                         nn.Linear(32, classes))
+
+
+def folded_cnn(size: int = 16, seed: int = 0, reinit: bool = True, classes: int = 10) -> onnx.ModelProto:
+    """`deep_cnn` exported for inference (BatchNorm folded into the convolutions, static batch 1) and,
+    like `shrink`'s default `--init reinit`, re-initialised."""
+    from onnxprune.initialize import reinitialize
+
+    torch.manual_seed(seed)
+    proto = export_torch(calibrate(deep_cnn(classes=classes), shape=(8, 3, size, size)), "legacy", keep_bn=False,
+                         shape=(1, 3, size, size))
+    assert not {"BatchNormalization"} & {n.op_type for n in proto.graph.node}
+    if reinit:
+        reinitialize(proto, np.random.default_rng(seed))
+    return proto

@@ -80,7 +80,8 @@ def _complexity(report: dict) -> dict[str, Any]:
 
 def _train_summary(result) -> dict[str, Any]:
     keep = ("accuracy", "test_loss", "train_loss", "train_accuracy", "epochs", "wall_seconds", "train_seconds",
-            "images_per_s", "log_path", "output_path", "device", "onnx_agreement", "params", "config")
+            "images_per_s", "log_path", "output_path", "device", "onnx_agreement", "params", "config", "norm",
+            "verdict", "export")
     return {k: getattr(result, k) for k in keep}
 
 
@@ -94,6 +95,10 @@ def _check_train_args(train_kwargs: dict) -> None:
         parse_data_spec(data)
     keys = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "limit_train", "limit_test")
     resolve_config(train_kwargs.get("recipe", "cpu"), **{k: train_kwargs.get(k) for k in keys})
+    from trainers.convert.norms import NORM_MODES
+
+    if train_kwargs.get("norm", "auto") not in NORM_MODES:
+        raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
 
 
 def run_scratch(model: str, output: str, *, mode: str, target: float, step: float = 0.1, seed: int = 0,
@@ -236,6 +241,7 @@ def scratch_command(
     recipe: str = _S["recipe"], seed: int = _S["seed"], device: str = _S["device"],
     limit_train: Optional[int] = _S["limit_train"], limit_test: Optional[int] = _S["limit_test"],
     threads: Optional[int] = _S["threads"], augment: bool = _S["augment"],
+    norm: str = _S["norm"], guard: bool = _S["guard"],
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print pipeline.json on stdout"),
 ) -> None:
@@ -244,7 +250,7 @@ def scratch_command(
                           **_train_kwargs(data=data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                                           lr=lr, schedule=schedule, weight_decay=weight_decay, recipe=recipe,
                                           device=device, limit_train=limit_train, limit_test=limit_test,
-                                          threads=threads, augment=augment))
+                                          threads=threads, augment=augment, norm=norm, guard=guard))
     emit_json(payload) if json_out else _print(payload)
 
 
@@ -263,6 +269,7 @@ def finetune_command(
     recipe: str = _F["recipe"], seed: int = _F["seed"], device: str = _F["device"],
     limit_train: Optional[int] = _F["limit_train"], limit_test: Optional[int] = _F["limit_test"],
     threads: Optional[int] = _F["threads"], augment: bool = _F["augment"],
+    norm: str = _F["norm"], guard: bool = _F["guard"],
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print pipeline.json on stdout"),
 ) -> None:
@@ -272,5 +279,5 @@ def finetune_command(
                            **_train_kwargs(data=data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                                            lr=lr, schedule=schedule, weight_decay=weight_decay, recipe=recipe,
                                            device=device, limit_train=limit_train, limit_test=limit_test,
-                                           threads=threads, augment=augment))
+                                           threads=threads, augment=augment, norm=norm, guard=guard))
     emit_json(payload) if json_out else _print(payload)

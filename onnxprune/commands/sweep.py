@@ -30,6 +30,8 @@ def sweep_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="training CPU threads (default: all cores)"),
     device: str = typer.Option("auto", "--device", help="training device: auto | cpu | cuda (benching is always "
                                                         "onnxruntime on the CPU)"),
+    norm: str = typer.Option("auto", "--norm", help="auto | insert | none (see `onnxprune train --help`)"),
+    guard: bool = typer.Option(True, "--guard/--no-guard", help="stop when a run does not learn (see `train`)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     train_progress: bool = typer.Option(False, "--train-progress", help="also print each training's epoch lines"),
     json_out: bool = typer.Option(False, "--json", help="print all results as JSON on stdout"),
@@ -58,7 +60,7 @@ def sweep_command(
     rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
                  progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
                  epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
-                 device=device, **extra)
+                 device=device, norm=norm, guard=guard, **extra)
     if json_out:
         emit_json({"output": output, "runs": rows})
         return

@@ -4,6 +4,7 @@ torch is imported only when the verb runs: the core CLI works without the `train
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import typer
@@ -40,6 +41,11 @@ def train_options() -> dict[str, Any]:
         limit_test=typer.Option(None, "--limit-test", help="test on the first N images; 0: all"),
         threads=typer.Option(None, "--threads", help="CPU threads (default: the cores available)"),
         augment=typer.Option(True, "--augment/--no-augment", help="random crop + flip while training"),
+        norm=typer.Option("auto", "--norm", help="auto | insert | none: insert a trainable BatchNorm after each "
+                                                 "conv/linear layer without normalisation (auto: when the graph has "
+                                                 "none, e.g. BN folded at export), folded back at export"),
+        guard=typer.Option(True, "--guard/--no-guard", help="stop (exit 2, nothing written) when the first epoch "
+                                                            "leaves the loss at ln(classes), i.e. nothing learned"),
     )
 
 
@@ -64,6 +70,8 @@ def train_command(
     limit_test: Optional[int] = _O["limit_test"],
     threads: Optional[int] = _O["threads"],
     augment: bool = _O["augment"],
+    norm: str = _O["norm"],
+    guard: bool = _O["guard"],
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="save a checkpoint here after every epoch"),
     resume: bool = typer.Option(False, "--resume", help="continue from --checkpoint DIR's last checkpoint"),
     log: Optional[str] = typer.Option(None, "--log", help="JSONL log, one line per epoch (default: OUTPUT "
@@ -77,14 +85,29 @@ def train_command(
     require_torch()
     from trainers.loop import train
 
-    result = train(model, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
-                   weight_decay=weight_decay, recipe=recipe, seed=seed, device=device, limit_train=limit_train,
-                   limit_test=limit_test, checkpoint=checkpoint, resume=resume, log=log, output=output,
-                   progress=not quiet, threads=threads, keep_bn=keep_bn, augment=augment, console=err_console)
+    with verdict_on_stdout(json_out):
+        result = train(model, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                       schedule=schedule, weight_decay=weight_decay, recipe=recipe, seed=seed, device=device,
+                       limit_train=limit_train, limit_test=limit_test, checkpoint=checkpoint, resume=resume, log=log,
+                       output=output, progress=not quiet, threads=threads, keep_bn=keep_bn, augment=augment,
+                       console=err_console, norm=norm, guard=guard)
     if json_out:
         emit_json(result.to_dict())
         return
     print_summary(model, result)
+
+
+@contextmanager
+def verdict_on_stdout(json_out: bool):
+    """A run the guard stopped still prints its verdict with --json; the error line and exit 2 follow."""
+    from trainers.guard import DidNotLearn
+
+    try:
+        yield
+    except DidNotLearn as exc:
+        if json_out:
+            emit_json({"verdict": exc.verdict})
+        raise
 
 
 def print_summary(model: str, result, title: str | None = None) -> None:
@@ -106,6 +129,13 @@ def print_summary(model: str, result, title: str | None = None) -> None:
     table.add_row("time", f"{result.wall_seconds:.1f} s in total, {result.train_seconds:.1f} s training")
     if result.onnx_agreement is not None:
         table.add_row("ONNX check", f"onnxruntime agrees with torch on {100 * result.onnx_agreement:.1f}% of test images")
+    inserted = (getattr(result, "norm", None) or {}).get("inserted") or []
+    if inserted:
+        table.add_row("normalisation", f"BatchNorm inserted after {len(inserted)} layers for training, folded at export")
+    if getattr(result, "verdict", None):
+        table.add_row("verdict", result.verdict.get("status", ""))
+    if getattr(result, "export", None):
+        table.add_row("export", result.export)
     if result.log_path:
         table.add_row("log", result.log_path)
     console.print(table)

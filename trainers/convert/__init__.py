@@ -23,7 +23,8 @@ a static batch of 1.
 
 Layout: `modules.py` (the nn.Modules), `builder.py` (`_Builder`, the `HANDLERS` registry and the
 `@handles("Op")` decorator), one file of op handlers per family -- `ops_layers.py` (weights),
-`ops_elementwise.py`, `ops_shape.py` -- and `export.py` (`convert`, `export_onnx`). To support a new
+`ops_elementwise.py`, `ops_shape.py`, `ops_resize.py` (Resize/Upsample), `ops_rnn.py` (LSTM/GRU), `ops_more.py` (the rarer ops
+the pruner lets through) -- and `export.py` (`convert`, `export_onnx`). To support a new
 op, add one `@handles("Op")` function in the family's file.
 
 An op outside the supported set raises `UserError("node 'X' (op Foo) is not supported by the
@@ -34,7 +35,7 @@ trainer's converter")`.
 without `torch.export` constraints, and folds BatchNorm into the convolutions in eval mode.
 """
 from .builder import HANDLERS
-from . import ops_elementwise, ops_layers, ops_shape  # noqa: F401  (registers the op handlers)
+from . import ops_elementwise, ops_layers, ops_more, ops_resize, ops_rnn, ops_shape  # noqa: F401  (registers the op handlers)
 from .export import convert, export_onnx
 from .modules import OnnxModule
 

@@ -65,6 +65,7 @@ class _Builder:
         self.names_used: set[str] = set()
         self.input_shape_override = list(input_shape) if input_shape else None
         self.probe_batch = 1
+        self.node_index: dict[int, int] = {}  # id(node) -> position in graph.node (same wrappers as _toposort's)
 
     # ---- graph bookkeeping
     def setup(self) -> list[onnx.NodeProto]:
@@ -119,6 +120,7 @@ class _Builder:
 
     def _toposort(self) -> list[onnx.NodeProto]:
         nodes = list(self.graph.node)
+        self.node_index = {id(node): i for i, node in enumerate(nodes)}
         available = set(self.static) | set(self.probe) | {""}
         producer = {}
         for node in nodes:
@@ -203,6 +205,7 @@ class _Builder:
     # ---- main loop
     def build(self) -> OnnxModule:
         nodes = self.setup()
+        self._refuse_unsupported(nodes)
         wiring = []
         for node in nodes:
             if id(node) in self.fused:
@@ -246,6 +249,7 @@ class _Builder:
                 if name:
                     target[name] = value.detach() if isinstance(value, torch.Tensor) else value
             if not foldable:
+                module.onnx_node = self.node_index[id(node)]  # for writing trained weights back (writeback.py)
                 self.module.ops[self.key(node)] = module
                 wiring.append([list(ins), outs, []])
         # free each runtime tensor after its last use (keeps eval memory flat)
@@ -261,6 +265,19 @@ class _Builder:
             if name in self.static and name not in self.probe:
                 self.module.consts.register_buffer(_safe(name), self.static[name].clone())
         return self.module
+
+    def _refuse_unsupported(self, nodes: list[onnx.NodeProto]) -> None:
+        """Every op is looked up before any node runs: a graph the converter cannot train fails at once."""
+        def op_name(node):
+            return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        missing = [n for n in nodes if (n.domain not in ("", "ai.onnx")
+                                        or (n.op_type not in HANDLERS and n.op_type not in ("Shape", "Size")))]
+        if missing:
+            first = missing[0]
+            label = first.name or f"{first.op_type}#{self.node_index.get(id(first), '?')}"
+            others = sorted({op_name(n) for n in missing} - {op_name(first)})
+            more = f" (nor are: {', '.join(others)})" if others else ""
+            raise UserError(f"node {label!r} (op {op_name(first)}) is not supported by the trainer's converter{more}")
 
     def _fold_shape(self, node: onnx.NodeProto) -> None:
         shape = self.shape_of(node.input[0])

@@ -218,6 +218,14 @@ def _reduce(fn_name: str):
                 for d in sorted(dims, reverse=True):
                     out = out.prod(dim=d, keepdim=keep)
                 return out
+            if fn_name == "l1":
+                return x.abs().sum(dim=dims, keepdim=keep)
+            if fn_name == "l2":
+                return x.pow(2).sum(dim=dims, keepdim=keep).sqrt()
+            if fn_name == "logsum":
+                return x.sum(dim=dims, keepdim=keep).log()
+            if fn_name == "logsumexp":
+                return torch.logsumexp(x, dim=dims, keepdim=keep)
             return x.pow(2).sum(dim=dims, keepdim=keep)
         return b.generic(node, reduce, use=[0])
     return handler
@@ -229,6 +237,10 @@ HANDLERS["ReduceMax"] = _reduce("max")
 HANDLERS["ReduceMin"] = _reduce("min")
 HANDLERS["ReduceProd"] = _reduce("prod")
 HANDLERS["ReduceSumSquare"] = _reduce("sumsquare")
+HANDLERS["ReduceL1"] = _reduce("l1")
+HANDLERS["ReduceL2"] = _reduce("l2")
+HANDLERS["ReduceLogSum"] = _reduce("logsum")
+HANDLERS["ReduceLogSumExp"] = _reduce("logsumexp")
 
 
 def _softmax(fn):

@@ -56,6 +56,10 @@ def _conv_common(b: _Builder, node, what: str):
     return attrs, weight, bias, n, kernel, strides, dilations, int(attrs.get("group", 1))
 
 
+def _input(node, index: int) -> str | None:
+    return node.input[index] if index < len(node.input) and node.input[index] else None
+
+
 def _load(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
     with torch.no_grad():
         conv.weight.copy_(weight)
@@ -73,6 +77,7 @@ def _conv(b: _Builder, node):
     conv = skip_init(cls, weight.shape[1] * groups, weight.shape[0], kernel, stride=strides, dilation=dilations,
                      groups=groups, bias=bias is not None, padding=pads[:n] if symmetric else 0)
     _load(conv, weight, bias)
+    conv.onnx_source = {"kind": "conv", "weight": node.input[1], "bias": _input(node, 2)}
     module = conv if symmetric else _PadThen(_torch_pad_order(pads), 0.0, conv)
     return module, [node.input[0]]
 
@@ -107,6 +112,7 @@ def _conv_transpose(b: _Builder, node):
     conv = skip_init(cls, weight.shape[0], weight.shape[1] * groups, kernel, stride=strides, padding=sym,
                      output_padding=out_pad, groups=groups, bias=bias is not None, dilation=dilations)
     _load(conv, weight, bias)
+    conv.onnx_source = {"kind": "conv_transpose", "weight": node.input[1], "bias": _input(node, 2)}
     if any(extra):
         class _Crop(nn.Module):
             def __init__(self, inner, extra):
@@ -139,26 +145,28 @@ def _batchnorm(b: _Builder, node):
         bn.bias.copy_(bias)
         bn.running_mean.copy_(mean)
         bn.running_var.copy_(var)
+    bn.onnx_source = {"kind": "batchnorm", "scale": node.input[1], "bias": node.input[2], "mean": node.input[3],
+                      "var": node.input[4]}
     return bn, [node.input[0]]
 
 
-def _fuse_bias_add(b: _Builder, node, out_features: int) -> tuple[torch.Tensor | None, str | None]:
+def _fuse_bias_add(b: _Builder, node, out_features: int) -> tuple[torch.Tensor | None, str | None, str | None]:
     """MatMul's single consumer is Add(y, constant bias): fold the bias into the linear layer."""
     y = node.output[0]
     users = b.consumers.get(y, [])
     if len(users) != 1 or y in b.graph_outputs:
-        return None, None
+        return None, None, None
     add = users[0]
     if add.op_type != "Add" or len(add.input) != 2:
-        return None, None
+        return None, None, None
     other = add.input[1] if add.input[0] == y else add.input[0]
     if other == y or other not in b.static:
-        return None, None
+        return None, None, None
     bias = b.static[other]
     if not bias.is_floating_point() or bias.numel() != out_features or bias.shape[-1:] != (out_features,):
-        return None, None
+        return None, None, None
     b.fused.add(id(add))
-    return bias.reshape(-1).clone(), add.output[0]
+    return bias.reshape(-1).clone(), add.output[0], other
 
 
 @handles("Gemm")
@@ -182,7 +190,10 @@ def _gemm(b: _Builder, node):
     bias = None if c is None else c * beta
     if bias is not None and bias.numel() == w.shape[0] and bias.dim() <= 2 and bias.shape[-1] == w.shape[0]:
         bias = bias.reshape(-1)
-    return _Linear(w.clone(), None if bias is None else bias.clone(), bool(trans_a)), [node.input[0]]
+    linear = _Linear(w.clone(), None if bias is None else bias.clone(), bool(trans_a))
+    linear.onnx_source = {"kind": "gemm", "weight": node.input[1], "trans_b": bool(trans_b), "alpha": alpha,
+                          "bias": _input(node, 2), "beta": beta, "bias_shape": None if c is None else list(c.shape)}
+    return linear, [node.input[0]]
 
 
 @handles("MatMul")
@@ -190,8 +201,10 @@ def _matmul(b: _Builder, node):
     weight = b.static.get(node.input[1])
     if weight is None or weight.dim() != 2 or node.input[0] in b.static or not weight.is_floating_point():
         return b.generic(node, torch.matmul)
-    bias, out_name = _fuse_bias_add(b, node, weight.shape[1])
+    bias, out_name, bias_name = _fuse_bias_add(b, node, weight.shape[1])
     module = _Linear(weight.transpose(0, 1).clone(), bias)
+    module.onnx_source = {"kind": "matmul", "weight": node.input[1], "bias": bias_name,
+                          "bias_shape": None if bias_name is None else list(b.static[bias_name].shape)}
     return module, [node.input[0]], [out_name or node.output[0]]
 
 
@@ -207,5 +220,7 @@ def _prelu(b: _Builder, node):
     channelwise = slope.numel() == 1 or (
         rank > 1 and len(aligned) == rank and aligned[1] == channels
         and all(d == 1 for i, d in enumerate(aligned) if i != 1))
-    return _PRelu(slope.clone(), channelwise), [node.input[0]]
+    prelu = _PRelu(slope.clone(), channelwise)
+    prelu.onnx_source = {"kind": "prelu", "weight": node.input[1], "shape": list(slope.shape)}
+    return prelu, [node.input[0]]
 

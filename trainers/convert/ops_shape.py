@@ -259,6 +259,12 @@ def _range(b, node):
 @handles("Expand")
 def _expand(b, node):
     shape = b.const_list(node, 1)
+    x_shape = b.shape_of(node.input[0]) if not b.is_static(node.input[0]) else None
+    if (shape and x_shape and b.probe_batch > 1 and len(shape) >= len(x_shape) == len(shape)
+            and shape[0] == b.probe_batch == x_shape[0]):
+        # a target folded from the probe's batch (Shape -> Expand) on a tensor that already has it:
+        # 1 broadcasts to whatever batch comes at run time
+        shape = [1] + list(shape[1:])
 
     def expand(x):
         target = torch.broadcast_shapes(tuple(x.shape), tuple(shape))
