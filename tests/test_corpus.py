@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 import pytest
 
-from models.corpus import default_dir, load_manifest, shape_flags
-from onnxprune.cli import main
+from models.corpus import default_dir, load_manifest
+from models.corpus_oracles import feeds, onnx_tool_rows, run_cli, shape_args, shrink_and_verify
 from onnxprune.groups import channel_groups
-from onnxprune.verify import max_relative_error, run, zero_mask
+from onnxprune.verify import max_relative_error, run
 
 CORPUS = load_manifest()
 if CORPUS is None:
@@ -94,23 +94,6 @@ def _params(test: str, names, pair=lambda name: name):
     return out
 
 
-def _shape_args(entry: dict) -> list[str]:
-    return [arg for flag in shape_flags(entry) for arg in ("--input-shape", flag)]
-
-
-def _feeds(entry: dict, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    model = onnx.load(entry["path"], load_external_data=False)
-    dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input}
-    feeds = {}
-    for name, shape in entry["input_shape"].items():
-        if np.issubdtype(dtypes[name], np.integer):
-            feeds[name] = rng.integers(0, 256, shape).astype(dtypes[name])
-        else:
-            feeds[name] = rng.standard_normal(shape).astype(dtypes[name])
-    return feeds
-
-
 VERB_ARGS = {
     "profile": [],
     "groups": [],
@@ -121,74 +104,42 @@ VERB_ARGS = {
 
 @pytest.mark.parametrize("case", _params("verb", [(m, v) for m in BY_NAME for v in VERB_ARGS],
                                          pair=lambda c: f"{c[0]}-{c[1]}"))
-def test_verbs_exit_0(case, capsys):
+def test_verbs_exit_0(case):
     name, verb = case
     entry = BY_NAME[name]
-    rc = main([verb, entry["path"], *VERB_ARGS[verb], *_shape_args(entry)])
-    assert rc == 0, capsys.readouterr().err
+    rc, err = run_cli([verb, entry["path"], *VERB_ARGS[verb], *shape_args(entry)])
+    assert rc == 0, err
 
 
-def _with_constants_as_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnx-tool counts no params in Constant nodes: give it the same values as initializers."""
-    graph = model.graph
-    for node in list(graph.node):
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(node.attribute[0].t)
-            tensor.name = node.output[0]
-            graph.initializer.append(tensor)
-            graph.node.remove(node)
-    return model
-
-
-def _onnx_tool_rows(path: str, entry: dict) -> list[tuple]:
-    """(node, op, params, MACs - bias MAC, weight elements, bias elements) for weighted float nodes."""
-    onnx_tool = pytest.importorskip("onnx_tool")
-    model = onnx_tool.Model(_with_constants_as_initializers(onnx.load(path)), {"verbose": False})
-    model.graph.shape_infer(_feeds(entry))
-    model.graph.profile()
-    rows = []
-    for node in model.graph.nodemap.values():
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
-            continue
-        has_bias = node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(node.input) > 2
-        bias = int(np.prod(model.graph.tensormap[node.input[2]].shape)) if has_bias else 0
-        out_elements = int(np.prod(node.outshape))
-        macs = int(node.macs[0]) - (out_elements if has_bias else 0)
-        rows.append((node.name, node.op_type, int(node.params), macs, int(node.params) - bias, bias))
-    return rows
-
-
-QUANTIZED_TWIN = {"ddddocr_rec_int8": "ddddocr_rec"}  # same architecture, float weights
+# A quantized graph is compared node by node, in graph order, with its float twin: the same
+# architecture, whose onnx-tool figures are the reference (onnx-tool cannot run integer graphs).
+QUANTIZED_TWIN = {"ddddocr_rec_int8": "ddddocr_rec"}
 QUANTIZED_OPS = {"ConvInteger": "Conv", "QLinearConv": "Conv", "MatMulInteger": "Gemm", "QLinearMatMul": "Gemm"}
 
 
 @pytest.mark.parametrize("name", _params("onnx_tool", [m for m in BY_NAME if m != "magika_v3_3"]))
 def test_profile_matches_onnx_tool_per_node(name):
     # magika_v3_3 is left out: onnx-tool cannot infer values through its GlobalMaxPool.
+    pytest.importorskip("onnx_tool")
     from onnxprune.complexity import profile
 
     entry = BY_NAME[name]
     ours = {row["node"]: row for row in profile(entry["path"], entry["input_shape"]).rows()}
-    if name in QUANTIZED_TWIN:
-        twin = BY_NAME[QUANTIZED_TWIN[name]]
-        theirs = _onnx_tool_rows(twin["path"], twin)
-        graph = onnx.load(entry["path"]).graph
-        quantized = [n.name for n in graph.node if n.op_type in QUANTIZED_OPS]
-        family = {"Conv": [r for r in theirs if r[1] == "Conv"], "Gemm": [r for r in theirs if r[1] != "Conv"]}
-        ops = {n.name: n.op_type for n in graph.node}
-        paired = {"Conv": iter(family["Conv"]), "Gemm": iter(family["Gemm"])}
-        assert len(quantized) == len(theirs)
-        for node in quantized:
-            _, _, _, macs, weights, bias = next(paired[QUANTIZED_OPS[ops[node]]])
-            assert ours[node]["flops"] == macs, node
-            assert ours[node]["params"] in (weights, weights + bias), node
+    if name not in QUANTIZED_TWIN:
+        theirs = onnx_tool_rows(entry)
+        assert theirs
+        for node, _, params, macs, _, _ in theirs:
+            assert (ours[node]["params"], ours[node]["flops"]) == (params, macs), node
         return
-    theirs = _onnx_tool_rows(entry["path"], entry)
-    assert theirs
-    for node, op, params, macs, _, _ in theirs:
-        assert ours[node]["params"] == params, node
-        assert ours[node]["flops"] == macs, node
+    theirs = onnx_tool_rows(BY_NAME[QUANTIZED_TWIN[name]])
+    quantized = [n for n in onnx.load(entry["path"]).graph.node if n.op_type in QUANTIZED_OPS]
+    assert len(quantized) == len(theirs)
+    for family in ("Conv", "Gemm"):
+        pairs = zip([n.name for n in quantized if QUANTIZED_OPS[n.op_type] == family],
+                    [row for row in theirs if (row[1] == "Conv") == (family == "Conv")], strict=True)
+        for node, (_, _, _, macs, weights, bias) in pairs:
+            assert ours[node]["flops"] == macs, node
+            assert ours[node]["params"] in (weights, weights + bias), node  # the bias Add may count apart
 
 
 @pytest.mark.parametrize("name", _params("convert", list(BY_NAME)))
@@ -198,12 +149,12 @@ def test_converter_matches_onnxruntime(name):
     from trainers.convert import convert
 
     entry = BY_NAME[name]
-    feeds = _feeds(entry)
-    expected = run(onnx.load(entry["path"]), feeds)
+    inputs = feeds(entry)
+    expected = run(onnx.load(entry["path"]), inputs)
     (shape,) = entry["input_shape"].values()
     module = convert(entry["path"], input_shape=shape).eval()
     with torch.no_grad():
-        got = module(*[torch.from_numpy(x) for x in feeds.values()])
+        got = module(*[torch.from_numpy(x) for x in inputs.values()])
     got = list(got) if isinstance(got, (list, tuple)) else [got]
     assert len(got) == len(expected)
     for actual, reference in zip(got, expected):
@@ -216,29 +167,19 @@ def _refusals(deps) -> list[str]:
 
 
 @pytest.mark.parametrize("name", _params("shrink", FLOAT_MODELS))
-def test_shrink_prunes_with_zero_mask_oracle_or_refuses_only_listed_couplings(name, tmp_path, capsys):
+def test_shrink_prunes_with_zero_mask_oracle_or_refuses_only_listed_couplings(name, tmp_path):
     entry = BY_NAME[name]
     deps = channel_groups(entry["path"], entry["input_shape"])
     allowed = {**ALWAYS_REFUSED, **EXPECTED_REFUSALS.get(name, {})}
     unexpected = [r for r in _refusals(deps) if not any(re.search(p, r) for p in allowed)]
     assert not unexpected, unexpected[:5]
-    out, report_path = tmp_path / "pruned.onnx", tmp_path / "report.json"
-    rc = main(["shrink", entry["path"], "--mode", "FA", "--target", "0.5", "--init", "keep", "--seed", "1",
-               "-o", str(out), "--report", str(report_path), *_shape_args(entry)])
-    err = capsys.readouterr().err
+    result = shrink_and_verify(entry, deps, tmp_path)
     if not deps.prunable:
-        assert rc == 2 and "target unreachable" in err, err
+        assert result["rc"] == 2 and "target unreachable" in result["err"], result["err"]
         return
-    assert rc == 0, err
-    import json
-
-    report = json.loads(report_path.read_text())
-    kept = {row["node"]: row["kept"] for row in report["layers"]}
-    keep = {g.id: kept[g.roots[0].node] for g in deps.prunable if g.roots[0].node in kept}
-    assert keep, "nothing was pruned"
-    pruned = onnx.load(out)
-    onnx.checker.check_model(pruned, full_check=True)
-    feeds = _feeds(entry, seed=1)
-    for got, want in zip(run(pruned, feeds), run(zero_mask(deps, keep), feeds), strict=True):
-        assert got.shape == want.shape
-        assert max_relative_error(got, want) < 1e-5
+    assert result["rc"] == 0, result["err"]
+    assert result["keep"], "nothing was pruned"
+    assert result["flops_after"] <= 0.5 * result["flops_before"]
+    assert result["check"] is None, result["check"]
+    assert result["shapes_equal"]
+    assert max(result["max_errors"]) < 1e-5, result["max_errors"]
