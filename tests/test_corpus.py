@@ -183,3 +183,18 @@ def test_shrink_prunes_with_zero_mask_oracle_or_refuses_only_listed_couplings(na
     assert result["check"] is None, result["check"]
     assert result["shapes_equal"]
     assert max(result["max_errors"]) < 1e-5, result["max_errors"]
+
+
+@pytest.mark.parametrize("name", [entry["name"] for entry in CORPUS if entry["quantized"]])
+def test_shrink_on_quantized_graph_prunes_correctly_or_refuses(name, tmp_path):
+    """Never a wrong graph: a one-line refusal (exit 2), or a pruned graph that checks, runs and
+    equals the zero-mask model on every output."""
+    entry = BY_NAME[name]
+    deps = channel_groups(entry["path"], entry["input_shape"])
+    result = shrink_and_verify(entry, deps, tmp_path)
+    if result["rc"] != 0:
+        assert result["rc"] == 2 and result["err"].startswith("onnxprune: error: "), result["err"]
+        return
+    assert result["check"] is None, result["check"]
+    assert result["shapes_equal"]
+    assert max(result["max_errors"]) < 1e-5, result["max_errors"]
