@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -338,13 +339,22 @@ class CheckResult:
                 "models": [m.to_json() for m in self.models]}
 
 
+class MeasuredTotals(dict):
+    """Profile totals, plus a line naming nodes whose weights they leave out ("" when none)."""
+
+    def __init__(self, totals: Mapping[str, int], uncounted: str = ""):
+        super().__init__(totals)
+        self.uncounted = uncounted
+
+
 def _profile_totals(model: Path, input_shapes: Optional[dict[str, list[int]]]) -> dict[str, int]:
     try:
         from .complexity import profile  # imported late: complexity is heavier and not needed to parse
     except ImportError as exc:  # pragma: no cover - a broken install
         raise UserError(f"{model}: cannot profile it, onnxprune.profile is unavailable ({exc})") from None
 
-    return dict(profile(str(model), input_shapes=input_shapes).totals)
+    result = profile(str(model), input_shapes=input_shapes)
+    return MeasuredTotals(result.totals, uncounted=result.uncounted_summary())
 
 
 # Replaceable in tests; (model path, input shapes) -> Profile.totals-like dict.
@@ -358,6 +368,7 @@ def check(
     max_memory: Any = None,
     budgets_file: Optional[PathLike] = None,
     input_shapes: Optional[dict[str, list[int]]] = None,
+    allow_uncounted: bool = False,
 ) -> CheckResult:
     """Profile each model and compare it with every budget that applies to it.
 
@@ -365,7 +376,8 @@ def check(
     globs match is checked. `max_*`: limits for every model (SI strings like "2.5M"/"4MiB"
     or ints). `budgets_file`: a TOML file of [[budget]] entries (docs/check.md). Raises
     UserError for bad input: no budget at all, a missing model, a model no budget applies
-    to, a bad TOML file or value.
+    to, a bad TOML file or value, or a model with weights profile cannot count (a budget
+    check must not pass what it did not measure) unless `allow_uncounted`, which warns instead.
     """
     budgets: list[Budget] = []
     flags = cli_budget(max_params, max_flops, max_memory)
@@ -400,6 +412,12 @@ def check(
             raise UserError(f"{path}: no budget applies to it (no [[budget]] glob in {budgets_file} matches it "
                             f"and no --max-* flag is given)")
         totals = _profile(path, input_shapes)
+        uncounted = getattr(totals, "uncounted", "")
+        if uncounted and not allow_uncounted:
+            raise UserError(f"{path}: {uncounted}; a budget check cannot pass what it did not measure "
+                            f"(--allow-uncounted checks the counted part anyway)")
+        if uncounted:
+            print(f"onnxprune: warning: {path}: {uncounted}", file=sys.stderr)
         figures = {}
         for figure, (_, _, total_key) in FIGURES.items():
             value = int(totals[total_key])

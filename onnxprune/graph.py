@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnx_graphsurgeon as gs
 
 from .errors import UserError
@@ -23,12 +24,18 @@ class ModelGraph:
     infos: dict[str, TensorInfo]
     name: str = "model"
     _opset: int = field(default=0, init=False)
+    _index: dict | None = field(default=None, init=False, repr=False)
 
     @property
     def opset(self) -> int:
         if not self._opset:
             self._opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 13)
         return self._opset
+
+    @property
+    def shape_method(self) -> str:
+        """How the shapes were resolved: "onnx", "symbolic" (onnxruntime's) or "probe" (a run)."""
+        return getattr(self.infos, "method", "onnx")
 
     @property
     def nodes(self) -> list[gs.Node]:
@@ -52,9 +59,8 @@ class ModelGraph:
         if isinstance(tensor, gs.Constant):
             return _zero_copy(tensor)
         producer = tensor.inputs[0] if tensor.inputs else None
-        if producer is not None and producer.op == "Constant" and "value" in producer.attrs:
-            value = producer.attrs["value"]
-            return np.asarray(value.values if isinstance(value, gs.Constant) else value)
+        if producer is not None and producer.op == "Constant":
+            return constant_node_value(producer)
         if producer is not None and producer.op == "Identity":
             return self.const_value(producer.inputs[0])  # legacy exporter wraps some weights
         return None
@@ -91,16 +97,77 @@ class ModelGraph:
         if isinstance(tensor, gs.Constant):
             return True
         producer = tensor.inputs[0] if tensor.inputs else None
-        return producer is not None and (producer.op == "Constant" or (producer.op == "Identity" and self.is_const(producer.inputs[0])))
+        if producer is None:
+            return False
+        if producer.op == "Constant":
+            return any(key in producer.attrs for key in CONSTANT_VALUE_ATTRS)
+        return producer.op == "Identity" and self.is_const(producer.inputs[0])
 
     def const_source(self, tensor: gs.Tensor) -> tuple[str, str]:
-        """Where a constant's bytes live: ("initializer", name) or ("constant_node", node name)."""
+        """Where a constant's bytes live: ("initializer", name) or ("constant_node", its OUTPUT tensor name).
+
+        Keyed by tensor names, which ONNX keeps unique; node names may be empty or repeated
+        (paddle2onnx leaves its weight Constant nodes unnamed). `constant_node_proto` finds the node.
+        """
         if isinstance(tensor, gs.Constant):
             return ("initializer", tensor.name)
         producer = tensor.inputs[0]
         if producer.op == "Identity":
             return self.const_source(producer.inputs[0])
-        return ("constant_node", producer.name)
+        return ("constant_node", producer.outputs[0].name)
+
+    def node_index(self, node: gs.Node) -> int:
+        """The node's position in the graph (stable across proto and gs: gs keeps the order)."""
+        if self._index is None:
+            self._index = {id(n): i for i, n in enumerate(self.graph.nodes)}
+        return self._index[id(node)]
+
+    def display_name(self, node: gs.Node) -> str:
+        """How messages and reports name a node: its name, or op#index when it has none."""
+        return display_name(node, self.node_index(node))
+
+
+CONSTANT_VALUE_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
+
+
+def display_name(node, index: int) -> str:
+    """A node's name when it has one, else "op#index" (e.g. "Conv#12"); works for gs and proto nodes."""
+    name = getattr(node, "name", "")
+    if name:
+        return name
+    return f"{getattr(node, 'op', None) or getattr(node, 'op_type', '?')}#{index}"
+
+
+def constant_node_value(node: gs.Node) -> np.ndarray | None:
+    """A Constant node's value from whichever value attribute it uses; None for sparse/string ones."""
+    attrs = node.attrs
+    if "value" in attrs:
+        value = attrs["value"]
+        return _zero_copy(value) if isinstance(value, gs.Constant) else np.asarray(value)
+    if "value_float" in attrs:
+        return np.asarray(attrs["value_float"], dtype=np.float32)
+    if "value_floats" in attrs:
+        return np.asarray(attrs["value_floats"], dtype=np.float32)
+    if "value_int" in attrs:
+        return np.asarray(attrs["value_int"], dtype=np.int64)
+    if "value_ints" in attrs:
+        return np.asarray(attrs["value_ints"], dtype=np.int64)
+    return None
+
+
+def constant_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """The model's Constant nodes by output tensor name (the second item of a "constant_node" source)."""
+    return {node.output[0]: node for node in model.graph.node if node.op_type == "Constant" and node.output}
+
+
+def set_constant_node_value(node: onnx.NodeProto, value: np.ndarray) -> None:
+    """Give a Constant node a new value, as a `value` tensor attribute (replacing value_floats &
+    co., which cannot hold a reshaped array)."""
+    old = next((a for a in node.attribute if a.name == "value"), None)
+    tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(value), old.t.name if old is not None else node.output[0])
+    for attr in [a for a in node.attribute if a.name in CONSTANT_VALUE_ATTRS]:
+        node.attribute.remove(attr)
+    node.attribute.append(onnx.helper.make_attribute("value", tensor))
 
 
 def _zero_copy(constant: gs.Constant) -> np.ndarray:

@@ -11,7 +11,7 @@ import onnx
 from .complexity import FIGURES, Layer, build_layers, profile, totals_of
 from .errors import UserError
 from .graph import load_graph
-from .groups import Dependencies, Tracer
+from .groups import Dependencies, Tracer, node_label
 from .initialize import reinitialize
 from .io import ModelLike
 from .latency import latency_terms, load_profile, measure_node_latency
@@ -168,17 +168,19 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
 def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, budget: float | None = None,
            step: float = 0.1, seed: int = 0, init: str = "reinit", criterion: str = "random",
            strategy: str = "complexity", min_channels: int = 1, round_to: int = 1,
-           input_shapes: dict | None = None, latency_profile: str | None = None) -> tuple[onnx.ModelProto, dict]:
+           input_shapes: dict | None = None, latency_profile: str | None = None,
+           keep_tied: bool = False) -> tuple[onnx.ModelProto, dict]:
     """Prune `source` until its params/FLOPs/memory/latency (PA/FA/MA/LA) are at most the target.
 
     LA weighs groups by measured onnxruntime time per node (this machine's, or `latency_profile`
     measured on the target device); its target is a fraction of that measured latency.
+    `keep_tied`: layers reading one shared constant stay pruned alike (else they get their own copies).
     """
     opts = ShrinkOptions(mode, target if budget is None else None, budget, step, seed, init, criterion, strategy,
                          min_channels, round_to, latency_profile)
     opts.validate()
     mg = load_graph(source, input_shapes)
-    deps = Tracer(mg).run()
+    deps = Tracer(mg, keep_tied).run()
     layers = build_layers(mg)
     before = totals_of([layer.cost() for layer in layers])
     times = None
@@ -207,7 +209,8 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
         _unreachable(deps, book, opts, baseline)
     keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
     # edit in place when we loaded the model ourselves: no copy of the weights
-    model = prune_channels(deps, keep, inplace=not isinstance(source, onnx.ModelProto))
+    copies: list[dict] = []
+    model = prune_channels(deps, keep, inplace=not isinstance(source, onnx.ModelProto), notes=copies)
     if opts.init == "reinit":
         reinitialize(model, np.random.default_rng(opts.seed))
     after = profile(model).totals
@@ -217,6 +220,8 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
         "strategy": opts.strategy, "before": before, "after": after, "iterations": iterations,
         "layers": _changed_layers(deps, layers, keep),
     }
+    if copies:  # shared storage (e.g. de-duplicated zero biases) that readers now each hold a cut of
+        report["unshared_constants"] = copies
     if times is not None:
         report["latency_us"] = {"before_measured": baseline, "after_estimated": book.total(0),
                                 "source": str(latency_profile) if latency_profile else "measured on this machine"}
@@ -239,6 +244,8 @@ def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, base
 def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list[dict]:
     flags = deps.keep_flags(keep)
     rows = []
+    # unnamed layers are reported as Op#index (by their output tensor: names may be empty or repeated)
+    labels = {out.name: node_label(node, i) for i, node in enumerate(deps.mg.nodes) for out in node.outputs}
     for layer in layers:
         layout = deps.layouts.get(layer.out_tensor)
         if layout is None:
@@ -246,6 +253,6 @@ def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list
         mask = deps.mask(layout, flags)
         if mask.all():
             continue
-        rows.append({"node": layer.node, "op": layer.op, "out_channels_before": int(len(mask)),
+        rows.append({"node": layer.node or labels.get(layer.out_tensor, ""), "op": layer.op, "out_channels_before": int(len(mask)),
                      "out_channels_after": int(mask.sum()), "kept": np.flatnonzero(mask).tolist()})
     return rows

@@ -6,6 +6,7 @@ weight: 0.7 s for a 100 MB model, more than the whole analysis.)
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping
 
 import numpy as np
@@ -13,8 +14,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import UserError
-from .graph import ModelGraph
-from .groups import Dependencies, Member
+from .graph import ModelGraph, constant_nodes, set_constant_node_value
+from .groups import Dependencies, Member, node_label
+from .shared_constants import apply_storage_edits, cut, group_by_storage
 from .shapes import infer_shapes, skeleton
 
 
@@ -26,39 +28,42 @@ class _Editor:
         self.model = model
         self.graph = model.graph
         self.initializers = {init.name: i for i, init in enumerate(self.graph.initializer)}
+        # gs nodes by identity -> their proto (the analysed graph keeps the proto's node order)
         self.node_index = {id(n): i for i, n in enumerate(self.mg.nodes)}
-        self.by_name = {n.name: n for n in self.mg.nodes}
-        self.new_values: dict[tuple, np.ndarray] = {}
-        self.sliced: set[tuple] = set()
+        self.new_values: dict[tuple, np.ndarray] = {}  # storage_key -> the constant's new value
         self.fresh = 0
+        self.unhooked: list[str] = []  # tensor names that rewire stopped some input from reading
 
-    def proto_node(self, name: str) -> onnx.NodeProto:
-        return self.graph.node[self.node_index[id(self.by_name[name])]]
+    def proto_node(self, node) -> onnx.NodeProto:
+        return self.graph.node[self.node_index[id(node)]]
 
-    def current(self, tensor) -> np.ndarray:
-        source = self.mg.const_source(tensor)
-        if source in self.new_values:
-            return self.new_values[source]
-        return self.mg.const_value(tensor)
+    def hint(self, node) -> str:
+        """A readable stem for new tensor names: the node's name, or Op_index when it has none."""
+        return node.name or f"{node.op}_{self.node_index[id(node)]}"
 
-    def replace_const(self, tensor, value: np.ndarray) -> None:
-        self.new_values[self.mg.const_source(tensor)] = value
-
-    def rewire(self, node_name: str, input_index: int, value: np.ndarray, hint: str) -> None:
+    def rewire(self, node, input_index: int, value: np.ndarray, hint: str) -> None:
         """Give one node its own new constant (shared shape constants must not change for others)."""
-        proto = self.proto_node(node_name)
+        self.point(node, input_index, self.add_initializer(value, hint))
+
+    def add_initializer(self, value: np.ndarray, hint: str) -> str:
         self.fresh += 1
         name = f"{hint}__pruned_{self.fresh}"
         while name in self.initializers:
             name += "_"
         self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
         self.initializers[name] = len(self.graph.initializer) - 1
+        return name
+
+    def point(self, node, input_index: int, name: str) -> None:
+        """Make input `input_index` of `node` read tensor `name`."""
+        proto = self.proto_node(node)
         while len(proto.input) <= input_index:
             proto.input.append("")
+        self.unhooked.append(proto.input[input_index])
         proto.input[input_index] = name
 
-    def set_attr(self, node_name: str, attr: str, value) -> None:
-        proto = self.proto_node(node_name)
+    def set_attr(self, node, attr: str, value) -> None:
+        proto = self.proto_node(node)
         for a in proto.attribute:
             if a.name == attr:
                 proto.attribute.remove(a)
@@ -66,6 +71,8 @@ class _Editor:
         proto.attribute.append(helper.make_attribute(attr, value))
 
     def flush(self) -> None:
+        if any(kind == "constant_node" for kind, _ in self.new_values):
+            self.constant_nodes = constant_nodes(self.model)
         for (kind, name), value in self.new_values.items():
             if kind == "initializer" and value.dtype.byteorder in "=|" and value.dtype != object:
                 # one copy of the bytes, straight into the proto (from_array + CopyFrom makes two)
@@ -78,47 +85,37 @@ class _Editor:
                 init.dims.extend(value.shape)
                 init.raw_data = np.ascontiguousarray(value).tobytes()
                 continue
-            tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
             if kind == "initializer":
+                tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
                 self.graph.initializer[self.initializers[name]].CopyFrom(tensor)
-            else:
-                node = self.proto_node(name)
-                for a in node.attribute:
-                    if a.name == "value":
-                        tensor.name = a.t.name
-                        a.t.CopyFrom(tensor)
+            else:  # name: the Constant node's output tensor (node names may be empty)
+                set_constant_node_value(self.constant_nodes[name], value)
 
 
 def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies, flags: np.ndarray) -> None:
     kept = int(mask.sum())
-    if member.kind == "slice":
-        key = (editor.mg.const_source(member.tensor), member.axis)
-        if key not in editor.sliced:  # a shared weight is sliced once (its readers were coupled)
-            editor.sliced.add(key)
-            editor.replace_const(member.tensor, np.compress(mask, editor.current(member.tensor), axis=member.axis))
-    elif member.kind == "group_attr":
+    if member.kind == "group_attr":
         editor.set_attr(member.node, "group", kept)
     elif member.kind == "dim":
         value = np.array(editor.mg.const_value(member.tensor), copy=True)
         value[member.axis] = kept
-        node = editor.by_name[member.node]
-        editor.rewire(member.node, node.inputs.index(member.tensor), value, member.tensor.name)
+        editor.rewire(member.node, member.node.inputs.index(member.tensor), value, member.tensor.name)
     elif member.kind == "split":
         sizes = np.array([int(deps.mask(part, flags).sum()) for part in member.extra], dtype=np.int64)
-        node = editor.by_name[member.node]
+        node = member.node
         if editor.mg.opset >= 13:
             if "num_outputs" in node.attrs:
                 editor.set_attr(member.node, "num_outputs", len(sizes))
                 proto = editor.proto_node(member.node)
                 proto.attribute.remove(next(a for a in proto.attribute if a.name == "num_outputs"))
-            editor.rewire(member.node, 1, sizes, f"{member.node}_split")
+            editor.rewire(member.node, 1, sizes, f"{editor.hint(node)}_split")
         else:
             editor.set_attr(member.node, "split", [int(s) for s in sizes])
     elif member.kind == "slice_bounds":
         start, stop = member.extra
         new_start = int(mask[:start].sum())
         new_stop = new_start + int(mask[start:stop].sum())
-        node = editor.by_name[member.node]
+        node = member.node
         for position, attr, value in ((1, "starts", new_start), (2, "ends", new_stop)):
             if attr in node.attrs:
                 values = list(node.attrs[attr])
@@ -127,7 +124,7 @@ def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies
             else:
                 values = np.array(editor.mg.const_value(node.inputs[position]), copy=True)
                 values[member.axis] = value
-                editor.rewire(member.node, position, values, f"{member.node}_{attr}")
+                editor.rewire(member.node, position, values, f"{editor.hint(node)}_{attr}")
 
 
 def validate_keep(deps: Dependencies, keep: Mapping[int, object]) -> dict[int, np.ndarray]:
@@ -152,9 +149,9 @@ def _cuts(deps: Dependencies):
     """(node, layout) for every channel range cut out of a wider layout (Split outputs, Slice)."""
     for member in deps.members:
         if member.kind == "split":
-            yield from ((member.node, part) for part in member.extra)
+            yield from ((member.label, part) for part in member.extra)
         elif member.kind == "slice_bounds":
-            yield member.node, member.layout.cut(*member.extra)
+            yield member.label, member.layout.cut(*member.extra)
 
 
 def empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> list[tuple[str, object]]:
@@ -182,10 +179,11 @@ def fill_empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> dict[int,
 
 
 def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: bool = True,
-                   inplace: bool = False) -> onnx.ModelProto:
+                   inplace: bool = False, notes: list | None = None) -> onnx.ModelProto:
     """A new model in which each group keeps only the given channel indices.
 
     `inplace=True` edits the analysed model itself (no 100 MB copy): for callers that loaded it.
+    `notes`, if given, receives one entry per shared constant that readers now each hold a copy of.
     """
     keep = validate_keep(deps, keep)
     empty = empty_cuts(deps, keep)
@@ -203,17 +201,56 @@ def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: boo
         return model
     flags = deps.keep_flags(keep)
     editor = _Editor(deps, model)
+    slices = []
     for member in deps.members:
         mask = deps.mask(member.layout, flags)
+        if member.kind == "slice":
+            slices.append((member, mask))  # constants are cut per storage, below: readers may differ
+            continue
         if mask.all() and member.kind != "split":
             continue
         _apply(editor, member, mask, deps, flags)
+    copies = apply_storage_edits(editor, group_by_storage(slices), cut, lambda node: node_label(node, editor.node_index[id(node)]))
+    if notes is not None:
+        notes.extend(copies)
     editor.flush()
+    if editor.unhooked:
+        drop_dead_constants(model, editor.unhooked)
     _drop_unused_initializers(model)
     refresh_value_info(model)
     if check:
         check_structure(model)
     return model
+
+
+def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
+    """Remove the Constant and Identity nodes that fed only the inputs we re-pointed (`unhooked`)."""
+    graph = model.graph
+    producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    readers = Counter(name for n in graph.node for name in n.input)
+    protected = {o.name for o in graph.output}
+    stack = [a.g for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    stack += [g for n in graph.node for a in n.attribute for g in a.graphs]
+    while stack:  # tensors read inside subgraphs
+        sub = stack.pop()
+        for node in sub.node:
+            protected.update(node.input)
+            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH] + list(
+                g for a in node.attribute for g in a.graphs)
+    dead, pending = set(), list(unhooked)
+    while pending:
+        index = producers.get(pending.pop())
+        if index is None or index in dead:
+            continue
+        node = graph.node[index]
+        if node.op_type not in ("Constant", "Identity") or any(readers[o] or o in protected for o in node.output):
+            continue
+        dead.add(index)
+        for name in node.input:
+            readers[name] -= 1
+            pending.append(name)
+    for index in sorted(dead, reverse=True):
+        del graph.node[index]
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
@@ -234,7 +271,8 @@ def refresh_value_info(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         for name in node.output:
             info = infos.get(name)
-            if name and info is not None and name not in outputs and name not in inputs and info.shape is not None:
+            if name and info is not None and name not in outputs and name not in inputs and info.shape is not None \
+                    and name not in getattr(infos, "probed", ()):  # a probe's shapes hold for its input only
                 model.graph.value_info.append(helper.make_tensor_value_info(name, info.elem_type, list(info.shape)))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from .groups import Dependencies
 
@@ -16,43 +15,30 @@ ZEROED_ROLES = ("producer", "operand")
 
 
 def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
-    """A copy of the original model with the removed channels zeroed instead of removed."""
+    """A copy of the original model with the removed channels zeroed instead of removed.
+
+    A constant shared by readers that are zeroed differently is copied per reader, as surgery does.
+    """
+    from .shared_constants import apply_storage_edits, group_by_storage, zero
+    from .surgery import _Editor
+
     flags = deps.keep_flags({int(g): np.asarray(k) for g, k in keep.items()})
     model = onnx.ModelProto()
     model.CopyFrom(deps.mg.model)
-    index = {init.name: i for i, init in enumerate(model.graph.initializer)}
-    nodes = {n.name: n for n in model.graph.node}
-    values: dict[tuple, np.ndarray] = {}
+    zeroed = []
     for member in deps.members:
         if member.kind != "slice":
             continue
-        role_zeroed = member.role in ZEROED_ROLES or (member.role == "norm" and _is_scale_or_shift(deps, member))
-        if not role_zeroed:
-            continue
-        mask = deps.mask(member.layout, flags)
-        if mask.all():
-            continue
-        source = deps.mg.const_source(member.tensor)
-        value = values.get(source)
-        if value is None:
-            value = np.array(deps.mg.const_value(member.tensor), copy=True)
-        shape = [1] * value.ndim
-        shape[member.axis] = -1
-        values[source] = value * mask.reshape(shape).astype(value.dtype)
-    for (kind, name), value in values.items():
-        tensor = numpy_helper.from_array(value, name)
-        if kind == "initializer":
-            model.graph.initializer[index[name]].CopyFrom(tensor)
-        else:
-            attr = next(a for a in nodes[name].attribute if a.name == "value")
-            tensor.name = attr.t.name
-            attr.t.CopyFrom(tensor)
+        if member.role in ZEROED_ROLES or (member.role == "norm" and _is_scale_or_shift(deps, member)):
+            zeroed.append((member, deps.mask(member.layout, flags)))
+    editor = _Editor(deps, model)
+    apply_storage_edits(editor, group_by_storage(zeroed), zero, lambda node: node.name)
+    editor.flush()
     return model
 
 
 def _is_scale_or_shift(deps: Dependencies, member) -> bool:
-    node = next(n for n in deps.mg.nodes if n.name == member.node)
-    return node.inputs.index(member.tensor) in (1, 2)
+    return member.node.inputs.index(member.tensor) in (1, 2)
 
 
 def run(model: onnx.ModelProto, feeds: dict | None = None, seed: int = 0) -> list[np.ndarray]:

@@ -153,3 +153,35 @@ def test_reinit_is_paper_initialisation(zoo_model):
     weight = values[conv.input[1]]
     fan_in = np.prod(weight.shape[1:])
     assert abs(weight.std() - np.sqrt(2 / fan_in)) / np.sqrt(2 / fan_in) < 0.15
+
+
+def test_shrink_prunes_constant_node_weights_and_names_unnamed_layers():
+    from tests.synthetic_graphs import constant_weight_cnn
+
+    original = constant_weight_cnn()
+    deps = channel_groups(original)
+    model, report = onnxprune.shrink(original, mode="FA", target=0.5, init="keep", seed=1)
+    assert report["after"]["flops"] <= 0.5 * report["before"]["flops"]
+    kept = {row["node"]: row["kept"] for row in report["layers"]}
+    assert set(kept) <= {"conv1", "Conv#6"} and kept
+    keep = {g.id: kept[g.roots[0].label] for g in deps.prunable if g.roots[0].label in kept}
+    assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+    assert [n.op_type for n in model.graph.node] == [n.op_type for n in original.graph.node]
+
+
+def test_shrink_unshares_deduplicated_biases_and_says_so(tmp_path, capsys):
+    from tests.test_groups import Untrained, export_folded
+
+    path = tmp_path / "untrained.onnx"
+    onnx.save(export_folded(Untrained(), trained=False), str(path))
+    deps = channel_groups(str(path))
+    model, report = onnxprune.shrink(str(path), mode="FA", target=0.5, init="keep", seed=0)
+    assert report["unshared_constants"][0]["versions"] >= 2
+    kept = {row["node"]: row["kept"] for row in report["layers"]}
+    keep = {g.id: kept[g.roots[0].label] for g in deps.prunable if g.roots[0].label in kept}
+    assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+    _, tied = onnxprune.shrink(str(path), mode="FA", target=0.5, init="keep", seed=0, keep_tied=True)
+    assert "unshared_constants" not in tied
+    assert main(["shrink", str(path), "--mode", "FA", "--target", "0.5", "--init", "keep",
+                 "-o", str(tmp_path / "out.onnx")]) == 0
+    assert "got their own copy" in capsys.readouterr().out

@@ -61,3 +61,85 @@ def test_keeping_everything_is_identity(zoo_model):
     deps = channel_groups(zoo_model("resnet50_cifar", "legacy", "kept"))
     pruned = prune_channels(deps, {g.id: np.arange(g.size) for g in deps.groups})
     assert max_relative_error(run(pruned)[0], run(deps.mg.model)[0]) == 0.0
+
+
+def test_constant_node_weights_are_sliced_in_place_like_initializers():
+    """Weights held in unnamed Constant nodes: pruned, oracle holds, Constant nodes and names stay."""
+    from tests.synthetic_graphs import constant_weight_cnn
+
+    original = constant_weight_cnn()
+    deps = channel_groups(original)
+    keep = {g.id: np.array([0, 2, 3]) for g in deps.prunable}
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    assert [(n.op_type, n.name) for n in pruned.graph.node] == [(n.op_type, n.name) for n in original.graph.node]
+    assert not pruned.graph.initializer  # no weight moved out of its Constant node
+    conv_weights = [onnx.numpy_helper.to_array(n.attribute[0].t) for n in pruned.graph.node if n.op_type == "Constant"]
+    assert [w.shape for w in conv_weights][:4] == [(3, 3, 3, 3), (3,), (3, 3, 1, 1), (3,)]
+    got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
+    assert max_relative_error(got, want) < 1e-5 and max_relative_error(got, run(original)[0]) > 1e-3
+
+
+@pytest.mark.parametrize("build", ["qdq_cnn", "conv_integer_cnn", "qlinear_cnn"])
+def test_quantized_layers_are_refused_with_a_reason_and_the_float_rest_prunes(build):
+    """Issue 11.4: a group touching quantized weights is refused (named, with why); never a wrong graph."""
+    from tests import synthetic_graphs
+
+    original = getattr(synthetic_graphs, build)()
+    deps = channel_groups(original)
+    quantized = deps.group_of("qconv")
+    assert quantized is not None and not quantized.prunable
+    assert any("quantized" in r for r in quantized.reasons)
+    assert [g.producers for g in deps.prunable] == [["conv2"]]
+    keep = {deps.group_of("conv2").id: np.array([1, 4])}
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    integer_weights = {i.name: i.SerializeToString() for i in original.graph.initializer
+                       if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    assert integer_weights and all(integer_weights[i.name] == i.SerializeToString()
+                                   for i in pruned.graph.initializer if i.name in integer_weights)
+    assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+
+
+def test_shared_constant_is_copied_for_readers_pruned_differently():
+    """Issue 16.4: layers reading one de-duplicated bias are cut independently; each differing reader gets a copy."""
+    from tests.test_groups import Untrained, export_folded
+
+    original = export_folded(Untrained(), trained=False)
+    deps = channel_groups(original)
+    a, b = deps.group_of("/a/a.0/Conv"), deps.group_of("/b/b.0/Conv")
+    keep = {a.id: np.array([0, 1, 2, 5]), b.id: np.arange(3, 16)}
+    notes = []
+    pruned = prune_channels(deps, keep, notes=notes)
+    onnx.checker.check_model(pruned, full_check=True)
+    assert len(notes) == 1 and notes[0]["versions"] == 2 and notes[0]["readers"] == 2
+    read = {name for n in pruned.graph.node for name in n.input}
+    assert all(any(o in read for o in n.output) or o_is_output(pruned, n) for n in pruned.graph.node)  # no dead Identity
+    noise = {g.id: np.arange(1, g.size) for g in deps.prunable if g.id not in keep}  # zeroed biases stay zero: add the rest
+    keep.update(noise)
+    pruned = prune_channels(deps, keep)
+    got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
+    assert max_relative_error(got, want) < 1e-5 and max_relative_error(got, run(original)[0]) > 1e-3
+
+
+def o_is_output(model, node) -> bool:
+    return any(o.name in node.output for o in model.graph.output)
+
+
+def test_shared_constant_read_by_an_unpruned_node_keeps_its_original():
+    """A reader that is not cut (here the head's input side) keeps the full constant; the cut reader gets a copy."""
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    shared = b.const(np.linspace(-1, 1, 8).astype(np.float32), "bias")
+    h = b.relu(b.conv("x", 3, 8, "conv1", k=3, bias_name=shared))
+    h = b.relu(b.conv(h, 8, 8, "conv2", bias_name=shared))
+    original = b.model(b.conv(h, 8, 8, "head", bias_name=shared))
+    deps = channel_groups(original)
+    keep = {deps.group_of("conv1").id: np.array([1, 6])}
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    sizes = {i.name: tuple(i.dims) for i in pruned.graph.initializer}
+    assert sizes[shared] == (8,) and sorted(sizes[n.input[2]] for n in pruned.graph.node if n.op_type == "Conv") \
+        == [(2,), (8,), (8,)]
+    assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5

@@ -29,12 +29,16 @@ def check(
     input_shape: Optional[List[str]] = typer.Option(
         None, "--input-shape", metavar="NAME=1x3x32x32", help="Shape for an input with symbolic dims (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable verdicts on stdout."),
+    allow_uncounted: bool = typer.Option(
+        False, "--allow-uncounted",
+        help="Check a model even if some of its weights sit in ops profile cannot count (warns); default: exit 2."),
 ) -> None:
     """Check models against complexity budgets: exit 0 within, 1 over budget, 2 bad input."""
     from ..budget import FIGURES, check as run_check, format_figure
 
     result = run_check(models or None, max_params=max_params, max_flops=max_flops, max_memory=max_memory,
-                       budgets_file=budgets, input_shapes=parse_input_shapes(input_shape))
+                       budgets_file=budgets, input_shapes=parse_input_shapes(input_shape),
+                       allow_uncounted=allow_uncounted)
     if json_out:
         emit_json(result.to_json())
     else:

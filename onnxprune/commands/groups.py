@@ -5,6 +5,7 @@ from typing import List, Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..cli_app import app, console, emit_json, parse_input_shapes
@@ -13,7 +14,7 @@ from ..cli_app import app, console, emit_json, parse_input_shapes
 def describe_members(deps, group) -> list[dict]:
     out = []
     for m in deps.members_of(group):
-        entry = {"kind": m.kind, "node": m.node, "role": m.role}
+        entry = {"kind": m.kind, "node": m.label, "role": m.role}
         if m.tensor is not None:
             entry.update(tensor=m.tensor.name, axis=m.axis)
         out.append(entry)
@@ -25,22 +26,25 @@ def groups_command(
     model: str = typer.Argument(..., help="ONNX model file"),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32 (repeatable)"),
+    keep_tied: bool = typer.Option(False, "--keep-tied", help="layers that read one shared weight form one group "
+                                   "(default: sharing is storage, not a coupling)"),
 ) -> None:
     """Channel dependency groups: members, channel count, prunable or not, and why not."""
     from .. import channel_groups
 
-    deps = channel_groups(model, parse_input_shapes(input_shape))
+    deps = channel_groups(model, parse_input_shapes(input_shape), keep_tied=keep_tied)
     if json_out:
         emit_json({"model": model, "groups": [g.to_json(describe_members(deps, g)) for g in deps.groups],
                    "prunable": len(deps.prunable)})
         return
     table = Table(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
-    for column in ("group", "channels", "producers", "members", "prunable"):
+    for column in ("group", "channels", "producers", "coupled by", "members", "prunable"):
         table.add_column(column)
     for g in deps.groups:
         members = describe_members(deps, g)
         why = "yes" if g.prunable else "no: " + "; ".join(sorted(set(g.reasons)))
         producers = ", ".join(g.producers[:4]) + (f" (+{len(g.producers) - 4})" if len(g.producers) > 4 else "")
-        table.add_row(str(g.id), str(g.size), producers, str(len(members)), why,
+        coupled = ", ".join(g.coupled_by[:2]) + (f" (+{len(g.coupled_by) - 2})" if len(g.coupled_by) > 2 else "")
+        table.add_row(str(g.id), str(g.size), escape(producers), escape(coupled), str(len(members)), escape(why),
                       style=None if g.prunable else "dim")
     console.print(table)

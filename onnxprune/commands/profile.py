@@ -1,15 +1,19 @@
 """`onnxprune profile MODEL`: per-layer params, FLOPs and memory."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..cli_app import app, console, emit_json, parse_input_shapes
 from ..errors import UserError
 from ..report import nbytes, pct, si
 
+SHAPE_METHODS = {"onnx": "ONNX inference", "symbolic": "onnxruntime's symbolic inference",
+                 "probe": "a probe run on zero inputs"}
 SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "memory_bytes"}
 
 
@@ -29,6 +33,8 @@ def profile_command(
     if top < 0:
         raise UserError("--top must be 0 (all) or a positive number")
     result = profile(model, parse_input_shapes(input_shape))
+    if result.uncounted:
+        print(f"onnxprune: warning: {result.uncounted_summary()}", file=sys.stderr)
     rows = result.rows()
     if SORT_KEYS[sort]:
         rows.sort(key=lambda r: -r[SORT_KEYS[sort]])
@@ -39,12 +45,13 @@ def profile_command(
         payload["layers"] = rows
         emit_json(payload)
         return
-    table = Table(title=f"{model}", show_lines=False)
+    caption = None if result.shape_method == "onnx" else f"shapes resolved by {SHAPE_METHODS[result.shape_method]}"
+    table = Table(title=escape(f"{model}"), caption=caption, show_lines=False)
     for column in ("node", "op", "out ch", "params", "%", "FLOPs (MACs)", "%", "memory", "%"):
         table.add_column(column, justify="left" if column in ("node", "op") else "right")
     totals = result.totals
     for r in rows:
-        table.add_row(r["node"], r["op"], str(r["out_channels"]), si(r["params"]), pct(r["params"], totals["params"]),
+        table.add_row(escape(r["node"]), r["op"], str(r["out_channels"]), si(r["params"]), pct(r["params"], totals["params"]),
                       si(r["flops"]), pct(r["flops"], totals["flops"]), nbytes(r["memory_bytes"]),
                       pct(r["memory_bytes"], totals["memory_bytes"]))
     table.add_section()

@@ -56,6 +56,8 @@ def shrink_command(
     json_out: bool = typer.Option(False, "--json", help="print the report on stdout"),
     latency_profile: Optional[str] = typer.Option(None, "--latency-profile",
                                                   help="LA: per-node times measured on the target device"),
+    keep_tied: bool = typer.Option(False, "--keep-tied", help="layers that read one shared weight stay pruned alike "
+                                   "(default: sharing is storage; differing readers get their own copies)"),
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
     from .. import shrink
@@ -76,7 +78,8 @@ def shrink_command(
     absolute = parse_budget(mode, budget) if budget is not None else None
     pruned, result = shrink(model, mode=mode, target=target, budget=absolute, step=step, seed=seed, init=init,
                             criterion=criterion, strategy=strategy, min_channels=min_channels, round_to=round_to,
-                            input_shapes=parse_input_shapes(input_shape), latency_profile=latency_profile)
+                            input_shapes=parse_input_shapes(input_shape), latency_profile=latency_profile,
+                            keep_tied=keep_tied)
     save_model(pruned, out, model)
     if report_path:
         _atomic_json(report_path, result)
@@ -107,3 +110,7 @@ def _print_summary(model: str, out: Path, result: dict) -> None:
                        f"{lat['after_estimated'] / 1000:.2f} ms",
                        f"-{pct(lat['before_measured'] - lat['after_estimated'], lat['before_measured'])}")
     console.print(totals)
+    for note in result.get("unshared_constants", []):
+        console.print(f"shared constant {note['constant']!r} ({note['readers']} readers) now has {note['versions']} "
+                      f"versions: readers pruned differently got their own copy (--keep-tied keeps them alike)",
+                      markup=False)

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..groups import Layout, Tracer
+from ..channels import ChannelTracer as Tracer, Layout
 
 Rule = Callable[[Tracer, gs.Node], None]
 RULES: dict[str, Rule] = {}
@@ -25,10 +25,6 @@ def rule(*op_types: str) -> Callable[[Rule], Rule]:
             RULES[op] = fn
         return fn
     return register
-
-
-def _where(node: gs.Node) -> str:
-    return f"node {node.name!r} ({node.op})"
 
 
 def _subgraph_reads(graph: gs.Graph) -> set[str]:
@@ -45,13 +41,13 @@ def _subgraph_reads(graph: gs.Graph) -> set[str]:
 def apply_rule(t: Tracer, node: gs.Node) -> None:
     subgraphs = [v for v in node.attrs.values() if isinstance(v, gs.Graph)]
     if subgraphs:  # If/Loop/Scan bodies read outer tensors implicitly: freeze all of them
-        reason = f"{_where(node)}: read inside a subgraph"
+        reason = f"{t.where(node)}: read inside a subgraph"
         for name in set().union(*(_subgraph_reads(g) for g in subgraphs)):
             t.block(t.layouts.get(name), reason)
         return barrier(t, node, reason)
     fn = RULES.get(node.op) if (node.domain or "") in ("", "ai.onnx") else None
     if fn is None:
-        barrier(t, node, f"{_where(node)}: no channel rule for this op")
+        barrier(t, node, f"{t.where(node)}: no channel rule for this op")
         return
     fn(t, node)
 
@@ -87,4 +83,4 @@ def _rank(t: Tracer, tensor: gs.Tensor) -> int | None:
 
 
 # Importing the rule modules fills RULES; a new op goes into the module of its kind.
-from . import channelwise, layers, reshaping  # noqa: E402,F401
+from . import channelwise, layers, quantized, reshaping  # noqa: E402,F401

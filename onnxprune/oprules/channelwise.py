@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from ..groups import Tracer
-from . import _data, _int_list, _pass, _rank, _where, barrier, rule
+from ..channels import ChannelTracer as Tracer
+from . import _data, _int_list, _pass, _rank, barrier, rule
 
 
 # ---- channel-preserving ops ---------------------------------------------------------------
@@ -27,9 +27,9 @@ def pool(t: Tracer, node: gs.Node) -> None:
     if layout is None:
         return
     if t.axis(_data(node)) != 1:
-        return barrier(t, node, f"{_where(node)}: pooling with channels off axis 1")
+        return barrier(t, node, f"{t.where(node)}: pooling with channels off axis 1")
     if len(node.outputs) > 1 and node.outputs[1].outputs:
-        return barrier(t, node, f"{_where(node)}: MaxPool indices encode channel offsets")
+        return barrier(t, node, f"{t.where(node)}: MaxPool indices encode channel offsets")
     _pass(t, node, layout, 1)
 
 
@@ -39,7 +39,7 @@ def batchnorm(t: Tracer, node: gs.Node) -> None:
     if layout is None:
         return
     if t.axis(_data(node)) != 1:
-        return barrier(t, node, f"{_where(node)}: normalization with channels off axis 1")
+        return barrier(t, node, f"{t.where(node)}: normalization with channels off axis 1")
     for tensor in node.inputs[1:]:
         t.slice_const(node, tensor, 0, layout, "norm")
     _pass(t, node, layout, 1, outputs=1)
@@ -64,9 +64,9 @@ def along_axis(t: Tracer, node: gs.Node) -> None:
         axis = int(node.attrs.get("axis", -1 if t.mg.opset >= 13 else 1))
     axis = axis % rank if rank else axis
     if node.op in ("Softmax", "LogSoftmax", "Hardmax") and t.mg.opset < 13 and axis <= t.axis(_data(node)):
-        return barrier(t, node, f"{_where(node)}: normalises over the channel axis")
+        return barrier(t, node, f"{t.where(node)}: normalises over the channel axis")
     if axis == t.axis(_data(node)):
-        return barrier(t, node, f"{_where(node)}: mixes values across channels")
+        return barrier(t, node, f"{t.where(node)}: mixes values across channels")
     _pass(t, node, layout, t.axis(_data(node)))
 
 
@@ -79,12 +79,12 @@ def reduce(t: Tracer, node: gs.Node) -> None:
     rank, axis = _rank(t, _data(node)), t.axis(_data(node))
     axes = _int_list(t, node, "axes", 1)
     if axes is None or rank is None:
-        return barrier(t, node, f"{_where(node)}: reduction axes are not constant")
+        return barrier(t, node, f"{t.where(node)}: reduction axes are not constant")
     axes = [a % rank for a in axes] or list(range(rank))  # no axes: reduce all (noop_with_empty_axes aside)
     if not axes and node.attrs.get("noop_with_empty_axes", 0):
         axes = []
     if axis in axes:
-        return barrier(t, node, f"{_where(node)}: reduces over the channel axis")
+        return barrier(t, node, f"{t.where(node)}: reduces over the channel axis")
     keep = node.attrs.get("keepdims", 1)
     _pass(t, node, layout, axis if keep else axis - sum(a < axis for a in axes))
 
@@ -98,13 +98,13 @@ def pad(t: Tracer, node: gs.Node) -> None:
     pads = _int_list(t, node, "pads", 1)
     axes = _int_list(t, node, "axes", 3) if len(node.inputs) > 3 else []
     if pads is None or rank is None or axes is None:
-        return barrier(t, node, f"{_where(node)}: pads are not constant")
+        return barrier(t, node, f"{t.where(node)}: pads are not constant")
     axes = [a % rank for a in axes] or list(range(rank))
     n = len(axes)
     if axis in axes:
         i = axes.index(axis)
         if pads[i] != 0 or pads[i + n] != 0:
-            return barrier(t, node, f"{_where(node)}: pads the channel axis")
+            return barrier(t, node, f"{t.where(node)}: pads the channel axis")
     _pass(t, node, layout, axis)
 
 
@@ -116,9 +116,9 @@ def resize(t: Tracer, node: gs.Node) -> None:
     axis = t.axis(_data(node))
     in_shape, out_shape = t.mg.shape(_data(node)), t.mg.shape(node.outputs[0])
     if in_shape is None or out_shape is None or in_shape[axis] != out_shape[axis]:
-        return barrier(t, node, f"{_where(node)}: resizes the channel axis")
+        return barrier(t, node, f"{t.where(node)}: resizes the channel axis")
     if node.op == "Resize" and len(node.inputs) > 3 and node.inputs[3].name:  # explicit `sizes`
         if not t.mg.is_const(node.inputs[3]):
-            return barrier(t, node, f"{_where(node)}: sizes are computed")
+            return barrier(t, node, f"{t.where(node)}: sizes are computed")
         t.add_member("dim", node, node.inputs[3], axis, layout, "operand")
     _pass(t, node, layout, axis)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..groups import Layout, Tracer
-from . import _data, _int_list, _pass, _rank, _where, barrier, rule
+from ..channels import ChannelTracer as Tracer, Layout
+from . import _data, _int_list, _pass, _rank, barrier, rule
 
 
 # ---- shape ops ------------------------------------------------------------------------------
@@ -22,7 +22,7 @@ def transpose(t: Tracer, node: gs.Node) -> None:
     rank = _rank(t, _data(node))
     perm = node.attrs.get("perm") or list(reversed(range(rank or 0)))
     if t.axis(_data(node)) not in list(perm):
-        return barrier(t, node, f"{_where(node)}: permutation unknown")
+        return barrier(t, node, f"{t.where(node)}: permutation unknown")
     _pass(t, node, layout, list(perm).index(t.axis(_data(node))))
 
 
@@ -34,12 +34,12 @@ def squeeze(t: Tracer, node: gs.Node) -> None:
     axis, in_rank, out_rank = t.axis(_data(node)), _rank(t, _data(node)), _rank(t, node.outputs[0])
     axes = _int_list(t, node, "axes", 1)
     if axes is None or in_rank is None or out_rank is None:
-        return barrier(t, node, f"{_where(node)}: axes are not constant")
+        return barrier(t, node, f"{t.where(node)}: axes are not constant")
     if node.op == "Squeeze":
         in_shape = t.mg.shape(_data(node))
         axes = [a % in_rank for a in axes] or [i for i, d in enumerate(in_shape) if d == 1]
         if axis in axes:
-            return barrier(t, node, f"{_where(node)}: squeezes the channel axis")
+            return barrier(t, node, f"{t.where(node)}: squeezes the channel axis")
         _pass(t, node, layout, axis - sum(a < axis for a in axes))
     else:
         new_axis = axis
@@ -55,10 +55,10 @@ def flatten(t: Tracer, node: gs.Node) -> None:
     if layout is None:
         return
     if shape is None:
-        return barrier(t, node, f"{_where(node)}: input shape unknown")
+        return barrier(t, node, f"{t.where(node)}: input shape unknown")
     axis, split = t.axis(_data(node)), int(node.attrs.get("axis", 1)) % max(len(shape), 1)
     if split > axis:  # channels land in the leading dimension
-        return barrier(t, node, f"{_where(node)}: flattens channels into the leading dimension")
+        return barrier(t, node, f"{t.where(node)}: flattens channels into the leading dimension")
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     outer = int(np.prod(shape[split:axis], dtype=np.int64))
     _pass(t, node, layout.repeat(inner).tile(outer), 1)
@@ -72,7 +72,7 @@ def reshape(t: Tracer, node: gs.Node) -> None:
         return
     in_shape, out_shape = t.mg.shape(_data(node)), t.mg.shape(node.outputs[0])
     if in_shape is None or out_shape is None:
-        return barrier(t, node, f"{_where(node)}: shapes unknown")
+        return barrier(t, node, f"{t.where(node)}: shapes unknown")
     axis, channels = t.axis(_data(node)), in_shape[t.axis(_data(node))]
     outer = int(np.prod(in_shape[:axis], dtype=np.int64))
     inner = int(np.prod(in_shape[axis + 1:], dtype=np.int64))
@@ -95,9 +95,9 @@ def reshape(t: Tracer, node: gs.Node) -> None:
         elif value is None and not _runtime_shape(target):
             folded = t.mg.fold_small(target)
             if folded is None or b >= len(folded) or int(folded[b]) > 0:
-                return barrier(t, node, f"{_where(node)}: target shape is computed with a fixed channel count")
+                return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
         return _pass(t, node, out_layout, b)
-    barrier(t, node, f"{_where(node)}: reshape splits or reorders channels (e.g. a channel shuffle)")
+    barrier(t, node, f"{t.where(node)}: reshape splits or reorders channels (e.g. a channel shuffle)")
 
 
 def _runtime_shape(tensor: gs.Tensor, depth: int = 0) -> bool:
@@ -117,19 +117,19 @@ def concat(t: Tracer, node: gs.Node) -> None:
         return
     axis = t.axis(carried[0])
     if any(t.axis(i) != axis for i in carried):
-        return barrier(t, node, f"{_where(node)}: inputs carry channels on different axes")
+        return barrier(t, node, f"{t.where(node)}: inputs carry channels on different axes")
     rank = _rank(t, node.outputs[0]) or 0
     cat_axis = int(node.attrs.get("axis", 0)) % max(rank, 1)
     if cat_axis != axis:  # concatenating along another axis: channels must match position-wise
         for other in carried[1:]:
-            t.couple(t.layout(carried[0]), t.layout(other), _where(node))
+            t.couple(t.layout(carried[0]), t.layout(other), t.where(node))
         for i in node.inputs:
             if t.layout(i) is None:
-                t.block(t.layout(carried[0]), f"{_where(node)}: joined with opaque data")
+                t.block(t.layout(carried[0]), f"{t.where(node)}: joined with opaque data")
         return _pass(t, node, t.layout(carried[0]), axis)
-    parts = [t.layout_or_fixed(i, axis, f"{_where(node)}: concatenated with a fixed input") for i in node.inputs]
+    parts = [t.layout_or_fixed(i, axis, f"{t.where(node)}: concatenated with a fixed input") for i in node.inputs]
     if any(p is None for p in parts):
-        return barrier(t, node, f"{_where(node)}: an input's shape is unknown")
+        return barrier(t, node, f"{t.where(node)}: an input's shape is unknown")
     _pass(t, node, Layout.concat(parts), axis)
 
 
@@ -144,7 +144,7 @@ def split(t: Tracer, node: gs.Node) -> None:
         return _pass(t, node, layout, axis, outputs=len(node.outputs))
     sizes = [t.mg.shape(o)[axis] if t.mg.shape(o) else None for o in node.outputs]
     if None in sizes:
-        return barrier(t, node, f"{_where(node)}: output shapes unknown")
+        return barrier(t, node, f"{t.where(node)}: output shapes unknown")
     parts, start = [], 0
     for out, size in zip(node.outputs, sizes):
         parts.append(layout.cut(start, start + size))
@@ -163,13 +163,13 @@ def slice_(t: Tracer, node: gs.Node) -> None:
     axes = _int_list(t, node, "axes", 3) or list(range(len(starts or [])))
     steps = _int_list(t, node, "steps", 4) or [1] * len(axes)
     if None in (starts, ends, axes, steps) or rank is None:
-        return barrier(t, node, f"{_where(node)}: slice bounds are not constant")
+        return barrier(t, node, f"{t.where(node)}: slice bounds are not constant")
     axes = [a % rank for a in axes]
     if axis not in axes:
         return _pass(t, node, layout, axis)
     i = axes.index(axis)
     if steps[i] != 1:
-        return barrier(t, node, f"{_where(node)}: strided slice of the channel axis")
+        return barrier(t, node, f"{t.where(node)}: strided slice of the channel axis")
     start, stop, _ = slice(starts[i], ends[i]).indices(len(layout))
     t.add_member("slice_bounds", node, None, i, layout, "operand", extra=(start, stop))
     _pass(t, node, layout.cut(start, stop), axis)
