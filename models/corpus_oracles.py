@@ -2,7 +2,8 @@
 
 * ``feeds``: seeded inputs of the manifest's shapes (integers 0..255 for an integer input).
 * ``onnx_tool_rows``: onnx-tool's per-node params and MACs for Conv/ConvTranspose/Gemm/MatMul,
-  minus the one MAC per output element that onnx-tool adds for a bias (we do not count it).
+  minus the one MAC per output element that onnx-tool adds for a bias (we do not count it);
+  ConvTranspose MACs from onnx-tool's shapes, as onnx-tool over-counts them by stride^2.
 * ``shrink_and_verify``: ``onnxprune shrink`` through the CLI, then the zero-mask oracle on every
   output and the full ONNX checker.
 """
@@ -67,6 +68,12 @@ def onnx_tool_rows(entry: dict) -> list[tuple[str, str, int, int, int, int]]:
         has_bias = node.op_type != "MatMul" and len(node.input) > 2
         bias = int(np.prod(model.graph.tensormap[node.input[2]].shape)) if has_bias else 0
         macs = int(node.macs[0]) - (int(np.prod(node.outshape)) if has_bias else 0)
+        if node.op_type == "ConvTranspose":
+            # onnx-tool charges the whole kernel to every *output* pixel, stride^2 times too many
+            # MACs; each *input* pixel scatters one kernel: N * H_in * W_in * prod(weight shape).
+            x_shape = model.graph.tensormap[node.input[0]].shape
+            w_shape = model.graph.tensormap[node.input[1]].shape
+            macs = int(x_shape[0] * np.prod(x_shape[2:]) * np.prod(w_shape))
         rows.append((node.name, node.op_type, int(node.params), macs, int(node.params) - bias, bias))
     return rows
 
