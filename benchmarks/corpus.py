@@ -23,10 +23,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from models.corpus import default_dir, load_manifest  # noqa: E402
-from models.corpus_oracles import feeds, onnx_tool_rows, run_cli, shape_args, shrink_and_verify  # noqa: E402
+from models.corpus_oracles import feeds, profile_mismatches, run_cli, shape_args, shrink_and_verify  # noqa: E402
 from onnxprune.bench import machine_info  # noqa: E402
 
 SECTION = "## Real-graph corpus"
+BY_NAME: dict[str, dict] = {}
 VERBS = {"profile": [], "groups": [], "check": ["--max-params", "1T", "--max-flops", "1T"],
          "bench": ["--runs", "2", "--warmup", "1", "--in-process"]}
 
@@ -50,15 +51,14 @@ def _profile(entry: dict) -> tuple[str, str, str]:
         prof = profile(entry["path"], entry["input_shape"])
     except Exception as exc:  # noqa: BLE001  (the table says what failed)
         return "—", "—", f"no: {_short(str(exc), 80)}"
-    rows = {row["node"]: row for row in prof.rows()}
     try:
-        theirs = onnx_tool_rows(entry)
+        wrong, compared = profile_mismatches(entry, BY_NAME)
     except Exception as exc:  # noqa: BLE001
         agree = f"onnx-tool fails ({type(exc).__name__})"
     else:
-        wrong = [node for node, _, params, macs, _, _ in theirs
-                 if (rows.get(node, {}).get("params"), rows.get(node, {}).get("flops")) != (params, macs)]
-        agree = "yes" if not wrong else f"no: {len(wrong)}/{len(theirs)} nodes differ"
+        agree = "yes" if not wrong else f"no: {len(wrong)}/{compared} nodes differ"
+        if entry.get("float_twin"):
+            agree += f" (vs float twin {entry['float_twin']})"
     return si(prof.totals["params"]), si(prof.totals["flops"]), agree
 
 
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     corpus = args.corpus or default_dir()
     entries = load_manifest(corpus)
+    BY_NAME.update({entry["name"]: entry for entry in entries or []})
     if entries is None:
         print(f"benchmarks/corpus.py: no corpus in {corpus}: run `make corpus` first", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ against its sha256. ``python -m models.corpus --out build/corpus`` (``make corpu
 model is there, so a failed download leaves no manifest and the corpus tests skip.
 
 ``input_shape`` is what the tools are given with ``--input-shape`` (every model has a batch
-dimension or H/W that is symbolic in the graph); ``quantized`` marks integer-arithmetic graphs.
+dimension or H/W that is symbolic in the graph); ``quantized`` marks integer-arithmetic graphs, and
+``float_twin`` names the float model of the same architecture (its reference for counting).
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ SOURCES = [
          about="CRNN captcha recogniser (CNN + LSTM + Gemm, computed Reshape); symbolic width"),
     dict(name="ddddocr_rec_int8", package="ddddocr", version="1.6.1",
          member="ddddocr/common_old.onnx", exporter="onnx.quantize 0.1.0 (dynamic)", quantized=True,
+         float_twin="ddddocr_rec",
          input_shape={"input1": [1, 1, 64, 128]},
          sha256="b8f2ad9cbc1f2e3922a6cb9459e30824e7e2467f3fb4fd61420640e34ea0bf68",
          about="dynamically quantized CRNN (ConvInteger, MatMulInteger, DynamicQuantizeLSTM)"),

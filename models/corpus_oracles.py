@@ -78,6 +78,40 @@ def onnx_tool_rows(entry: dict) -> list[tuple[str, str, int, int, int, int]]:
     return rows
 
 
+QUANTIZED_OPS = {"ConvInteger": "Conv", "QLinearConv": "Conv", "MatMulInteger": "Gemm", "QLinearMatMul": "Gemm"}
+
+
+def profile_mismatches(entry: dict, by_name: dict) -> tuple[list[str], int]:
+    """Weighted nodes whose `profile` params/MACs differ from onnx-tool's, and how many were compared.
+
+    A quantized graph is compared node by node, in graph order, with its float twin (same
+    architecture; onnx-tool cannot run integer graphs): MACs equal, params the weights' (with or
+    without the bias, which a quantizer adds in a separate Add).
+    """
+    from onnxprune.complexity import profile
+
+    ours = {row["node"]: row for row in profile(entry["path"], entry["input_shape"]).rows()}
+    twin = entry.get("float_twin")
+    if twin is None:
+        theirs = onnx_tool_rows(entry)
+        wrong = [node for node, _, params, macs, _, _ in theirs
+                 if (ours.get(node, {}).get("params"), ours.get(node, {}).get("flops")) != (params, macs)]
+        return wrong, len(theirs)
+    theirs = onnx_tool_rows(by_name[twin])
+    quantized = [n for n in onnx.load(entry["path"]).graph.node if n.op_type in QUANTIZED_OPS]
+    if len(quantized) != len(theirs):
+        return [f"{len(quantized)} quantized nodes vs {len(theirs)} in {twin}"], len(theirs)
+    wrong = []
+    for family in ("Conv", "Gemm"):
+        nodes = [n.name for n in quantized if QUANTIZED_OPS[n.op_type] == family]
+        rows = [row for row in theirs if (row[1] == "Conv") == (family == "Conv")]
+        for node, (_, _, _, macs, weights, bias) in zip(nodes, rows, strict=True):
+            row = ours.get(node, {})
+            if row.get("flops") != macs or row.get("params") not in (weights, weights + bias):
+                wrong.append(node)
+    return wrong, len(theirs)
+
+
 def run_cli(args: list[str]) -> tuple[int, str]:
     """Exit code and the last stderr line of ``onnxprune ARGS``, run in this process."""
     from onnxprune.cli import main
