@@ -162,8 +162,22 @@ def _measure_isolated(*args: Any) -> dict[str, Any]:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             return pool.submit(_measure, *args).result()
     except BrokenProcessPool:
+        if not _can_start_python():
+            raise UserError(f"{args[0]}: cannot start a fresh Python ({sys.executable}) to measure in; under "
+                            f"qemu-user without binfmt run build/arm/bin/python3.11 (docs/edge.md), or "
+                            f"pass --in-process") from None
         raise UserError(f"{args[0]}: the benchmark process died (out of memory, or onnxruntime crashed); "
                         f"try a smaller --batch") from None
+
+
+def _can_start_python() -> bool:
+    """Whether sys.executable starts: under qemu-user without binfmt the host cannot run it."""
+    import subprocess
+
+    try:
+        return subprocess.run([sys.executable, "-c", ""], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
