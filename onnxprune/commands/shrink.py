@@ -49,7 +49,8 @@ def shrink_command(
     criterion: str = typer.Option("random", "--criterion", help="random | l1"),
     strategy: str = typer.Option("complexity", "--strategy", help="complexity | uniform"),
     min_channels: int = typer.Option(1, "--min-channels"),
-    round_to: int = typer.Option(1, "--round-to", help="keep channel counts multiples of R"),
+    round_to: str = typer.Option("auto", "--round-to", help="auto: kernel-friendly multiples per layer kind | R: "
+                                 "multiples of R | 1: the paper's exact counts"),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="default: <stem>.<mode>-<target>.onnx"),
     report: Optional[str] = typer.Option(None, "--report", help="write the JSON report here"),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x32x32"),
@@ -84,6 +85,8 @@ def shrink_command(
         emit_json(result)
         return
     _print_summary(model, out, result)
+    if result.get("round_to_used") != result.get("round_to"):
+        console.print("note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples")
 
 
 def _print_summary(model: str, out: Path, result: dict) -> None:
