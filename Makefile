@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ZOO     := build/zoo
 TORCH   := torch==2.13.0
 
-.PHONY: demo test models bench clean install corpus
+.PHONY: demo test models bench clean install corpus arm-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,12 @@ test: $(STAMP)
 
 bench: models
 	$(BIN)/python benchmarks/run_all.py
+
+# The core CLI on emulated aarch64 (qemu-aarch64-static + Debian arm64 python3.11 + aarch64
+# wheels), cached under build/arm/ (stamps; delete it to rebuild). See docs/edge.md.
+arm-check: models
+	benchmarks/arm/env.sh "$(BIN)/python -m pip"
+	$(BIN)/python benchmarks/arm/check.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -50,7 +50,8 @@ def lscpu_model_name() -> Optional[str]:
 
 def machine() -> dict[str, Any]:
     info = machine_info()
-    info["cpu"] = lscpu_model_name() or info.get("cpu") or platform.processor() or "unknown"
+    if not info.get("emulated"):  # under qemu-user, lscpu would name the host CPU alone
+        info["cpu"] = lscpu_model_name() or info.get("cpu") or platform.processor() or "unknown"
     info["node"] = platform.node()
     info["platform"] = platform.platform()
     return info

@@ -191,8 +191,22 @@ def _measure_isolated(*args: Any) -> dict[str, Any]:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             return pool.submit(_measure, *args).result()
     except BrokenProcessPool:
+        if not _can_start_python():
+            raise UserError(f"{args[0]}: cannot start a fresh Python ({sys.executable}) to measure in; under "
+                            f"qemu-user without binfmt run build/arm/bin/python3.11 (docs/edge.md), or "
+                            f"pass --in-process") from None
         raise UserError(f"{args[0]}: the benchmark process died (out of memory, or onnxruntime crashed); "
                         f"try a smaller --batch") from None
+
+
+def _can_start_python() -> bool:
+    """Whether sys.executable starts: under qemu-user without binfmt the host cannot run it."""
+    import subprocess
+
+    try:
+        return subprocess.run([sys.executable, "-c", ""], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,21 +261,40 @@ class BenchResult:
         return data
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the numbers come from: architecture, CPU model name, core count, Python."""
-    cpu = platform.processor() or ""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo ({} where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-                    cpu = value.strip()
-                    if key.strip() == "model name":
-                        break
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return {"arch": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "system": platform.system(),
-            "python": platform.python_version()}
+    return fields
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers come from: architecture, CPU model name, cores, vector extensions,
+    onnxruntime version, and whether the CPU is emulated (qemu-user shows the host's /proc/cpuinfo:
+    an x86 CPU under an aarch64 Python), so ARM, emulated-ARM and x86 figures are never mixed."""
+    fields = _cpuinfo()
+    cpu = next((fields[k] for k in ("model name", "Model", "Hardware") if fields.get(k)), platform.processor() or "")
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    x86_cpuinfo = "sse2" in flags
+    arch = platform.machine()
+    emulated = arch.lower() in ("aarch64", "arm64", "armv7l") and x86_cpuinfo
+    info = {"arch": arch, "cpu": f"emulated (qemu-user) on {cpu}" if emulated else cpu, "cores": os.cpu_count(),
+            "isa": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512vnni", "fma", "asimd", "asimddp",
+                                   "sve", "neon", "i8mm"}) if not emulated else [],
+            "emulated": emulated, "system": platform.system(), "python": platform.python_version()}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    return info
 
 
 def _external_data_bytes(model_path: Path) -> int:
@@ -397,7 +430,7 @@ def report_json(results: Sequence[BenchResult]) -> dict[str, Any]:
         "settings": ({"runs": first.runs, "warmup": first.warmup, "threads": first.threads,
                       "seed": first.seed, "onnxruntime": first.onnxruntime, "provider": "CPUExecutionProvider",
                       "isolated": first.isolated} if first else {}),
-        "machine": first.machine if first else machine_info(),
+        "machine": dict(first.machine, threads=first.threads) if first else machine_info(),
         "energy_note": first.energy_note if first else ENERGY_NOTE,
         "models": [dict(r.to_json(), vs_baseline=ratio) for r, ratio in zip(results, ratios)],
     }

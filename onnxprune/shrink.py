@@ -16,6 +16,7 @@ from .initialize import reinitialize
 from .io import ModelLike
 from .latency import latency_terms, load_profile, measure_node_latency
 from .report import si
+from .rounding import AUTO, group_multiples, parse_round_to
 from .sampler import channels_to_remove, draw_group, l1_importance, next_count
 from .surgery import prune_channels
 
@@ -37,8 +38,9 @@ class ShrinkOptions:
     criterion: str = "random"
     strategy: str = "complexity"
     min_channels: int = 1
-    round_to: int = 1
+    round_to: int | str = AUTO  # auto: per-layer-kind kernel multiples (rounding.py); 1: the paper's exact counts
     latency_profile: str | None = None
+    multiples: dict | None = None  # group id -> channel multiple, set by shrink()
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -57,8 +59,7 @@ class ShrinkOptions:
                 raise UserError(f"{name} {value!r}: choose one of {', '.join(allowed)}")
         if self.min_channels < 1:
             raise UserError("--min-channels must be at least 1")
-        if self.round_to < 1:
-            raise UserError("--round-to must be at least 1")
+        self.round_to = parse_round_to(self.round_to)
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise UserError(f"--seed {self.seed}: must be a non-negative integer")
 
@@ -116,7 +117,7 @@ def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit:
     while book.total(figure) > limit:
         candidates, counts = [], []
         for gid, channels in kept.items():
-            new = next_count(len(channels), opts.step, opts.min_channels, opts.round_to)
+            new = next_count(len(channels), opts.step, opts.min_channels, opts.multiples[gid])
             if new is not None:
                 candidates.append(gid)
                 counts.append(new)
@@ -142,8 +143,9 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
         chosen = {}
         for gid, channels in kept.items():
             n = len(channels)
-            count = int(n * ratio) // opts.round_to * opts.round_to
-            count = min(n, max(count, -(-opts.min_channels // opts.round_to) * opts.round_to, 1))
+            multiple = opts.multiples[gid]
+            count = int(n * ratio) // multiple * multiple
+            count = min(n, max(count, -(-opts.min_channels // multiple) * multiple, 1))
             chosen[gid] = np.sort(order[gid][:count])
         book.reset()
         for gid, channels in chosen.items():
@@ -169,7 +171,7 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
 
 def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, budget: float | None = None,
            step: float = 0.1, seed: int = 0, init: str = "reinit", criterion: str = "random",
-           strategy: str = "complexity", min_channels: int = 1, round_to: int = 1,
+           strategy: str = "complexity", min_channels: int = 1, round_to: int | str = AUTO,
            input_shapes: dict | None = None, latency_profile: str | None = None,
            keep_tied: bool = False) -> tuple[onnx.ModelProto, dict]:
     """Prune `source` until its params/FLOPs/memory/latency (PA/FA/MA/LA) are at most the target.
@@ -206,7 +208,14 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
         return cache[gid]
 
     run = _uniform if opts.strategy == "uniform" else _complexity_driven
+    opts.multiples = group_multiples(deps, layers, opts.round_to)
     iterations = run(book, kept, opts, limit, rng, importance)
+    exact_fallback = iterations < 0 and opts.round_to == AUTO and any(m > 1 for m in opts.multiples.values())
+    if exact_fallback:  # unreachable with kernel multiples: the paper's exact counts, said in the report
+        opts.multiples = dict.fromkeys(opts.multiples, 1)
+        book.reset()
+        rng, kept = np.random.default_rng(opts.seed), {g.id: np.arange(g.size) for g in deps.prunable}
+        iterations = run(book, kept, opts, limit, rng, importance)
     if iterations < 0:
         _unreachable(deps, book, opts, baseline)
     keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
@@ -219,7 +228,8 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     report = {
         "mode": opts.mode, "target": opts.target if opts.budget is None else opts.budget / max(baseline, 1),
         "seed": opts.seed, "step": opts.step, "init": opts.init, "criterion": opts.criterion,
-        "strategy": opts.strategy, "before": before, "after": after, "iterations": iterations,
+        "strategy": opts.strategy, "round_to": opts.round_to, "round_to_used": 1 if exact_fallback else opts.round_to,
+        "before": before, "after": after, "iterations": iterations,
         "layers": _changed_layers(deps, layers, keep),
         "input_shapes": _measured_shapes(mg), "pruned": bool(keep),
         "weights": ("unchanged (nothing pruned)" if not keep else
@@ -237,7 +247,7 @@ def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, base
     book.reset()
     for group in deps.prunable:
         count = max(opts.min_channels, 1)
-        count = min(group.size, -(-count // opts.round_to) * opts.round_to)
+        count = min(group.size, -(-count // opts.multiples[group.id]) * opts.multiples[group.id])
         book.remove(group.id, np.arange(count, group.size))
     lowest = book.total(MODES[opts.mode])
     name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]

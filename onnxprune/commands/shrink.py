@@ -36,7 +36,8 @@ def shrink_command(
     criterion: str = typer.Option("random", "--criterion", help="Channels removed in a group: random | l1."),
     strategy: str = typer.Option("complexity", "--strategy", help="complexity (the paper's draw) | uniform."),
     min_channels: int = typer.Option(1, "--min-channels", help="Fewest channels a group keeps."),
-    round_to: int = typer.Option(1, "--round-to", help="Keep channel counts multiples of R."),
+    round_to: str = typer.Option("auto", "--round-to", help="auto: kernel-friendly multiples per layer kind | R: "
+                                 "multiples of R | 1: the paper's exact counts."),
     output: Optional[str] = typer.Option(None, "-o", "--output",
                                          help="Pruned model; default <stem>.<mode>-<target>.onnx. A no-op "
                                               "shrink writes a file only when -o is given."),
@@ -79,6 +80,8 @@ def shrink_command(
         emit_json(result)
         return
     _print_summary(model, written, result)
+    if result.get("pruned") and result.get("round_to_used") != result.get("round_to"):
+        console.print("note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples")
 
 
 def _shape_text(shapes: dict) -> str:

@@ -1,0 +1,77 @@
+"""`--round-to auto` (the default): channel counts that onnxruntime's CPU kernels like.
+
+Measured by benchmarks/kernel_multiples.py (figures in benchmarks/RESULTS.md, "Channel multiples"):
+time per multiply-accumulate of conv chains whose channel count c runs over 32..64, onnxruntime 1
+thread, grouped by the largest power of two dividing c (1.00 = the best count):
+
+    x86-64 AVX-512 (NCHWc block 16)  c % 16 == 0   c % 8 == 0   c % 4 == 0   odd c
+    3x3 conv                         1.05          1.41         1.44         1.65
+    1x1 conv                         1.06          1.42         1.46         1.33
+    depthwise block                  1.04          1.19         1.20         2.78
+
+onnxruntime runs convs in its blocked NCHWc layout only when the channels are a multiple of the
+block (16 with AVX-512, 8 with AVX2; a multiple of 16 is both), and depthwise convs fall off
+their vector path entirely on counts that are not a multiple of 4. So every group that feeds or
+leaves a Conv keeps a multiple of 16. Dense layers (Gemm, MatMul) showed no such step and keep
+exact counts. A group too small for its multiple (fewer than 2x its channels) halves the
+multiple until it can still lose channels. The multiples are the same whatever machine prunes,
+so one model file serves x86 and ARM (NEON's 4-lane blocks divide 16 as well).
+
+The budget always holds: counts round *down* after each step, and the loop stops only below the
+target. If the target is unreachable with these multiples, shrink falls back to exact counts
+(`--round-to 1`, the paper's behaviour) and says so in its report.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .complexity import Layer
+from .errors import UserError
+from .groups import Dependencies
+
+AUTO = "auto"
+KIND_MULTIPLES = {"conv": 16, "depthwise": 16, "dense": 1}
+
+
+def parse_round_to(value: int | str) -> int | str:
+    """`auto` or a positive integer (given as int or text); UserError otherwise."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--round-to {value!r}: give auto or a positive integer (1 = exact counts)") from None
+    if number < 1 or (isinstance(value, float) and value != number):
+        raise UserError("--round-to must be at least 1 (or auto)")
+    return number
+
+
+def layer_kind(layer: Layer) -> str | None:
+    if layer.op in ("Conv", "ConvTranspose"):
+        return "depthwise" if layer.in_fixed is not None else "conv"
+    if layer.op in ("Gemm", "MatMul"):
+        return "dense"
+    return None  # normalisation layers have no kernel preference
+
+
+def group_multiples(deps: Dependencies, layers: list[Layer], round_to: int | str) -> dict[int, int]:
+    """The channel multiple each prunable group keeps."""
+    if round_to != AUTO:
+        return {g.id: int(round_to) for g in deps.prunable}
+    kinds: dict[int, set] = {}
+    for layer in layers:
+        kind = layer_kind(layer)
+        if kind is None:
+            continue
+        for tensor in (layer.in_tensor, layer.out_tensor):
+            layout = deps.layouts.get(tensor) if tensor else None
+            if layout is not None:
+                for gid in np.unique(deps.group_of_root[layout.roots]):
+                    kinds.setdefault(int(gid), set()).add(kind)
+    multiples = {}
+    for group in deps.prunable:
+        multiple = max((KIND_MULTIPLES[k] for k in kinds.get(group.id, ())), default=1)
+        while multiple > 1 and group.size < 2 * multiple:
+            multiple //= 2
+        multiples[group.id] = multiple
+    return multiples

@@ -1,0 +1,115 @@
+"""`--round-to auto`, the default: kernel-friendly channel multiples per layer kind; the budget still
+holds; `--round-to 1` keeps the paper's exact counts; an unreachable target falls back to exact."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxprune
+from onnxprune.cli import main
+from onnxprune.complexity import build_layers
+from onnxprune.errors import UserError
+from onnxprune.graph import load_graph
+from onnxprune.groups import Tracer
+from onnxprune.rounding import AUTO, KIND_MULTIPLES, group_multiples, parse_round_to
+
+FIGURE = {"PA": "params", "FA": "flops", "MA": "memory_bytes"}
+
+
+def two_convs(path, mid: int = 32) -> str:
+    """Conv 3->mid 3x3, Relu, Conv mid->4 3x3 on 1x3x8x8: one prunable group of `mid` channels."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (mid, 3, 3, 3)), ("w2", (4, mid, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1] * 4),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", pads=[1] * 4)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def multiples_of(path) -> tuple:
+    mg = load_graph(str(path))
+    deps = Tracer(mg).run()
+    return deps, group_multiples(deps, build_layers(mg), AUTO)
+
+
+def test_auto_is_the_default_and_keeps_kernel_multiples(zoo_model):
+    path = zoo_model("mobilenetv2_cifar", "legacy", "folded")
+    _, report = onnxprune.shrink(path, mode="FA", target=0.5, init="keep")
+    assert report["round_to"] == report["round_to_used"] == "auto"
+    convs = [r for r in report["layers"] if r["op"] == "Conv" and r["out_channels_before"] >= 32]
+    assert convs and all(r["out_channels_after"] % KIND_MULTIPLES["conv"] == 0 for r in convs)
+
+
+def test_round_to_1_keeps_the_papers_exact_counts(zoo_model):
+    path = zoo_model("mobilenetv2_cifar", "legacy", "folded")
+    _, exact = onnxprune.shrink(path, mode="FA", target=0.5, init="keep", round_to=1)
+    assert exact["round_to_used"] == 1
+    assert any(r["out_channels_after"] % 2 for r in exact["layers"])  # free counts: some are odd
+    _, from_text = onnxprune.shrink(path, mode="FA", target=0.5, init="keep", round_to="1")
+    assert from_text["layers"] == exact["layers"]
+
+
+@pytest.mark.parametrize("name", ["vgg16_cifar", "resnet50_cifar", "mobilenetv2_cifar"])
+@pytest.mark.parametrize("mode", ["PA", "FA", "MA"])
+def test_auto_rounding_never_overshoots_the_target(zoo_model, name, mode):
+    path = zoo_model(name, "legacy", "folded")
+    for target in (0.7, 0.3):
+        _, report = onnxprune.shrink(path, mode=mode, target=target, init="keep")
+        assert report["after"][FIGURE[mode]] <= target * report["before"][FIGURE[mode]]
+
+
+def test_uniform_strategy_rounds_too(zoo_model):
+    path = zoo_model("vgg16_cifar", "legacy", "folded")
+    _, report = onnxprune.shrink(path, mode="FA", target=0.5, strategy="uniform", init="keep")
+    assert report["after"]["flops"] <= 0.5 * report["before"]["flops"]
+    assert all(r["out_channels_after"] % 16 == 0 for r in report["layers"] if r["op"] == "Conv")
+
+
+def test_group_multiples_by_kind_and_size(tmp_path):
+    deps, multiples = multiples_of(two_convs(tmp_path / "m32.onnx", 32))
+    assert list(multiples.values()) == [16]
+    _, multiples = multiples_of(two_convs(tmp_path / "m24.onnx", 24))  # too small for 16: halves to 8
+    assert list(multiples.values()) == [8]
+    _, multiples = multiples_of(two_convs(tmp_path / "m3.onnx", 3))
+    assert list(multiples.values()) == [1]
+    assert group_multiples(deps, [], 4) == {g.id: 4 for g in deps.prunable}
+
+
+def test_unreachable_with_multiples_falls_back_to_exact(tmp_path, capsys):
+    path = two_convs(tmp_path / "m.onnx", 32)
+    _, report = onnxprune.shrink(path, mode="FA", target=0.6, init="keep")
+    assert report["round_to_used"] == "auto" and report["layers"][0]["out_channels_after"] == 16
+    # at 16 channels FLOPs are half: 0.2 needs exact counts
+    _, report = onnxprune.shrink(path, mode="FA", target=0.2, init="keep")
+    assert report["round_to"] == "auto" and report["round_to_used"] == 1
+    assert report["after"]["flops"] <= 0.2 * report["before"]["flops"]
+    assert main(["shrink", path, "--mode", "FA", "--target", "0.2", "-o", str(tmp_path / "o.onnx")]) == 0
+    assert "exact channel counts" in capsys.readouterr().out
+    with pytest.raises(UserError, match="unreachable"):  # exact asked: no fallback, the usual refusal
+        onnxprune.shrink(path, mode="FA", target=0.2, round_to=16)
+
+
+def test_round_to_cli_values(tmp_path, capsys):
+    path = two_convs(tmp_path / "m.onnx", 32)
+    out = tmp_path / "o.onnx"
+    assert main(["shrink", path, "--mode", "FA", "--target", "0.5", "--round-to", "1", "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["round_to_used"] == 1
+    for bad in ("0", "x", "-8"):
+        assert main(["shrink", path, "--mode", "FA", "--target", "0.5", "--round-to", bad, "-o", str(out)]) == 2
+        assert "--round-to" in capsys.readouterr().err
+
+
+def test_parse_round_to():
+    assert parse_round_to("AUTO") == AUTO and parse_round_to("8") == 8 and parse_round_to(4) == 4
+    with pytest.raises(UserError):
+        parse_round_to(0)
