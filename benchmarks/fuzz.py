@@ -231,7 +231,10 @@ def _weights(model) -> list:
 
 def m_truncate_initializer(model, rng):
     init = rng.choice(_weights(model))
-    raw = numpy_helper.to_array(init).tobytes()
+    try:
+        raw = numpy_helper.to_array(init).tobytes()
+    except ValueError:  # already corrupted by an earlier step of this case
+        raw = init.raw_data
     init.ClearField("float_data")
     init.ClearField("int32_data")
     init.raw_data = raw[: rng.randrange(0, max(1, len(raw)))]
@@ -260,7 +263,10 @@ def m_wrong_attribute(model, rng):
 
 def m_wrong_dtype(model, rng):
     init = rng.choice(_weights(model))
-    arr = numpy_helper.to_array(init)
+    try:
+        arr = numpy_helper.to_array(init)
+    except ValueError:  # already corrupted by an earlier step of this case
+        return model
     kind = rng.choice([np.int8, np.int64, np.float16, np.float64, np.uint8])
     init.CopyFrom(numpy_helper.from_array(arr.astype(kind), init.name))
     return model
