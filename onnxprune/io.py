@@ -225,6 +225,24 @@ def _stage_bytes(data: bytes, out: Path) -> Path:
     return Path(tmp_name)
 
 
+def atomic_write(path: ModelLike, write, mode: str = "w") -> Path:
+    """Write a file atomically through `write(handle)` (text mode "w" or binary "wb"): a synced temp
+    file renamed into place, with the mode a plain open() would give (umask) or the replaced file's."""
+    out = Path(path)  # type: ignore[arg-type]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.chmod(tmp_name, _new_file_mode(out))
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, out)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return out
+
+
 def json_bytes(payload) -> bytes:
     import json
 
