@@ -17,7 +17,7 @@ SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "mem
 
 @app.command("profile")
 def profile_command(
-    model: str = typer.Argument(..., help="ONNX model file"),
+    model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
     input_shape: Optional[List[str]] = input_shape_option(),
     sort: str = typer.Option("graph", "--sort", help="graph|params|flops|memory"),
