@@ -164,7 +164,8 @@ def set_constant_node_value(node: onnx.NodeProto, value: np.ndarray) -> None:
     """Give a Constant node a new value, as a `value` tensor attribute (replacing value_floats &
     co., which cannot hold a reshaped array)."""
     old = next((a for a in node.attribute if a.name == "value"), None)
-    tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(value), old.t.name if old is not None else node.output[0])
+    name = old.t.name if old is not None else node.output[0]
+    tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(value), name)
     for attr in [a for a in node.attribute if a.name in CONSTANT_VALUE_ATTRS]:
         node.attribute.remove(attr)
     node.attribute.append(onnx.helper.make_attribute("value", tensor))

@@ -33,8 +33,9 @@ Softmax Softplus Softsign SpaceToDepth Split SplitToSequence Sqrt Squeeze Sub Su
 Tile TopK Transpose Trilu Unique Unsqueeze Upsample Where Xor
 """.split())
 # inputs of counted layers that are quantization parameters or states, not weights
-NOT_WEIGHTS = {"QLinearConv": {1, 2, 4, 5, 6, 7}, "QGemm": {1, 2, 4, 5, 7, 8}, "ConvInteger": {2, 3}, "QLinearMatMul": {1, 2, 4, 5, 6, 7},
-               "MatMulInteger": {2, 3}, "LSTM": {4, 5, 6}, "GRU": {4, 5}, "RNN": {4, 5},
+NOT_WEIGHTS = {"QLinearConv": {1, 2, 4, 5, 6, 7}, "QGemm": {1, 2, 4, 5, 7, 8}, "ConvInteger": {2, 3},
+               "QLinearMatMul": {1, 2, 4, 5, 6, 7}, "MatMulInteger": {2, 3}, "LSTM": {4, 5, 6}, "GRU": {4, 5},
+               "RNN": {4, 5},
                "DynamicQuantizeLSTM": {4, 5, 6, 8, 9, 10, 11}}
 
 
