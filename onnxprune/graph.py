@@ -14,6 +14,7 @@ import onnx_graphsurgeon as gs
 
 from .errors import UserError
 from .io import ModelLike, load_model
+from .names import display_name  # noqa: F401 - re-exported: graph.display_name
 from .shapes import TensorInfo, infer_shapes
 
 
@@ -128,14 +129,6 @@ class ModelGraph:
 
 
 CONSTANT_VALUE_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
-
-
-def display_name(node, index: int) -> str:
-    """A node's name when it has one, else "op#index" (e.g. "Conv#12"); works for gs and proto nodes."""
-    name = getattr(node, "name", "")
-    if name:
-        return name
-    return f"{getattr(node, 'op', None) or getattr(node, 'op_type', '?')}#{index}"
 
 
 def constant_node_value(node: gs.Node) -> np.ndarray | None:

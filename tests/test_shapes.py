@@ -87,3 +87,11 @@ def test_symbolic_dim_hint_uses_the_models_rank_and_dims(tmp_path, capsys):
         infer_shapes(model)
     assert main(["profile", _save(tmp_path, model)]) == 2
     assert "x=1x3x1xW" in capsys.readouterr().err
+
+
+def test_conv_arithmetic_error_names_an_unnamed_conv_by_op_and_index():
+    model = pm.constant_weights(c1=4, c2=6)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[1] == "w2")
+    conv.attribute.append(helper.make_attribute("group", 4))  # 6 output channels do not split into 4
+    with pytest.raises(UserError, match=r"node 'Conv#8' \(Conv\)"):
+        infer_shapes(model)
