@@ -6,7 +6,7 @@ data propagation still resolves Reshape targets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -23,10 +23,10 @@ DEFAULT_BATCH = 1
 class TensorInfo:
     shape: tuple  # ints, or None for an unknown dimension
     elem_type: int
+    known: bool = field(init=False, compare=False, repr=False)  # every dim is an int (computed once: hot)
 
-    @property
-    def known(self) -> bool:
-        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+    def __post_init__(self):
+        object.__setattr__(self, "known", self.shape is not None and all(isinstance(d, int) for d in self.shape))
 
     @property
     def itemsize(self) -> int:
