@@ -111,8 +111,8 @@ def main() -> int:
         table.append(f"| {name} | {label} | {ratio:.2f}x | {base_ms:.3f} | {ms:.3f} | {speedup:.2f}x | "
                      f"{speedup / ratio:.2f} | {base_cpu:.3f} | {cpu_ms:.3f} | {cpu_speedup:.2f}x | "
                      f"{cpu_speedup / ratio:.2f} |")
-    where = (f"aarch64 EMULATED by qemu-aarch64-static on {machine.get('cpu', '?')} — an instruction-cost proxy, "
-             f"not board latency" if args.emulated else f"{machine.get('arch')} {machine.get('cpu')}")
+    where = (f"{machine.get('arch')} {machine.get('cpu')}" + (" by qemu-aarch64-static — an instruction-cost proxy, "
+                                                             "not board latency" if args.emulated else ""))
     command = "benchmarks/speedup.py " + " ".join(sys.argv[1:])
     lines = [
         "",
