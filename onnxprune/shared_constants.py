@@ -50,7 +50,7 @@ class StorageEdit:
     cuts: dict = field(default_factory=dict)  # site id -> ((node, position), {axis: mask})
 
     def add(self, member: Member, mask: np.ndarray) -> None:
-        position = next(i for i, t in enumerate(member.node.inputs) if t is member.tensor)
+        position = member.position
         site = (member.node, position)
         entry = self.cuts.setdefault((id(member.node), position), (site, {}))
         axes = entry[1]

@@ -36,7 +36,8 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
         if node.op == "Pow" and i == 1 or node.op == "Where" and i == 0:
             t.block(first, f"{t.where(node)}: per-channel exponent or condition")
         elif t.mg.is_const(tensor):
-            t.add_member("slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand")
+            t.add_member("slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand",
+                         position=i)
         else:
             t.couple(first, t.layout_or_fixed(tensor, axis, f"{t.where(node)}: combined with opaque data"), t.where(node))
     _pass(t, node, first, out_axis)
@@ -85,9 +86,15 @@ def conv(t: Tracer, node: gs.Node) -> None:
         t.set(out, out_layout, 1)
         t.add_member("group_attr", node, None, 0, in_layout, "consumer")
     else:
-        reason = f"{t.where(node)}: grouped conv (group={groups}) keeps its channels"
-        t.block(in_layout, reason)
-        out_layout = t.new_root(node, out, out_channels, 1, reason)
+        # grouped: input channel i of every group goes together (and likewise for the outputs), so
+        # each group keeps the same count at the same offsets and `group` stays
+        in_layout = t.layout_or_fixed(x, 1, f"{t.where(node)}: grouped conv over a fixed input")
+        if in_layout is None or len(in_layout) != in_channels or out_channels % groups:
+            return barrier(t, node, f"{t.where(node)}: grouped conv with unknown or uneven channels")
+        t.couple_blocks(in_layout, groups, f"{t.where(node)} (group={groups})")
+        t.slice_const(node, weight, 1, in_layout.cut(0, in_channels // groups), "consumer")
+        out_layout = t.new_root(node, out, out_channels, 1)
+        t.couple_blocks(out_layout, groups, f"{t.where(node)} (group={groups})")
     t.slice_const(node, weight, 0, out_layout, "producer")
     t.slice_const(node, bias, 0, out_layout, "producer")
 
