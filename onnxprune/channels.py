@@ -100,11 +100,15 @@ class Member:
     position: int = -1  # "slice": which input of `node` reads the constant
 
 
+STRUCTURAL = " (structural only: prunable with --init reinit)"
+
+
 class ChannelTracer:
     """What the per-op rules read and write while the graph is walked: layouts, roots, couplings, members."""
 
-    def __init__(self, mg: ModelGraph, keep_tied: bool = False):
+    def __init__(self, mg: ModelGraph, keep_tied: bool = False, exact: bool = True):
         self.mg = mg
+        self.exact = exact  # False (--init reinit): structural couplings do not block
         self.keep_tied = keep_tied  # a constant read by several nodes ties them (else it is only storage)
         self.roots: list[Root] = []
         self.offsets: list[int] = []  # root -> its first channel id (root channels laid end to end)
@@ -149,10 +153,14 @@ class ChannelTracer:
             self._offsets_array = np.asarray(self.offsets, dtype=np.int64)
         return self._offsets_array[layout.roots] + layout.index
 
-    def block(self, layout: Layout | None, reason: str) -> None:
-        """The channels seen in `layout` must stay (and whatever they are coupled with)."""
+    def block(self, layout: Layout | None, reason: str, structural: bool = False) -> None:
+        """The channels seen in `layout` must stay (and whatever they are coupled with).
+
+        `structural`: cutting them keeps the graph valid but changes what the kept channels compute
+        (a LayerNorm or Softmax over the channels): refused when pruning must be exact (--init keep),
+        allowed when the network is retrained (--init reinit)."""
         if layout is not None and len(layout):
-            self.blocks.append((self.ids(layout), reason))
+            self.blocks.append((self.ids(layout), reason + (STRUCTURAL if structural else "")))
 
     def couple(self, a: Layout, b: Layout, where: str) -> None:
         """Positions of `a` and `b` are added/multiplied together: they must be pruned alike, position by position."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .channels import ChannelTracer, Layout, Member, Root, node_label, storage_key, storage_root
+from .channels import STRUCTURAL, ChannelTracer, Layout, Member, Root, node_label, storage_key, storage_root
 from .graph import ModelGraph, load_graph
 from .io import ModelLike
 from .oprules import apply_rule
@@ -28,6 +28,12 @@ class Group:
     coupled_by: list[str] = field(default_factory=list)  # why its roots go together (the ops that join them)
     channels: np.ndarray = field(default=None, repr=False)  # the channel ids it holds (roots laid end to end)
     slots: np.ndarray = field(default=None, repr=False)  # per channel: its class, 0..size-1
+    structural: list[str] = field(default_factory=list)  # inexact couplings it is pruned through (reinit)
+
+    @property
+    def structural_only(self) -> bool:
+        """Refused only for couplings that --init reinit may cut (or, there, pruned through them)."""
+        return bool(self.structural) or (bool(self.reasons) and all(r.endswith(STRUCTURAL) for r in self.reasons))
 
     @property
     def prunable(self) -> bool:
@@ -40,7 +46,8 @@ class Group:
     def to_json(self, members: list[dict] | None = None) -> dict:
         out = {"id": self.id, "channels": self.size, "prunable": self.prunable,
                "producers": [{"node": r.label, "name": r.node, "index": r.index, "op": r.op} for r in self.roots],
-               "reasons": sorted(set(self.reasons)), "coupled_by": self.coupled_by}
+               "reasons": sorted(set(self.reasons)), "coupled_by": self.coupled_by,
+               "structural_only": self.structural_only}
         if members is not None:
             out["members"] = members
         return out
@@ -124,8 +131,9 @@ class Dependencies:
         _, class_of_channel = np.unique(components(n, tracer.edges), return_inverse=True)
         classes = int(class_of_channel.max()) + 1 if n else 0
         fixed = np.zeros(n, dtype=bool)
-        for ids, _ in tracer.blocks:
-            fixed[ids] = True
+        for ids, reason in tracer.blocks:
+            if tracer.exact or not reason.endswith(STRUCTURAL):
+                fixed[ids] = True
         class_fixed = np.zeros(classes, dtype=bool)
         np.logical_or.at(class_fixed, class_of_channel, fixed)
         # a class's signature: the set of roots it touches (a sum of random keys), and fixed or free
@@ -159,8 +167,12 @@ class Dependencies:
             self.groups.append(group)
         for ids, reason in tracer.blocks:
             for gid in np.unique(self.group_of_channel[ids]):
-                if reason not in self.groups[gid].reasons:
-                    self.groups[gid].reasons.append(reason)
+                group = self.groups[gid]
+                if not (tracer.exact or not reason.endswith(STRUCTURAL)):
+                    if reason not in group.structural:
+                        group.structural.append(reason)
+                elif reason not in group.reasons:
+                    group.reasons.append(reason)
         for ids, where in tracer.links:
             for gid in np.unique(self.group_of_channel[ids]):
                 if where not in self.groups[gid].coupled_by:
@@ -218,9 +230,10 @@ class Dependencies:
 
 
 def channel_groups(source: ModelLike | ModelGraph, input_shapes: dict | None = None,
-                   keep_tied: bool = False) -> Dependencies:
+                   keep_tied: bool = False, exact: bool = True) -> Dependencies:
     """Analyse a model: which output channels can be removed together, and what that touches.
 
     `keep_tied`: a constant read by several nodes keeps its readers pruned alike (else each reader
-    that is cut differently gets its own copy)."""
-    return Tracer(load_graph(source, input_shapes), keep_tied).run()
+    that is cut differently gets its own copy). `exact=False` (for --init reinit) also prunes through
+    structural couplings (a LayerNorm or Softmax over the channels)."""
+    return Tracer(load_graph(source, input_shapes), keep_tied, exact).run()

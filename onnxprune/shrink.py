@@ -177,7 +177,7 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
                          min_channels, round_to, latency_profile)
     opts.validate()
     mg = load_graph(source, input_shapes)
-    deps = Tracer(mg, keep_tied).run()
+    deps = Tracer(mg, keep_tied, exact=opts.init == "keep").run()  # reinit may cut structural couplings
     layers = build_layers(mg)
     before = totals_of([layer.cost() for layer in layers])
     times = None

@@ -314,3 +314,56 @@ def test_shufflenet_v2_unit_prunes(exporter):
     deps = check_oracle(ShuffleV2Unit(), exporter)
     assert len(deps.prunable) == len(deps.groups) - 1
     assert not any("reorders" in r for g in deps.groups for r in g.reasons)
+
+
+# ---- exact versus structural couplings (issue 12.6) ---------------------------------------------------
+def layer_norm_over_channels(decomposed: bool) -> onnx.ModelProto:
+    """conv -> LayerNorm over the channel axis (decomposed as tf2onnx/jax2tf write it, or one op) -> conv."""
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    h = b.relu(b.conv("x", 3, 8, "conv1", k=3))
+    if decomposed:
+        mean = b.node("ReduceMean", [h], axes=[1], keepdims=1)[0]
+        centred = b.node("Sub", [h, mean])[0]
+        var = b.node("ReduceMean", [b.node("Mul", [centred, centred])[0]], axes=[1], keepdims=1)[0]
+        std = b.node("Sqrt", [b.node("Add", [var, b.const(np.float32(1e-5), "eps")])[0]])[0]
+        h = b.node("Div", [centred, std])[0]
+        h = b.node("Add", [b.node("Mul", [h, b.const(np.ones((8, 1, 1), np.float32), "gamma")])[0],
+                           b.const(np.zeros((8, 1, 1), np.float32), "beta")])[0]
+    else:
+        h = b.node("Transpose", [h], perm=[0, 2, 3, 1])[0]
+        h = b.node("LayerNormalization", [h, b.const(np.ones(8, np.float32), "gamma"),
+                                          b.const(np.zeros(8, np.float32), "beta")], axis=-1)[0]
+        h = b.node("Transpose", [h], perm=[0, 3, 1, 2])[0]
+    return b.model(b.conv(h, 8, 4, "head"))
+
+
+@pytest.mark.parametrize("decomposed", [True, False])
+def test_layer_norm_over_channels_is_structural_only(decomposed):
+    from onnxprune.verify import run as ort_run
+
+    model = layer_norm_over_channels(decomposed)
+    exact = channel_groups(model).group_of("conv1")
+    assert not exact.prunable and exact.structural_only
+    assert exact.to_json()["structural_only"]
+    reinit = channel_groups(model, exact=False)
+    conv1 = reinit.group_of("conv1")
+    assert conv1.prunable and conv1.structural
+    pruned = prune_channels(reinit, {conv1.id: np.array([0, 2, 5])})
+    onnx.checker.check_model(pruned, full_check=True)
+    assert ort_run(pruned)[0].shape == ort_run(model)[0].shape
+
+
+def test_shrink_reinit_prunes_through_a_softmax_over_channels_keep_refuses():
+    import onnxprune
+    from onnxprune.errors import UserError
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    h = b.node("Softmax", [b.conv("x", 3, 8, "conv1", k=3)], axis=1)[0]
+    model = b.model(b.conv(b.relu(b.conv(h, 8, 8, "conv2")), 8, 4, "head"))
+    pruned, report = onnxprune.shrink(model, mode="FA", target=0.5, init="reinit")
+    assert any(row["node"] == "conv1" for row in report["layers"])
+    with pytest.raises(UserError, match="unreachable"):  # at keep, only conv2 may go: not enough
+        onnxprune.shrink(model, mode="FA", target=0.3, init="keep")
