@@ -217,6 +217,23 @@ class Dependencies:
         gid = group.id
         return [m for m in self.members if np.any(self.group_of_channel[self.ids(m.layout)] == gid)]
 
+    def keep_from_layers(self, kept: dict[str, list[int]]) -> dict[int, np.ndarray]:
+        """Keep sets (group id -> kept classes) from kept output channels per producer (by name or
+        label), e.g. the `layers` rows of shrink's report: a class is kept if its channels are."""
+        flags = np.ones(int(self.root_offsets[-1]), dtype=bool)
+        for root in self.roots:
+            rows = kept.get(root.label, kept.get(root.node)) if root.index >= 0 else None
+            if rows is not None:
+                start = self.root_offsets[root.id]
+                flags[start: start + root.size] = False
+                flags[start + np.asarray(rows, dtype=np.int64)] = True
+        keep = {}
+        for group in self.prunable:
+            classes = np.unique(group.slots[flags[group.channels]])
+            if len(classes) < group.size:
+                keep[group.id] = classes
+        return keep
+
     def ranges(self, group: Group) -> list[tuple[Root, list[tuple[int, int]]]]:
         """Per root the group touches: its channel ranges [start, stop) in the group."""
         out = []
