@@ -97,20 +97,32 @@ class Member:
     role: str = "producer"
     extra: object = None
     label: str = ""  # the node as reports name it (node_label)
+    position: int = -1  # "slice": which input of `node` reads the constant
+
+
+STRUCTURAL = " (structural only: prunable with --init reinit)"
 
 
 class ChannelTracer:
     """What the per-op rules read and write while the graph is walked: layouts, roots, couplings, members."""
 
-    def __init__(self, mg: ModelGraph, keep_tied: bool = False):
+    def __init__(self, mg: ModelGraph, keep_tied: bool = False, exact: bool = True):
         self.mg = mg
+        self.exact = exact  # False (--init reinit): structural couplings do not block
         self.keep_tied = keep_tied  # a constant read by several nodes ties them (else it is only storage)
-        self.links: list[tuple[int, int, str]] = []  # (root, root, where) for every union: why groups join
         self.roots: list[Root] = []
-        self.parent: list[int] = []
+        self.offsets: list[int] = []  # root -> its first channel id (root channels laid end to end)
+        self.total = 0  # channel ids so far
+        self._offsets_array = np.zeros(0, dtype=np.int64)
+        # couplings, as pairs of channel ids that must go together, and why (for `groups`)
+        self.edges: list[tuple[np.ndarray, np.ndarray]] = []
+        self.links: list[tuple[np.ndarray, str]] = []
+        self.blocks: list[tuple[np.ndarray, str]] = []  # channel ids that must stay, and why
         self.layouts: dict[str, Layout] = {}
         self.axes: dict[str, int] = {}
+        self.spans: dict[str, tuple] = {}  # tensors whose channels spread over several axes
         self.members: list[Member] = []
+        self._cut_sites: dict[int, set] = {}  # node id -> {(input position, axis)} already cut
         self.node_index = {id(n): i for i, n in enumerate(mg.nodes)}
 
     def label(self, node: gs.Node | None) -> str:
@@ -120,62 +132,68 @@ class ChannelTracer:
         """A node as messages name it."""
         return f"node {self.label(node)!r} ({node.op})"
 
-    # ---- roots and union-find -------------------------------------------------------------
+    # ---- roots and channel couplings ------------------------------------------------------
     def new_root(self, node: gs.Node | None, tensor: gs.Tensor, size: int, axis: int,
                  reason: str | None = None) -> Layout:
         root = Root(len(self.roots), node.name if node else "", node.op if node else "input",
                     tensor.name, int(size), [reason] if reason else [],
                     self.node_index.get(id(node), -1) if node else -1, self.label(node))
         self.roots.append(root)
-        self.parent.append(root.id)
+        self.offsets.append(self.total)
+        self.total += int(size)
         layout = Layout(np.full(size, root.id, dtype=np.int32), np.arange(size, dtype=np.int32))
         self.set(tensor, layout, axis)
+        if reason:
+            self.block(layout, reason)
         return layout
 
-    def find(self, root: int) -> int:
-        while self.parent[root] != root:
-            self.parent[root] = self.parent[self.parent[root]]
-            root = self.parent[root]
-        return root
+    def ids(self, layout: Layout) -> np.ndarray:
+        """The channel id of every position of `layout`."""
+        if len(self._offsets_array) != len(self.offsets):
+            self._offsets_array = np.asarray(self.offsets, dtype=np.int64)
+        return self._offsets_array[layout.roots] + layout.index
 
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+    def block(self, layout: Layout | None, reason: str, structural: bool = False) -> None:
+        """The channels seen in `layout` must stay (and whatever they are coupled with).
 
-    def block(self, layout: Layout | None, reason: str) -> None:
-        """Every root seen in `layout` becomes unprunable."""
-        if layout is None:
-            return
-        for root in np.unique(layout.roots):
-            if reason not in self.roots[root].reasons:
-                self.roots[root].reasons.append(reason)
+        `structural`: cutting them keeps the graph valid but changes what the kept channels compute
+        (a LayerNorm or Softmax over the channels): refused when pruning must be exact (--init keep),
+        allowed when the network is retrained (--init reinit)."""
+        if layout is not None and len(layout):
+            self.blocks.append((self.ids(layout), reason + (STRUCTURAL if structural else "")))
 
     def couple(self, a: Layout, b: Layout, where: str) -> None:
-        """Positions of `a` and `b` are added/multiplied together: they must be pruned alike."""
+        """Positions of `a` and `b` are added/multiplied together: they must be pruned alike, position by position."""
         if len(a) != len(b):
             self.block(a, f"{where}: channel counts differ")
             self.block(b, f"{where}: channel counts differ")
             return
-        if np.array_equal(a.roots, b.roots) and np.array_equal(a.index, b.index):
+        self._unite(self.ids(a), self.ids(b), where)
+
+    def couple_blocks(self, layout: Layout, blocks: int, where: str) -> None:
+        """`layout` is `blocks` equal blocks (a grouped conv's groups, a shuffle's rows): position i of
+        every block goes together, so each block keeps the same count at the same offsets."""
+        if blocks <= 1:
             return
-        pairs = np.unique(np.stack([a.roots, b.roots], axis=1), axis=0)
-        aligned = bool(np.array_equal(a.index, b.index))
-        for ra, rb in pairs:
-            same_sizes = self.roots[ra].size == self.roots[rb].size
-            if ra != rb and aligned and same_sizes:
-                self.union(int(ra), int(rb))
-                self.links.append((int(ra), int(rb), where))
-            elif ra != rb or not aligned:
-                reason = f"{where}: channels meet out of order"
-                self.block(a, reason)
-                self.block(b, reason)
-                return
+        ids = self.ids(layout).reshape(blocks, -1)
+        self._unite(np.repeat(ids[:1], blocks - 1, axis=0).ravel(), ids[1:].ravel(), where)
+
+    def _unite(self, ids_a: np.ndarray, ids_b: np.ndarray, where: str) -> None:
+        differ = ids_a != ids_b
+        if differ.any():
+            self.edges.append((ids_a[differ], ids_b[differ]))
+            self.links.append((ids_a[differ], where))
 
     # ---- layouts ------------------------------------------------------------------------
-    def set(self, tensor: gs.Tensor, layout: Layout, axis: int) -> None:
+    def set(self, tensor: gs.Tensor, layout: Layout, axis: int, span: tuple | None = None) -> None:
+        """`span`: the channels lie on axes axis, axis+1, .. of these sizes (positions row-major)."""
         self.layouts[tensor.name] = layout
         self.axes[tensor.name] = axis
+        if span is not None:
+            self.spans[tensor.name] = tuple(int(d) for d in span)
+
+    def span(self, tensor: gs.Tensor | None) -> tuple | None:
+        return None if tensor is None else self.spans.get(tensor.name)
 
     def layout(self, tensor: gs.Tensor | None) -> Layout | None:
         if tensor is None:
@@ -197,8 +215,8 @@ class ChannelTracer:
         return self.new_root(producer, tensor, shape[axis], axis, reason)
 
     def add_member(self, kind: str, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout,
-                   role: str = "producer", extra: object = None) -> None:
-        self.members.append(Member(kind, node, tensor, axis, layout, role, extra, self.label(node)))
+                   role: str = "producer", extra: object = None, position: int = -1) -> None:
+        self.members.append(Member(kind, node, tensor, axis, layout, role, extra, self.label(node), position))
 
     def slice_const(self, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout, role: str) -> bool:
         """Register a constant to be sliced; False (and the layout blocked) if it is computed."""
@@ -211,6 +229,12 @@ class ChannelTracer:
         if not isinstance(source, gs.Constant) and "value" not in source.inputs[0].attrs:
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is a Constant without a tensor value")
             return False
-        self.add_member("slice", node, tensor, axis, layout, role)
+        # the input position this member cuts: one tensor may feed several inputs of a node (dynamo
+        # de-duplicates an untrained BatchNorm's equal scale and variance)
+        positions = [i for i, x in enumerate(node.inputs) if x is tensor]
+        taken = self._cut_sites.setdefault(id(node), set())
+        position = next((p for p in positions if (p, axis) not in taken), positions[-1])
+        taken.add((position, axis))
+        self.add_member("slice", node, tensor, axis, layout, role, position=position)
         return True
 

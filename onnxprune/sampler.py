@@ -34,7 +34,7 @@ def next_count(current: int, step: float, min_channels: int, round_to: int) -> i
 
 
 def l1_importance(deps: Dependencies, group: Group) -> np.ndarray:
-    """Per channel of the group: L1 norm of its producers' weights (rows, bias, BN scale)."""
+    """Per channel class of the group: L1 norm of its producers' weights (rows, bias, BN scale)."""
     importance = np.zeros(group.size, dtype=np.float64)
     for member in deps.members_of(group):
         if member.kind != "slice" or member.role != "producer":
@@ -42,8 +42,9 @@ def l1_importance(deps: Dependencies, group: Group) -> np.ndarray:
         values = np.abs(np.asarray(deps.mg.const_value(member.tensor), dtype=np.float64))
         per_position = values.sum(axis=tuple(a for a in range(values.ndim) if a != member.axis)) \
             if values.ndim > 1 else values
-        in_group = deps.group_of_root[member.layout.roots] == group.id
-        np.add.at(importance, member.layout.index[in_group], per_position[in_group])
+        ids = deps.ids(member.layout)
+        in_group = deps.group_of_channel[ids] == group.id
+        np.add.at(importance, deps.slot_of_channel[ids[in_group]], per_position[in_group])
     return importance
 
 

@@ -47,20 +47,31 @@ class StorageEdit:
     """The edits that the members reading one constant ask for, reader by reader."""
 
     root: gs.Tensor
-    cuts: dict = field(default_factory=dict)  # site id -> ((node, position), {axis: mask})
+    cuts: dict = field(default_factory=dict)  # site id -> ((node, position), {axis: mask}, {"shape": expanded})
 
     def add(self, member: Member, mask: np.ndarray) -> None:
-        position = next(i for i, t in enumerate(member.node.inputs) if t is member.tensor)
+        position = member.position
         site = (member.node, position)
-        entry = self.cuts.setdefault((id(member.node), position), (site, {}))
+        entry = self.cuts.setdefault((id(member.node), position), (site, {}, {}))
         axes = entry[1]
         axes[member.axis] = mask if member.axis not in axes else axes[member.axis] & mask
+        if isinstance(member.extra, tuple) and member.extra[0] == "expand":  # one value per channel first
+            entry[2]["shape"] = member.extra[1]
+
+    def value(self, original: np.ndarray, sid, transform: Transform) -> np.ndarray:
+        """What reader `sid` should read: the original, expanded if asked, then transformed."""
+        _, axes, expand = self.cuts[sid]
+        if "shape" in expand:
+            original = np.broadcast_to(original.reshape([1] * (len(expand["shape"]) - original.ndim)
+                                                        + list(original.shape)), expand["shape"])
+        return transform(original, axes)
 
     def variants(self, graph_outputs: set[str]) -> dict:
         """Site id -> what that reader wants (empty tuple: the original value)."""
         wanted = {(id(node), position): () for node, position in reader_sites(self.root, graph_outputs)}
-        for sid, (_, axes) in self.cuts.items():
-            wanted[sid] = tuple(sorted((axis, mask.tobytes()) for axis, mask in axes.items() if not mask.all()))
+        for sid, (_, axes, expand) in self.cuts.items():
+            cuts = tuple(sorted((axis, mask.tobytes()) for axis, mask in axes.items() if not mask.all()))
+            wanted[sid] = cuts + ((expand.get("shape"),) if cuts and expand else ())
         return wanted
 
 
@@ -92,14 +103,14 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
         original = editor.mg.const_value(edit.root)
         in_place = None if () in by_wish else max(by_wish, key=lambda w: len(by_wish[w]))
         if in_place is not None:
-            editor.new_values[key] = transform(original, edit.cuts[by_wish[in_place][0]][1])
+            editor.new_values[key] = edit.value(original, by_wish[in_place][0], transform)
         if len(by_wish) == 1:
             continue
         copied = []
         for wanted, sids in by_wish.items():
             if wanted in ((), in_place):
                 continue
-            name = editor.add_initializer(transform(original, edit.cuts[sids[0]][1]), edit.root.name)
+            name = editor.add_initializer(edit.value(original, sids[0], transform), edit.root.name)
             for sid in sids:
                 node, position = edit.cuts[sid][0]
                 editor.point(node, position, name)

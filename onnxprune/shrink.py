@@ -79,20 +79,17 @@ class Bookkeeper:
         for i, (lin, lout) in enumerate(zip(self.in_layouts, self.out_layouts)):
             for layout, index in ((lin, self.touching), (lout, self.touching), (lout, self.producing)):
                 if layout is not None:
-                    for gid in np.unique(deps.group_of_root[layout.roots]):
+                    for gid in deps.groups_in(layout):
                         index.setdefault(int(gid), []).append(i)
         for gid in self.touching:
             self.touching[gid] = sorted(set(self.touching[gid]))
-        self.group_roots: dict[int, list[int]] = {}
-        for root in deps.roots:
-            self.group_roots.setdefault(int(deps.group_of_root[root.id]), []).append(root.id)
 
     def count(self, layout, default: int) -> int:
         return default if layout is None else int(self.deps.mask(layout, self.flags).sum())
 
-    def remove(self, gid: int, channels: np.ndarray) -> None:
-        for root in self.group_roots.get(gid, []):
-            self.flags[self.deps.root_offsets[root] + channels] = False
+    def remove(self, gid: int, classes: np.ndarray) -> None:
+        """Group `gid` loses the channel classes `classes` (indices 0..size-1 of its classes)."""
+        self.deps.drop(self.flags, gid, classes)
         self.recount(gid)
 
     def recount(self, gid: int) -> None:
@@ -184,7 +181,7 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
                          min_channels, round_to, latency_profile)
     opts.validate()
     mg = load_graph(source, input_shapes)
-    deps = Tracer(mg, keep_tied).run()
+    deps = Tracer(mg, keep_tied, exact=opts.init == "keep").run()  # reinit may cut structural couplings
     layers = build_layers(mg)
     before = totals_of([layer.cost() for layer in layers])
     times = None

@@ -98,7 +98,7 @@ def _apply(editor: _Editor, member: Member, mask: np.ndarray, deps: Dependencies
         editor.set_attr(member.node, "group", kept)
     elif member.kind == "dim":
         value = np.array(editor.mg.const_value(member.tensor), copy=True)
-        value[member.axis] = kept
+        value[member.axis] = kept // (member.extra or 1)  # extra: rows the channels are split into
         editor.rewire(member.node, member.node.inputs.index(member.tensor), value, member.tensor.name)
     elif member.kind == "split":
         sizes = np.array([int(deps.mask(part, flags).sum()) for part in member.extra], dtype=np.int64)
@@ -171,10 +171,10 @@ def fill_empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> dict[int,
         empty = empty_cuts(deps, keep)
         if not empty:
             break
-        layout = empty[0][1]
-        gid = int(deps.group_of_root[layout.roots[0]])
+        first = deps.ids(empty[0][1])[0]
+        gid = int(deps.group_of_channel[first])
         if gid in keep:
-            keep[gid] = np.union1d(keep[gid], [int(layout.index[0])])
+            keep[gid] = np.union1d(keep[gid], [int(deps.slot_of_channel[first])])
     return keep
 
 
@@ -190,7 +190,7 @@ def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: boo
     if empty:
         node, layout = empty[0]
         raise UserError(f"node {node!r}: the keep set removes every channel of one of its outputs (group "
-                        f"{int(deps.group_of_root[layout.roots[0]])}); keep at least one of them "
+                        f"{int(deps.group_of_channel[deps.ids(layout)[0]])}); keep at least one of them "
                         f"(surgery.fill_empty_cuts does)")
     if inplace:
         model = deps.mg.model

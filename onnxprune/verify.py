@@ -38,7 +38,7 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
 
 
 def _is_scale_or_shift(deps: Dependencies, member) -> bool:
-    return member.node.inputs.index(member.tensor) in (1, 2)
+    return member.position in (1, 2)
 
 
 def run(model: onnx.ModelProto, feeds: dict | None = None, seed: int = 0) -> list[np.ndarray]:

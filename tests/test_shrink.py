@@ -19,8 +19,7 @@ REPORT_KEYS = {"mode", "target", "seed", "step", "init", "criterion", "strategy"
 
 
 def keep_from_report(deps, report) -> dict:
-    kept = {row["node"]: row["kept"] for row in report["layers"]}
-    return {g.id: kept[g.roots[0].node] for g in deps.prunable if g.roots[0].node in kept}
+    return deps.keep_from_layers({row["node"]: row["kept"] for row in report["layers"]})
 
 
 @pytest.mark.parametrize("name", CIFAR_MODELS)
@@ -186,3 +185,16 @@ def test_shrink_unshares_deduplicated_biases_and_says_so(tmp_path, capsys):
     assert main(["shrink", str(path), "--mode", "FA", "--target", "0.5", "--init", "keep",
                  "-o", str(tmp_path / "out.onnx")]) == 0
     assert "got their own copy" in capsys.readouterr().out
+
+
+def test_keep_sets_from_the_report_follow_channel_classes():
+    """cv1 of a C2f block is in two groups (its halves): the report's kept channels map back to classes."""
+    from tests.test_groups import C2f
+    from tests.test_property_graphs import export
+
+    original = export(C2f().eval(), "legacy-fold")
+    deps = channel_groups(original)
+    model, report = onnxprune.shrink(original, mode="FA", target=0.5, init="keep", seed=2)
+    keep = keep_from_report(deps, report)
+    assert keep
+    assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5

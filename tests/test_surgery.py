@@ -143,3 +143,36 @@ def test_shared_constant_read_by_an_unpruned_node_keeps_its_original():
     assert sizes[shared] == (8,) and sorted(sizes[n.input[2]] for n in pruned.graph.node if n.op_type == "Conv") \
         == [(2,), (8,), (8,)]
     assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+
+
+def test_scalar_added_to_every_channel_is_expanded_so_pruning_stays_exact():
+    """PP-LCNetV3's learnable affine x*a + b with scalar a, b (one b shared by two layers, in Constant nodes):
+    a removed channel would carry b, not 0; the scalar becomes one value per channel and is cut."""
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder(constant_nodes=True)
+    scale, shift = b.const(np.float32(1.5), "a"), b.const(np.float32(0.25), "b")
+    h = b.conv("x", 3, 8, "conv1", k=3)
+    h = b.relu(b.node("Add", [b.node("Mul", [h, scale])[0], shift])[0])
+    h = b.conv(h, 8, 6, "conv2")
+    h = b.relu(b.node("Add", [b.node("Mul", [h, scale])[0], shift])[0])
+    original = b.model(b.conv(h, 6, 4, "head"))
+    deps = channel_groups(original)
+    assert len(deps.prunable) == 2
+    keep = {deps.group_of("conv1").id: np.array([0, 3, 4]), deps.group_of("conv2").id: np.array([1, 2, 5])}
+    pruned = prune_channels(deps, keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
+    assert max_relative_error(got, want) < 1e-5 and max_relative_error(got, run(original)[0]) > 1e-3
+
+
+def test_computed_value_added_to_every_channel_freezes_them():
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    h = b.conv("x", 3, 8, "conv1", k=3)
+    shift = b.node("ReduceMean", ["x"], keepdims=1)[0]  # [1, 1, 1, 1], computed at run time
+    h = b.relu(b.node("Add", [h, shift])[0])
+    original = b.model(b.conv(h, 8, 4, "head"))
+    conv1 = channel_groups(original).group_of("conv1")
+    assert not conv1.prunable and any("computed, to every channel" in r for r in conv1.reasons)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-import numpy as np
 import typer
 
 from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes
@@ -20,6 +19,26 @@ def describe_members(deps, group) -> list[dict]:
     return out
 
 
+def spans(deps, group) -> list[tuple[str, list[tuple[int, int]], bool]]:
+    """(layer, channel ranges it gives the group, whether that is the whole layer) per producer."""
+    return [(root.label, ranges, ranges == [(0, root.size)]) for root, ranges in deps.ranges(group)]
+
+
+def spans_text(deps, group, limit: int = 4) -> str:
+    """`cv1 [16:32] + m.0/cv2` : each producer, with its channel ranges when the group holds only part of it."""
+    parts = [name if whole else f"{name} " + " ".join(f"[{a}:{b}]" for a, b in ranges)
+             for name, ranges, whole in spans(deps, group)]
+    return " + ".join(parts[:limit]) + (f" (+{len(parts) - limit})" if len(parts) > limit else "")
+
+
+def group_json(deps, group) -> dict:
+    out = group.to_json(describe_members(deps, group))
+    out["classes"] = group.size
+    for producer, (_, ranges, _) in zip(out["producers"], spans(deps, group)):
+        producer["channels"] = [list(r) for r in ranges]
+    return out
+
+
 @app.command("groups")
 def groups_command(
     model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
@@ -33,16 +52,16 @@ def groups_command(
 
     deps = channel_groups(model, parse_input_shapes(input_shape, model), keep_tied=keep_tied)
     if json_out:
-        emit_json({"model": model, "groups": [g.to_json(describe_members(deps, g)) for g in deps.groups],
+        emit_json({"model": model, "groups": [group_json(deps, g) for g in deps.groups],
                    "prunable": len(deps.prunable)})
         return
     table = LiteralTable(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
-    for column in ("group", "channels", "producers", "coupled by", "members", "prunable"):
+    for column in ("group", "classes", "producers (channel ranges)", "coupled by", "members", "prunable"):
         table.add_column(column)
     for g in deps.groups:
         members = describe_members(deps, g)
         why = "yes" if g.prunable else "no: " + "; ".join(sorted(set(g.reasons)))
-        producers = ", ".join(g.producers[:4]) + (f" (+{len(g.producers) - 4})" if len(g.producers) > 4 else "")
+        producers = spans_text(deps, g)
         coupled = ", ".join(g.coupled_by[:2]) + (f" (+{len(g.coupled_by) - 2})" if len(g.coupled_by) > 2 else "")
         table.add_row(str(g.id), str(g.size), producers, coupled, str(len(members)), why,
                       style=None if g.prunable else "dim")

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..channels import ChannelTracer as Tracer, Layout
+from ..channels import ChannelTracer as Tracer, Layout  # noqa: F401
 
 Rule = Callable[[Tracer, gs.Node], None]
 RULES: dict[str, Rule] = {}
@@ -45,6 +45,8 @@ def apply_rule(t: Tracer, node: gs.Node) -> None:
         for name in set().union(*(_subgraph_reads(g) for g in subgraphs)):
             t.block(t.layouts.get(name), reason)
         return barrier(t, node, reason)
+    if node.op not in ("Transpose", "Reshape") and any(t.span(i) for i in node.inputs):
+        return barrier(t, node, f"{t.where(node)}: channels spread over several axes")
     fn = RULES.get(node.op) if (node.domain or "") in ("", "ai.onnx") else None
     if fn is None:
         barrier(t, node, f"{t.where(node)}: no channel rule for this op")

@@ -63,11 +63,37 @@ def along_axis(t: Tracer, node: gs.Node) -> None:
     else:
         axis = int(node.attrs.get("axis", -1 if t.mg.opset >= 13 else 1))
     axis = axis % rank if rank else axis
-    if node.op in ("Softmax", "LogSoftmax", "Hardmax") and t.mg.opset < 13 and axis <= t.axis(_data(node)):
-        return barrier(t, node, f"{t.where(node)}: normalises over the channel axis")
-    if axis == t.axis(_data(node)):
+    across = axis == t.axis(_data(node)) or (node.op in ("Softmax", "LogSoftmax", "Hardmax") and t.mg.opset < 13
+                                               and axis <= t.axis(_data(node)))
+    if across and node.op in ("Softmax", "LogSoftmax", "LpNormalization") and axis == t.axis(_data(node)):
+        # normalises over the channels: the graph stays valid without some, the values change
+        t.block(layout, f"{t.where(node)}: normalises over the channel axis", structural=True)
+    elif across:
         return barrier(t, node, f"{t.where(node)}: mixes values across channels")
     _pass(t, node, layout, t.axis(_data(node)))
+
+
+@rule("LayerNormalization")
+def layer_norm(t: Tracer, node: gs.Node) -> None:
+    """Normalises over the axes from `axis` on: fine on other axes; over the channels only when they
+    are the single last axis (scale and bias are sliced; structural: the statistics change)."""
+    layout = t.layout(_data(node))
+    if layout is None:
+        return
+    rank = _rank(t, _data(node)) or 0
+    first = int(node.attrs.get("axis", -1)) % max(rank, 1)
+    channel = t.axis(_data(node))
+    if channel < first:
+        for tensor in node.inputs[1:3]:
+            if tensor.name and t.mg.shape(tensor) and len(t.mg.shape(tensor)) > rank - 1 - channel:
+                return barrier(t, node, f"{t.where(node)}: scale/bias vary along the channel axis")
+        return _pass(t, node, layout, channel, outputs=1)
+    if channel != rank - 1 or first != channel:
+        return barrier(t, node, f"{t.where(node)}: normalises over the channels and other axes")
+    t.block(layout, f"{t.where(node)}: normalises over the channel axis", structural=True)
+    for tensor in node.inputs[1:3]:
+        t.slice_const(node, tensor, 0, layout, "norm")
+    _pass(t, node, layout, channel, outputs=1)
 
 
 @rule("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL1", "ReduceL2", "ReduceProd",
@@ -83,8 +109,8 @@ def reduce(t: Tracer, node: gs.Node) -> None:
     axes = [a % rank for a in axes] or list(range(rank))  # no axes: reduce all (noop_with_empty_axes aside)
     if not axes and node.attrs.get("noop_with_empty_axes", 0):
         axes = []
-    if axis in axes:
-        return barrier(t, node, f"{t.where(node)}: reduces over the channel axis")
+    if axis in axes:  # the result no longer carries channels; without some, it is computed from fewer
+        return t.block(layout, f"{t.where(node)}: reduces over the channel axis", structural=True)
     keep = node.attrs.get("keepdims", 1)
     _pass(t, node, layout, axis if keep else axis - sum(a < axis for a in axes))
 

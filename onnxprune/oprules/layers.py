@@ -1,6 +1,7 @@
 """Broadcasting binary ops (which couple groups) and the layers that consume and produce channels."""
 from __future__ import annotations
 
+import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..channels import ChannelTracer as Tracer
@@ -8,6 +9,29 @@ from . import _pass, _rank, barrier, rule
 
 
 # ---- binary ops: broadcasting couples channel-carrying operands ----------------------------
+SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) != 0: a removed channel would carry c
+
+
+def _shift_every_channel(t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor, layout, axis: int,
+                         rank: int) -> None:
+    """A value added to every channel (x*a + b with a scalar b): a removed channel would hold b, not 0.
+
+    A non-zero constant is expanded to one value per channel (surgery cuts it, the zero-mask oracle
+    zeroes it: pruning stays exact); a computed one freezes the channels."""
+    if not t.mg.is_const(tensor):  # e.g. x - mean(x) in a decomposed LayerNorm
+        return t.block(layout, f"{t.where(node)}: adds {tensor.name!r}, computed, to every channel", structural=True)
+    value = t.mg.const_value(tensor)
+    if value is None or not np.any(value):
+        return
+    # expanded shape: one entry per channel on the channel axis, broadcast-compatible with the output
+    shape = list(value.shape)
+    if axis < 0:
+        shape = [1] * (rank - len(shape)) + shape
+        axis = 0
+    shape[axis] = len(layout)
+    t.add_member("slice", node, tensor, axis, layout, "operand", extra=("expand", tuple(shape)), position=position)
+
+
 @rule("Add", "Sub", "Mul", "Div", "PRelu", "Max", "Min", "Sum", "Mean", "Pow", "Where", "Equal",
       "Less", "Greater", "And", "Or")
 def broadcast(t: Tracer, node: gs.Node) -> None:
@@ -31,12 +55,15 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
             t.block(first, f"{t.where(node)}: operand {tensor.name!r} has an unknown shape")
             continue
         axis = out_axis - (out_rank - len(shape))
-        if axis < 0 or shape[axis] == 1:
-            continue  # broadcast along channels: nothing to slice
+        if axis < 0 or shape[axis] == 1:  # the same value for every channel
+            if node.op in SHIFTING:
+                _shift_every_channel(t, node, i, tensor, first, axis, out_rank - out_axis)
+            continue
         if node.op == "Pow" and i == 1 or node.op == "Where" and i == 0:
             t.block(first, f"{t.where(node)}: per-channel exponent or condition")
         elif t.mg.is_const(tensor):
-            t.add_member("slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand")
+            t.add_member("slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand",
+                         position=i)
         else:
             t.couple(first, t.layout_or_fixed(tensor, axis, f"{t.where(node)}: combined with opaque data"), t.where(node))
     _pass(t, node, first, out_axis)
@@ -85,9 +112,15 @@ def conv(t: Tracer, node: gs.Node) -> None:
         t.set(out, out_layout, 1)
         t.add_member("group_attr", node, None, 0, in_layout, "consumer")
     else:
-        reason = f"{t.where(node)}: grouped conv (group={groups}) keeps its channels"
-        t.block(in_layout, reason)
-        out_layout = t.new_root(node, out, out_channels, 1, reason)
+        # grouped: input channel i of every group goes together (and likewise for the outputs), so
+        # each group keeps the same count at the same offsets and `group` stays
+        in_layout = t.layout_or_fixed(x, 1, f"{t.where(node)}: grouped conv over a fixed input")
+        if in_layout is None or len(in_layout) != in_channels or out_channels % groups:
+            return barrier(t, node, f"{t.where(node)}: grouped conv with unknown or uneven channels")
+        t.couple_blocks(in_layout, groups, f"{t.where(node)} (group={groups})")
+        t.slice_const(node, weight, 1, in_layout.cut(0, in_channels // groups), "consumer")
+        out_layout = t.new_root(node, out, out_channels, 1)
+        t.couple_blocks(out_layout, groups, f"{t.where(node)} (group={groups})")
     t.slice_const(node, weight, 0, out_layout, "producer")
     t.slice_const(node, bias, 0, out_layout, "producer")
 

@@ -23,7 +23,18 @@ def transpose(t: Tracer, node: gs.Node) -> None:
     perm = node.attrs.get("perm") or list(reversed(range(rank or 0)))
     if t.axis(_data(node)) not in list(perm):
         return barrier(t, node, f"{t.where(node)}: permutation unknown")
-    _pass(t, node, layout, list(perm).index(t.axis(_data(node))))
+    span = t.span(_data(node))
+    if span is None:
+        return _pass(t, node, layout, list(perm).index(t.axis(_data(node))))
+    # channels spread over two axes (a channel shuffle's [g, c/g]): they must stay adjacent; a swap
+    # permutes the positions, as the flattened tensor will see them
+    first, second = list(perm).index(t.axis(_data(node))), list(perm).index(t.axis(_data(node)) + 1)
+    if abs(first - second) != 1:
+        return barrier(t, node, f"{t.where(node)}: separates the axes that hold the channels")
+    if first < second:
+        return t.set(node.outputs[0], layout, first, span)
+    order = np.arange(len(layout)).reshape(span).T.ravel()
+    t.set(node.outputs[0], Layout(layout.roots[order], layout.index[order]), second, span[::-1])
 
 
 @rule("Squeeze", "Unsqueeze")
@@ -66,10 +77,13 @@ def flatten(t: Tracer, node: gs.Node) -> None:
 
 @rule("Reshape")
 def reshape(t: Tracer, node: gs.Node) -> None:
-    """Channels may keep their axis or merge with the dims after them (a flatten); nothing else."""
+    """Channels may keep their axis, merge with the dims after them (a flatten), or split into two
+    axes [g, c/g] that a Transpose may swap and a Reshape merge back (a channel shuffle)."""
     layout = t.layout(_data(node))
     if layout is None:
         return
+    if t.span(_data(node)) is not None:
+        return _merge_rows(t, node)
     in_shape, out_shape = t.mg.shape(_data(node)), t.mg.shape(node.outputs[0])
     if in_shape is None or out_shape is None:
         return barrier(t, node, f"{t.where(node)}: shapes unknown")
@@ -97,7 +111,56 @@ def reshape(t: Tracer, node: gs.Node) -> None:
             if folded is None or b >= len(folded) or int(folded[b]) > 0:
                 return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
         return _pass(t, node, out_layout, b)
-    barrier(t, node, f"{t.where(node)}: reshape splits or reorders channels (e.g. a channel shuffle)")
+    rows = _channel_split(in_shape, out_shape, axis)
+    if rows is None:
+        return barrier(t, node, f"{t.where(node)}: reshape splits or reorders channels")
+    # [.., c, ..] -> [.., g, c/g, ..] (a channel shuffle's first step): row r, column i is channel
+    # r*c/g + i; every row must keep the same columns, so the columns are coupled across rows
+    if not _dim_follows(t, node, axis + 1, layout, rows):
+        return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
+    t.couple_blocks(layout, rows, f"{t.where(node)} (splits the channels into {rows} rows)")
+    t.set(node.outputs[0], layout, axis, (rows, channels // rows))
+
+
+def _channel_split(in_shape: tuple, out_shape: tuple, axis: int) -> int | None:
+    """The row count g when the reshape turns channel axis `axis` into two axes [g, c/g] in place."""
+    channels = in_shape[axis]
+    if len(out_shape) != len(in_shape) + 1 or tuple(out_shape[:axis]) != tuple(in_shape[:axis]) \
+            or tuple(out_shape[axis + 2:]) != tuple(in_shape[axis + 1:]):
+        return None
+    rows, columns = out_shape[axis], out_shape[axis + 1]
+    return rows if rows * columns == channels and 1 < rows < channels else None
+
+
+def _dim_follows(t: Tracer, node: gs.Node, entry: int, layout: Layout, rows: int) -> bool:
+    """Register the target-shape entry that must become kept/rows; False if it cannot follow pruning."""
+    target = node.inputs[1]
+    value = t.mg.const_value(target)
+    if value is not None:
+        if int(value[entry]) > 0:
+            t.add_member("dim", node, target, entry, layout, "operand", extra=rows)
+        return True
+    if _runtime_shape(target):
+        return True
+    folded = t.mg.fold_small(target)
+    return folded is not None and entry < len(folded) and int(folded[entry]) <= 0
+
+
+def _merge_rows(t: Tracer, node: gs.Node) -> None:
+    """[.., a, b, ..] -> [.., a*b, ..]: the channels, spread over two axes, come back onto one."""
+    layout, span, axis = t.layout(_data(node)), t.span(_data(node)), t.axis(_data(node))
+    in_shape, out_shape = t.mg.shape(_data(node)), t.mg.shape(node.outputs[0])
+    if in_shape is None or out_shape is None or len(out_shape) != len(in_shape) - 1 \
+            or tuple(out_shape[:axis]) != tuple(in_shape[:axis]) or out_shape[axis] != len(layout) \
+            or tuple(out_shape[axis + 1:]) != tuple(in_shape[axis + 2:]):
+        return barrier(t, node, f"{t.where(node)}: reshape of channels spread over {len(span)} axes")
+    target = node.inputs[1]
+    value = t.mg.const_value(target)
+    if value is not None and int(value[axis]) > 0:
+        t.add_member("dim", node, target, axis, layout, "operand")
+    elif value is None and not _runtime_shape(target):
+        return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
+    _pass(t, node, layout, axis)
 
 
 def _runtime_shape(tensor: gs.Tensor, depth: int = 0) -> bool:
