@@ -66,7 +66,7 @@ def group_multiples(deps: Dependencies, layers: list[Layer], round_to: int | str
         for tensor in (layer.in_tensor, layer.out_tensor):
             layout = deps.layouts.get(tensor) if tensor else None
             if layout is not None:
-                for gid in np.unique(deps.group_of_root[layout.roots]):
+                for gid in deps.groups_in(layout):
                     kinds.setdefault(int(gid), set()).add(kind)
     multiples = {}
     for group in deps.prunable:
