@@ -188,3 +188,10 @@ def test_unwritable_output_and_input_as_output(capsys, tmp_path, float_model, ci
 
 def test_unknown_format(capsys, tmp_path, float_model, cifar):
     refused(capsys, tmp_path, float_model, "--calibrate", f"cifar10={cifar}", "--format", "int4", expect="--format")
+
+
+def test_check_budgets_the_int8_bytes(capsys, int8_models, float_model):
+    code, out, _ = run(capsys, "profile", int8_models["qoperator"], "--json")
+    budget = str(2 * json.loads(out)["totals"]["memory_bytes"])  # int8 fits, float (about 4x) does not
+    assert run(capsys, "check", int8_models["qoperator"], "--max-memory", budget)[0] == 0
+    assert run(capsys, "check", float_model, "--max-memory", budget)[0] == 1
