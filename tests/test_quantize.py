@@ -195,3 +195,18 @@ def test_check_budgets_the_int8_bytes(capsys, int8_models, float_model):
     budget = str(2 * json.loads(out)["totals"]["memory_bytes"])  # int8 fits, float (about 4x) does not
     assert run(capsys, "check", int8_models["qoperator"], "--max-memory", budget)[0] == 0
     assert run(capsys, "check", float_model, "--max-memory", budget)[0] == 1
+
+
+def test_symbolic_input_needs_and_takes_input_shape(capsys, tmp_path):
+    from tests import tiny_models
+
+    model = tiny_models.conv_model(tmp_path / "sym.onnx", 8, batch="N", size="S")
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.default_rng(2).standard_normal((MIN_CALIBRATION_IMAGES, 3, 16, 16)).astype(np.float32))
+    refused(capsys, tmp_path, model, "--calibrate", images, expect="give --input-shape input=1xCxHxW")
+    code, _, err = run(capsys, "quantize", model, "-o", tmp_path / "q.onnx", "--calibrate", images,
+                       "--input-shape", "input=1x3x16x16")
+    assert code == 0, err
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    expected, got = outputs(model, x), outputs(tmp_path / "q.onnx", x)
+    assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()

@@ -62,20 +62,10 @@ def load_calibration_images(spec: str, count: int, model: onnx.ModelProto) -> np
     return ((dataset.train_x.numpy().astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
 
 
-@app.command("quantize")
-def quantize_command(
-    model: str = typer.Argument(..., help="float32 ONNX model (never modified)"),
-    output: str = typer.Option(..., "-o", "--output", help="where to write the int8 model"),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", metavar="DATA", help=CALIBRATE_HELP),
-    fmt: str = typer.Option("qdq", "--format", help="qdq (QuantizeLinear/DequantizeLinear pairs around float ops) "
-                                                    "| qoperator (QLinearConv, QLinearMatMul, ...)"),
-    per_channel: bool = typer.Option(False, "--per-channel", help="one weight scale per output channel"),
-    calibration_images: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, "--calibration-images", metavar="N",
-                                           help=f"images to calibrate on (at least {MIN_CALIBRATION_IMAGES})"),
-    input_shape: Optional[List[str]] = input_shape_option(),
-    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
-) -> None:
-    """Quantize MODEL to int8 (static, onnxruntime.quantization), calibrated on DATA's images."""
+def quantize_file(model: str, output: str, calibrate: Optional[str], *, fmt: str = "qdq", per_channel: bool = False,
+                  calibration_images: int = DEFAULT_CALIBRATION_IMAGES, input_shapes: dict | None = None):
+    """Everything `quantize` does but printing (for `pipeline ... --quantize` too): checks, calibration
+    images, quantization, the atomic write. Returns (summary dict, QuantizeResult)."""
     from ..io import check_outputs_writable, load_model, save_outputs
     from ..quantize import quantize, refuse_unquantizable
 
@@ -90,15 +80,34 @@ def quantize_command(
     check_outputs_writable([("-o", output)], model)
     proto = load_model(model)
     refuse_unquantizable(proto, model)
-    shapes = parse_input_shapes(input_shape, model)
     images = load_calibration_images(calibrate, calibration_images, proto)
     if len(images) < MIN_CALIBRATION_IMAGES:
         raise UserError(f"--calibrate {calibrate}: only {len(images)} images; at least {MIN_CALIBRATION_IMAGES} "
                         f"are needed")
-    result = quantize(proto, images, fmt=fmt, per_channel=per_channel, input_shapes=shapes, where=model)
+    result = quantize(proto, images, fmt=fmt, per_channel=per_channel, input_shapes=input_shapes, where=model)
     save_outputs([(output, result.model)], model)
     summary = {"model": model, "output": output, "format": fmt, "per_channel": per_channel, "calibrate": calibrate,
                **result.summary()}
+    return summary, result
+
+
+@app.command("quantize")
+def quantize_command(
+    model: str = typer.Argument(..., help="float32 ONNX model (never modified)"),
+    output: str = typer.Option(..., "-o", "--output", help="where to write the int8 model"),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", metavar="DATA", help=CALIBRATE_HELP),
+    fmt: str = typer.Option("qdq", "--format", help="qdq (QuantizeLinear/DequantizeLinear pairs around float ops) "
+                                                    "| qoperator (QLinearConv, QLinearMatMul, ...)"),
+    per_channel: bool = typer.Option(False, "--per-channel", help="one weight scale per output channel"),
+    calibration_images: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, "--calibration-images", metavar="N",
+                                           help=f"images to calibrate on (at least {MIN_CALIBRATION_IMAGES})"),
+    input_shape: Optional[List[str]] = input_shape_option(),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
+) -> None:
+    """Quantize MODEL to int8 (static, onnxruntime.quantization), calibrated on DATA's images."""
+    shapes = parse_input_shapes(input_shape, model)
+    summary, result = quantize_file(model, output, calibrate, fmt=fmt, per_channel=per_channel,
+                                    calibration_images=calibration_images, input_shapes=shapes)
     if json_out:
         emit_json(summary)
         return
