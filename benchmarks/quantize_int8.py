@@ -4,7 +4,7 @@ bytes, and latency (onnxruntime, 1 thread, batch 1), against the unpruned float 
     python benchmarks/quantize_int8.py --model TRAINED.onnx [--baseline UNPRUNED.onnx]
 
 Quantizes MODEL with `onnxprune quantize` (QDQ and QOperator, per-channel), then writes the
-section "## int8 after pruning" of benchmarks/RESULTS.md (replaced when it exists).
+section "## int8 after pruning (issue 15): MODEL" of benchmarks/RESULTS.md (replaced when it exists).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SECTION = "## int8 after pruning (issue 15)"
+SECTION = "## int8 after pruning (issue 15)"  # + ": MODEL": one section per model, replaced on a rerun
 
 
 def cli(*args: str) -> dict:
@@ -57,9 +57,9 @@ def accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     return hits / len(x)
 
 
-def write_section(results: Path, text: str) -> None:
+def write_section(results: Path, text: str, title: str) -> None:
     current = results.read_text() if results.exists() else "# Benchmark results\n"
-    start = current.find(f"\n{SECTION}")
+    start = current.find(f"\n{title} ")
     if start < 0:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     size = {label: path.stat().st_size for label, path in models.items()}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     machine = bench["machine"]
-    lines = [SECTION + f" — {started}", "",
+    title = f"{SECTION}: {args.model.stem}"
+    lines = [f"{title} — {started}", "",
              f"Command: `python benchmarks/quantize_int8.py --model {args.model} --baseline {args.baseline}` "
              f"(code: commit {commit}). Machine: {machine.get('cpu')} ({machine.get('arch')}), {machine.get('cores')} cores "
              f"({', '.join(machine.get('isa', []))}), Python {platform.python_version()}, onnxruntime {machine.get('onnxruntime')}.",
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'—' if a is None else f'{100 * (a - base_acc):+.2f} pt'} | {latency[label]:.3f} | "
             f"{latency[label] / latency['unpruned float']:.3f} | {latency[label] / latency['pruned float']:.3f} |")
     text = "\n".join(lines) + "\n"
-    write_section(args.results, text)
+    write_section(args.results, text, title)
     print(text)
     return 0
 
