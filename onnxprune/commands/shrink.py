@@ -48,9 +48,16 @@ def shrink_command(
                                                   help="LA: per-node times measured on the target device."),
     keep_tied: bool = typer.Option(False, "--keep-tied", help="Layers that read one shared weight stay pruned alike "
                                    "(default: sharing is storage; differing readers get their own copies)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", metavar="PATTERN",
+                                                help="Never prune this layer's group: a node-name glob ('head*') or "
+                                                     "op:TYPE (op:Gemm). Repeatable."),
+    max_ratio: Optional[List[str]] = typer.Option(None, "--max-ratio", metavar="NODE=R",
+                                                  help="Remove at most the fraction R of NODE's output channels "
+                                                       "(NODE may be a glob), e.g. fc1=0.3. Repeatable."),
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
     from .. import shrink
+    from ..protect import parse_max_ratios
 
     mode = mode.upper()
     if mode not in ("PA", "FA", "MA", "LA"):
@@ -71,7 +78,7 @@ def shrink_command(
     pruned, result = shrink(model, mode=mode, target=target, budget=absolute, step=step, seed=seed, init=init,
                             criterion=criterion, strategy=strategy, min_channels=min_channels, round_to=round_to,
                             input_shapes=parse_input_shapes(input_shape, model), latency_profile=latency_profile,
-                            keep_tied=keep_tied)
+                            keep_tied=keep_tied, exclude=exclude, max_ratio=parse_max_ratios(max_ratio))
     written = out if result["pruned"] or output else None
     result["output"] = str(written) if written else None
     save_outputs([(path, payload) for path, payload in ((written, pruned), (report_path, result)) if path],
@@ -80,12 +87,21 @@ def shrink_command(
         emit_json(result)
         return
     _print_summary(model, written, result)
+    _print_protected(result)
     if result.get("pruned") and result.get("round_to_used") != result.get("round_to"):
         console.print("note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples")
 
 
 def _shape_text(shapes: dict) -> str:
     return ", ".join(f"{name}={'x'.join(str(d) for d in dims)}" for name, dims in shapes.items()) or "as declared"
+
+
+def _print_protected(result: dict) -> None:
+    for note in result.get("protected", []):
+        what = (f"at most {note['max_ratio']:.0%} of channels removed" if "max_ratio" in note else "not pruned")
+        console.print(f"{note['option']} {note['pattern']}: {len(note['nodes'])} node(s), {len(note['groups'])} "
+                      f"group(s) {what}: {', '.join(note['nodes'][:6])}{' ...' if len(note['nodes']) > 6 else ''}",
+                      markup=False, highlight=False)
 
 
 def _print_summary(model: str, out: Optional[Path], result: dict) -> None:
