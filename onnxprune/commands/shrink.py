@@ -44,6 +44,8 @@ def shrink_command(
     report: Optional[str] = typer.Option(None, "--report", help="Write the JSON report here."),
     input_shape: Optional[List[str]] = input_shape_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the report on stdout."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the report (what would be removed, totals before "
+                                 "and after) and write nothing."),
     latency_profile: Optional[str] = typer.Option(None, "--latency-profile",
                                                   help="LA: per-node times measured on the target device."),
     keep_tied: bool = typer.Option(False, "--keep-tied", help="Layers that read one shared weight stay pruned alike "
@@ -71,16 +73,20 @@ def shrink_command(
     if target is not None and budget is not None:
         raise UserError("give either --target or --budget, not both")
     # every output location is checked before any work; both are then written, or neither
-    out, *rest = check_outputs_writable({"-o": output or default_output(model, mode, target, budget),
-                                         "--report": report}, model)
-    report_path = rest[0] if rest else None
+    out, report_path = None, None
+    if not dry_run:
+        out, *rest = check_outputs_writable({"-o": output or default_output(model, mode, target, budget),
+                                             "--report": report}, model)
+        report_path = rest[0] if rest else None
     absolute = parse_budget(mode, budget) if budget is not None else None
     pruned, result = shrink(model, mode=mode, target=target, budget=absolute, step=step, seed=seed, init=init,
                             criterion=criterion, strategy=strategy, min_channels=min_channels, round_to=round_to,
                             input_shapes=parse_input_shapes(input_shape, model), latency_profile=latency_profile,
                             keep_tied=keep_tied, exclude=exclude, max_ratio=parse_max_ratios(max_ratio))
-    written = out if result["pruned"] or output else None
+    written = out if (result["pruned"] or output) and not dry_run else None
     result["output"] = str(written) if written else None
+    if dry_run:
+        result["dry_run"] = True
     save_outputs([(path, payload) for path, payload in ((written, pruned), (report_path, result)) if path],
                  model, flags=[flag for flag, path in (("-o", written), ("--report", report_path)) if path])
     if json_out:
@@ -88,6 +94,8 @@ def shrink_command(
         return
     _print_summary(model, written, result)
     _print_protected(result)
+    if dry_run:
+        console.print("dry run: nothing written", markup=False, highlight=False)
     if result.get("pruned") and result.get("round_to_used") != result.get("round_to"):
         console.print("note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples")
 
@@ -111,7 +119,7 @@ def _print_summary(model: str, out: Optional[Path], result: dict) -> None:
         console.print(f"{literal(model)}: already within the budget: nothing pruned; weights unchanged "
                       f"(no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}.")
         return
-    table = LiteralTable(title=f"{model} → {out}  (mode {result['mode']}, seed {result['seed']}, "
+    table = LiteralTable(title=f"{model} → {out or '(dry run)'}  (mode {result['mode']}, seed {result['seed']}, "
                                f"{result['iterations']} steps)")
     for column in ("layer", "op", "channels", "kept"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
