@@ -8,7 +8,7 @@ import typer
 
 from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes, seed_option
 from ..errors import UserError
-from ..io import check_outputs_writable, save_outputs
+from ..io import check_outputs_writable, save_json, save_outputs
 from ..report import LiteralTable, literal, nbytes, pct, si
 
 
@@ -59,7 +59,9 @@ def shrink_command(
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
     from .. import shrink
+    from .. import __version__
     from ..protect import parse_max_ratios
+    from ..provenance import file_facts, shrink_record, stamp
 
     mode = mode.upper()
     if mode not in ("PA", "FA", "MA", "LA"):
@@ -87,8 +89,16 @@ def shrink_command(
     result["output"] = str(written) if written else None
     if dry_run:
         result["dry_run"] = True
+    source_facts = file_facts(model)
+    result["provenance"] = {"tool": "onnxprune", "version": __version__, "input": source_facts, "output": None}
+    if written:
+        stamp(pruned, shrink_record(source_facts, result))
     save_outputs([(path, payload) for path, payload in ((written, pruned), (report_path, result)) if path],
                  model, flags=[flag for flag, path in (("-o", written), ("--report", report_path)) if path])
+    if written:  # the written file's own hash: the report is rewritten (atomically) once it is known
+        result["provenance"]["output"] = file_facts(written)
+        if report_path:
+            save_json(result, report_path, model, flag="--report")
     if json_out:
         emit_json(result)
         return
