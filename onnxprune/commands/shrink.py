@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..cli_app import app, console, emit_json, input_shape_option, parse_input_shapes, seed_option
-from ..errors import UserError
+from ..errors import CheckFailed, UserError
 from ..io import check_outputs_writable, save_json, save_outputs
 from ..report import LiteralTable, literal, nbytes, pct, si
 
@@ -44,6 +44,9 @@ def shrink_command(
     report: Optional[str] = typer.Option(None, "--report", help="Write the JSON report here."),
     input_shape: Optional[List[str]] = input_shape_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the report on stdout."),
+    verify: bool = typer.Option(False, "--verify", help="Check the result: onnxruntime runs it, its output shapes "
+                                "match the original's; with --init keep, the zero-mask oracle's max error. Exit 1 "
+                                "if a check fails."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the report (what would be removed, totals before "
                                  "and after) and write nothing."),
     latency_profile: Optional[str] = typer.Option(None, "--latency-profile",
@@ -97,15 +100,35 @@ def shrink_command(
                  model, flags=[flag for flag, path in (("-o", written), ("--report", report_path)) if path])
     if written:  # the written file's own hash: the report is rewritten (atomically) once it is known
         result["provenance"]["output"] = file_facts(written)
-        if report_path:
-            save_json(result, report_path, model, flag="--report")
+    problems = []
+    if verify:
+        from ..compare_outputs import verify_shrink
+
+        result["verify"], problems = verify_shrink(model, written or pruned, result, parse_input_shapes(input_shape, model),
+                                                   keep_tied)
+    if report_path and (written or verify):
+        save_json(result, report_path, model, flag="--report")
     if json_out:
         emit_json(result)
-        return
+    else:
+        _print_result(model, written, result, dry_run)
+    if problems:
+        raise CheckFailed("verify: " + "; ".join(problems))
+
+
+def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bool) -> None:
     _print_summary(model, written, result)
     _print_protected(result)
     if dry_run:
         console.print("dry run: nothing written", markup=False, highlight=False)
+    if "verify" in result:
+        check = result["verify"]
+        zero = check.get("zero_mask_max_rel_error")
+        console.print(f"verify: onnxruntime runs it: {'yes' if check['runs'] else 'NO'}; output shapes match the "
+                      f"original's: {'yes' if check['shapes_match'] else 'NO'}"
+                      + (f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g})"
+                         if zero is not None else "; zero-mask check: only at --init keep"),
+                      markup=False, highlight=False)
     if result.get("pruned") and result.get("round_to_used") != result.get("round_to"):
         console.print("note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples")
 
