@@ -28,12 +28,14 @@ CONV_INPUTS = {"Conv": (1, 2), "QLinearConv": (3, 8), "ConvInteger": (1, None)}
 GEMM_INPUTS = {"Gemm": (1, 2), "QGemm": (3, 6)}  # op -> (B input, C input); QGemm: onnxruntime's
 MATMUL_INPUTS = {"MatMul": 1, "QLinearMatMul": 3, "MatMulInteger": 1}  # op -> B input
 # the weight's scale and zero point (per output channel when not scalars)
-WEIGHT_QUANT_INPUTS = {"QLinearConv": (4, 5), "QGemm": (4, 5), "ConvInteger": (3,), "QLinearMatMul": (4, 5), "MatMulInteger": (3,)}
+WEIGHT_QUANT_INPUTS = {"QLinearConv": (4, 5), "QGemm": (4, 5), "ConvInteger": (3,), "QLinearMatMul": (4, 5),
+                       "MatMulInteger": (3,)}
 QUANTIZED_OPS = ("QGemm", "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeLSTM")
 RECURRENT_OPS = ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM")
 LAYER_OPS = (*CONV_INPUTS, "ConvTranspose", *GEMM_INPUTS, *MATMUL_INPUTS, "BatchNormalization", "InstanceNormalization",
              *RECURRENT_OPS)
-LAYER_DOMAINS = {op: ("", "ai.onnx") for op in LAYER_OPS} | {op: ("com.microsoft",) for op in ("QGemm", "DynamicQuantizeLSTM")}
+LAYER_DOMAINS = {op: ("", "ai.onnx") for op in LAYER_OPS} | {op: ("com.microsoft",)
+                                                             for op in ("QGemm", "DynamicQuantizeLSTM")}
 FLOAT_TYPES = (1, 10, 11, 16)  # float, float16, double, bfloat16
 QUANTIZED_TYPES = FLOAT_TYPES + (2, 3, 6, 21, 22)  # + uint8, int8, int32 (bias), uint4, int4
 FIGURES = ("params", "flops", "memory_bytes")

@@ -14,6 +14,7 @@ import onnx_graphsurgeon as gs
 
 from .errors import UserError
 from .io import ModelLike, load_model
+from .names import display_name  # noqa: F401 - re-exported: graph.display_name
 from .shapes import TensorInfo, infer_shapes
 
 
@@ -130,14 +131,6 @@ class ModelGraph:
 CONSTANT_VALUE_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
 
 
-def display_name(node, index: int) -> str:
-    """A node's name when it has one, else "op#index" (e.g. "Conv#12"); works for gs and proto nodes."""
-    name = getattr(node, "name", "")
-    if name:
-        return name
-    return f"{getattr(node, 'op', None) or getattr(node, 'op_type', '?')}#{index}"
-
-
 def constant_node_value(node: gs.Node) -> np.ndarray | None:
     """A Constant node's value from whichever value attribute it uses; None for sparse/string ones."""
     attrs = node.attrs
@@ -164,7 +157,8 @@ def set_constant_node_value(node: onnx.NodeProto, value: np.ndarray) -> None:
     """Give a Constant node a new value, as a `value` tensor attribute (replacing value_floats &
     co., which cannot hold a reshaped array)."""
     old = next((a for a in node.attribute if a.name == "value"), None)
-    tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(value), old.t.name if old is not None else node.output[0])
+    name = old.t.name if old is not None else node.output[0]
+    tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(value), name)
     for attr in [a for a in node.attribute if a.name in CONSTANT_VALUE_ATTRS]:
         node.attribute.remove(attr)
     node.attribute.append(onnx.helper.make_attribute("value", tensor))

@@ -66,6 +66,7 @@ def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
         raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?") from None
     if not model.graph.node and not model.graph.output:
         raise UserError(f"{path}: not an ONNX model (no graph); is the file truncated or of another format?")
+    _require_utf8_names(model, path)
     _confine_external_data(model, path)
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
@@ -74,6 +75,27 @@ def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
     if check:
         check_model(model, where=str(path))
     return model
+
+
+def _require_utf8_names(model: onnx.ModelProto, path: Path) -> None:
+    """protobuf reads proto2 strings unchecked: a corrupted name comes back as bytes and fails
+    where it is used. Check every name of the main graph once, here, so
+    it is one clear error instead of a traceback later."""
+    graph = model.graph
+    try:
+        names = [o.domain for o in model.opset_import]
+        for node in graph.node:
+            names += [node.name, node.op_type, node.domain, *node.input, *node.output,
+                      *(a.name for a in node.attribute)]
+        for value in (*graph.input, *graph.output, *graph.value_info):
+            names += [value.name, *(d.dim_param for d in value.type.tensor_type.shape.dim)]
+        names += [init.name for init in graph.initializer]
+        for name in names:
+            if not isinstance(name, str):  # protobuf hands undecodable strings back as bytes
+                raise UnicodeError(name)
+            name.encode("utf-8")
+    except UnicodeError:
+        raise UserError(f"{path}: a name in the graph is not valid UTF-8; is the file corrupted?") from None
 
 
 def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = False) -> None:
@@ -201,6 +223,24 @@ def _stage_bytes(data: bytes, out: Path) -> Path:
         os.unlink(tmp_name)
         raise
     return Path(tmp_name)
+
+
+def atomic_write(path: ModelLike, write, mode: str = "w") -> Path:
+    """Write a file atomically through `write(handle)` (text mode "w" or binary "wb"): a synced temp
+    file renamed into place, with the mode a plain open() would give (umask) or the replaced file's."""
+    out = Path(path)  # type: ignore[arg-type]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.chmod(tmp_name, _new_file_mode(out))
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, out)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return out
 
 
 def json_bytes(payload) -> bytes:

@@ -22,6 +22,7 @@ import onnx
 from .complexity import Layer
 from .errors import UserError
 from .groups import Dependencies
+from .names import display_name
 
 
 def measure_node_latency(model: onnx.ModelProto, runs: int = 20, warmup: int = 3, threads: int = 1,
@@ -39,6 +40,7 @@ def measure_node_latency(model: onnx.ModelProto, runs: int = 20, warmup: int = 3
 
     specs = input_specs(model, 1, input_shapes, label)
     feeds = random_inputs(specs, seed)
+    model = _named_for_profiling(model)
     options = ort.SessionOptions()
     options.log_severity_level = 4  # the one-line error says what failed
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -64,6 +66,17 @@ def measure_node_latency(model: onnx.ModelProto, runs: int = 20, warmup: int = 3
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             samples.setdefault(event["name"][: -len("_kernel_time")], []).append(float(event["dur"]))
     return {name: float(np.median(values)) for name, values in samples.items()}
+
+
+def _named_for_profiling(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The profiler keys times by node name: unnamed nodes get their report name (op#index) in a copy."""
+    if all(node.name for node in model.graph.node):
+        return model
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    for index, node in enumerate(named.graph.node):
+        node.name = display_name(node, index)
+    return named
 
 
 def runtime_failure(exc: Exception, specs) -> str:
@@ -124,24 +137,26 @@ class LatencyTerm:
 
 def latency_terms(deps: Dependencies, layers: list[Layer], times: dict[str, float]) -> list[LatencyTerm]:
     by_node = {layer.node: layer for layer in layers}
-    known = {n.name for n in deps.mg.nodes}
+    names = {id(n): deps.mg.display_name(n) for n in deps.mg.nodes}  # as measure_node_latency keys them
+    known = set(names.values())
     if not known & set(times):
         raise UserError("the latency profile names none of this model's nodes; measure it on this model with "
                         "`onnxprune latency MODEL -o FILE`")
     terms = []
     for node in deps.mg.nodes:
-        time_us = times.get(node.name, 0.0)
+        name = names[id(node)]
+        time_us = times.get(name, 0.0)
         if time_us <= 0 or not node.outputs:
             continue
-        layer = by_node.get(node.name)
+        layer = by_node.get(name)
         if layer is not None:
-            terms.append(LatencyTerm(node.name, node.op, layer.in_tensor, layer.out_tensor, layer.cin, layer.cout,
+            terms.append(LatencyTerm(name, node.op, layer.in_tensor, layer.out_tensor, layer.cin, layer.cout,
                                      time_us, layer))
             continue
         data = node.inputs[0] if node.inputs else None
         in_layout = deps.layouts.get(data.name) if data is not None else None
         out_layout = deps.layouts.get(node.outputs[0].name)
-        terms.append(LatencyTerm(node.name, node.op, data.name if in_layout is not None else None,
+        terms.append(LatencyTerm(name, node.op, data.name if in_layout is not None else None,
                                  node.outputs[0].name, len(in_layout) if in_layout is not None else 0,
                                  len(out_layout) if out_layout is not None else 0, time_us))
     return terms

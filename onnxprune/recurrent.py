@@ -47,6 +47,6 @@ def recurrent_layer(builder, node: gs.Node, out: gs.Tensor, act_itemsize: int) -
         tensor = node.inputs[position] if len(node.inputs) > position and node.inputs[position].name else None
         # W's input axis follows the layer's input size; the other dims never change
         params += builder.param(tensor, None, input_axis if index == 0 else None, quantized)
-    return RecurrentLayer(node.name, node.op, node.inputs[0].name, out.name, inputs, directions * hidden, 0, seq * batch,
-                          act_itemsize, params, steps=seq * batch, gate_rows=directions * GATES[node.op] * hidden,
-                          hidden=hidden)
+    return RecurrentLayer(node.name, node.op, node.inputs[0].name, out.name, inputs, directions * hidden, 0,
+                          seq * batch, act_itemsize, params, steps=seq * batch,
+                          gate_rows=directions * GATES[node.op] * hidden, hidden=hidden)

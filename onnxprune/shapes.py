@@ -6,13 +6,14 @@ data propagation still resolves Reshape targets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from .errors import UserError
+from .names import display_name
 
 SMALL_INITIALIZER = 64  # elements: shape/axes constants stay real for data propagation
 DEFAULT_BATCH = 1
@@ -22,10 +23,10 @@ DEFAULT_BATCH = 1
 class TensorInfo:
     shape: tuple  # ints, or None for an unknown dimension
     elem_type: int
+    known: bool = field(init=False, compare=False, repr=False)  # every dim is an int (computed once: hot)
 
-    @property
-    def known(self) -> bool:
-        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+    def __post_init__(self):
+        object.__setattr__(self, "known", self.shape is not None and all(isinstance(d, int) for d in self.shape))
 
     @property
     def itemsize(self) -> int:
@@ -216,12 +217,12 @@ def _check_conv_channels(model: onnx.ModelProto, infos: dict[str, TensorInfo]) -
     Input channels must equal weight in-channels x group, and out-channels must split into the
     groups; a model breaking this cannot run, and pruning it would only move the error.
     """
-    for node in model.graph.node:
+    for index, node in enumerate(model.graph.node):
         if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         data, weight = infos.get(node.input[0]), infos.get(node.input[1])
-        name = node.name or node.output[0]
+        name = display_name(node, index)
         if group < 1:
             raise UserError(f"node {name!r} (Conv): group={group} must be at least 1; fix or re-export the model")
         if weight is None or not weight.known or len(weight.shape) < 2:

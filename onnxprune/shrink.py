@@ -199,7 +199,8 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     before = totals_of([layer.cost() for layer in layers])
     times = None
     if opts.mode == "LA":
-        times = load_profile(latency_profile) if latency_profile else measure_node_latency(mg.model, input_shapes=input_shapes)
+        times = (load_profile(latency_profile) if latency_profile
+                 else measure_node_latency(mg.model, input_shapes=input_shapes))
         book = Bookkeeper(deps, latency_terms(deps, layers, times))
         baseline = book.total(0)
     else:

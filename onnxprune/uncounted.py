@@ -33,27 +33,33 @@ Softmax Softplus Softsign SpaceToDepth Split SplitToSequence Sqrt Squeeze Sub Su
 Tile TopK Transpose Trilu Unique Unsqueeze Upsample Where Xor
 """.split())
 # inputs of counted layers that are quantization parameters or states, not weights
-NOT_WEIGHTS = {"QLinearConv": {1, 2, 4, 5, 6, 7}, "QGemm": {1, 2, 4, 5, 7, 8}, "ConvInteger": {2, 3}, "QLinearMatMul": {1, 2, 4, 5, 6, 7},
-               "MatMulInteger": {2, 3}, "LSTM": {4, 5, 6}, "GRU": {4, 5}, "RNN": {4, 5},
+NOT_WEIGHTS = {"QLinearConv": {1, 2, 4, 5, 6, 7}, "QGemm": {1, 2, 4, 5, 7, 8}, "ConvInteger": {2, 3},
+               "QLinearMatMul": {1, 2, 4, 5, 6, 7}, "MatMulInteger": {2, 3}, "LSTM": {4, 5, 6}, "GRU": {4, 5},
+               "RNN": {4, 5},
                "DynamicQuantizeLSTM": {4, 5, 6, 8, 9, 10, 11}}
 
 
-def _weight(mg: ModelGraph, tensor: gs.Tensor) -> tuple | None:
-    """(source, elements) of a weight-like constant behind `tensor`, else None."""
+def _uncounted_weight(mg: ModelGraph, tensor: gs.Tensor, counted: set) -> int:
+    """Elements of a weight-like constant behind `tensor` that no layer counted, else 0."""
     if not tensor.name:
-        return None
-    if not mg.is_const(tensor):
+        return 0
+    if isinstance(tensor, gs.Constant):  # the common case first: an initializer, usually counted
+        if ("initializer", tensor.name) in counted:
+            return 0
+    elif not mg.is_const(tensor):
         producer = tensor.inputs[0] if tensor.inputs else None
         if producer is None or producer.op != "DequantizeLinear" or not mg.is_const(producer.inputs[0]):
-            return None
+            return 0
         tensor = producer.inputs[0]
+    if mg.const_source(tensor) in counted:
+        return 0
     info, shape = mg.info(tensor), mg.shape(tensor)
     if shape is None or (info is not None and info.elem_type not in WEIGHT_TYPES):
-        return None
+        return 0
     elements = 1
     for dim in shape:
         elements *= int(dim)
-    return (mg.const_source(tensor), elements) if elements >= WEIGHT_ELEMENTS else None
+    return elements if elements >= WEIGHT_ELEMENTS else 0
 
 
 def uncounted_weights(mg: ModelGraph, layers: list, counted: set) -> list[dict]:
@@ -73,8 +79,8 @@ def uncounted_weights(mg: ModelGraph, layers: list, counted: set) -> list[dict]:
             continue
         else:
             candidates = list(node.inputs)
-        weights = [w for w in (_weight(mg, t) for t in candidates) if w is not None and w[0] not in counted]
-        if weights:
+        elements = sum(_uncounted_weight(mg, t, counted) for t in candidates)
+        if elements:
             found.append({"node": mg.display_name(node), "op": node.op if standard else f"{node.domain}.{node.op}",
-                          "elements": sum(elements for _, elements in weights)})
+                          "elements": elements})
     return found

@@ -242,3 +242,25 @@ def float_computed_reshape(rng=None, channels: int = 4, size: int = 8) -> onnx.M
              helper.make_node("MatMul", ["r", "m"], ["y"], name="matmul")]
     return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "M", 3])], inits)
+
+
+def dynamic_quantize_lstm(rng=None, inputs: int = 4, hidden: int = 5, steps: int = 6) -> onnx.ModelProto:
+    """onnxruntime's DynamicQuantizeLSTM (what quantize_dynamic makes of an LSTM): int8 W [1, I, 4H]
+    and R [1, H, 4H] (transposed against LSTM's), float B, per-tensor scales; then Squeeze."""
+    rng = rng or np.random.default_rng(0)
+    w, _, _ = _quantize(_weights(rng, (1, inputs, 4 * hidden)), axis=0)
+    r, _, _ = _quantize(_weights(rng, (1, hidden, 4 * hidden)), axis=0)
+    scalar = lambda name, value, dtype: numpy_helper.from_array(np.asarray([value], dtype), name)  # noqa: E731
+    inits = [numpy_helper.from_array(w, "w_q"), numpy_helper.from_array(r, "r_q"),
+             numpy_helper.from_array(_weights(rng, (1, 8 * hidden)), "b"),
+             scalar("w_scale", 0.01, np.float32), scalar("w_zp", 0, np.int8),
+             scalar("r_scale", 0.01, np.float32), scalar("r_zp", 0, np.int8),
+             numpy_helper.from_array(np.asarray([1], np.int64), "axis_dir")]
+    lstm = helper.make_node("DynamicQuantizeLSTM", ["x", "w_q", "r_q", "b", "", "", "", "", "w_scale", "w_zp",
+                                                     "r_scale", "r_zp"], ["y"], name="qlstm", domain="com.microsoft",
+                            hidden_size=hidden)
+    nodes = [lstm, helper.make_node("Squeeze", ["y", "axis_dir"], ["out"], name="squeeze")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, inputs])],
+                   [helper.make_tensor_value_info("out", TensorProto.FLOAT, [steps, 1, hidden])], inits)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model

@@ -195,3 +195,15 @@ def test_sweep_checks_its_run_folder_first(where, model, read_only, tmp_path, ca
     rc, _, err = run(["sweep", model, "-o", output, "--modes", "FA", "--targets", "0.5"], capsys)
     one_line_error(rc, err, "-o")
     assert not Path("-").exists() and not (tmp_path / "no").exists()
+
+
+def test_atomic_write_helper_gets_the_umask_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        onnxprune_io.atomic_write(tmp_path / "a.csv", lambda h: h.write("x\n"))
+        onnxprune_io.atomic_write(tmp_path / "b.png", lambda h: h.write(b"\x89PNG"), mode="wb")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "a.csv") == _mode(tmp_path / "b.png") == 0o640
+    assert (tmp_path / "a.csv").read_text() == "x\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.png"]

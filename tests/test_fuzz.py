@@ -54,9 +54,8 @@ def test_every_mutation_applies():
             assert mutation(base(), random.Random(1)) is not None
 
 
-# Expected to fail until the branches fixing them are merged (issue 16 items 1 and 11.3: unnamed
-# nodes and Constant-node weights): the lead removes entries as they pass.
-CLEAN_KNOWN_BUGS = {"unnamed": "unnamed Constant-node weights are miscounted until the graph fixes are merged"}
+# Seed models known to fail unmutated (name -> why); a passing entry fails the test, so it is removed.
+CLEAN_KNOWN_BUGS: dict[str, str] = {}
 
 
 def _clean_case(name: str) -> int:

@@ -573,3 +573,16 @@ def test_shrink_is_deterministic_with_a_seed(tmp_path, capsys):
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1], "same seed, same bytes"
     assert outputs[0] != outputs[2], "another seed draws other channels"
+
+
+@pytest.mark.parametrize("verb", ["profile", "groups", "shrink", "check", "bench", "latency"])
+def test_non_utf8_names_exit_2(verb, tmp_path, capsys):
+    """A corrupted name (protobuf hands it back as bytes; onnx's checker and helpers then raise
+    UnicodeDecodeError) is one line naming the file, for every verb (found by the fuzzer)."""
+    data = conv_net().SerializeToString().replace(b"conv0.w", b"conv\xf10w")
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    argv = {**{v: verb_argv(v, path, tmp_path / "o.onnx") for v in VERBS},
+            "bench": ["bench", path, "--runs", "1", "--in-process"], "latency": ["latency", path]}[verb]
+    rc, _, err = run(argv, capsys)
+    assert_one_line_error(rc, err, "UTF-8", "bad.onnx")

@@ -152,3 +152,17 @@ def test_latency_turns_an_onnxruntime_failure_into_one_line(tmp_path, capsys):
     _one_line(rc, err, "'head/cat'", "Concat", "input 1x3x16x16")
     rc = main(["latency", str(path), "--input-shape", "input=1x3x8x8", "--runs", "1", "--json"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_unnamed_nodes_are_timed_apart_and_drive_la():
+    """onnxruntime's profiler keys by node name: unnamed nodes (paddle2onnx) are timed as op#index,
+    each on its own, and mode LA finds the unnamed conv's time again."""
+    from tests.synthetic_graphs import constant_weight_cnn
+
+    model = constant_weight_cnn()
+    deps = channel_groups(model)
+    times = measure_node_latency(model, runs=2)
+    assert "Conv#6" in times and "" not in times
+    terms = latency_terms(deps, build_layers(deps.mg), times)
+    assert any(t.node == "Conv#6" and t.layer is not None and t.time_us > 0 for t in terms)
+    assert [n.name for n in model.graph.node].count("") > 1  # the user's graph keeps its empty names

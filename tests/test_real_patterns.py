@@ -68,9 +68,9 @@ def test_pruning_constant_node_weights_keeps_the_zero_mask_oracle():
 
     model = pm.constant_weights(c1=4, c2=6)
     deps = channel_groups(model)
+    assert not any("shared" in reason for g in deps.groups for reason in g.reasons)  # old code: 'w2' shared
     keep = {g.id: np.arange(g.size) % 2 == 0 for g in deps.prunable}
-    if not keep:
-        pytest.skip("no prunable group in this tree's groups.py")
+    assert len(keep) == 2  # both convs' groups; the Gemm's is the graph output
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
     feeds = {"x": np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)}
@@ -230,3 +230,10 @@ def test_lstm_is_a_counted_layer():
     rows = _rows(pm.lstm_consumer(channels=4, hidden=5), {"x": [1, 3, 1, 16]})
     # W [1, 20, 4] + R [1, 20, 5]; 16 steps x 4 gates x 5 hidden x (4 inputs + 5 hidden)
     assert rows["lstm"]["params"] == 180 and rows["lstm"]["flops"] == 16 * 20 * 9
+
+
+def test_dynamic_quantize_lstm_counts_like_the_float_lstm():
+    row = _rows(pm.dynamic_quantize_lstm(inputs=4, hidden=5, steps=6))["qlstm"]
+    # int8 W [1, 4, 20] + int8 R [1, 5, 20] + float B [1, 40]; 6 steps x 20 gate rows x (4 + 5)
+    assert (row["params"], row["flops"]) == (80 + 100 + 40, 6 * 20 * 9)
+    assert row["memory_bytes"] == 80 + 100 + 40 * 4 + 6 * 5 * 4

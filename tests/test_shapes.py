@@ -87,3 +87,23 @@ def test_symbolic_dim_hint_uses_the_models_rank_and_dims(tmp_path, capsys):
         infer_shapes(model)
     assert main(["profile", _save(tmp_path, model)]) == 2
     assert "x=1x3x1xW" in capsys.readouterr().err
+
+
+def test_conv_arithmetic_error_names_an_unnamed_conv_by_op_and_index():
+    model = pm.constant_weights(c1=4, c2=6)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[1] == "w2")
+    conv.attribute.append(helper.make_attribute("group", 4))  # 6 output channels do not split into 4
+    with pytest.raises(UserError, match=r"node 'Conv#8' \(Conv\)"):
+        infer_shapes(model)
+
+
+def test_probe_resolves_when_symbolic_inference_is_unavailable(monkeypatch):
+    from onnxprune import shape_fallbacks
+
+    def missing(_):
+        raise ImportError("No module named 'sympy'")
+
+    monkeypatch.setattr(shape_fallbacks, "symbolic", missing)
+    infos = infer_shapes(pm.computed_reshape(channels=4), {"x": [1, 3, 8, 8]})
+    assert infos.method == "probe" and infos["y"].shape == (1, 128, 3)
+    assert infos.failures == ["symbolic inference: No module named 'sympy'"]

@@ -22,7 +22,7 @@ def describe_members(deps, group) -> list[dict]:
 
 @app.command("groups")
 def groups_command(
-    model: str = typer.Argument(..., help="ONNX model file"),
+    model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
     input_shape: Optional[List[str]] = input_shape_option(),
     keep_tied: bool = typer.Option(False, "--keep-tied", help="Layers that read one shared weight form one group "

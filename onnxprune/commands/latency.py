@@ -12,7 +12,7 @@ from ..report import LiteralTable
 
 @app.command("latency")
 def latency_command(
-    model: str = typer.Argument(..., help="ONNX model file"),
+    model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the profile JSON here."),
     runs: int = typer.Option(20, "--runs", help="Timed runs; each node's time is its median."),
     threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads."),

@@ -17,9 +17,10 @@ SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "mem
 
 @app.command("profile")
 def profile_command(
-    model: str = typer.Argument(..., help="ONNX model file"),
-    other: Optional[str] = typer.Argument(None, help="A second model (e.g. the pruned one): both side by side, "
-                                          "layers matched by node name, with the ratio."),
+    model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
+    other: Optional[str] = typer.Argument(None, metavar="[MODEL_B]", show_default=False,
+                                          help="A second model (e.g. the pruned one): both side by side, layers "
+                                               "matched by node name, with the ratio."),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
     input_shape: Optional[List[str]] = input_shape_option(),
     sort: str = typer.Option("graph", "--sort", help="graph|params|flops|memory"),

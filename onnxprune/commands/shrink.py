@@ -26,7 +26,7 @@ def parse_budget(mode: str, budget: str) -> float:
 
 @app.command("shrink")
 def shrink_command(
-    model: str = typer.Argument(..., help="ONNX model file (never modified)."),
+    model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file (never modified)."),
     mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs), MA (memory) or LA (measured latency)."),
     target: Optional[float] = typer.Option(None, "--target", help="Fraction of the baseline to keep, 0<t<1."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Absolute figure instead: 2.5M, 40M, 4MB, 4MiB."),

@@ -15,7 +15,7 @@ from ..report import LiteralTable, literal, nbytes, si
 
 @app.command("sweep")
 def sweep_command(
-    model: str = typer.Argument(..., help="ONNX model file (never modified)"),
+    model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file (never modified)"),
     output: str = typer.Option(..., "-o", "--output", help="run folder (created; an existing one is resumed)"),
     modes: str = typer.Option("PA,FA,MA", "--modes", help="comma-separated: PA, FA, MA, LA"),
     targets: str = typer.Option("0.8,0.6,0.4,0.2", "--targets", help="comma-separated fractions to keep, 0<t<1"),
