@@ -18,7 +18,7 @@ SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "mem
 @app.command("profile")
 def profile_command(
     model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
-    other: Optional[str] = typer.Argument(None, metavar="[MODEL_B]", show_default=False,
+    other: Optional[str] = typer.Argument(None, metavar="MODEL_B", show_default=False,
                                           help="A second model (e.g. the pruned one): both side by side, layers "
                                                "matched by node name, with the ratio."),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
