@@ -23,7 +23,7 @@ def group_shares(deps: Dependencies) -> dict[int, dict]:
         w = weights[group.id]
         entry = {"share": {name: (w[f] / totals[f] if totals[f] else 0.0) for f, name in enumerate(FIGURES)}}
         if group.prunable:
-            entry["draw_probability"] = {MODE_OF_FIGURE[name]: (w[f] / prunable_totals[f] if prunable_totals[f] else 0.0)
+            entry["draw_probability"] = {MODE_OF_FIGURE[name]: w[f] / prunable_totals[f] if prunable_totals[f] else 0.0
                                          for f, name in enumerate(FIGURES)}
         out[group.id] = entry
     return out

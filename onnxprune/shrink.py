@@ -225,7 +225,8 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     if exact_fallback:  # unreachable with kernel multiples: the paper's exact counts, said in the report
         opts.multiples = dict.fromkeys(opts.multiples, 1)
         book.reset()
-        rng, kept = np.random.default_rng(opts.seed), {g.id: np.arange(g.size) for g in deps.prunable if g.id not in protection.frozen}
+        rng = np.random.default_rng(opts.seed)
+        kept = {g.id: np.arange(g.size) for g in deps.prunable if g.id not in protection.frozen}
         iterations = run(book, kept, opts, limit, rng, importance)
     if iterations < 0:
         _unreachable(deps, book, opts, baseline, protection.frozen)

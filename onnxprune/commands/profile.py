@@ -65,7 +65,8 @@ def profile_command(
         table.add_column(column, justify="left" if column in ("node", "op") else "right")
     totals = result.totals
     for r in rows:
-        table.add_row(r["node"], r["op"], shape_text(r["input_shape"]), shape_text(r["output_shape"]), si(r["params"]), pct(r["params"], totals["params"]),
+        table.add_row(r["node"], r["op"], shape_text(r["input_shape"]), shape_text(r["output_shape"]),
+                      si(r["params"]), pct(r["params"], totals["params"]),
                       si(r["flops"]), pct(r["flops"], totals["flops"]), nbytes(r["memory_bytes"]),
                       pct(r["memory_bytes"], totals["memory_bytes"]))
     table.add_section()

@@ -104,8 +104,8 @@ def shrink_command(
     if verify:
         from ..compare_outputs import verify_shrink
 
-        result["verify"], problems = verify_shrink(model, written or pruned, result, parse_input_shapes(input_shape, model),
-                                                   keep_tied)
+        result["verify"], problems = verify_shrink(model, written or pruned, result,
+                                                   parse_input_shapes(input_shape, model), keep_tied)
     if report_path and (written or verify):
         save_json(result, report_path, model, flag="--report")
     if json_out:
