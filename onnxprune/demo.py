@@ -1,4 +1,5 @@
-"""`make demo`: profile a zoo model, shrink it the paper's way, check the result against a budget."""
+"""`make demo`: profile a zoo model, shrink it the paper's way, compare it with the original side by side,
+check the result against a budget."""
 from __future__ import annotations
 
 import sys
@@ -29,7 +30,9 @@ def run(zoo: Path) -> int:
                     "drawn layer's channels at random, repeat (Zawish et al., PA mode)",
                     ["shrink", str(model), "--mode", "PA", "--target", "0.2", "--seed", "0", "-o", str(pruned),
                      "--report", str(out_dir / "report.json")])
-    rc = rc or step("4. A CI gate: is the pruned model within 3.5M params? (exit 0 yes, 1 no)",
+    rc = rc or step("4. What did the shrink change? Both models side by side, layers matched by node name "
+                    "(before → after, and the ratio)", ["profile", str(model), str(pruned)])
+    rc = rc or step("5. A CI gate: is the pruned model within 3.5M params? (exit 0 yes, 1 no)",
                     ["check", str(pruned), "--max-params", "3.5M"])
     if rc == 0:
         console.rule("[bold green]done")

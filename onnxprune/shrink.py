@@ -18,6 +18,7 @@ from .latency import latency_terms, load_profile, measure_node_latency
 from .report import si
 from .rounding import AUTO, group_multiples, parse_round_to
 from .sampler import channels_to_remove, draw_group, l1_importance, next_count
+from .protect import resolve
 from .surgery import prune_channels
 
 MODES = {"PA": 0, "FA": 1, "MA": 2, "LA": 0}  # LA: index into the latency terms' costs
@@ -41,6 +42,10 @@ class ShrinkOptions:
     round_to: int | str = AUTO  # auto: per-layer-kind kernel multiples (rounding.py); 1: the paper's exact counts
     latency_profile: str | None = None
     multiples: dict | None = None  # group id -> channel multiple, set by shrink()
+    floors: dict | None = None  # group id -> fewest channels it keeps (--max-ratio, protect.py)
+
+    def floor(self, gid: int) -> int:
+        return max(self.min_channels, (self.floors or {}).get(gid, 0))
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -114,7 +119,7 @@ def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit:
     while book.total(figure) > limit:
         candidates, counts = [], []
         for gid, channels in kept.items():
-            new = next_count(len(channels), opts.step, opts.min_channels, opts.multiples[gid])
+            new = next_count(len(channels), opts.step, opts.floor(gid), opts.multiples[gid])
             if new is not None:
                 candidates.append(gid)
                 counts.append(new)
@@ -142,7 +147,7 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
             n = len(channels)
             multiple = opts.multiples[gid]
             count = int(n * ratio) // multiple * multiple
-            count = min(n, max(count, -(-opts.min_channels // multiple) * multiple, 1))
+            count = min(n, max(count, -(-opts.floor(gid) // multiple) * multiple, 1))
             chosen[gid] = np.sort(order[gid][:count])
         book.reset()
         for gid, channels in chosen.items():
@@ -170,18 +175,23 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
            step: float = 0.1, seed: int = 0, init: str = "reinit", criterion: str = "random",
            strategy: str = "complexity", min_channels: int = 1, round_to: int | str = AUTO,
            input_shapes: dict | None = None, latency_profile: str | None = None,
-           keep_tied: bool = False) -> tuple[onnx.ModelProto, dict]:
+           keep_tied: bool = False, exclude: list[str] | None = None,
+           max_ratio: dict[str, float] | None = None) -> tuple[onnx.ModelProto, dict]:
     """Prune `source` until its params/FLOPs/memory/latency (PA/FA/MA/LA) are at most the target.
 
     LA weighs groups by measured onnxruntime time per node (this machine's, or `latency_profile`
     measured on the target device); its target is a fraction of that measured latency.
     `keep_tied`: layers reading one shared constant stay pruned alike (else they get their own copies).
+    `exclude` (node-name globs or `op:TYPE`) and `max_ratio` ({node glob: fraction}) protect layers
+    (see protect.py); the report then lists them under "protected".
     """
     opts = ShrinkOptions(mode, target if budget is None else None, budget, step, seed, init, criterion, strategy,
                          min_channels, round_to, latency_profile)
     opts.validate()
     mg = load_graph(source, input_shapes)
     deps = Tracer(mg, keep_tied, exact=opts.init == "keep").run()  # reinit may cut structural couplings
+    protection = resolve(deps, exclude, max_ratio)
+    opts.floors = protection.floors
     layers = build_layers(mg)
     before = totals_of([layer.cost() for layer in layers])
     times = None
@@ -195,7 +205,7 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
         baseline = before[FIGURES[MODES[opts.mode]]]
     limit = opts.budget if opts.budget is not None else opts.target * baseline
     rng = np.random.default_rng(opts.seed)
-    kept = {g.id: np.arange(g.size) for g in deps.prunable}
+    kept = {g.id: np.arange(g.size) for g in deps.prunable if g.id not in protection.frozen}
     cache: dict[int, np.ndarray] = {}
 
     def importance(gid: int):
@@ -212,10 +222,11 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     if exact_fallback:  # unreachable with kernel multiples: the paper's exact counts, said in the report
         opts.multiples = dict.fromkeys(opts.multiples, 1)
         book.reset()
-        rng, kept = np.random.default_rng(opts.seed), {g.id: np.arange(g.size) for g in deps.prunable}
+        rng = np.random.default_rng(opts.seed)
+        kept = {g.id: np.arange(g.size) for g in deps.prunable if g.id not in protection.frozen}
         iterations = run(book, kept, opts, limit, rng, importance)
     if iterations < 0:
-        _unreachable(deps, book, opts, baseline)
+        _unreachable(deps, book, opts, baseline, protection.frozen)
     keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
     # edit in place when we loaded the model ourselves: no copy of the weights
     copies: list[dict] = []
@@ -233,6 +244,8 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
         "weights": ("unchanged (nothing pruned)" if not keep else
                     "re-initialised" if opts.init == "reinit" else "kept (sliced from the original)"),
     }
+    if protection.notes:
+        report["protected"] = protection.notes
     if copies:  # shared storage (e.g. de-duplicated zero biases) that readers now each hold a cut of
         report["unshared_constants"] = copies
     if times is not None:
@@ -241,17 +254,20 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     return model, report
 
 
-def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, baseline: float) -> None:
+def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, baseline: float,
+                 frozen: dict | None = None) -> None:
     book.reset()
     for group in deps.prunable:
-        count = max(opts.min_channels, 1)
+        if group.id in (frozen or {}):
+            continue
+        count = max(opts.floor(group.id), 1)
         count = min(group.size, -(-count // opts.multiples[group.id]) * opts.multiples[group.id])
         book.remove(group.id, np.arange(count, group.size))
     lowest = book.total(MODES[opts.mode])
     name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]
     raise UserError(f"target unreachable: every prunable group is at its minimum; the lowest reachable {name} is "
                     f"{si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of {si(baseline)}); "
-                    f"raise --target or lower --min-channels/--round-to")
+                    f"raise --target or lower --min-channels/--round-to (or protect fewer layers)")
 
 
 def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list[dict]:

@@ -120,7 +120,8 @@ def test_profile_cli_json(zoo_model, capsys):
     assert payload["shape_method"] == "onnx" and payload["uncounted"] == []
     assert set(payload["totals"]) == {"params", "flops", "memory_bytes"}
     assert len(payload["layers"]) == 3
-    assert set(payload["layers"][0]) == {"node", "op", "out_channels", "params", "flops", "memory_bytes"}
+    assert set(payload["layers"][0]) == {"node", "op", "input_shape", "output_shape", "out_channels", "params", "flops",
+                                         "memory_bytes"}
     flops = [layer["flops"] for layer in payload["layers"]]
     assert flops == sorted(flops, reverse=True)
 

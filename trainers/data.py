@@ -2,7 +2,9 @@
 
 `--data` specs:
 
-* `cifar10` -- the shared JPEG zip, `../shared/datasets/cifar10-jpeg.zip` from the repository root;
+* `cifar10` -- found by `datapath.locate_cifar10`: `$ONNXPRUNE_CIFAR10`, else `cifar10-jpeg.zip`,
+  `cifar-10-python.tar.gz` or `cifar-10-batches-py/` in `$ONNXPRUNE_DATA`, `~/.cache/onnxprune/`
+  or the checkout's `../shared/datasets/`;
 * `cifar10=PATH` -- that zip elsewhere, an image folder, the pickled `cifar-10-batches-py/` folder
   (or its parent, or `cifar-10-python.tar.gz`);
 * `cifar100=PATH` -- the pickled `cifar-100-python/` folder (or its parent, or the .tar.gz);
@@ -43,14 +45,14 @@ from onnxprune.errors import UserError
 from ._decode import decode_images
 from .batches import Batches, augment_batch
 from .cache import cache_path, read_cache, write_cache, cache_dir
+from .datapath import SHARED_DATASETS, find_cifar10, locate_cifar10
 
 __all__ = ["Dataset", "Batches", "load_dataset", "parse_data_spec", "cache_dir", "DEFAULT_CIFAR10",
            "CIFAR10_CLASSES", "augment_batch"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# `--data cifar10` without a path: $ONNXPRUNE_CIFAR10, else the shared zip next to the checkout
-DEFAULT_CIFAR10 = Path(os.environ.get("ONNXPRUNE_CIFAR10")
-                       or (REPO_ROOT / ".." / "shared" / "datasets" / "cifar10-jpeg.zip")).expanduser().resolve()
+# `--data cifar10` without a path: $ONNXPRUNE_CIFAR10, $ONNXPRUNE_DATA, ~/.cache/onnxprune, the shared folder
+DEFAULT_CIFAR10 = find_cifar10() or (SHARED_DATASETS / "cifar10-jpeg.zip").resolve()
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_SPLITS = ("test", "val", "valid", "validation")
@@ -123,7 +125,7 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
     if not sep:
         if kind != "cifar10":
             raise UserError(f"--data {spec!r}: give the dataset's location, e.g. {kind}=PATH")
-        path = DEFAULT_CIFAR10
+        path = locate_cifar10(spec)  # resolved now: the environment may have changed since import
     else:
         if not raw.strip():
             raise UserError(f"--data {spec!r}: the path after '=' is empty")

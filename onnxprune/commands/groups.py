@@ -47,22 +47,31 @@ def groups_command(
     keep_tied: bool = typer.Option(False, "--keep-tied", help="Layers that read one shared weight form one group "
                                    "(default: sharing is storage, not a coupling)."),
 ) -> None:
-    """Channel dependency groups: members, channel count, prunable or not, and why not."""
+    """Channel dependency groups: members, channel count, share of params/FLOPs/memory, prunable or not and why.
+
+    A prunable group's share among prunable groups is its chance of being drawn first by `shrink`
+    in that mode (JSON: `draw_probability`)."""
     from .. import channel_groups
 
+    from ..plan import group_shares
+
     deps = channel_groups(model, parse_input_shapes(input_shape, model), keep_tied=keep_tied)
+    shares = group_shares(deps)
     if json_out:
-        emit_json({"model": model, "groups": [group_json(deps, g) for g in deps.groups],
+        emit_json({"model": model, "groups": [group_json(deps, g) | shares[g.id] for g in deps.groups],
                    "prunable": len(deps.prunable)})
         return
     table = LiteralTable(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
-    for column in ("group", "classes", "producers (channel ranges)", "coupled by", "members", "prunable"):
-        table.add_column(column)
+    for column in ("group", "classes", "producers (channel ranges)", "coupled by", "members", "params %", "FLOPs %",
+                   "memory %", "prunable"):
+        table.add_column(column, justify="right" if column.endswith("%") else "left")
     for g in deps.groups:
         members = describe_members(deps, g)
         why = "yes" if g.prunable else "no: " + "; ".join(sorted(set(g.reasons)))
         producers = spans_text(deps, g)
         coupled = ", ".join(g.coupled_by[:2]) + (f" (+{len(g.coupled_by) - 2})" if len(g.coupled_by) > 2 else "")
-        table.add_row(str(g.id), str(g.size), producers, coupled, str(len(members)), why,
+        share = shares[g.id]["share"]
+        table.add_row(str(g.id), str(g.size), producers, coupled, str(len(members)),
+                      *(f"{100 * share[f]:.1f}" for f in ("params", "flops", "memory_bytes")), why,
                       style=None if g.prunable else "dim")
     console.print(table)
