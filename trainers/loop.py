@@ -28,7 +28,7 @@ from onnxprune.io import ModelLike, load_model, validate_output_path
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, load_checkpoint, model_fingerprint,
                          save_checkpoint)
 from .convert import OnnxModule, convert
-from .convert.norms import insert_norms
+from .convert.norms import NORM_MODES, insert_norms
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
 from .export_trained import export_trained, onnx_agreement
 from .guard import check_epoch, check_step, verdict
@@ -169,6 +169,8 @@ def train(
     config["augment"] = bool(augment)
     config["data"] = data if isinstance(data, str) else f"dataset:{data.name}"
     config["norm"] = norm
+    if norm not in NORM_MODES:
+        raise UserError(f"--norm {norm!r}: expected one of {', '.join(NORM_MODES)}")
     where = str(model) if not isinstance(model, onnx.ModelProto) else "model"
     proto = load_model(model)
     out_path = validate_output_path(output, model) if output is not None else None
