@@ -74,3 +74,13 @@ def test_uninformed_level_tolerance():
     short = [{"epoch": 1, "train_loss": level, "train_loss_tail": level, "test_acc": 0.1, "steps": MIN_STEPS - 1}]
     assert verdict(short, 10, True)["status"] == "not judged"
     assert verdict([dict(short[0], steps=MIN_STEPS)], 10, True)["status"] == "did not learn"
+
+
+def test_bad_norm_refused_before_any_work(setup, tmp_path, capsys, monkeypatch):
+    from trainers import loop
+
+    monkeypatch.setattr(loop, "convert", lambda *a, **k: (_ for _ in ()).throw(AssertionError("converted")))
+    model, folder = setup
+    assert main(["train", str(model), "-o", str(tmp_path / "t.onnx"), "--data", f"folder={folder}",
+                 "--norm", "maybe"]) == 2
+    assert "--norm 'maybe': expected one of auto, insert, none" in capsys.readouterr().err

@@ -175,3 +175,29 @@ def test_pipeline_scratch_inherits_norm_and_guard(tmp_path, capsys):
     assert main(base + ["-o", str(tmp_path / "run3"), "--lr", "1e6", "--schedule", "none"]) == 2
     assert "training diverged" in capsys.readouterr().err
     assert not (tmp_path / "run3" / "trained.onnx").exists()
+
+
+def test_resume_with_inserted_norms_and_refused_with_another_norm(tmp_path, monkeypatch):
+    from trainers import loop
+    from onnxprune.errors import UserError
+
+    data = synthetic_dataset(n_train=48, n_test=16, size=16)
+    common = dict(epochs=2, batch_size=8, lr=0.05, seed=1, threads=1, progress=False)
+    whole = train(folded_cnn(), data, checkpoint=tmp_path / "a", **common)
+    real_save = loop.save_checkpoint
+
+    class Stop(Exception):
+        pass
+
+    def save_then_die(folder, state):
+        real_save(folder, state)
+        raise Stop
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(Stop):
+        train(folded_cnn(), data, checkpoint=tmp_path / "b", **common)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    with pytest.raises(UserError, match="norm='auto'"):
+        train(folded_cnn(), data, checkpoint=tmp_path / "b", resume=True, norm="none", **common)
+    resumed = train(folded_cnn(), data, checkpoint=tmp_path / "b", resume=True, output=tmp_path / "b.onnx", **common)
+    assert resumed.resumed_from_epoch == 1 and resumed.accuracy == whole.accuracy
+    assert len(resumed.norm["inserted"]) == 7 and resumed.export.startswith("written back")

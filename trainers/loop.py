@@ -3,8 +3,8 @@
 `train(model, data="cifar10", ...)` converts the graph to torch (trainers.convert), trains it on
 an in-memory dataset (trainers.data), evaluates on the test split after every epoch, writes one
 JSON line per epoch, optionally checkpoints every epoch (`checkpoint=DIR`, `resume=True`), and
-exports the trained network to ONNX (BatchNorm folded, dynamic batch), checking that onnxruntime
-predicts what torch predicts.
+exports the trained network to ONNX (written back into the source graph, or through torch with
+BatchNorm folded: trainers.export_trained), checking that onnxruntime predicts what torch predicts.
 
 The recipes live in trainers.recipes, checkpoints in trainers.checkpoint, the progress bar in
 trainers.progress.
@@ -12,14 +12,12 @@ trainers.progress.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
@@ -30,7 +28,7 @@ from onnxprune.io import ModelLike, load_model, validate_output_path
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, load_checkpoint, model_fingerprint,
                          save_checkpoint)
 from .convert import OnnxModule, convert
-from .convert.norms import insert_norms
+from .convert.norms import NORM_MODES, insert_norms
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
 from .export_trained import export_trained, onnx_agreement
 from .guard import check_epoch, check_step, verdict
@@ -152,8 +150,10 @@ def train(
     """Train an ONNX model (path or ModelProto) and, with `output`, save the trained ONNX model.
 
     Explicit arguments override the recipe's. `data` is a spec (see trainers.data) or a loaded
-    Dataset. The output keeps the input's input/output names and gets a dynamic batch axis; BatchNorm
-    is folded into the convolutions unless `keep_bn`. Its metadata records the input normalisation
+    Dataset. The output keeps the input's input/output names and gets a dynamic batch axis when the
+    graph allows it; a graph without BatchNorm of its own (or any graph with `keep_bn`) gets its
+    trained weights written back into its own nodes (trainers.export_trained); a graph with BN is
+    exported through torch with BN folded. Its metadata records the input normalisation
     (`onnxprune.mean` / `onnxprune.std`, per channel, for pixels scaled to [0, 1]).
 
     `norm` (auto | insert | none): BatchNorm inserted for training after layers without
@@ -169,6 +169,8 @@ def train(
     config["augment"] = bool(augment)
     config["data"] = data if isinstance(data, str) else f"dataset:{data.name}"
     config["norm"] = norm
+    if norm not in NORM_MODES:
+        raise UserError(f"--norm {norm!r}: expected one of {', '.join(NORM_MODES)}")
     where = str(model) if not isinstance(model, onnx.ModelProto) else "model"
     proto = load_model(model)
     out_path = validate_output_path(output, model) if output is not None else None

@@ -76,8 +76,9 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="continue from --checkpoint DIR's last checkpoint"),
     log: Optional[str] = typer.Option(None, "--log", help="JSONL log, one line per epoch (default: OUTPUT "
                                                           "with .train.jsonl)"),
-    keep_bn: bool = typer.Option(False, "--keep-bn", help="keep BatchNormalization nodes in the output "
-                                                         "(default: folded into the convolutions)"),
+    keep_bn: bool = typer.Option(False, "--keep-bn", help="keep the graph's own BatchNormalization nodes in the "
+                                                         "output (default: folded into the convolutions; a graph "
+                                                         "without BN keeps its exact structure either way)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
 ) -> None:
