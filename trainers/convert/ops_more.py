@@ -1,5 +1,6 @@
 """The rest of what the pruner lets through (onnxprune/oprules): rarer activations, Lp pooling and
-normalisation, LRN, Hardmax, CumSum, and InstanceNormalization (trainable scale and shift)."""
+normalisation, LRN, Hardmax, CumSum, InstanceNormalization and LayerNormalization (trainable scale
+and shift)."""
 from __future__ import annotations
 
 import torch
@@ -136,4 +137,36 @@ def _instance_norm(b: _Builder, node):
         raise _Unsupported("scale and bias must be constants")
     module = _InstanceNorm(scale, bias, float(_attrs(node).get("epsilon", 1e-5)))
     module.onnx_source = {"kind": "affine", "weight": node.input[1], "bias": node.input[2]}
+    return module, [node.input[0]]
+
+
+class _LayerNorm(nn.Module):
+    """ONNX LayerNormalization: normalise over the axes from `axis` on, then scale (and shift)."""
+
+    def __init__(self, scale: torch.Tensor, bias: torch.Tensor | None, axis: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(scale.clone())
+        self.bias = nn.Parameter(bias.clone()) if bias is not None else None
+        self.axis, self.eps = axis, eps
+
+    def forward(self, x):
+        dims = tuple(range(self.axis % x.dim(), x.dim()))
+        mean = x.mean(dims, keepdim=True)
+        var = (x - mean).pow(2).mean(dims, keepdim=True)
+        y = (x - mean) / torch.sqrt(var + self.eps) * self.weight
+        return y + self.bias if self.bias is not None else y
+
+
+@handles("LayerNormalization")
+def _layer_norm(b: _Builder, node):
+    if any(node.output[1:]):
+        raise _Unsupported("its Mean/InvStdDev outputs are used")
+    scale = b.const(node, 1)
+    bias = b.const(node, 2) if len(node.input) > 2 and node.input[2] else None
+    if scale is None or (len(node.input) > 2 and node.input[2] and bias is None):
+        raise _Unsupported("scale and bias must be constants")
+    attrs = _attrs(node)
+    module = _LayerNorm(scale, bias, int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5)))
+    if bias is not None:  # written back like InstanceNormalization's scale and shift
+        module.onnx_source = {"kind": "affine", "weight": node.input[1], "bias": node.input[2]}
     return module, [node.input[0]]
