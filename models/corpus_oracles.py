@@ -140,8 +140,8 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
             return result
         report = json.loads(report_path.read_text())
         pruned = onnx.load(out)
-    kept = {row["node"]: row["kept"] for row in report["layers"]}
-    keep = {g.id: kept[g.roots[0].node] for g in deps.prunable if g.roots[0].node in kept}
+    # a layer may hold channels of several groups (channel-level groups): rebuild keep sets per class
+    keep = deps.keep_from_layers({row["node"]: row["kept"] for row in report["layers"]})
     result.update(keep=keep, flops_before=report["before"]["flops"], flops_after=report["after"]["flops"])
     try:
         onnx.checker.check_model(pruned, full_check=True)

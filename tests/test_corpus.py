@@ -63,6 +63,8 @@ EXPECTED_REFUSALS = {
                                                 "(channel-level groups issue lifts it)",
         r"/dfl/Reshape' \(Reshape\): reshape splits or reorders channels": "DFL head: 64 = 4 boxes x 16 bins "
                                                                            "(channel-level groups issue)",
+        r"/dfl/Softmax' \(Softmax\): channels spread over several axes": "DFL head: softmax over the 16 bins "
+                                                                          "of each box, after 64 -> 4 x 16",
         r"/model.22/(Sub|Sub_1|Add_10|Add_11)' \((Sub|Add)\): (channels meet out of order|combined with opaque)":
             "box decode: anchor points -/+ the sliced distances, the output's 1-2 coordinate channels",
     },
@@ -74,7 +76,9 @@ EXPECTED_REFUSALS = {
                                                                               "channels) into one axis",
         r"LayerNorm_1/(Sum|Sum_1)' \(ReduceSum\): reduces over the channel axis": "LayerNorm over channels",
         r"LayerNorm_1/Mul_1' \(Mul\): combined with opaque data": "LayerNorm's normalised product",
+        r"LayerNorm_1/Sub_1' \(Sub\): adds .* to every channel \(structural only": "LayerNorm's x - mean(x)",
         r"get_logits_/(Max|Sum)' \(Reduce(Max|Sum)\)": "softmax written as ReduceMax/ReduceSum",
+        r"get_logits_/Sub' \(Sub\): adds .* to every channel \(structural only": "softmax's x - max(x)",
     },
 }
 
