@@ -94,7 +94,7 @@ def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dic
 
 def _print_version(value: bool) -> None:
     if value:
-        from .commands.version import version_line
+        from .versions import version_line
 
         console.print(version_line(), markup=False, highlight=False)
         raise typer.Exit(0)

@@ -21,6 +21,8 @@ import onnx_graphsurgeon as gs
 from .errors import UserError
 from .graph import ModelGraph, display_name, load_graph
 from .io import ModelLike
+from .layer import Layer, ParamTensor
+from .recurrent import recurrent_layer
 from .shapes import input_shape_hints
 
 # op -> (weight input, bias input); the quantized forms cost what their float op costs
@@ -39,54 +41,6 @@ LAYER_DOMAINS = {op: ("", "ai.onnx") for op in LAYER_OPS} | {op: ("com.microsoft
 FLOAT_TYPES = (1, 10, 11, 16)  # float, float16, double, bfloat16
 QUANTIZED_TYPES = FLOAT_TYPES + (2, 3, 6, 21, 22)  # + uint8, int8, int32 (bias), uint4, int4
 FIGURES = ("params", "flops", "memory_bytes")
-
-
-@dataclass(frozen=True)
-class ParamTensor:
-    name: str
-    shape: tuple
-    itemsize: int
-    out_axis: int | None  # this axis follows the layer's output channel count
-    in_axis: int | None  # this axis follows the per-group input channel count
-
-    def elements(self, cin_eff: int, cout: int) -> int:
-        dims = list(self.shape)
-        if self.out_axis is not None:
-            dims[self.out_axis] = cout
-        if self.in_axis is not None:
-            dims[self.in_axis] = cin_eff
-        return int(np.prod(dims, dtype=np.int64))
-
-
-@dataclass
-class Layer:
-    node: str
-    op: str
-    in_tensor: str | None
-    out_tensor: str
-    cin: int
-    cout: int
-    flop_factor: int  # FLOPs = flop_factor * cin_eff * cout / out_div
-    act_factor: int  # output elements = act_factor * cout
-    act_itemsize: int
-    params: list[ParamTensor] = field(default_factory=list)
-    in_div: int = 1  # Conv groups: input channels per group = cin / in_div
-    in_fixed: int | None = None  # depthwise: input channels per group never change
-    out_div: int = 1  # ConvTranspose groups
-    index: int = -1  # the node's position in the graph (names may be empty or repeated)
-
-    def cin_eff(self, cin: int) -> int:
-        return self.in_fixed if self.in_fixed is not None else cin // self.in_div
-
-    def cost(self, cin: int | None = None, cout: int | None = None) -> tuple[int, int, int]:
-        cin = self.cin if cin is None else cin
-        cout = self.cout if cout is None else cout
-        eff = self.cin_eff(cin)
-        params = sum(p.elements(eff, cout) for p in self.params)
-        weight_bytes = sum(p.elements(eff, cout) * p.itemsize for p in self.params)
-        flops = self.flop_factor * eff * cout // self.out_div
-        memory = weight_bytes + self.act_factor * cout * self.act_itemsize
-        return params, flops, memory
 
 
 def _prod(values) -> int:
@@ -204,8 +158,6 @@ class _LayerBuilder:
             rows = _prod(out_shape[:-1])
             return Layer(node.name, node.op, x.name, out.name, k, n, rows, rows, act_itemsize, params)
         if node.op in RECURRENT_OPS:
-            from .recurrent import recurrent_layer  # a Layer subclass: imported here, not at the top
-
             return recurrent_layer(self, node, out, act_itemsize)
         # normalization: parameters per channel, no MACs counted
         x_shape = self.shape(node, x)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
 
-from .complexity import Layer
+from .layer import Layer
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "DynamicQuantizeLSTM": 4}
 # op -> positions of (W, R, B, P) and the axis of W that is the input size

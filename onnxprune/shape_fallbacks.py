@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .shapes import TensorInfo, dims_of
+from .tensor_info import TensorInfo, dims_of
 
 
 def gaps(model: onnx.ModelProto, infos: dict, non_tensor: set) -> list[str]:

@@ -6,7 +6,6 @@ data propagation still resolves Reshape targets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -14,30 +13,10 @@ from onnx import helper
 
 from .errors import UserError
 from .names import display_name
+from .tensor_info import TensorInfo, dims_of  # noqa: F401  (re-exported: shapes.TensorInfo)
 
 SMALL_INITIALIZER = 64  # elements: shape/axes constants stay real for data propagation
 DEFAULT_BATCH = 1
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    shape: tuple  # ints, or None for an unknown dimension
-    elem_type: int
-    known: bool = field(init=False, compare=False, repr=False)  # every dim is an int (computed once: hot)
-
-    def __post_init__(self):
-        object.__setattr__(self, "known", self.shape is not None and all(isinstance(d, int) for d in self.shape))
-
-    @property
-    def itemsize(self) -> int:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type)).itemsize
-
-
-def dims_of(type_proto: onnx.TypeProto) -> tuple | None:
-    tensor = type_proto.tensor_type
-    if not tensor.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
 
 
 def skeleton(model: onnx.ModelProto, keep_output_shapes: bool = False) -> onnx.ModelProto:
