@@ -19,22 +19,9 @@ from onnx import numpy_helper
 
 from benchmarks.fuzz import conv_net, markup_net, symbolic_net
 from onnxprune import profile
-from onnxprune.cli import main
+from tests.cli_helpers import run, one_line_error
 from onnxprune.cli_app import parse_input_shapes
 from onnxprune.errors import UserError
-
-
-def run(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(rc, err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
 
 
 @pytest.fixture

@@ -16,20 +16,7 @@ import pytest
 
 from benchmarks.fuzz import conv_net
 from onnxprune import io as onnxprune_io
-from onnxprune.cli import main
-
-
-def run(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_line_error(rc, err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
+from tests.cli_helpers import run, one_line_error
 
 
 @pytest.fixture

@@ -23,17 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.fuzz import bn_net, conv_net
 from onnxprune import io as onnxprune_io
-from onnxprune.cli import main
+from tests.cli_helpers import run, one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 VERBS = ("profile", "groups", "shrink", "check")
-
-
-def run(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def snapshot(folder: Path) -> dict:
