@@ -34,12 +34,17 @@ RESHAPED_CONSTANT = ("groups: a bias fed through Reshape(Constant) is 'opaque da
 SCALAR_AFFINE = ("groups: PP-LCNetV3's learnable affine x*a+b with a broadcast scalar b after a pruned conv: "
                  "removed channels are b, not 0, so the pruned graph != the zero-mask model (max rel. err ~1.0); "
                  "expand the scalar per channel or refuse the group")
-CONVERT_DRIFT = "trainers: converter output differs from onnxruntime by 2e-3 relative (PP-OCRv4 det: DB head)"
+# onnxruntime's CPU Sigmoid (MLAS) is an approximation with an absolute error up to 1.66e-7 (measured on
+# [-30, 30], onnxruntime 1.32; torch.sigmoid is exact to float32 rounding). On its random input PP-OCRv4 det's
+# DB head saturates (pre-sigmoid values in [-55, -9.7], outputs <= 5.9e-5): every node up to the Sigmoid
+# matches onnxruntime to 1.2e-6 relative, and there onnxruntime is 1.2e-7 (2.07e-3 of the output scale) from
+# the float64 run of the converted graph, the converter in float32 1.4e-5. So outputs are compared with that
+# absolute floor on top of 1e-4 relative (tests/test_trainers_ops.py pins the bound).
+ORT_SIGMOID_ABS_ERROR = 2e-7
 
 # (test, model) -> why it fails on main 50dc82e (reading, groups, trainers and item 1 merged);
 # each is an xfail(strict=True), so a fix turns it into a failure until the entry goes.
 KNOWN_FAILURES = {
-    ("convert", "ppocrv4_det"): CONVERT_DRIFT,
     ("shrink", "ppocrv4_det"): SCALAR_AFFINE,
     ("shrink", "ppocrv4_rec"): SCALAR_AFFINE,
     ("shrink", "ppocr_cls"): RESHAPED_CONSTANT + "; and a WRONG GRAPH: after pruning the 200-channel head, "
@@ -144,7 +149,10 @@ def test_converter_matches_onnxruntime(name):
     assert len(got) == len(expected)
     for actual, reference in zip(got, expected):
         assert actual.shape == reference.shape
-        assert max_relative_error(actual.numpy(), reference) < 1e-4
+        actual = actual.numpy()
+        scale = max(float(np.abs(reference).max()), float(np.abs(actual).max()))
+        assert np.abs(actual.astype(np.float64) - reference).max() <= 1e-4 * scale + ORT_SIGMOID_ABS_ERROR, (
+            max_relative_error(actual, reference))
 
 
 def _refusals(deps) -> list[str]:
