@@ -80,3 +80,56 @@ def test_pipeline_json_gets_the_umask_mode(pickles, tmp_path, capsys, monkeypatc
     assert rc == 0
     assert stat.S_IMODE((tmp_path / "run" / "pipeline.json").stat().st_mode) == 0o640
     assert "m[red]x.onnx" in out  # a file name with rich markup shows as given
+
+
+# ------------------------------------------------------------------ pipeline scratch --quantize
+
+@pytest.fixture
+def plain_model(tmp_path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.onnx"
+    onnx.save(export_torch(tiny_classifier(width=8), "legacy", keep_bn=True), str(path))
+    return path
+
+
+@pytest.mark.parametrize("fmt, op", [("qdq", "QuantizeLinear"), ("qoperator", "QLinearConv")])
+def test_scratch_quantize_writes_the_int8_model(fmt, op, plain_model, tmp_path, capsys):
+    from trainers.testing import write_cifar_pickles
+
+    data = write_cifar_pickles(tmp_path / "many", per_batch=40, n_test=20)  # 200 training images
+    run = tmp_path / "run"
+    rc = _scratch(plain_model, run, "--data", f"cifar10={data}", "--quantize", "--quantize-format", fmt,
+                  "--calibration-images", "32", "--no-guard", "--json")  # random pixels: nothing to learn
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    saved = json.loads((run / "pipeline.json").read_text())
+    assert saved["files"]["int8"] == str(run / "trained.int8.onnx") and "quantize" in saved["seconds"]
+    assert saved["quantize"]["format"] == fmt and saved["quantize"]["calibration_images"] == 32
+    int8 = onnx.load(str(run / "trained.int8.onnx"))
+    assert op in {n.op_type for n in int8.graph.node}
+    assert (run / "trained.onnx").is_file()  # the float model is kept too
+
+
+@pytest.mark.parametrize("extra, needle", [(["--calibration-images", "4"], "--calibration-images 4"),
+                                           (["--quantize-format", "int4"], "--quantize-format 'int4'")])
+def test_bad_quantize_settings_fail_before_training(extra, needle, plain_model, pickles, tmp_path, capsys,
+                                                    monkeypatch):
+    from trainers import loop
+
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained before the quantize check"))
+    rc = _scratch(plain_model, tmp_path / "run", "--data", f"cifar10={pickles}", "--quantize", *extra)
+    one_line_error(rc, capsys, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_read_only_int8_file_is_refused_first(plain_model, pickles, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    int8 = run / "trained.int8.onnx"
+    int8.write_bytes(b"old")
+    real_access = os.access
+    monkeypatch.setattr("onnxprune.io.os.access",
+                        lambda p, m, *a, **k: False if Path(p) == int8 and m & os.W_OK else real_access(p, m, *a, **k))
+    rc = _scratch(plain_model, run, "--data", f"cifar10={pickles}", "--quantize")
+    one_line_error(rc, capsys, "trained.int8.onnx", "cannot write")
+    assert sorted(p.name for p in run.iterdir()) == ["trained.int8.onnx"]

@@ -26,10 +26,11 @@ pipeline_app = typer.Typer(no_args_is_help=True, help="Prune then train: from sc
 app.add_typer(pipeline_app, name="pipeline")
 
 RESULT_NAME = "pipeline.json"
+INT8_NAME = "trained.int8.onnx"
 FIGURES = ("params", "flops", "memory_bytes")
 
 
-def check_run_dir(output: str | os.PathLike, model: str | os.PathLike) -> Path:
+def check_run_dir(output: str | os.PathLike, model: str | os.PathLike, names: tuple[str, ...] = (RESULT_NAME,)) -> Path:
     """Refuse a run folder that cannot be written (a file, `-`, the input, a missing or read-only
     parent, a read-only existing folder) before any work, creating nothing."""
     out = Path(output)
@@ -38,7 +39,7 @@ def check_run_dir(output: str | os.PathLike, model: str | os.PathLike) -> Path:
     if Path(model).exists() and Path(model).resolve() == out.resolve():
         raise UserError(f"-o {out}: is the input model")
     # an existing folder must take the run's files; a new one must be creatable in its parent
-    check_outputs_writable({"-o": out / RESULT_NAME if out.is_dir() else out}, model)
+    check_outputs_writable([("-o", out / name) for name in names] if out.is_dir() else [("-o", out)], model)
     return out
 
 
@@ -95,11 +96,40 @@ def _check_train_args(train_kwargs: dict) -> None:
         raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
 
 
+def _check_quantize(quantize: dict | None, train_kwargs: dict) -> None:
+    """`--quantize` settings are refused before any stage runs, not after the training."""
+    if quantize is None:
+        return
+    from ..quantize import FORMATS, MIN_CALIBRATION_IMAGES
+
+    if quantize.get("fmt", "qdq") not in FORMATS:
+        raise UserError(f"--quantize-format {quantize['fmt']!r}: expected one of {', '.join(FORMATS)}")
+    count = quantize.get("calibration_images")
+    if count is not None and count < MIN_CALIBRATION_IMAGES:
+        raise UserError(f"--calibration-images {count}: at least {MIN_CALIBRATION_IMAGES} images are needed for "
+                        f"meaningful activation ranges")
+    if not isinstance(train_kwargs.get("data", "cifar10"), str):
+        raise UserError("--quantize calibrates on the --data images: give data as a spec (e.g. cifar10=PATH)")
+
+
+def _quantize(trained_path: str, run: Path, quantize: dict, data: str, input_shapes: dict | None) -> dict:
+    from .quantize import quantize_file
+
+    options = {k: v for k, v in quantize.items() if v is not None}
+    summary, _ = quantize_file(str(trained_path), str(run / INT8_NAME), calibrate=data, input_shapes=input_shapes,
+                               **options)
+    return summary
+
+
 def run_scratch(model: str, output: str, *, mode: str, target: float, step: float = 0.1, seed: int = 0,
-                progress: bool = True, input_shapes: dict | None = None, **train_kwargs) -> dict[str, Any]:
+                progress: bool = True, input_shapes: dict | None = None, quantize: dict | None = None,
+                **train_kwargs) -> dict[str, Any]:
     """Shrink (reinit) then train once; writes RUNDIR/{pruned.onnx, trained.onnx, train.jsonl, pipeline.json}.
-    `input_shapes` ({"NAME": [1, 3, H, W]}) fixes symbolic input dimensions for both stages."""
-    check_run_dir(output, model)
+    `input_shapes` ({"NAME": [1, 3, H, W]}) fixes symbolic input dimensions for both stages. `quantize`
+    ({"fmt": "qdq", "per_channel": False, "calibration_images": N}) adds RUNDIR/trained.int8.onnx,
+    calibrated on the training images of `data`."""
+    check_run_dir(output, model, (RESULT_NAME, INT8_NAME) if quantize is not None else (RESULT_NAME,))
+    _check_quantize(quantize, train_kwargs)
     require_torch()
     _check_train_args(train_kwargs)
     from onnxprune.io import load_model, save_model
@@ -119,6 +149,11 @@ def run_scratch(model: str, output: str, *, mode: str, target: float, step: floa
                    progress=progress, console=err_console if progress else None, input_shapes=input_shapes,
                    **train_kwargs)
     train_s = time.perf_counter() - t0
+    quantized, quantize_s = None, None
+    if quantize is not None:
+        t0 = time.perf_counter()
+        quantized = _quantize(result.output_path, run, quantize, train_kwargs.get("data", "cifar10"), input_shapes)
+        quantize_s = round(time.perf_counter() - t0, 3)
     payload = {
         "pipeline": "scratch", "model": str(model), "mode": report["mode"], "target": report.get("target"),
         "seed": seed, "accuracy": result.accuracy, "complexity": _complexity(report),
@@ -128,6 +163,11 @@ def run_scratch(model: str, output: str, *, mode: str, target: float, step: floa
         "train": _train_summary(result),
         "shrink": {k: report.get(k) for k in ("mode", "target", "seed", "step", "init", "criterion", "iterations")},
     }
+    if quantized is not None:
+        payload["files"]["int8"] = quantized["output"]
+        payload["quantize"] = quantized
+        payload["seconds"] = {**payload["seconds"], "quantize": quantize_s}
+        payload["seconds"]["total"] = round(time.perf_counter() - started, 3)
     save_json(payload, run / RESULT_NAME, model)
     payload["result_path"] = str(run / RESULT_NAME)
     return payload
@@ -213,6 +253,10 @@ def _print(payload: dict) -> None:
         times.add_row("baseline accuracy (unpruned)", f"{100 * payload['baseline_accuracy']:.2f}%")
         times.add_row("accuracy right after pruning", f"{100 * payload['pruned_accuracy_before_finetune']:.2f}%")
     times.add_row("final test accuracy", f"{100 * payload['accuracy']:.2f}%")
+    if payload.get("quantize"):
+        q = payload["quantize"]
+        times.add_row("int8 model", f"{q['output']} ({q['format']}), top-1 equals float on "
+                                    f"{100 * q['top1_agreement']:.1f}% of {q['calibration_images']} calibration images")
     for stage, seconds in payload["seconds"].items():
         times.add_row(f"{stage} time", f"{seconds:.1f} s")
     times.add_row("results", payload["result_path"])
@@ -242,12 +286,20 @@ def scratch_command(
     limit_train: Optional[int] = _S["limit_train"], limit_test: Optional[int] = _S["limit_test"],
     threads: Optional[int] = _S["threads"], augment: bool = _S["augment"],
     norm: str = _S["norm"], guard: bool = _S["guard"],
+    quantize: bool = typer.Option(False, "--quantize", help=f"also write RUNDIR/{INT8_NAME}: the trained model "
+                                                             "quantized to int8, calibrated on --data's training images"),
+    quantize_format: str = typer.Option("qdq", "--quantize-format", help="qdq | qoperator (see `quantize --help`)"),
+    quantize_per_channel: bool = typer.Option(False, "--quantize-per-channel", help="one weight scale per channel"),
+    calibration_images: Optional[int] = typer.Option(None, "--calibration-images", metavar="N",
+                                                     help="calibration images for --quantize (default: quantize's)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print pipeline.json on stdout"),
 ) -> None:
     """Shrink MODEL with fresh weights, then train it from scratch."""
     payload = run_scratch(model, output, mode=mode, target=target, step=step, seed=seed, progress=not quiet,
                           input_shapes=parse_input_shapes(input_shape, model),
+                          quantize=dict(fmt=quantize_format, per_channel=quantize_per_channel,
+                                        calibration_images=calibration_images) if quantize else None,
                           **_train_kwargs(data=data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                                           lr=lr, schedule=schedule, weight_decay=weight_decay, recipe=recipe,
                                           device=device, limit_train=limit_train, limit_test=limit_test,
