@@ -25,12 +25,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .errors import UserError
+from .io import atomic_write, save_json
 
 __all__ = ["sweep", "parse_modes", "parse_targets", "run_name", "COLUMNS", "PLOTS", "write_outputs"]
 
@@ -48,7 +48,8 @@ PLOTS = {
     "energy": ("energy_uj_per_image", "energy per image (µJ, estimate)"),
 }
 SETTING_KEYS = ("model_sha", "data", "recipe", "epochs", "batch_size", "optimizer", "lr", "schedule",
-                "weight_decay", "limit_train", "limit_test", "seed", "augment", "bench_runs", "step", "norm")
+                "weight_decay", "limit_train", "limit_test", "seed", "augment", "bench_runs", "step", "norm",
+                "input_shapes")
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "limit_train", "limit_test")
 
 
@@ -108,30 +109,13 @@ def _out_dir(out_dir: str | os.PathLike, model: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------ writing
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    _atomic_write(path, lambda h: (json.dump(payload, h, indent=2), h.write("\n")))
-
-
 def _write_csv(path: Path, rows: Sequence[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
-    _atomic_write(path, lambda h: h.write(buffer.getvalue()))
+    atomic_write(path, lambda h: h.write(buffer.getvalue()))
 
 
 def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
@@ -174,7 +158,7 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
         ax.legend(fontsize=8, loc="best")
 
     def save(fig, path: Path) -> None:
-        _atomic_write(path, lambda h: fig.savefig(h, format="png", dpi=110, bbox_inches="tight"), mode="wb")
+        atomic_write(path, lambda h: fig.savefig(h, format="png", dpi=110, bbox_inches="tight"), mode="wb")
         plt.close(fig)
 
     written: list[Path] = []
@@ -204,7 +188,7 @@ def write_outputs(rows: Sequence[dict], out_dir: Path, title: str = "sweep",
     """(Re)write results.csv, results.json and the plots from the finished runs."""
     out_dir = Path(out_dir)
     _write_csv(out_dir / "results.csv", rows)
-    _write_json(out_dir / "results.json", {"settings": settings or {}, "runs": list(rows)})
+    save_json({"settings": settings or {}, "runs": list(rows)}, out_dir / "results.json")
     plots = _plot(rows, out_dir, title) if rows else []
     return {"csv": str(out_dir / "results.csv"), "json": str(out_dir / "results.json"),
             "plots": [str(p) for p in plots]}
@@ -233,13 +217,15 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
           targets: str | Iterable[float] = (0.8, 0.6, 0.4, 0.2), data: str = "cifar10",
           out_dir: str | os.PathLike = "sweep", *, recipe: str = "cpu", seed: int = 0, bench_runs: int = 50,
           step: float = 0.1, progress: bool = True, train_progress: bool = False, console=None,
-          on_run: Optional[Callable[[dict, bool], None]] = None, **train_kwargs) -> list[dict]:
+          on_run: Optional[Callable[[dict, bool], None]] = None, input_shapes: Optional[dict] = None,
+          **train_kwargs) -> list[dict]:
     """Baseline + every mode x target: shrink (reinit), train, bench; returns every finished run's row.
 
     `train_kwargs` go to `trainers.train` (epochs, limit_train, limit_test, batch_size, lr, ...), the
-    same for every run. Each row is also the run's result.json. `on_run(row, skipped)` is called after
-    each run. Raises UserError on bad input before any work, and when RUNDIR holds results made with
-    other settings.
+    same for every run. `input_shapes` ({"NAME": [1, 3, H, W]}, as `--input-shape`) fixes symbolic
+    input dimensions for every shrink, training and bench. Each row is also the run's result.json.
+    `on_run(row, skipped)` is called after each run. Raises UserError on bad input before any work,
+    and when RUNDIR holds results made with other settings.
     """
     model_path = Path(model)
     mode_list, target_list = parse_modes(modes), parse_targets(targets)
@@ -255,7 +241,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     try:
         import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
         from trainers.data import parse_data_spec
-        from trainers.loop import _load_data, resolve_config, train
+        from trainers.loop import _load_data, first_input_shape, resolve_config, train
         from trainers.recipes import resolve_device
     except ImportError:
         raise UserError("the sweep trains every model and needs PyTorch: pip install 'onnxprune[train]'") from None
@@ -265,11 +251,13 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     if train_kwargs.get("norm") not in (None, *NORM_MODES):
         raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
     parse_data_spec(data)
+    first_input_shape(source, input_shapes)  # a symbolic H/W without --input-shape fails before any work
     resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
                     seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,
-                    step=step, norm=train_kwargs.get("norm") or "auto")
+                    step=step, norm=train_kwargs.get("norm") or "auto",
+                    input_shapes={k: list(v) for k, v in input_shapes.items()} if input_shapes else None)
 
     plan: list[tuple[Optional[str], Optional[float]]] = [(None, None)]
     plan += [(m, t) for m in mode_list for t in target_list]
@@ -340,15 +328,17 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
             else:
                 from . import shrink
 
-                pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=step, init="reinit")
+                pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=step, init="reinit",
+                                        input_shapes=input_shapes)
                 start_path = save_model(pruned, run_dir / "pruned.onnx", model_path)
             if dataset is None:
                 dataset = _load_data(data, config, None)
             result = train(start_path, dataset, recipe=recipe, seed=seed, output=run_dir / "trained.onnx",
                            progress=train_progress, console=console if train_progress else None,
+                           input_shapes=input_shapes,
                            **{k: v for k, v in train_kwargs.items() if v is not None})
             measured = bench(run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1,
-                             batch=1)
+                             batch=1, input_shapes=input_shapes)
             row = {
                 "name": name, "mode": mode, "target": target, "accuracy": result.accuracy,
                 "params": measured.params, "flops": measured.flops, "memory_bytes": measured.memory_bytes,
@@ -362,7 +352,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
                 "norm": result.norm, "verdict": result.verdict,
                 "settings": settings,
             }
-            _write_json(run_dir / RESULT_NAME, row)
+            save_json(row, run_dir / RESULT_NAME)
             rows.append(row)
             (bar.console.print if bar else say)(
                 f"{name}: accuracy {row['accuracy']:.3f}, {row['params']} params, {row['latency_ms']:.3f} ms, "

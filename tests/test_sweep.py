@@ -135,3 +135,53 @@ def test_parsers():
     assert parse_modes("pa, FA,PA") == ["PA", "FA"]
     assert parse_targets("0.8,0.6") == [0.8, 0.6]
     assert run_name(None, None) == "baseline" and run_name("MA", 0.25) == "MA-0.25"
+
+
+# ------------------------------------------------------------ --input-shape, file modes (issue 16 item 10)
+
+@pytest.fixture
+def symbolic_cnn(tmp_path) -> Path:
+    from tests.test_trainers_cli import symbolic_hw_model
+
+    return symbolic_hw_model(tmp_path / "sym.onnx")
+
+
+def test_input_shape_reaches_every_run_and_files_get_the_umask_mode(symbolic_cnn, tmp_path, capsys):
+    import os
+    import stat
+
+    import onnx
+
+    from trainers.testing import write_cifar_pickles
+
+    pickles = write_cifar_pickles(tmp_path / "data", per_batch=8, n_test=10)
+    name = onnx.load(str(symbolic_cnn)).graph.input[0].name
+    out = tmp_path / "run"
+    old = os.umask(0o027)
+    try:
+        rc = main(["sweep", str(symbolic_cnn), "--modes", "PA", "--targets", "0.5", "--epochs", "1",
+                   "--bench-runs", "2", "--threads", "1", "--data", f"cifar10={pickles}", "-q", "--json",
+                   "--input-shape", f"{name}=1x3x32x32", "-o", str(out)])
+    finally:
+        os.umask(old)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    runs = json.loads(captured.out)["runs"]
+    assert [r["name"] for r in runs] == ["baseline", "PA-0.5"]
+    assert runs[0]["settings"]["input_shapes"] == {name: [1, 3, 32, 32]}
+    assert runs[1]["params"] < runs[0]["params"]
+    for path in (out / "results.json", out / "results.csv", out / "tradeoffs.png", out / "PA-0.5" / "result.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_symbolic_hw_without_input_shape_names_the_hint(symbolic_cnn, tmp_path, capsys):
+    import onnx
+
+    from onnxprune.shapes import input_shape_hint
+
+    hint = input_shape_hint(onnx.load(str(symbolic_cnn)).graph.input[0])
+    out = tmp_path / "run"
+    assert main(["sweep", str(symbolic_cnn), "--modes", "PA", "--targets", "0.5", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--input-shape {hint}" in err and "\n" not in err
+    assert not out.exists()

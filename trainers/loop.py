@@ -120,6 +120,34 @@ def _check_fit(module: OnnxModule, data: Dataset | None, where: str, spec: str |
         raise UserError(f"{where}: the model has {out.shape[1]} outputs, the dataset {classes} classes")
 
 
+def first_input_shape(proto: onnx.ModelProto, input_shapes: dict[str, list[int]] | None) -> list[int] | None:
+    """`--input-shape` values -> the shape the converter gives the first input (the image input).
+
+    A symbolic dimension other than the batch, with no shape given, is refused naming the option to
+    type; so is a shape for an input the model lacks or that training cannot fix (not the first)."""
+    from onnxprune.shapes import input_shape_hint
+
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in initializers]
+    names = [v.name for v in inputs]
+    given = dict(input_shapes or {})
+    for name, dims in given.items():
+        if name not in names:
+            raise UserError(f"--input-shape {name}=...: the model has no input {name!r}; its inputs are {names}")
+        if name != names[0]:
+            raise UserError(f"--input-shape {name}=...: training fixes the first input's shape only ({names[0]!r})")
+        have = inputs[0].type.tensor_type.shape.dim
+        if len(have) and len(have) != len(dims):
+            raise UserError(f"--input-shape {name}: the model's input has rank {len(have)}, got {len(dims)} dims")
+    for value in inputs:
+        if value.name in given:
+            continue
+        if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in list(value.type.tensor_type.shape.dim)[1:]):
+            raise UserError(f"input {value.name!r} has a symbolic dimension other than the batch; give it with "
+                            f"--input-shape {input_shape_hint(value)}")
+    return given.get(names[0]) if names else None
+
+
 def train(
     model: ModelLike,
     data: str | Dataset = "cifar10",
@@ -146,6 +174,7 @@ def train(
     console=None,
     norm: str = "auto",
     guard: bool = True,
+    input_shapes: dict[str, list[int]] | None = None,
 ) -> TrainResult:
     """Train an ONNX model (path or ModelProto) and, with `output`, save the trained ONNX model.
 
@@ -160,6 +189,7 @@ def train(
     normalisation (auto: only when the graph has none; see trainers.convert.norms), folded back at
     export. `guard`: stop with DidNotLearn (exit 2, nothing written) when the first epoch leaves
     the loss at the uninformed level (trainers.guard); a NaN/inf loss always stops the run.
+    `input_shapes` ({"NAME": [1, 3, H, W]}, as `--input-shape`) fixes symbolic input dimensions.
     """
     started = time.perf_counter()
     config = resolve_config(recipe, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -202,7 +232,7 @@ def train(
                                 f"{key}={config.get(key)!r}; resume with the same settings or use a new --checkpoint folder")
 
     # the model first (every op converts, its output fits the data): seconds, before decoding images
-    module = convert(proto)
+    module = convert(proto, input_shape=first_input_shape(proto, input_shapes))
     _check_fit(module, data if isinstance(data, Dataset) else None, where, data if isinstance(data, str) else None)
     dataset = data if isinstance(data, Dataset) else _load_data(data, config, say)
     if isinstance(data, Dataset):
@@ -363,7 +393,8 @@ def _norm_line(mode: str, inserted: list[dict]) -> str:
 
 def evaluate_model(model: ModelLike, data: str | Dataset = "cifar10", *, recipe: str = "cpu",
                    limit_train: int | None = None, limit_test: int | None = None, batch_size: int = 256,
-                   device: str = "auto", threads: int | None = None) -> dict[str, float]:
+                   device: str = "auto", threads: int | None = None,
+                   input_shapes: dict[str, list[int]] | None = None) -> dict[str, float]:
     """Test accuracy/loss of an ONNX model as is (normalised like `train` with the same limits)."""
     config = resolve_config(recipe, limit_train=limit_train, limit_test=limit_test)
     proto = load_model(model)
@@ -373,7 +404,7 @@ def evaluate_model(model: ModelLike, data: str | Dataset = "cifar10", *, recipe:
         dataset = data.limited(config.get("limit_train"), config.get("limit_test")).with_stats()
     else:
         dataset = _load_data(data, config, None)
-    module = convert(proto)
+    module = convert(proto, input_shape=first_input_shape(proto, input_shapes))
     _check_fit(module, dataset, str(model) if not isinstance(model, onnx.ModelProto) else "model")
     module.to(dev)
     batches = Batches(dataset.test_x, dataset.test_y, batch_size, dataset.mean, dataset.std, device=dev)

@@ -1,14 +1,12 @@
 """`onnxprune sweep MODEL --modes PA,FA,MA --targets 0.8,0.6,0.4,0.2 -o RUNDIR`: measured trade-offs."""
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..cli_app import app, console, emit_json, err_console, input_shape_option, parse_input_shapes, seed_option
-from ..errors import UserError
 from ..io import check_outputs_writable
 from ..report import LiteralTable, literal, nbytes, si
 
@@ -51,16 +49,10 @@ def sweep_command(
     # the run folder (or, while it does not exist, the folder it goes in) must be writable before any work
     check_outputs_writable({"-o": run_dir / "results.json" if run_dir.is_dir() else run_dir}, model)
     shapes = parse_input_shapes(input_shape, model)
-    extra = {}
-    if shapes:
-        if "input_shapes" not in inspect.signature(sweep).parameters:
-            raise UserError("--input-shape: this sweep cannot pass an input shape to training yet; "
-                            "export the model with a fixed input size")
-        extra["input_shapes"] = shapes
     rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
                  progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
                  epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
-                 device=device, norm=norm, guard=guard, **extra)
+                 device=device, norm=norm, guard=guard, input_shapes=shapes)
     if json_out:
         emit_json({"output": output, "runs": rows})
         return

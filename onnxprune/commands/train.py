@@ -5,12 +5,14 @@ torch is imported only when the verb runs: the core CLI works without the `train
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, List, Optional
 
 import typer
 
-from ..cli_app import app, console, emit_json, err_console
+from ..cli_app import app, console, emit_json, err_console, input_shape_option, parse_input_shapes, seed_option
 from ..errors import UserError
+from ..io import check_outputs_writable
 
 
 def require_torch() -> None:
@@ -35,7 +37,8 @@ def train_options() -> dict[str, Any]:
         weight_decay=typer.Option(None, "--weight-decay", help="weight decay (default: the recipe's)"),
         recipe=typer.Option("cpu", "--recipe", help="paper (RMSprop 1e-3, batch 128, 150 epochs) | cpu (short "
                                                    "SGD one-cycle run for a 2-core CPU)"),
-        seed=typer.Option(0, "--seed", help="random seed (weights order, shuffling, augmentation)"),
+        seed=seed_option("Random seed (weights order, shuffling, augmentation), a non-negative integer."),
+        input_shape=input_shape_option(),
         device=typer.Option("auto", "--device", help="auto | cpu | cuda"),
         limit_train=typer.Option(None, "--limit-train", help="train on the first N (class-balanced) images; 0: all"),
         limit_test=typer.Option(None, "--limit-test", help="test on the first N images; 0: all"),
@@ -65,6 +68,7 @@ def train_command(
     weight_decay: Optional[float] = _O["weight_decay"],
     recipe: str = _O["recipe"],
     seed: int = _O["seed"],
+    input_shape: Optional[List[str]] = _O["input_shape"],
     device: str = _O["device"],
     limit_train: Optional[int] = _O["limit_train"],
     limit_test: Optional[int] = _O["limit_test"],
@@ -83,6 +87,9 @@ def train_command(
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
 ) -> None:
     """Train MODEL on a dataset (PyTorch) and write the trained network as ONNX."""
+    # every output location is checked before torch loads or any image is decoded
+    check_outputs_writable({"-o": output, "--log": log or Path(output).with_suffix(".train.jsonl")}, model)
+    shapes = parse_input_shapes(input_shape, model)
     require_torch()
     from trainers.loop import train
 
@@ -91,7 +98,7 @@ def train_command(
                        schedule=schedule, weight_decay=weight_decay, recipe=recipe, seed=seed, device=device,
                        limit_train=limit_train, limit_test=limit_test, checkpoint=checkpoint, resume=resume, log=log,
                        output=output, progress=not quiet, threads=threads, keep_bn=keep_bn, augment=augment,
-                       console=err_console, norm=norm, guard=guard)
+                       console=err_console, norm=norm, guard=guard, input_shapes=shapes)
     if json_out:
         emit_json(result.to_dict())
         return
@@ -112,9 +119,9 @@ def verdict_on_stdout(json_out: bool):
 
 
 def print_summary(model: str, result, title: str | None = None) -> None:
-    from rich.table import Table
+    from ..report import LiteralTable
 
-    table = Table(title=title or f"{model} → {result.output_path}", show_header=False)
+    table = LiteralTable(title=title or f"{model} → {result.output_path}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     cfg = result.config
