@@ -37,9 +37,8 @@ CONVERT_DRIFT = "trainers: converter output differs from onnxruntime by 2e-3 rel
 # each is an xfail(strict=True), so a fix turns it into a failure until the entry goes.
 KNOWN_FAILURES = {
     ("convert", "ppocrv4_det"): CONVERT_DRIFT,
-    ("shrink", "ppocr_cls"): RESHAPED_CONSTANT + "; and a WRONG GRAPH: after pruning the 200-channel head, "
-                             "Reshape@18's computed target Concat(batch, Constant 200) keeps 200 and onnxruntime "
-                             "fails (surgery must rewrite the constant or the group be refused)",
+    ("shrink", "ppocr_cls"): RESHAPED_CONSTANT + " (what is prunable, the 200-channel head included, prunes "
+                             "and holds the zero-mask oracle)",
 }
 
 # Couplings shrink may refuse, with why. Everything else a group is refused for fails the test.
