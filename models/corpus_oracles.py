@@ -5,7 +5,7 @@
   minus the one MAC per output element that onnx-tool adds for a bias (we do not count it);
   ConvTranspose MACs from onnx-tool's shapes, as onnx-tool over-counts them by stride^2.
 * ``shrink_and_verify``: ``onnxprune shrink`` through the CLI, then the zero-mask oracle on every
-  output and the full ONNX checker.
+  output (a Sigmoid/Softmax output on its logits: verify.output_errors) and the full ONNX checker.
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
     Returns rc, err, keep (group id -> kept channels), flops before/after, check (None or the
     checker's message) and max_errors (one per output).
     """
-    from onnxprune.verify import max_relative_error, run, zero_mask
+    from onnxprune.verify import output_errors, run, zero_mask
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         out, report_path = Path(tmp) / "pruned.onnx", Path(tmp) / "report.json"
@@ -149,7 +149,8 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
     except Exception as exc:  # noqa: BLE001  (reported, and asserted on by the test)
         result["check"] = " ".join(str(exc).split())[:200]
     inputs = feeds(entry, seed=seed)
-    got, want = run(pruned, inputs), run(zero_mask(deps, keep), inputs)
+    reference = zero_mask(deps, keep)
+    got, want = run(pruned, inputs), run(reference, inputs)
     result["shapes_equal"] = [a.shape for a in got] == [b.shape for b in want]
-    result["max_errors"] = [max_relative_error(a, b) for a, b in zip(got, want)] if result["shapes_equal"] else []
+    result["max_errors"] = output_errors(pruned, reference, inputs) if result["shapes_equal"] else []
     return result

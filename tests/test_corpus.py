@@ -31,9 +31,6 @@ FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 
 RESHAPED_CONSTANT = ("groups: a bias fed through Reshape(Constant) is 'opaque data' (constant subgraph not "
                      "folded; issue 11 item 3)")
-SCALAR_AFFINE = ("groups: PP-LCNetV3's learnable affine x*a+b with a broadcast scalar b after a pruned conv: "
-                 "removed channels are b, not 0, so the pruned graph != the zero-mask model (max rel. err ~1.0); "
-                 "expand the scalar per channel or refuse the group")
 # onnxruntime's CPU Sigmoid (MLAS) is an approximation with an absolute error up to 1.66e-7 (measured on
 # [-30, 30], onnxruntime 1.32; torch.sigmoid is exact to float32 rounding). On its random input PP-OCRv4 det's
 # DB head saturates (pre-sigmoid values in [-55, -9.7], outputs <= 5.9e-5): every node up to the Sigmoid
@@ -45,11 +42,8 @@ ORT_SIGMOID_ABS_ERROR = 2e-7
 # (test, model) -> why it fails on main 50dc82e (reading, groups, trainers and item 1 merged);
 # each is an xfail(strict=True), so a fix turns it into a failure until the entry goes.
 KNOWN_FAILURES = {
-    ("shrink", "ppocrv4_det"): SCALAR_AFFINE,
-    ("shrink", "ppocrv4_rec"): SCALAR_AFFINE,
-    ("shrink", "ppocr_cls"): RESHAPED_CONSTANT + "; and a WRONG GRAPH: after pruning the 200-channel head, "
-                             "Reshape@18's computed target Concat(batch, Constant 200) keeps 200 and onnxruntime "
-                             "fails (surgery must rewrite the constant or the group be refused)",
+    ("shrink", "ppocr_cls"): RESHAPED_CONSTANT + " (what is prunable, the 200-channel head included, prunes "
+                             "and holds the zero-mask oracle)",
 }
 
 # Couplings shrink may refuse, with why. Everything else a group is refused for fails the test.
@@ -60,6 +54,8 @@ ALWAYS_REFUSED = {
 EXPECTED_REFUSALS = {
     "ppocrv4_rec": {
         r"\(ReduceMean\): reduces over the channel axis": "LayerNorm over channels in the SVTR neck",
+        r"\(Sub\): adds 'p2o.ReduceMean.\d+', computed, to every channel \(structural only": "LayerNorm's "
+                                                                                         "x - mean(x)",
         r"'p2o.Reshape.(67|73)' \(Reshape\): reshape splits or reorders channels": "attention QKV: 360 = 3 x heads "
                                                                                  "x head dim (channel-level groups)",
     },

@@ -176,3 +176,35 @@ def test_computed_value_added_to_every_channel_freezes_them():
     original = b.model(b.conv(h, 8, 4, "head"))
     conv1 = channel_groups(original).group_of("conv1")
     assert not conv1.prunable and any("computed, to every channel" in r for r in conv1.reasons)
+
+
+def paddle_flatten_head(batch_from_shape: bool = True) -> onnx.ModelProto:
+    """paddle2onnx's classifier head: Reshape(pool, Concat(Shape(pool)[0:1], Cast(Constant [C]))), MatMul."""
+    from tests.synthetic_graphs import GraphBuilder
+
+    builder = GraphBuilder(constant_nodes=True)
+    features = builder.relu(builder.conv("x", 3, 8, name="features"))
+    pooled = builder.node("GlobalAveragePool", [features], name="pool")[0]
+    if batch_from_shape:
+        shape = builder.node("Shape", [pooled], name="shape")[0]
+        batch = builder.node("Slice", [shape, builder.const(np.array([0])), builder.const(np.array([1])),
+                                       builder.const(np.array([0]))], name="batch")[0]
+    else:
+        batch = builder.const(np.array([1]))
+    channels = builder.node("Cast", [builder.const(np.array([8], np.int32))], name="channels", to=7)[0]
+    target = builder.node("Concat", [batch, channels], name="target", axis=0)[0]
+    flat = builder.node("Reshape", [pooled, target], name="flatten")[0]
+    weight = builder.const(builder.rng.standard_normal((8, 2)).astype(np.float32))
+    return builder.model(builder.node("MatMul", [flat, weight], name="fc")[0])
+
+
+@pytest.mark.parametrize("batch_from_shape", [True, False])
+def test_computed_reshape_target_constant_channel_count_is_rewritten(batch_from_shape):
+    """ppocr_cls: the constant piece of a computed target kept 200 after pruning, and onnxruntime failed."""
+    deps = channel_groups(paddle_flatten_head(batch_from_shape))
+    group = deps.group_of("features")
+    assert group.prunable, group.reasons
+    keep = {group.id: np.array([0, 2, 3, 7])}
+    pruned = prune_channels(deps, keep)
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    assert max_relative_error(run(pruned, feeds)[0], run(zero_mask(deps, keep), feeds)[0]) < 1e-5

@@ -102,14 +102,8 @@ def reshape(t: Tracer, node: gs.Node) -> None:
     if fitting:
         b = axis if axis in fitting else fitting[-1]
         out_layout = layout.repeat(out_shape[b] // channels)
-        target = node.inputs[1]
-        value = t.mg.const_value(target)
-        if value is not None and b < len(value) and int(value[b]) > 0:
-            t.add_member("dim", node, target, b, out_layout, "operand")
-        elif value is None and not _runtime_shape(target):
-            folded = t.mg.fold_small(target)
-            if folded is None or b >= len(folded) or int(folded[b]) > 0:
-                return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
+        if not _dim_follows(t, node, b, out_layout, None):
+            return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
         return _pass(t, node, out_layout, b)
     rows = _channel_split(in_shape, out_shape, axis)
     if rows is None:
@@ -132,18 +126,52 @@ def _channel_split(in_shape: tuple, out_shape: tuple, axis: int) -> int | None:
     return rows if rows * columns == channels and 1 < rows < channels else None
 
 
-def _dim_follows(t: Tracer, node: gs.Node, entry: int, layout: Layout, rows: int) -> bool:
-    """Register the target-shape entry that must become kept/rows; False if it cannot follow pruning."""
-    target = node.inputs[1]
-    value = t.mg.const_value(target)
+def _dim_follows(t: Tracer, node: gs.Node, entry: int, layout: Layout, rows: int | None) -> bool:
+    """Register the target-shape entry that must become kept/rows; False if it cannot follow pruning.
+
+    A computed target (paddle2onnx: Concat(Shape(x)[0], Cast(Constant 200))) is followed to the
+    piece that holds the entry: a constant piece is rewritten where its reader reads it, a piece
+    derived from Shape tracks pruning at run time.
+    """
+    reader, tensor, index = _entry_source(t, node, node.inputs[1], entry)
+    if tensor is None:
+        if reader is not None:  # derived from Shape
+            return True
+        folded = t.mg.fold_small(node.inputs[1])  # 0 and -1 follow the input whatever computes them
+        return folded is not None and entry < len(folded) and int(folded[entry]) <= 0
+    value = t.mg.const_value(tensor)
+    if int(value[index]) > 0:  # 0 and -1 are copied or inferred by the Reshape itself
+        t.add_member("dim", reader, tensor, index, layout, "operand", extra=rows)
+    return True
+
+
+SHAPE_PASSTHROUGH = ("Cast", "Identity")
+
+
+def _entry_source(t: Tracer, reader: gs.Node, tensor: gs.Tensor, entry: int, depth: int = 0):
+    """Where entry `entry` of the 1-D shape `tensor` (read by `reader`) comes from:
+    (reader, constant, index) for a constant, (reader, None, None) for a Shape-derived value,
+    (None, None, None) when it cannot be told."""
+    unknown = (None, None, None)
+    value = t.mg.const_value(tensor)
     if value is not None:
-        if int(value[entry]) > 0:
-            t.add_member("dim", node, target, entry, layout, "operand", extra=rows)
-        return True
-    if _runtime_shape(target):
-        return True
-    folded = t.mg.fold_small(target)
-    return folded is not None and entry < len(folded) and int(folded[entry]) <= 0
+        return (reader, tensor, entry) if value.ndim == 1 and entry < len(value) else unknown
+    producer = tensor.inputs[0] if tensor.inputs and depth < 12 else None
+    if producer is None:
+        return unknown
+    if producer.op in SHAPE_PASSTHROUGH:
+        return _entry_source(t, producer, producer.inputs[0], entry, depth + 1)
+    if producer.op == "Concat":
+        offset = 0
+        for piece in producer.inputs:
+            shape = t.mg.shape(piece)
+            if shape is None or len(shape) != 1 or not isinstance(shape[0], int):
+                return unknown
+            if entry < offset + shape[0]:
+                return _entry_source(t, producer, piece, entry - offset, depth + 1)
+            offset += shape[0]
+        return unknown
+    return (reader, None, None) if _runtime_shape(tensor) else unknown
 
 
 def _merge_rows(t: Tracer, node: gs.Node) -> None:
@@ -154,11 +182,7 @@ def _merge_rows(t: Tracer, node: gs.Node) -> None:
             or tuple(out_shape[:axis]) != tuple(in_shape[:axis]) or out_shape[axis] != len(layout) \
             or tuple(out_shape[axis + 1:]) != tuple(in_shape[axis + 2:]):
         return barrier(t, node, f"{t.where(node)}: reshape of channels spread over {len(span)} axes")
-    target = node.inputs[1]
-    value = t.mg.const_value(target)
-    if value is not None and int(value[axis]) > 0:
-        t.add_member("dim", node, target, axis, layout, "operand")
-    elif value is None and not _runtime_shape(target):
+    if not _dim_follows(t, node, axis, layout, None):
         return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
     _pass(t, node, layout, axis)
 
