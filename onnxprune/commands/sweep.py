@@ -35,6 +35,12 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     train_progress: bool = typer.Option(False, "--train-progress", help="also print each training's epoch lines"),
     json_out: bool = typer.Option(False, "--json", help="print all results as JSON on stdout"),
+    executor: str = typer.Option("local", "--executor", help="local (one run after another here) | ray (each "
+                                                             "run a Ray task; see docs/cluster.md)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (default: start a "
+                                                                   "local Ray on loopback, stopped at the end)"),
+    gpus_per_run: float = typer.Option(0, "--gpus-per-run", help="GPUs each Ray run reserves"),
+    cpus_per_run: float = typer.Option(1, "--cpus-per-run", help="CPUs each Ray run reserves"),
 ) -> None:
     """Shrink MODEL at every mode x target, train each from scratch, bench it, and plot the trade-offs.
 
@@ -57,10 +63,19 @@ def sweep_command(
             raise UserError("--input-shape: this sweep cannot pass an input shape to training yet; "
                             "export the model with a fixed input size")
         extra["input_shapes"] = shapes
-    rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
-                 progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
-                 epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
-                 device=device, norm=norm, guard=guard, **extra)
+    from ..executors import RunsFailed, make_executor
+
+    runner = make_executor(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                           console=err_console if train_progress and not quiet else None)
+    try:
+        rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
+                     progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
+                     epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
+                     device=device, norm=norm, guard=guard, executor=runner, **extra)
+    except RunsFailed as exc:
+        if json_out:
+            emit_json({"output": output, "runs": exc.rows, "failed": [{"name": n, "error": e} for n, e in exc.failed]})
+        raise
     if json_out:
         emit_json({"output": output, "runs": rows})
         return
