@@ -90,7 +90,8 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: Optional[str] = None, cpus_per_run: float = 1, gpus_per_run: float = 0):
+    def __init__(self, address: Optional[str] = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
+                 num_cpus: Optional[int] = None):
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -100,7 +101,9 @@ class RayExecutor:
         if gpus_per_run is None or gpus_per_run < 0:
             raise UserError(f"--gpus-per-run {gpus_per_run}: must be >= 0")
         self.address, self.cpus, self.gpus = address, cpus_per_run, gpus_per_run
+        self.num_cpus = num_cpus  # of a Ray this executor starts (default: all cores)
         self._started = False
+        self._restore = None
 
     def __enter__(self):
         import ray
@@ -112,10 +115,8 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, runtime_env=env, log_to_driver=False)
             else:
-                # a private single-node Ray on loopback only: never bind the machine's external address
-                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=env,
-                         log_to_driver=False)
+                self._restore = _loopback_only()
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"--executor ray: cannot start or join Ray"
                             f"{' at ' + self.address if self.address else ''}: {_one_line(exc)}") from None
@@ -127,6 +128,10 @@ class RayExecutor:
             import ray
 
             ray.shutdown()
+            self._started = False
+        if self._restore:
+            self._restore()
+            self._restore = None
 
     def map(self, specs: list[dict]) -> Iterator[tuple[dict, Optional[dict], Optional[str]]]:
         import ray
@@ -147,6 +152,27 @@ class RayExecutor:
                 _write_bytes(run_dir / name, data)
             row["executor"] = self.name
             yield spec, row, None
+
+
+def _loopback_only():
+    """A private single-node Ray binds 127.0.0.1 only, never the machine's external address. Ray reads
+    this switch into a constant when first imported, and its processes read the variable: set both.
+    Returns what puts both back (a later `ray start` of this process's children must not inherit it)."""
+    import ray._private.ray_constants as ray_constants
+
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    old_env, old_flag = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+    def restore() -> None:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old_env
+
+    return restore
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
