@@ -10,6 +10,11 @@ search and early stopping have nothing to decide, and a task is all the scheduli
 works in a temporary folder on its node and returns its files' bytes, so the run folder need not be
 on a shared filesystem. The driver writes them, then result.json, so a run killed anywhere leaves no
 result.json and is redone on resume.
+
+Workers find the data as a local run does (trainers/datapath.py, trainers/cache.py), in their own
+environment: the one `ray start` ran with on their node (a private Ray inherits this process's). Each
+worker process decodes the data set once and keeps it for its next runs; point $ONNXPRUNE_CACHE of every
+node at one shared folder and the JPEG archive is decoded once for the whole cluster.
 """
 from __future__ import annotations
 
@@ -22,11 +27,9 @@ from typing import Iterator, Optional
 from .errors import CheckFailed, UserError
 from .sweep_run import machine, run_one
 
-__all__ = ["LocalExecutor", "RayExecutor", "RunsFailed", "make_executor", "EXECUTORS", "forwarded_env"]
+__all__ = ["LocalExecutor", "RayExecutor", "RunsFailed", "make_executor", "EXECUTORS"]
 
 EXECUTORS = ("local", "ray")
-# what a worker needs to find the data and the decoded-image cache (trainers/datapath.py, trainers/cache.py)
-FORWARDED_ENV = ("ONNXPRUNE_DATA", "ONNXPRUNE_CACHE", "ONNXPRUNE_CIFAR10", "PYTHONPATH")
 
 
 class RunsFailed(CheckFailed):
@@ -42,10 +45,6 @@ class RunsFailed(CheckFailed):
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
-
-
-def forwarded_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
 
 
 class LocalExecutor:
@@ -110,13 +109,12 @@ class RayExecutor:
 
         if ray.is_initialized():
             return self
-        env = {"env_vars": forwarded_env()}
         try:
             if self.address:
-                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
+                ray.init(address=self.address, log_to_driver=False)
             else:
                 self._restore = _loopback_only()
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"--executor ray: cannot start or join Ray"
                             f"{' at ' + self.address if self.address else ''}: {_one_line(exc)}") from None
