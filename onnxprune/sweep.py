@@ -1,7 +1,8 @@
 """Measured trade-offs: shrink a model at several modes x targets, train each from scratch, bench it.
 
 `sweep(model, modes, targets, data, out_dir, **train_kwargs) -> list[dict]` runs, in order, the
-unpruned baseline (weights re-initialised, trained with the same settings) and every mode x target:
+unpruned baseline (weights re-initialised, trained with the same settings) and every mode x target
+(one after another here, or as Ray tasks: onnxprune/executors.py, onnxprune/sweep_run.py):
 
     RUNDIR/baseline/unpruned.onnx  trained.onnx  trained.train.jsonl  result.json
     RUNDIR/<MODE>-<target>/pruned.onnx  trained.onnx  trained.train.jsonl  result.json
@@ -269,7 +270,8 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     if train_kwargs.get("norm") not in (None, *NORM_MODES):
         raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
     parse_data_spec(data)
-    resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
+    if getattr(executor, "name", "local") == "local":  # Ray workers have their own devices: checked there
+        resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
                     seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,

@@ -132,6 +132,8 @@ def test_without_ray_one_line_exit_2(tiny_cnn, tmp_path, capsys, monkeypatch):
     assert "pip install 'onnxprune[ray]'" in err and len(err.strip().splitlines()) == 1
     assert main(["sweep", str(tiny_cnn), "-o", str(tmp_path / "run"), "--address", "127.0.0.1:1"]) == 2
     assert "only with --executor ray" in capsys.readouterr().err
+    assert main(["sweep", str(tiny_cnn), "-o", str(tmp_path / "run"), "--executor", "ray", "--device", "cuda"]) == 2
+    assert "--gpus-per-run" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

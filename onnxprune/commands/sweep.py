@@ -46,7 +46,9 @@ def sweep_command(
 
     The unpruned model, re-initialised and trained with the same settings, is the baseline point. Each run gets a folder, RUNDIR/<MODE>-<target>/ (RUNDIR/baseline/ for the baseline), with pruned.onnx (unpruned.onnx), trained.onnx and result.json; latency and energy are measured on trained.onnx with onnxruntime, 1 thread, batch 1 (energy is an estimate from FLOPs and memory).
 
-    A run with a result.json is skipped: re-running the same command resumes an interrupted sweep. Other settings in the same RUNDIR are refused.
+    A run with a result.json is skipped: re-running the same command resumes an interrupted sweep. Other settings in the same RUNDIR are refused. A run that fails is reported with its error and the others go on (exit 1 at the end).
+
+    --executor ray runs each run as a Ray task, on a private local Ray (loopback only) or on the cluster at --address; see docs/cluster.md.
 
     After every run: RUNDIR/results.csv, RUNDIR/results.json, and PNG plots of test accuracy against params, FLOPs, memory, latency and energy, one curve per mode plus the unpruned point: RUNDIR/tradeoffs.png (all five panels) and RUNDIR/accuracy_vs_{params,flops,memory,latency,energy}.png.
     """
@@ -64,6 +66,10 @@ def sweep_command(
                             "export the model with a fixed input size")
         extra["input_shapes"] = shapes
     from ..executors import RunsFailed, make_executor
+
+    if executor == "ray" and device == "cuda" and not gpus_per_run:
+        raise UserError("--device cuda with --executor ray: give --gpus-per-run (e.g. 1), so that Ray "
+                        "reserves a GPU for each run")
 
     runner = make_executor(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                            console=err_console if train_progress and not quiet else None)
