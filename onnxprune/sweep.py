@@ -302,7 +302,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     order = {run_name(m, t): i for i, (m, t) in enumerate(plan)}
     specs = [{"name": run_name(m, t), "mode": m, "target": t, "model": str(model_path),
               "run_dir": str(out / run_name(m, t)), "data": data, "config": config, "recipe": recipe,
-              "seed": seed, "step": step, "bench_runs": bench_runs, "settings": settings,
+              "seed": seed, "step": step, "bench_runs": bench_runs, "settings": settings, "input_shapes": None,
               "train_kwargs": {k: v for k, v in train_kwargs.items() if v is not None}}
              for m, t in plan if run_name(m, t) not in done]
     if executor is None:

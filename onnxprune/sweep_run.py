@@ -57,6 +57,8 @@ def run_one(spec: dict, console=None) -> dict:
     run_dir = Path(spec["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     source = load_model(model_path)
+    # fixed symbolic input dims ({"NAME": [1, 3, H, W]}, --input-shape): only passed when given
+    shaped = {"input_shapes": spec["input_shapes"]} if spec.get("input_shapes") else {}
     if mode is None:
         import numpy as np
 
@@ -68,14 +70,16 @@ def run_one(spec: dict, console=None) -> dict:
     else:
         from . import shrink
 
-        pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=spec["step"], init="reinit")
+        pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=spec["step"], init="reinit",
+                                **shaped)
         start_path = save_model(pruned, run_dir / "pruned.onnx", model_path)
     dataset = _dataset(spec["data"], spec["config"])
     train_kwargs = {k: v for k, v in spec["train_kwargs"].items() if v is not None}
     result = train(start_path, dataset, recipe=spec["recipe"], seed=seed, output=run_dir / "trained.onnx",
-                   progress=console is not None, console=console, **train_kwargs)
+                   progress=console is not None, console=console, **shaped, **train_kwargs)
     bench_runs = spec["bench_runs"]
-    measured = bench(run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1, batch=1)
+    measured = bench(run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1, batch=1,
+                     **shaped)
     return {
         "name": spec["name"], "mode": mode, "target": target, "accuracy": result.accuracy,
         "params": measured.params, "flops": measured.flops, "memory_bytes": measured.memory_bytes,
