@@ -1,7 +1,8 @@
 """Measured trade-offs: shrink a model at several modes x targets, train each from scratch, bench it.
 
 `sweep(model, modes, targets, data, out_dir, **train_kwargs) -> list[dict]` runs, in order, the
-unpruned baseline (weights re-initialised, trained with the same settings) and every mode x target:
+unpruned baseline (weights re-initialised, trained with the same settings) and every mode x target
+(one after another here, or as Ray tasks: onnxprune/executors.py, onnxprune/sweep_run.py):
 
     RUNDIR/baseline/unpruned.onnx  trained.onnx  trained.train.jsonl  result.json
     RUNDIR/<MODE>-<target>/pruned.onnx  trained.onnx  trained.train.jsonl  result.json
@@ -126,6 +127,7 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
     from matplotlib.ticker import EngFormatter, MaxNLocator, PercentFormatter
 
     base = next((r for r in rows if r["mode"] is None), None)
+    hosts = {(r.get("machine") or {}).get("hostname") for r in rows} - {None}
     modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
     colors = {"PA": "tab:blue", "FA": "tab:orange", "MA": "tab:green", "LA": "tab:red"}
     markers = {"PA": "o", "FA": "s", "MA": "^", "LA": "D"}
@@ -145,6 +147,8 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
         if base is not None and base.get(key) is not None:
             ax.plot([base[key]], [100 * base["accuracy"]], marker="*", markersize=14, color="black",
                     linestyle="none", label="unpruned")
+        if key == "latency_ms" and len(hosts) > 1:  # latency is only comparable on one machine
+            ax.plot([], [], linestyle="none", label=f"! benched on {len(hosts)} machines: compare per machine")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
         # whole-percent ticks, so a 0-decimal label never rounds a 2.5-step tick
@@ -218,14 +222,16 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
           out_dir: str | os.PathLike = "sweep", *, recipe: str = "cpu", seed: int = 0, bench_runs: int = 50,
           step: float = 0.1, progress: bool = True, train_progress: bool = False, console=None,
           on_run: Optional[Callable[[dict, bool], None]] = None, input_shapes: Optional[dict] = None,
-          **train_kwargs) -> list[dict]:
+          executor=None, **train_kwargs) -> list[dict]:
     """Baseline + every mode x target: shrink (reinit), train, bench; returns every finished run's row.
 
     `train_kwargs` go to `trainers.train` (epochs, limit_train, limit_test, batch_size, lr, ...), the
     same for every run. `input_shapes` ({"NAME": [1, 3, H, W]}, as `--input-shape`) fixes symbolic
     input dimensions for every shrink, training and bench. Each row is also the run's result.json.
     `on_run(row, skipped)` is called after each run. Raises UserError on bad input before any work,
-    and when RUNDIR holds results made with other settings.
+    and when RUNDIR holds results made with other settings. `executor` (onnxprune.executors; default:
+    this process, one run after another) runs the runs; a failed run does not stop the others, and
+    RunsFailed is raised at the end.
     """
     model_path = Path(model)
     mode_list, target_list = parse_modes(modes), parse_targets(targets)
@@ -234,14 +240,14 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     unknown = set(train_kwargs) - set(TRAIN_KEYS) - {"threads", "device", "augment", "keep_bn", "norm", "guard"}
     if unknown:
         raise TypeError(f"sweep() got unexpected arguments: {', '.join(sorted(unknown))}")
-    from .io import load_model, save_model
+    from .io import load_model
 
-    source = load_model(model_path)  # missing / junk model: UserError before anything is created
+    load_model(model_path)  # missing / junk model: UserError before anything is created
     out = _out_dir(out_dir, model_path)
     try:
         import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
         from trainers.data import parse_data_spec
-        from trainers.loop import _load_data, first_input_shape, resolve_config, train
+        from trainers.loop import first_input_shape, resolve_config
         from trainers.recipes import resolve_device
     except ImportError:
         raise UserError("the sweep trains every model and needs PyTorch: pip install 'onnxprune[train]'") from None
@@ -252,7 +258,8 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
         raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
     parse_data_spec(data)
     first_input_shape(source, input_shapes)  # a symbolic H/W without --input-shape fails before any work
-    resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
+    if getattr(executor, "name", "local") == "local":  # Ray workers have their own devices: checked there
+        resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
                     seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,
@@ -274,8 +281,6 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
                                 f"{key}={settings.get(key)!r}; use the same settings to resume, or a new -o folder")
         done[name] = found
 
-    from .bench import bench
-
     out.mkdir(exist_ok=True)
     if console is None:
         from rich.console import Console
@@ -283,7 +288,17 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
     say = console.print if progress else (lambda *a, **k: None)
     title = f"{model_path.stem}: {config['epochs']} epoch(s), {data}, recipe {recipe}"
     rows: list[dict] = []
-    dataset = None
+    order = {run_name(m, t): i for i, (m, t) in enumerate(plan)}
+    specs = [{"name": run_name(m, t), "mode": m, "target": t, "model": str(model_path),
+              "run_dir": str(out / run_name(m, t)), "data": data, "config": config, "recipe": recipe,
+              "seed": seed, "step": step, "bench_runs": bench_runs, "settings": settings,
+              "input_shapes": settings["input_shapes"],  # lists, so the spec pickles to a Ray worker
+              "train_kwargs": {k: v for k, v in train_kwargs.items() if v is not None}}
+             for m, t in plan if run_name(m, t) not in done]
+    if executor is None:
+        from .executors import LocalExecutor
+        executor = LocalExecutor(console=console if train_progress else None)
+    failed: list[tuple[str, str]] = []
 
     bar = None
     if progress:
@@ -291,81 +306,44 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
         bar = Progress(TextColumn("sweep [bold]{task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), console=console, transient=False)
     task = None
-    stale = False
     try:
         if bar is not None:
             bar.start()
             task = bar.add_task("sweep", total=len(plan), run="")
-        for mode, target in plan:
-            name = run_name(mode, target)
-            run_dir = out / name
-            if bar is not None:
-                bar.update(task, run=name)
-            if name in done:
-                row = done[name]
-                rows.append(row)
-                (bar.console.print if bar else say)(f"{name}: skipped (result.json exists), accuracy "
-                                                    f"{row['accuracy']:.3f}")
-                if bar is not None:
-                    bar.advance(task)
-                stale = True  # rewritten after the next trained run, or at the end
-                if on_run:
-                    on_run(row, True)
-                continue
-            started = time.perf_counter()
-            run_dir.mkdir(exist_ok=True)
-            if mode is None:
-                import numpy as np
-                import onnx
-
-                from .initialize import reinitialize
-
-                start = onnx.ModelProto()
-                start.CopyFrom(source)
-                reinitialize(start, np.random.default_rng(seed))
-                start_path = save_model(start, run_dir / "unpruned.onnx", model_path)
-                report = None
-            else:
-                from . import shrink
-
-                pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=step, init="reinit",
-                                        input_shapes=input_shapes)
-                start_path = save_model(pruned, run_dir / "pruned.onnx", model_path)
-            if dataset is None:
-                dataset = _load_data(data, config, None)
-            result = train(start_path, dataset, recipe=recipe, seed=seed, output=run_dir / "trained.onnx",
-                           progress=train_progress, console=console if train_progress else None,
-                           input_shapes=input_shapes,
-                           **{k: v for k, v in train_kwargs.items() if v is not None})
-            measured = bench(run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1,
-                             batch=1, input_shapes=input_shapes)
-            row = {
-                "name": name, "mode": mode, "target": target, "accuracy": result.accuracy,
-                "params": measured.params, "flops": measured.flops, "memory_bytes": measured.memory_bytes,
-                "latency_ms": measured.median_ms, "energy_uj_per_image": measured.energy_uj_per_image,
-                "train_wall_seconds": result.wall_seconds, "train_seconds": result.train_seconds,
-                "images_per_s": result.images_per_s, "run_seconds": time.perf_counter() - started,
-                "latency": measured.latency_ms, "throughput_ips": measured.throughput_ips,
-                "shrink": None if report is None else {"before": report.get("before"), "after": report.get("after"),
-                                                       "iterations": report.get("iterations")},
-                "files": {"start": start_path.name, "trained": "trained.onnx"},
-                "norm": result.norm, "verdict": result.verdict,
-                "settings": settings,
-            }
-            save_json(row, run_dir / RESULT_NAME)
+        for name, row in done.items():
             rows.append(row)
-            (bar.console.print if bar else say)(
-                f"{name}: accuracy {row['accuracy']:.3f}, {row['params']} params, {row['latency_ms']:.3f} ms, "
-                f"trained in {row['train_wall_seconds']:.1f} s")
+            (bar.console.print if bar else say)(f"{name}: skipped (result.json exists), accuracy "
+                                                f"{row['accuracy']:.3f}")
             if bar is not None:
                 bar.advance(task)
-            write_outputs(rows, out, title, settings)
-            stale = False
             if on_run:
-                on_run(row, False)
-        if stale:
-            write_outputs(rows, out, title, settings)
+                on_run(row, True)
+        with executor:
+            for spec, row, error in executor.map(specs):
+                name = spec["name"]
+                if bar is not None:
+                    bar.update(task, run=name)
+                    bar.advance(task)
+                if error is not None:
+                    failed.append((name, error))
+                    (bar.console.print if bar else say)(f"{name}: FAILED: {error}")
+                    continue
+                save_json(row, out / name / RESULT_NAME)
+                rows.append(row)
+                rows.sort(key=lambda r: order.get(r["name"], len(order)))
+                (bar.console.print if bar else say)(
+                    f"{name}: accuracy {row['accuracy']:.3f}, {row['params']} params, {row['latency_ms']:.3f} ms, "
+                    f"trained in {row['train_wall_seconds']:.1f} s"
+                    + (f" on {row['machine']['hostname']}" if executor.name != "local" else ""))
+                write_outputs(rows, out, title, settings)
+                if on_run:
+                    on_run(row, False)
+        if rows and not any(spec["name"] in {r["name"] for r in rows} for spec in specs):
+            write_outputs(rows, out, title, settings)  # all skipped (or failed): rewrite from the kept runs
     finally:
         if bar is not None:
             bar.stop()
+    if failed:
+        from .executors import RunsFailed
+        raise RunsFailed(rows, failed)
     return rows

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..cli_app import app, console, emit_json, err_console, input_shape_option, parse_input_shapes, seed_option
+from ..errors import UserError
 from ..io import check_outputs_writable
 from ..report import LiteralTable, literal, nbytes, si
 
@@ -33,12 +34,20 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     train_progress: bool = typer.Option(False, "--train-progress", help="also print each training's epoch lines"),
     json_out: bool = typer.Option(False, "--json", help="print all results as JSON on stdout"),
+    executor: str = typer.Option("local", "--executor", help="local (one run after another here) | ray (each "
+                                                             "run a Ray task; see docs/cluster.md)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (default: start a "
+                                                                   "local Ray on loopback, stopped at the end)"),
+    gpus_per_run: float = typer.Option(0, "--gpus-per-run", help="GPUs each Ray run reserves"),
+    cpus_per_run: float = typer.Option(1, "--cpus-per-run", help="CPUs each Ray run reserves"),
 ) -> None:
     """Shrink MODEL at every mode x target, train each from scratch, bench it, and plot the trade-offs.
 
     The unpruned model, re-initialised and trained with the same settings, is the baseline point. Each run gets a folder, RUNDIR/<MODE>-<target>/ (RUNDIR/baseline/ for the baseline), with pruned.onnx (unpruned.onnx), trained.onnx and result.json; latency and energy are measured on trained.onnx with onnxruntime, 1 thread, batch 1 (energy is an estimate from FLOPs and memory).
 
-    A run with a result.json is skipped: re-running the same command resumes an interrupted sweep. Other settings in the same RUNDIR are refused.
+    A run with a result.json is skipped: re-running the same command resumes an interrupted sweep. Other settings in the same RUNDIR are refused. A run that fails is reported with its error and the others go on (exit 1 at the end).
+
+    --executor ray runs each run as a Ray task, on a private local Ray (loopback only) or on the cluster at --address; see docs/cluster.md.
 
     After every run: RUNDIR/results.csv, RUNDIR/results.json, and PNG plots of test accuracy against params, FLOPs, memory, latency and energy, one curve per mode plus the unpruned point: RUNDIR/tradeoffs.png (all five panels) and RUNDIR/accuracy_vs_{params,flops,memory,latency,energy}.png.
     """
@@ -49,10 +58,23 @@ def sweep_command(
     # the run folder (or, while it does not exist, the folder it goes in) must be writable before any work
     check_outputs_writable({"-o": run_dir / "results.json" if run_dir.is_dir() else run_dir}, model)
     shapes = parse_input_shapes(input_shape, model)
-    rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
-                 progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
-                 epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
-                 device=device, norm=norm, guard=guard, input_shapes=shapes)
+    from ..executors import RunsFailed, make_executor
+
+    if executor == "ray" and device == "cuda" and not gpus_per_run:
+        raise UserError("--device cuda with --executor ray: give --gpus-per-run (e.g. 1), so that Ray "
+                        "reserves a GPU for each run")
+
+    runner = make_executor(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                           console=err_console if train_progress and not quiet else None)
+    try:
+        rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
+                     progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
+                     epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
+                     device=device, norm=norm, guard=guard, executor=runner, input_shapes=shapes)
+    except RunsFailed as exc:
+        if json_out:
+            emit_json({"output": output, "runs": exc.rows, "failed": [{"name": n, "error": e} for n, e in exc.failed]})
+        raise
     if json_out:
         emit_json({"output": output, "runs": rows})
         return
