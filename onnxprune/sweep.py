@@ -242,7 +242,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
         raise TypeError(f"sweep() got unexpected arguments: {', '.join(sorted(unknown))}")
     from .io import load_model
 
-    load_model(model_path)  # missing / junk model: UserError before anything is created
+    source = load_model(model_path)  # missing / junk model: UserError before anything is created
     out = _out_dir(out_dir, model_path)
     try:
         import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
