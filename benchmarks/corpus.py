@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.results_file import write_section  # noqa: E402
 from models.corpus import default_dir, load_manifest  # noqa: E402
 from models.corpus_oracles import feeds, profile_mismatches, run_cli, shape_args, shrink_and_verify  # noqa: E402
 from onnxprune.bench import machine_info  # noqa: E402
@@ -151,18 +152,6 @@ def section(entries: list[dict], corpus: Path, argv: list[str]) -> str:
     return "\n".join(head + table(entries)) + "\n"
 
 
-def write_section(results: Path, text: str) -> None:
-    current = results.read_text() if results.exists() else "# Benchmark results\n"
-    start = current.find(f"\n{SECTION}")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + 1)
-        updated = current[:start + 1] + text + ("" if end < 0 else "\n" + current[end + 1:])
-    tmp = results.with_suffix(".tmp")
-    tmp.write_text(updated)
-    tmp.replace(results)
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -178,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warnings.filterwarnings("ignore")
     text = section(entries, corpus, argv)
-    write_section(args.results, text)
+    write_section(args.results, text, SECTION)
     print(text)
     return 0
 

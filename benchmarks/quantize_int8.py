@@ -20,6 +20,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from benchmarks.results_file import write_section  # noqa: E402
+
 SECTION = "## int8 after pruning (issue 15)"  # + ": MODEL": one section per model, replaced on a rerun
 
 
@@ -56,18 +60,6 @@ def accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     hits = sum(int(session.run(None, {name: x[i:i + 1]})[0].argmax() == y[i]) for i in range(len(x)))
     return hits / len(x)
 
-
-def write_section(results: Path, text: str, title: str) -> None:
-    current = results.read_text() if results.exists() else "# Benchmark results\n"
-    start = current.find(f"\n{title} ")
-    if start < 0:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + 1)
-        updated = current[:start + 1] + text + ("" if end < 0 else "\n" + current[end + 1:])
-    tmp = results.with_suffix(".tmp")
-    tmp.write_text(updated)
-    tmp.replace(results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'—' if a is None else f'{100 * (a - base_acc):+.2f} pt'} | {latency[label]:.3f} | "
             f"{latency[label] / latency['unpruned float']:.3f} | {latency[label] / latency['pruned float']:.3f} |")
     text = "\n".join(lines) + "\n"
-    write_section(args.results, text, title)
+    write_section(args.results, text, f"{title} ")
     print(text)
     return 0
 

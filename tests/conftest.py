@@ -11,6 +11,7 @@ Parametrize over ``CIFAR_MODELS``, ``IMAGENET_MODELS``, ``EXPORTERS`` and ``BN_V
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -47,3 +48,24 @@ def zoo_model(zoo_dir: Path):
         return get_zoo_model(name, exporter, bn, zoo_dir)
 
     return _get
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch) -> Path:
+    """A read-only folder, also for root (who may write anywhere): `os.access`, as onnxprune.io asks
+    it, says so."""
+    from onnxprune import io as onnxprune_io
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(onnxprune_io.os, "access", access)
+    yield folder
+    folder.chmod(0o755)

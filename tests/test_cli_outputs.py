@@ -26,23 +26,6 @@ def model(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def read_only(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o555)
-    real_access = os.access
-
-    def access(path, mode, *args, **kwargs):
-        if Path(path) == folder and mode & os.W_OK:
-            return False
-        return real_access(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(onnxprune_io.os, "access", access)
-    yield folder
-    folder.chmod(0o755)
-
-
 def _shrink(model, *extra):
     return ["shrink", model, "--mode", "FA", "--target", "0.5", *extra]
 

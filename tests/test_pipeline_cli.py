@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.shapes import input_shape_hint  # noqa: E402
-from tests.test_trainers_cli import one_line_error, pickles, private_cache, read_only, symbolic_hw_model  # noqa: E402,F401
+from tests.test_trainers_cli import one_line_error, pickles, private_cache, symbolic_hw_model  # noqa: E402,F401
 from trainers.testing import export_torch, tiny_classifier  # noqa: E402
 
 

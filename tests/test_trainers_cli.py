@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from onnxprune import io as onnxprune_io  # noqa: E402
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.shapes import input_shape_hint  # noqa: E402
 from trainers import loop  # noqa: E402
@@ -44,24 +42,6 @@ def model(tmp_path) -> Path:
 @pytest.fixture
 def pickles(tmp_path) -> Path:
     return write_cifar_pickles(tmp_path / "data", per_batch=8, n_test=10)
-
-
-@pytest.fixture
-def read_only(tmp_path, monkeypatch) -> Path:
-    """A read-only folder, also for root (who may write anywhere): os.access says so."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o555)
-    real_access = os.access
-
-    def access(path, mode, *args, **kwargs):
-        if Path(path) == folder and mode & os.W_OK:
-            return False
-        return real_access(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(onnxprune_io.os, "access", access)
-    yield folder
-    folder.chmod(0o755)
 
 
 def one_line_error(rc, capsys, *needles) -> str:
