@@ -154,3 +154,19 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
     result["shapes_equal"] = [a.shape for a in got] == [b.shape for b in want]
     result["max_errors"] = output_errors(pruned, reference, inputs) if result["shapes_equal"] else []
     return result
+
+
+# onnxruntime's CPU Sigmoid (MLAS) is an approximation with an absolute error up to 1.66e-7 (measured on
+# [-30, 30], onnxruntime 1.32; torch.sigmoid is exact to float32 rounding). On its random input PP-OCRv4 det's
+# DB head saturates (pre-sigmoid values in [-55, -9.7], outputs <= 5.9e-5): every node up to the Sigmoid
+# matches onnxruntime to 1.2e-6 relative, and there onnxruntime is 1.2e-7 (2.07e-3 of the output scale) from
+# the float64 run of the converted graph, the converter in float32 1.4e-5. So outputs are compared with that
+# absolute floor on top of 1e-4 relative (tests/test_trainers_ops.py pins the bound).
+ORT_SIGMOID_ABS_ERROR = 2e-7
+
+
+def converter_agrees(actual, reference, rtol: float = 1e-4) -> bool:
+    """The converter's output equals onnxruntime's within `rtol` of the output scale, plus
+    onnxruntime's own Sigmoid error (absolute) for saturated outputs near 0."""
+    scale = max(float(np.abs(reference).max()), float(np.abs(actual).max()))
+    return float(np.abs(np.asarray(actual, np.float64) - reference).max()) <= rtol * scale + ORT_SIGMOID_ABS_ERROR

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import onnx
 import pytest
 
 from models.corpus import default_dir, load_manifest
-from models.corpus_oracles import feeds, profile_mismatches, run_cli, shape_args, shrink_and_verify
+from models.corpus_oracles import converter_agrees, feeds, profile_mismatches, run_cli, shape_args, shrink_and_verify
 from onnxprune.groups import channel_groups
 from onnxprune.verify import max_relative_error, run
 
@@ -31,13 +30,6 @@ FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 
 RESHAPED_CONSTANT = ("groups: a bias fed through Reshape(Constant) is 'opaque data' (constant subgraph not "
                      "folded; issue 11 item 3)")
-# onnxruntime's CPU Sigmoid (MLAS) is an approximation with an absolute error up to 1.66e-7 (measured on
-# [-30, 30], onnxruntime 1.32; torch.sigmoid is exact to float32 rounding). On its random input PP-OCRv4 det's
-# DB head saturates (pre-sigmoid values in [-55, -9.7], outputs <= 5.9e-5): every node up to the Sigmoid
-# matches onnxruntime to 1.2e-6 relative, and there onnxruntime is 1.2e-7 (2.07e-3 of the output scale) from
-# the float64 run of the converted graph, the converter in float32 1.4e-5. So outputs are compared with that
-# absolute floor on top of 1e-4 relative (tests/test_trainers_ops.py pins the bound).
-ORT_SIGMOID_ABS_ERROR = 2e-7
 
 # (test, model) -> why it fails on main 50dc82e (reading, groups, trainers and item 1 merged);
 # each is an xfail(strict=True), so a fix turns it into a failure until the entry goes.
@@ -146,9 +138,7 @@ def test_converter_matches_onnxruntime(name):
     for actual, reference in zip(got, expected):
         assert actual.shape == reference.shape
         actual = actual.numpy()
-        scale = max(float(np.abs(reference).max()), float(np.abs(actual).max()))
-        assert np.abs(actual.astype(np.float64) - reference).max() <= 1e-4 * scale + ORT_SIGMOID_ABS_ERROR, (
-            max_relative_error(actual, reference))
+        assert converter_agrees(actual, reference), max_relative_error(actual, reference)
 
 
 def _refusals(deps) -> list[str]:
