@@ -25,24 +25,9 @@ ray = pytest.importorskip("ray")
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.executors import RayExecutor  # noqa: E402
 from onnxprune.sweep import write_outputs  # noqa: E402
-from trainers.data import DEFAULT_CIFAR10  # noqa: E402
+from tests.test_sweep import needs_cifar, tiny_cnn  # noqa: E402,F401  (the same tiny model and data guard)
 
 REPO = Path(__file__).resolve().parents[1]
-needs_cifar = pytest.mark.skipif(not DEFAULT_CIFAR10.is_file(), reason="the shared CIFAR-10 zip is not here")
-
-
-@pytest.fixture(scope="module")
-def tiny_cnn(tmp_path_factory) -> Path:
-    import onnx
-    import torch
-
-    from trainers.testing import export_torch, tiny_classifier
-
-    torch.manual_seed(0)
-    model = export_torch(tiny_classifier(bn=True, width=8), "legacy", shape=(1, 3, 32, 32))
-    path = tmp_path_factory.mktemp("sweep_ray_model") / "tiny.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
