@@ -25,6 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import torch  # noqa: E402
 
+from benchmarks.results_file import append_to_section  # noqa: E402
 from test_property_graphs import RandomDraw, check_spec, draw_spec  # noqa: E402
 
 SECTION = "## Property sweep (issue 3)"
@@ -91,13 +92,7 @@ def record(path: Path, argv, summary: str, failures) -> None:
              f"- machine: {machine}", f"- result: {summary}"]
     for spec, error in failures[:20]:
         lines.append(f"- failure: {error} -- `{spec}`")
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if SECTION not in text:
-        lines = ["", SECTION] + lines
-    with path.open("a") as f:  # append only: other sections belong to other benchmarks
-        if text and not text.endswith("\n"):
-            f.write("\n")
-        f.write("\n".join(lines) + "\n")
+    append_to_section(path, SECTION, lines)  # other sections belong to other benchmarks
 
 
 if __name__ == "__main__":

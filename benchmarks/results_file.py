@@ -16,3 +16,19 @@ def write_section(results: Path, text: str, heading: str) -> None:
     tmp = results.with_suffix(".tmp")
     tmp.write_text(updated)
     tmp.replace(results)
+
+
+def append_to_section(results: Path, heading: str, lines: list[str]) -> None:
+    """Add `lines` at the end of the section `heading` (created at the end of the file if absent), atomically;
+    earlier runs in that section stay, as a history."""
+    current = results.read_text() if results.exists() else "# Benchmark results\n"
+    start = current.find(f"\n{heading}\n")
+    if start < 0:
+        write_section(results, "\n".join([heading, *lines]) + "\n", heading)
+        return
+    end = current.find("\n## ", start + 1)
+    end = len(current) if end < 0 else end
+    body = current[:end].rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    tmp = results.with_suffix(".tmp")
+    tmp.write_text(body + ("" if end == len(current) else "\n" + current[end + 1:]))
+    tmp.replace(results)
