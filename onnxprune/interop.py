@@ -14,7 +14,7 @@ import onnx
 from .errors import UserError
 from .io import ModelLike, load_model
 
-RUNTIMES = ("openvino",)
+RUNTIMES = ("openvino", "ncnn")  # ncnn: converted by pnnx, see interop_ncnn
 TOLERANCE = 1e-4  # float32 runtimes differ by reassociation only; relative to the output's magnitude
 
 
@@ -22,6 +22,10 @@ def runtime_available(runtime: str) -> str | None:
     """None when `runtime` imports, else why not (for skips and error lines)."""
     if runtime not in RUNTIMES:
         return f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})"
+    if runtime == "ncnn":
+        from .interop_ncnn import ncnn_available
+
+        return ncnn_available()
     try:
         __import__(runtime)
     except ImportError as exc:
@@ -76,6 +80,10 @@ def run_in(runtime: str, source: ModelLike, feeds: dict) -> list[np.ndarray]:
     if problem:
         raise UserError(problem)
     model = load_model(source, check=False)
+    if runtime == "ncnn":
+        from .interop_ncnn import ncnn_session
+
+        return ncnn_session(model, feeds)(feeds)
     return _openvino(model)(feeds)
 
 
