@@ -23,7 +23,7 @@ from .errors import UserError
 from .interop import rejection
 
 INSTALL_HINT = "install onnxprune[ncnn] (pip install -e '.[ncnn]')"
-# pnnx embeds onnxruntime 1.30, which reads IR versions up to 13; newer ones only add data types
+# pnnx embeds onnxruntime 1.30, which reads IR versions up to 13; IR 14 (onnx 1.23's default) adds FLOAT6 types only
 PNNX_MAX_IR_VERSION = 13
 CONVERT_TIMEOUT_S = 600
 # lines of pnnx's log that say why it failed, most specific first
