@@ -1,7 +1,8 @@
 """Run a (pruned) ONNX model in another runtime and compare it with onnxruntime.
 
-Runtimes are optional (the `interop` extra); a missing one, or one that rejects the graph, is a
-one-line UserError naming the runtime and, when its message lets us, the node.
+Runtimes are optional (extras: `interop` for OpenVINO, `ncnn` for ncnn through pnnx, see
+interop_ncnn); a missing one, or one that rejects the graph, is a one-line UserError naming the
+runtime and, when its message lets us, the node.
 """
 from __future__ import annotations
 

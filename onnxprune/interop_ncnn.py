@@ -1,8 +1,9 @@
 """ncnn as an interop runtime: pnnx converts the ONNX to ncnn's param/bin in a private temporary
 folder (never next to the input), and the ncnn Python binding runs it at float32.
 
-Why ncnn and not TFLite: onnx2tf needs TensorFlow (a ~250 MB wheel, ~1 GB installed), while pnnx
-and ncnn are ~40 MB of wheels (docs/handoff.md). pnnx's wheel declares torch, but its converter is
+Why ncnn and not TFLite: onnx2tf needs TensorFlow (a 274 MB wheel, 1.27 GB installed) and, on
+Python 3.11, pins older onnx/onnxruntime/numpy than ours, while pnnx and ncnn are 40 MB of wheels
+(docs/handoff.md). pnnx's wheel declares torch, but its converter is
 a static binary that reads ONNX without it: we run the binary, never `import pnnx` (which imports
 torch).
 """
@@ -55,10 +56,19 @@ def ncnn_available() -> str | None:
     return None
 
 
+def graph_inputs(model: onnx.ModelProto) -> list[str]:
+    """The graph's real inputs in order: pnnx names them in0, in1, ... in this order."""
+    initializers = {i.name for i in model.graph.initializer}
+    return [value.name for value in model.graph.input if value.name not in initializers]
+
+
 def _batch_one_inputs(model: onnx.ModelProto, feeds: dict) -> list[str]:
     """pnnx's inputshape= argument per graph input; ncnn runs one float32 sample (no batch axis)."""
     shapes = []
-    for name, value in feeds.items():
+    for name in graph_inputs(model):
+        if name not in feeds:
+            raise UserError(f"ncnn: no value given for input {name!r}")
+        value = feeds[name]
         if value.dtype != np.float32:
             raise UserError(f"ncnn takes float32 inputs only; input {name!r} is {value.dtype}")
         if value.ndim < 1 or value.shape[0] != 1 or value.ndim > 5:
@@ -139,12 +149,12 @@ def ncnn_session(model: onnx.ModelProto, feeds: dict) -> Callable[[dict], list[n
             raise rejection("ncnn", model, RuntimeError(f"no ncnn layer for {', '.join(unknown)}"), "loading it")
         if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
             raise rejection("ncnn", model, RuntimeError("ncnn could not load pnnx's param/bin"), "loading it")
-    graph_outputs = list(model.graph.output)
+    inputs, graph_outputs = graph_inputs(model), list(model.graph.output)
 
     def infer(run_feeds: dict) -> list[np.ndarray]:
         with net.create_extractor() as extractor:
-            for index, value in enumerate(run_feeds.values()):
-                extractor.input(f"in{index}", ncnn.Mat(np.ascontiguousarray(value[0])).clone())
+            for index, name in enumerate(inputs):
+                extractor.input(f"in{index}", ncnn.Mat(np.ascontiguousarray(run_feeds[name][0])).clone())
             results = []
             for index, declared in enumerate(graph_outputs):
                 status, mat = extractor.extract(f"out{index}")

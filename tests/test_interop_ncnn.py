@@ -103,3 +103,25 @@ def test_missing_ncnn_is_a_one_line_error(monkeypatch, tmp_path, capsys):
     assert main(["interop", str(unknown_op_model(tmp_path / "m.onnx")), "--runtime", "ncnn"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ncnn is not installed" in err and "onnxprune[ncnn]" in err
+
+
+@needs_ncnn
+def test_several_inputs_and_outputs_keep_their_order():
+    rng = np.random.default_rng(1)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 1, 1)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["b", "w"], ["conv_out"], name="conv"),
+         helper.make_node("Sub", ["conv_out", "a"], ["difference"], name="sub"),
+         helper.make_node("Relu", ["b"], ["relu_out"], name="relu")], "g",
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 8, 8]),
+         helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("relu_out", TensorProto.FLOAT, [1, 3, 8, 8]),
+         helper.make_tensor_value_info("difference", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feeds = {"a": rng.standard_normal((1, 4, 8, 8)).astype(np.float32),  # not the graph's order
+             "b": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    relu_out, difference = run_in("ncnn", model, feeds)
+    np.testing.assert_allclose(relu_out, np.maximum(feeds["b"], 0), atol=1e-6)
+    want = np.einsum("oi,nihw->nohw", numpy_helper.to_array(weight)[:, :, 0, 0], feeds["b"]) - feeds["a"]
+    np.testing.assert_allclose(difference, want, atol=1e-5)
