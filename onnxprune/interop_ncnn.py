@@ -159,8 +159,8 @@ def ncnn_session(model: onnx.ModelProto, feeds: dict) -> Callable[[dict], list[n
             for index, declared in enumerate(graph_outputs):
                 status, mat = extractor.extract(f"out{index}")
                 if status != 0:
-                    raise rejection("ncnn", model, RuntimeError(f"extracting output {declared.name!r} failed ({status})"),
-                                    "running it")
+                    failure = RuntimeError(f"extracting output {declared.name!r} failed ({status})")
+                    raise rejection("ncnn", model, failure, "running it")
                 array = np.array(mat, dtype=np.float32)
                 shape = _output_shape(declared, array.size)
                 results.append(array.reshape(shape) if shape else array[np.newaxis])  # ncnn drops the batch axis
