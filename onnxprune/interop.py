@@ -1,7 +1,8 @@
 """Run a (pruned) ONNX model in another runtime and compare it with onnxruntime.
 
-Runtimes are optional (the `interop` extra); a missing one, or one that rejects the graph, is a
-one-line UserError naming the runtime and, when its message lets us, the node.
+Runtimes are optional (extras: `interop` for OpenVINO, `ncnn` for ncnn through pnnx, see
+interop_ncnn); a missing one, or one that rejects the graph, is a one-line UserError naming the
+runtime and, when its message lets us, the node.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import onnx
 from .errors import UserError
 from .io import ModelLike, load_model
 
-RUNTIMES = ("openvino",)
+RUNTIMES = ("openvino", "ncnn")  # ncnn: converted by pnnx, see interop_ncnn
 TOLERANCE = 1e-4  # float32 runtimes differ by reassociation only; relative to the output's magnitude
 
 
@@ -22,6 +23,10 @@ def runtime_available(runtime: str) -> str | None:
     """None when `runtime` imports, else why not (for skips and error lines)."""
     if runtime not in RUNTIMES:
         return f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})"
+    if runtime == "ncnn":
+        from .interop_ncnn import ncnn_available
+
+        return ncnn_available()
     try:
         __import__(runtime)
     except ImportError as exc:
@@ -76,6 +81,10 @@ def run_in(runtime: str, source: ModelLike, feeds: dict) -> list[np.ndarray]:
     if problem:
         raise UserError(problem)
     model = load_model(source, check=False)
+    if runtime == "ncnn":
+        from .interop_ncnn import ncnn_session
+
+        return ncnn_session(model, feeds)(feeds)
     return _openvino(model)(feeds)
 
 

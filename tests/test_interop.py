@@ -1,5 +1,6 @@
-"""Pruned graphs in another runtime: OpenVINO reads the ONNX directly and must agree with
-onnxruntime within 1e-4 (float). Skips with a reason when OpenVINO (the `interop` extra) is absent."""
+"""Pruned graphs in other runtimes: OpenVINO reads the ONNX directly, ncnn runs it after pnnx converts
+it; both must agree with onnxruntime within 1e-4 (float). Each runtime's tests skip with the reason
+when it (the `interop` / `ncnn` extra) is absent."""
 from __future__ import annotations
 
 import json
@@ -12,11 +13,15 @@ from onnx import TensorProto, helper
 
 from onnxprune.cli import main
 from onnxprune.errors import UserError
-from onnxprune.interop import TOLERANCE, compare_with_onnxruntime, rejection, run_in, runtime_available
+from onnxprune.interop import RUNTIMES, TOLERANCE, compare_with_onnxruntime, rejection, run_in, runtime_available
 from onnxprune.shrink import shrink
 
 MISSING = runtime_available("openvino")
 needs_openvino = pytest.mark.skipif(MISSING is not None, reason=f"interop runtime absent: {MISSING}")
+NEEDS = {runtime: pytest.mark.skipif(runtime_available(runtime) is not None,
+                                     reason=f"interop runtime absent: {runtime_available(runtime)}")
+         for runtime in RUNTIMES}
+EVERY_RUNTIME = [pytest.param(runtime, marks=NEEDS[runtime]) for runtime in RUNTIMES]
 
 PRUNED_MODELS = ("vgg16_cifar", "mobilenetv2_cifar", "resnet50_cifar")
 
@@ -26,13 +31,13 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ONNXPRUNE_CACHE", str(tmp_path / "cache"))
 
 
-@needs_openvino
 @pytest.mark.parametrize("bn", ["folded", "kept"])
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
 @pytest.mark.parametrize("name", PRUNED_MODELS)
-def test_pruned_zoo_model_runs_in_openvino(zoo_model, name, exporter, bn):
+@pytest.mark.parametrize("runtime", EVERY_RUNTIME)
+def test_pruned_zoo_model_runs_in_other_runtime(runtime, zoo_model, name, exporter, bn):
     pruned, _ = shrink(zoo_model(name, exporter, bn), "FA", 0.5, init="keep", seed=1)
-    assert compare_with_onnxruntime("openvino", pruned, seed=2) <= TOLERANCE
+    assert compare_with_onnxruntime(runtime, pruned, seed=2) <= TOLERANCE
 
 
 def tiny_trained(tmp_path: Path) -> tuple[Path, Path]:
@@ -51,12 +56,25 @@ def tiny_trained(tmp_path: Path) -> tuple[Path, Path]:
     return trained, data
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """One `train` run shared by the runtimes' tests (it is the slow part)."""
+    folder = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ONNXPRUNE_CACHE", str(folder / "cache"))
+        return tiny_trained(folder)
+
+
+@pytest.mark.parametrize("runtime", EVERY_RUNTIME)
+def test_trained_model_runs_in_other_runtime(runtime, trained):
+    assert compare_with_onnxruntime(runtime, trained[0]) <= TOLERANCE
+
+
 @needs_openvino
-def test_trained_and_int8_models_run_in_openvino(tmp_path, capsys):
-    trained, data = tiny_trained(tmp_path)
-    assert compare_with_onnxruntime("openvino", trained) <= TOLERANCE
+def test_int8_model_runs_in_openvino(trained, tmp_path, capsys):
+    model, data = trained
     int8 = tmp_path / "int8.onnx"
-    assert main(["quantize", str(trained), "-o", str(int8), "--calibrate", f"cifar10={data}"]) == 0
+    assert main(["quantize", str(model), "-o", str(int8), "--calibrate", f"cifar10={data}"]) == 0
     # int8 kernels round differently in each runtime: the same answer within a few quantization steps
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     got = run_in("openvino", int8, {"input": x})[0]
@@ -67,13 +85,15 @@ def test_trained_and_int8_models_run_in_openvino(tmp_path, capsys):
     capsys.readouterr()
 
 
-@needs_openvino
-def test_interop_cli_verdict(tmp_path, capsys, zoo_model):
+@pytest.mark.parametrize("runtime", EVERY_RUNTIME)
+def test_interop_cli_verdict(runtime, tmp_path, capsys, zoo_model):
     pruned = tmp_path / "pruned.onnx"
     onnx.save(shrink(zoo_model("mobilenetv2_cifar", "legacy", "folded"), "FA", 0.5, init="keep")[0], pruned)
-    assert main(["interop", str(pruned), "--json"]) == 0
+    before = sorted(tmp_path.iterdir())
+    assert main(["interop", str(pruned), "--runtime", runtime, "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
-    assert verdict["agrees"] and verdict["runtime"] == "openvino" and verdict["max_relative_diff"] <= TOLERANCE
+    assert verdict["agrees"] and verdict["runtime"] == runtime and verdict["max_relative_diff"] <= TOLERANCE
+    assert sorted(tmp_path.iterdir()) == before  # a converter's files never land next to the input
 
 
 def unknown_op_model(path: Path) -> Path:

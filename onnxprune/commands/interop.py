@@ -1,4 +1,4 @@
-"""`onnxprune interop MODEL --runtime openvino`: does another runtime load the model and agree with onnxruntime?"""
+"""`onnxprune interop MODEL --runtime openvino|ncnn`: does another runtime load the model and agree with onnxruntime?"""
 from __future__ import annotations
 
 import typer
@@ -10,7 +10,7 @@ from ..errors import CheckFailed
 @app.command("interop")
 def interop_command(
     model: str = typer.Argument(..., help="ONNX model"),
-    runtime: str = typer.Option("openvino", "--runtime", help="openvino (install onnxprune[interop])"),
+    runtime: str = typer.Option("openvino", "--runtime", help="openvino (install onnxprune[interop]) or ncnn (converted by pnnx; install onnxprune[ncnn])"),
     seed: int = typer.Option(0, "--seed", min=0, help="seed of the random inputs"),
     json_out: bool = typer.Option(False, "--json", help="print the verdict as JSON on stdout"),
 ) -> None:
