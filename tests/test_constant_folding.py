@@ -90,6 +90,13 @@ def test_reshaped_constants_are_constants_with_their_folded_value(opset):
     assert not mg.is_const(tensors["onnx::Gemm_45"]) and mg.const_value(tensors["onnx::Gemm_45"]) is None
 
 
+def test_profile_counts_a_weight_reached_through_transpose():
+    from onnxprune import profile
+
+    rows = {row["node"]: row for row in profile(reshaped_constants_cnn()).rows()}
+    assert rows["Gemm_16"]["params"] == CLASSES * C + CLASSES  # old code: the bias only
+
+
 @pytest.mark.parametrize("opset", OPSETS)
 def test_groups_see_constants_where_the_old_code_saw_opaque_data(opset):
     deps = channel_groups(reshaped_constants_cnn(opset))
