@@ -151,8 +151,11 @@ def test_a_folded_constant_read_twice_is_cut_per_reader():
     deps = channel_groups(model)
     keep = {g.id: (np.arange(0, g.size, 2) if any("Conv_0" in p for p in g.producers) else np.arange(1, g.size, 2))
             for g in deps.prunable}
+    assert len(keep) == 2  # old code: both refused ('combined with opaque data')
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
+    adds = {n.name: n.input[1] for n in pruned.graph.node if n.name in ("Add_4", "Add_12")}
+    assert adds["Add_4"] != adds["Add_12"]  # each its own cut copy
     assert max_relative_error(run(pruned, FEEDS)[0], run(zero_mask(deps, keep), FEEDS)[0]) < 1e-5
 
 
@@ -166,3 +169,51 @@ def test_shrink_cli_prunes_it_at_init_keep(tmp_path):
     assert result["rc"] == 0, result["err"]
     assert result["keep"] and result["check"] is None and result["shapes_equal"]
     assert max(result["max_errors"]) < 1e-5
+
+
+def paddle_style(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What paddle2onnx writes: every weight in a Constant node, every conv bias added after the conv
+    as Add(conv, Reshape(Constant bias, Constant [1, C, 1, 1])). Same function, other graph."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    constants = [helper.make_node("Constant", [], [init.name], name=f"Constant_{init.name}", value=init)
+                 for init in graph.initializer]
+    del graph.initializer[:]
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "Conv" or len(node.input) < 3 or not node.input[2]:
+            continue
+        bias, result = node.input[2], node.output[0]
+        del node.input[2]
+        node.output[0] = f"{result}__conv"
+        shape = f"{bias}__shape"
+        channels = next(len(onnx.numpy_helper.to_array(c.attribute[0].t)) for c in constants if c.output[0] == bias)
+        nodes += [_constant(shape, np.array([1, channels, 1, 1], dtype=np.int64), f"Constant_{shape}"),
+                  helper.make_node("Reshape", [bias, shape], [f"{bias}__reshaped"], name=f"Reshape_{bias}"),
+                  helper.make_node("Add", [node.output[0], f"{bias}__reshaped"], [result], name=f"Add_{bias}")]
+    del graph.node[:]
+    graph.node.extend(constants + nodes)
+    return out
+
+
+@pytest.mark.parametrize("keep_seed", [0, 1])
+def test_a_torch_net_rewritten_paddle_style_prunes_like_the_original(keep_seed):
+    """Every block kind of the property test (residuals, depthwise, grouped, SE, splits, concat...),
+    its biases moved behind Reshape(Constant): as many prunable groups, and the zero-mask oracle."""
+    pytest.importorskip("torch")
+    from tests.test_property_graphs import Spec, build, check_pruning, export
+
+    spec = Spec(blocks=[("conv", 4, 3, True), ("res", 4, 3), ("dense", 2, 2), ("dw", 2), ("group", 2, 4),
+                        ("se", 2, True, False), ("split", 2, "swap"), ("conv", 4, 1, False), ("c2f",)],
+                head=dict(gap=True, flatten="flatten", hidden=4, matmul=False, classes=3),
+                exporter="legacy-fold", seed=1, expect_prunable=True)
+    original = export(build(spec), spec.exporter)
+    rewritten = paddle_style(original)
+    assert sum(n.op_type == "Reshape" for n in rewritten.graph.node) >= 8
+    np.testing.assert_allclose(run(rewritten)[0], run(original)[0], rtol=1e-5, atol=1e-6)
+    before, after = channel_groups(original), channel_groups(rewritten)
+    assert len(after.prunable) == len(before.prunable) >= 4  # old code: the reshaped biases blocked them
+    figures = check_pruning(rewritten, keep_seed, after)
+    assert figures["strict"]
