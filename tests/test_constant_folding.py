@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.graph import load_graph
@@ -185,14 +187,14 @@ def paddle_style(model: onnx.ModelProto) -> onnx.ModelProto:
         nodes.append(node)
         if node.op_type != "Conv" or len(node.input) < 3 or not node.input[2]:
             continue
-        bias, result = node.input[2], node.output[0]
+        bias, result = node.input[2], node.output[0]  # names from the output: a bias may be shared
         del node.input[2]
         node.output[0] = f"{result}__conv"
-        shape = f"{bias}__shape"
+        shape = f"{result}__bias_shape"
         channels = next(len(onnx.numpy_helper.to_array(c.attribute[0].t)) for c in constants if c.output[0] == bias)
         nodes += [_constant(shape, np.array([1, channels, 1, 1], dtype=np.int64), f"Constant_{shape}"),
-                  helper.make_node("Reshape", [bias, shape], [f"{bias}__reshaped"], name=f"Reshape_{bias}"),
-                  helper.make_node("Add", [node.output[0], f"{bias}__reshaped"], [result], name=f"Add_{bias}")]
+                  helper.make_node("Reshape", [bias, shape], [f"{result}__bias"], name=f"Reshape_{result}"),
+                  helper.make_node("Add", [node.output[0], f"{result}__bias"], [result], name=f"Add_{result}")]
     del graph.node[:]
     graph.node.extend(constants + nodes)
     return out
@@ -217,3 +219,19 @@ def test_a_torch_net_rewritten_paddle_style_prunes_like_the_original(keep_seed):
     assert len(after.prunable) == len(before.prunable) >= 4  # old code: the reshaped biases blocked them
     figures = check_pruning(rewritten, keep_seed, after)
     assert figures["strict"]
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_random_architectures_rewritten_paddle_style_prune_like_the_original(data):
+    """The property test's random nets (tests/test_property_graphs.py), biases behind Reshape(Constant)."""
+    from tests.test_property_graphs import HypothesisDraw, build, check_pruning, draw_spec, export
+
+    spec = draw_spec(HypothesisDraw(data))
+    note(str(spec))
+    original = export(build(spec), spec.exporter)
+    rewritten = paddle_style(original)
+    before, after = channel_groups(original), channel_groups(rewritten)
+    assert len(after.prunable) == len(before.prunable), [g.reasons[:1] for g in after.groups if not g.prunable]
+    check_pruning(rewritten, spec.seed, after)
