@@ -51,13 +51,17 @@ def node_label(node: gs.Node | None, index: int) -> str:
 
 
 def storage_key(tensor: gs.Tensor) -> tuple:
-    """Where a constant's values live: ("initializer", name) or ("constant_node", its output's name).
+    """Where a constant's values live: ("initializer", name), ("constant_node", its output's name),
+    or ("folded", name) for one computed from constants by reshape/cast ops (constant_folding),
+    which surgery cuts by giving its readers a cut initializer.
 
     Follows Identity nodes (the legacy exporter wraps shared weights in them). Never keyed by node
     name: exporters leave Constant nodes unnamed; tensor names are unique.
     """
     tensor = storage_root(tensor)
-    return ("initializer" if isinstance(tensor, gs.Constant) else "constant_node", tensor.name)
+    if isinstance(tensor, gs.Constant):
+        return ("initializer", tensor.name)
+    return ("constant_node" if tensor.inputs[0].op == "Constant" else "folded", tensor.name)
 
 
 def storage_root(tensor: gs.Tensor) -> gs.Tensor:
@@ -226,7 +230,8 @@ class ChannelTracer:
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is computed, not constant")
             return False
         source = storage_root(tensor)
-        if not isinstance(source, gs.Constant) and "value" not in source.inputs[0].attrs:
+        if not isinstance(source, gs.Constant) and source.inputs[0].op == "Constant" \
+                and "value" not in source.inputs[0].attrs:
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is a Constant without a tensor value")
             return False
         # the input position this member cuts: one tensor may feed several inputs of a node (dynamo

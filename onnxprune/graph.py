@@ -12,6 +12,7 @@ import onnx
 import onnx.numpy_helper
 import onnx_graphsurgeon as gs
 
+from .constant_folding import folded_value, is_foldable
 from .errors import UserError
 from .io import ModelLike, load_model
 from .names import display_name  # noqa: F401 - re-exported: graph.display_name
@@ -26,6 +27,7 @@ class ModelGraph:
     name: str = "model"
     _opset: int = field(default=0, init=False)
     _index: dict | None = field(default=None, init=False, repr=False)
+    _folded: dict = field(default_factory=dict, init=False, repr=False)  # tensor name -> value or None
 
     @property
     def opset(self) -> int:
@@ -64,7 +66,14 @@ class ModelGraph:
             return constant_node_value(producer)
         if producer is not None and producer.op == "Identity":
             return self.const_value(producer.inputs[0])  # legacy exporter wraps some weights
+        if is_foldable(producer):  # Reshape(Constant) & co.: constant too
+            return self._folded_value(tensor)
         return None
+
+    def _folded_value(self, tensor: gs.Tensor) -> np.ndarray | None:
+        if tensor.name not in self._folded:
+            self._folded[tensor.name] = folded_value(self, tensor)
+        return self._folded[tensor.name]
 
     def fold_small(self, tensor: gs.Tensor, depth: int = 0) -> np.ndarray | None:
         """Evaluate a small integer subgraph of constants (shape arithmetic); None if not constant."""
@@ -102,7 +111,9 @@ class ModelGraph:
             return False
         if producer.op == "Constant":
             return any(key in producer.attrs for key in CONSTANT_VALUE_ATTRS)
-        return producer.op == "Identity" and self.is_const(producer.inputs[0])
+        if producer.op == "Identity":
+            return self.is_const(producer.inputs[0])
+        return is_foldable(producer) and self.is_const(producer.inputs[0]) and self._folded_value(tensor) is not None
 
     def const_source(self, tensor: gs.Tensor) -> tuple[str, str]:
         """Where a constant's bytes live: ("initializer", name) or ("constant_node", its OUTPUT tensor name).
@@ -113,7 +124,7 @@ class ModelGraph:
         if isinstance(tensor, gs.Constant):
             return ("initializer", tensor.name)
         producer = tensor.inputs[0]
-        if producer.op == "Identity":
+        if producer.op == "Identity" or is_foldable(producer):  # a folded chain stores its source's bytes
             return self.const_source(producer.inputs[0])
         return ("constant_node", producer.outputs[0].name)
 

@@ -101,11 +101,12 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
         if set(by_wish) <= {()}:
             continue
         original = editor.mg.const_value(edit.root)
-        in_place = None if () in by_wish else max(by_wish, key=lambda w: len(by_wish[w]))
+        # a folded constant (Reshape(Constant) & co.) has no storage of its own: readers get copies
+        in_place = None if () in by_wish or key[0] == "folded" else max(by_wish, key=lambda w: len(by_wish[w]))
         if in_place is not None:
             editor.new_values[key] = edit.value(original, by_wish[in_place][0], transform)
-        if len(by_wish) == 1:
-            continue
+            if len(by_wish) == 1:
+                continue
         copied = []
         for wanted, sids in by_wish.items():
             if wanted in ((), in_place):
@@ -115,6 +116,8 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
                 node, position = edit.cuts[sid][0]
                 editor.point(node, position, name)
                 copied.append(label(node))
+        if len(by_wish) == 1:  # one reader's cut of a folded constant: not a shared copy
+            continue
         notes.append({"constant": edit.root.name, "readers": sum(map(len, by_wish.values())),
                       "versions": len(by_wish), "copied_for": copied})
     return notes

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .constant_folding import REMOVABLE_WHEN_UNREAD
 from .errors import UserError
 from .graph import ModelGraph, constant_nodes, set_constant_node_value
 from .groups import Dependencies, Member, node_label
@@ -224,7 +225,8 @@ def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: boo
 
 
 def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
-    """Remove the Constant and Identity nodes that fed only the inputs we re-pointed (`unhooked`)."""
+    """Remove the Constant, Identity and folded reshape/cast nodes that fed only the inputs we
+    re-pointed (`unhooked`)."""
     graph = model.graph
     producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
     readers = Counter(name for n in graph.node for name in n.input)
@@ -243,7 +245,7 @@ def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
         if index is None or index in dead:
             continue
         node = graph.node[index]
-        if node.op_type not in ("Constant", "Identity") or any(readers[o] or o in protected for o in node.output):
+        if node.op_type not in REMOVABLE_WHEN_UNREAD or any(readers[o] or o in protected for o in node.output):
             continue
         dead.add(index)
         for name in node.input:

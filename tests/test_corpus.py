@@ -28,15 +28,10 @@ if CORPUS is None:
 BY_NAME = {entry["name"]: entry for entry in CORPUS}
 FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 
-RESHAPED_CONSTANT = ("groups: a bias fed through Reshape(Constant) is 'opaque data' (constant subgraph not "
-                     "folded; issue 11 item 3)")
-
-# (test, model) -> why it fails on main 50dc82e (reading, groups, trainers and item 1 merged);
-# each is an xfail(strict=True), so a fix turns it into a failure until the entry goes.
-KNOWN_FAILURES = {
-    ("shrink", "ppocr_cls"): RESHAPED_CONSTANT + " (what is prunable, the 200-channel head included, prunes "
-                             "and holds the zero-mask oracle)",
-}
+# (test, model) -> why it fails on main; each is an xfail(strict=True), so a fix turns it into a
+# failure until the entry goes. Empty: the last one (ppocr_cls's biases fed through
+# Reshape(Constant), issue 11 item 3) is lifted by onnxprune/constant_folding.py.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # Couplings shrink may refuse, with why. Everything else a group is refused for fails the test.
 ALWAYS_REFUSED = {
