@@ -47,10 +47,7 @@ EXPECTED_REFUSALS = {
                                                                                  "x head dim (channel-level groups)",
     },
     "nudenet_320n": {
-        r"\(Add\): channels meet out of order": "C2f: Split halves re-joined by Concat feed a residual Add "
-                                                "(channel-level groups issue lifts it)",
-        r"/dfl/Reshape' \(Reshape\): reshape splits or reorders channels": "DFL head: 64 = 4 boxes x 16 bins "
-                                                                           "(channel-level groups issue)",
+        r"/dfl/Reshape' \(Reshape\): reshape splits or reorders channels": "DFL head: 64 = 4 boxes x 16 bins",
         r"/dfl/Softmax' \(Softmax\): channels spread over several axes": "DFL head: softmax over the 16 bins "
                                                                           "of each box, after 64 -> 4 x 16",
         r"/model.22/(Sub|Sub_1|Add_10|Add_11)' \((Sub|Add)\): (channels meet out of order|combined with opaque)":
