@@ -15,9 +15,9 @@ their vector path entirely on counts that are not a multiple of 4. So every grou
 leaves a Conv keeps a multiple of 16. Dense layers (Gemm, MatMul) showed no such step and keep
 exact counts. A group smaller than its multiple halves the multiple until it holds one; a group
 that holds one keeps it even if it then cannot lose channels (a 16-channel group stays whole, a
-24-channel one can go to 16): cutting MobileNetV2's 16/24-channel groups to 8 ran the 1x1 convs
-at 112x112 at 23 GMAC/s instead of 75 (per node, `benchmarks/RESULTS.md`, issue 13), so the
-FLOPs it saved cost more time than it saved. The multiples are the same whatever machine
+24-channel one can go to 16): cutting MobileNetV2's 16/24-channel groups to 8 ran its 1x1 convs
+at 112x112 at 23 GMAC/s instead of 75 and added Reorder nodes (per node, `benchmarks/RESULTS.md`,
+issue 13), so the time saved lagged far behind the FLOPs saved. The multiples are the same whatever machine
 prunes, so one model file serves x86 and ARM (NEON's 4-lane blocks divide 16 as well).
 
 Each step's count is rounded to the multiple *without bias* (`unbiased_count`): down or up at

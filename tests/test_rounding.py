@@ -2,6 +2,7 @@
 holds; `--round-to 1` keeps the paper's exact counts; an unreachable target falls back to exact."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -133,6 +134,18 @@ def test_unbiased_count_draws_nothing_on_exact_counts():
     assert unbiased_count(64, 0.1, 1, 1, rng) == 58  # --round-to 1: the paper's count
     assert unbiased_count(64, 0.25, 1, 16, rng) == 48  # already a multiple
     assert rng.bit_generator.state == state
+
+
+def test_round_to_1_never_rounds_at_random(zoo_model, monkeypatch):
+    """The paper's path draws exactly the random numbers it drew before rounding existed."""
+    shrink_module = importlib.import_module("onnxprune.shrink")  # the package's `shrink` is the function
+
+    def refuse(*args):
+        raise AssertionError("unbiased rounding on the exact path")
+
+    monkeypatch.setattr(shrink_module, "unbiased_count", refuse)
+    _, report = onnxprune.shrink(zoo_model("vgg16_cifar", "legacy", "folded"), mode="FA", target=0.5, round_to=1)
+    assert report["round_to_used"] == 1 and report["after"]["flops"] <= 0.5 * report["before"]["flops"]
 
 
 def test_auto_cuts_small_groups_as_much_as_the_paper(tmp_path):
