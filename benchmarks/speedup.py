@@ -27,6 +27,7 @@ import onnxprune  # noqa: E402
 from onnxprune.bench import bench, machine_info  # noqa: E402
 from onnxprune.io import save_model  # noqa: E402
 from models.export import ensure_zoo  # noqa: E402
+from benchmarks.results_file import write_section  # noqa: E402
 
 MODELS = ("vgg16_cifar", "resnet50_cifar", "mobilenetv2_cifar", "resnet50_imagenet", "mobilenetv2_imagenet")
 CONFIGS = (("FA", "auto"), ("FA", 1))  # (mode, --round-to); auto is the default
@@ -58,7 +59,8 @@ def measure_emulated(path: Path, runs: int, warmup: int) -> tuple[float, float, 
 
 
 def prune_all(names: list[str], target: float, seed: int, out: Path) -> list[tuple[str, str, Path]]:
-    """(model, label, path) for each baseline and each pruned variant; pruned files are reused."""
+    """(model, label, path) for each baseline and each pruned variant, pruned afresh (seconds) so a
+    file from older rounding code is never measured as the current default."""
     zoo = ensure_zoo(ROOT / "build" / "zoo", names=names, exporters=["legacy"], bns=["folded"])
     rows = []
     for path in zoo:
@@ -66,9 +68,8 @@ def prune_all(names: list[str], target: float, seed: int, out: Path) -> list[tup
         rows.append((name, "unpruned", path))
         for mode, round_to in CONFIGS:
             target_path = out / f"{name}.{mode}-{target}-r{round_to}.onnx"
-            if not target_path.exists():
-                model, _ = onnxprune.shrink(path, mode=mode, target=target, seed=seed, round_to=round_to)
-                save_model(model, target_path, path)
+            model, _ = onnxprune.shrink(path, mode=mode, target=target, seed=seed, round_to=round_to)
+            save_model(model, target_path, path)
             label = f"{mode} {target}" + (" (default: --round-to auto)" if round_to == "auto" else
                                           f" --round-to {round_to}")
             rows.append((name, label, target_path))
@@ -114,10 +115,10 @@ def main() -> int:
     where = (f"{machine.get('arch')} {machine.get('cpu')}" + (" by qemu-aarch64-static — an instruction-cost proxy, "
                                                              "not board latency" if args.emulated else ""))
     command = "benchmarks/speedup.py " + " ".join(sys.argv[1:])
+    heading = f"## Realised speed-up of the default output (issue 13) — {'emulated aarch64' if args.emulated else 'x86'}"
     lines = [
         "",
-        f"## Realised speed-up of the default output (issue 13){' — emulated aarch64' if args.emulated else ''} — "
-        f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"{heading} — {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
         f"Command: `.venv/bin/python {command.strip()}`; machine: {where}, {machine.get('cores')} cores "
         f"(shared with other jobs), onnxruntime {machine.get('onnxruntime')}, 1 thread, batch 1; each model in a "
@@ -133,9 +134,8 @@ def main() -> int:
         *table,
     ]
     print("\n".join(lines))
-    with open(args.results, "a") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print(f"results appended to {args.results}")
+    write_section(Path(args.results), "\n".join(lines[1:]) + "\n", heading)
+    print(f"results written to {args.results} (section {heading!r} replaced, else appended)")
     return 0
 
 

@@ -16,7 +16,7 @@ from .initialize import reinitialize
 from .io import ModelLike
 from .latency import latency_terms, load_profile, measure_node_latency
 from .report import si
-from .rounding import AUTO, group_multiples, parse_round_to
+from .rounding import AUTO, group_multiples, parse_round_to, unbiased_count
 from .sampler import channels_to_remove, draw_group, l1_importance, next_count
 from .protect import resolve
 from .surgery import prune_channels
@@ -127,8 +127,13 @@ def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit:
             return -1
         weights = np.array([book.group_weight(g, figure) for g in candidates])
         gid = draw_group(rng, candidates, weights)
-        drop = channels_to_remove(rng, kept[gid], len(kept[gid]) - counts[candidates.index(gid)],
-                                  opts.criterion, importance(gid))
+        count = counts[candidates.index(gid)]
+        if opts.multiples[gid] > 1:  # rounded without bias (rounding.py); may keep the group whole this draw
+            count = unbiased_count(len(kept[gid]), opts.step, opts.floor(gid), opts.multiples[gid], rng)
+            if count >= len(kept[gid]):
+                iterations += 1
+                continue
+        drop = channels_to_remove(rng, kept[gid], len(kept[gid]) - count, opts.criterion, importance(gid))
         kept[gid] = np.setdiff1d(kept[gid], drop)
         book.remove(gid, drop)
         iterations += 1
