@@ -1,0 +1,170 @@
+"""Issue 18: the finished runs of benchmarks/paper_sweeps.py, per network and run name over seeds, and their noise.
+
+Accuracies are in points of test accuracy (0-100).
+* baseline: mean, sample standard deviation s_b and min-max over its n_b seeds; with one seed there is
+  no band and no verdict.
+* a pruned point (one run name, n_p seeds): Δ = its mean - the baseline mean, with the standard error
+  SE = sqrt(s_b²/n_b + s_p²/n_p); a single-seed point has no spread of its own and borrows the
+  baseline's (s_p = s_b).
+* verdict: "no difference" when |Δ| <= 2 SE, else "gain" or "loss". For a single-seed point that is
+  the band drawn on every panel, baseline mean ± 2 s_b sqrt(1 + 1/n_b).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from benchmarks.paper_sweeps import BAND_POINT, BAND_SEEDS, NETWORKS
+from onnxprune.sweep import run_name
+
+BAND_K = 2.0  # "no difference": |Δ| <= BAND_K standard errors
+FOLDER = re.compile(r"^(?P<net>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")
+TITLES = {"vgg16": "VGG-16", "mobilenetv2": "MobileNetV2"}
+MEASURE = {"PA": ("params", "params"), "FA": ("flops", "FLOPs"), "MA": ("memory_bytes", "memory")}
+SAME_SETTINGS = ("model_sha", "data", "recipe", "epochs", "batch_size", "optimizer", "lr", "schedule",
+                 "weight_decay", "limit_train", "limit_test", "augment", "bench_runs", "step", "norm")
+
+
+class BadRuns(Exception):
+    """Result files that cannot be read together: one line for stderr."""
+
+
+@dataclass
+class Point:
+    """One run name of one network over the seeds present."""
+    name: str
+    mode: Optional[str]
+    target: Optional[float]
+    rows: dict[int, dict] = field(default_factory=dict)  # seed -> result row
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    @property
+    def accuracies(self) -> list[float]:  # in points
+        return [100.0 * self.rows[s]["accuracy"] for s in sorted(self.rows)]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.accuracies) / self.n
+
+    @property
+    def std(self) -> Optional[float]:  # sample standard deviation; None with one seed
+        if self.n < 2:
+            return None
+        return math.sqrt(sum((a - self.mean) ** 2 for a in self.accuracies) / (self.n - 1))
+
+    def measure(self, key: str) -> Optional[float]:
+        values = [r.get(key) for r in self.rows.values() if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Network:
+    name: str
+    points: dict[str, Point] = field(default_factory=dict)
+    settings: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.name, self.name)
+
+    @property
+    def baseline(self) -> Optional[Point]:
+        return self.points.get("baseline")
+
+    def pruned(self) -> list[Point]:
+        return [p for p in self.points.values() if p.mode is not None]
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+def load(runs_dir: Path) -> dict[str, Network]:
+    """{network: Network} from every RUNS/<net>-s<seed>/results.json; BadRuns if seeds mix settings."""
+    networks: dict[str, Network] = {}
+    for path in sorted(Path(runs_dir).glob("*-s*/results.json")):
+        match = FOLDER.match(path.parent.name)
+        if not match:
+            continue
+        try:
+            payload = json.loads(path.read_text())
+            runs = payload["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise BadRuns(f"{path}: not a sweep results.json ({error})") from None
+        net = networks.setdefault(match["net"], Network(match["net"]))
+        seed = int(match["seed"])
+        net.settings[seed] = payload.get("settings") or {}
+        for row in runs:
+            point = net.points.setdefault(row["name"], Point(row["name"], row.get("mode"), row.get("target")))
+            point.rows[seed] = row
+    for net in networks.values():
+        first_seed = min(net.settings)
+        for seed, settings in net.settings.items():
+            for key in SAME_SETTINGS:
+                if settings.get(key) != net.settings[first_seed].get(key):
+                    raise BadRuns(f"{net.name}-s{seed}: {key}={settings.get(key)!r}, but {net.name}-s{first_seed} "
+                                  f"has {net.settings[first_seed].get(key)!r}; seeds must differ only in the seed")
+    return networks
+
+
+def planned(net: str) -> list[tuple[int, str]]:
+    """(seed, run name) of every run benchmarks/paper_sweeps.py queues for `net`."""
+    if net not in NETWORKS:
+        return []
+    band = [(seed, name) for seed in BAND_SEEDS for name in ("baseline", run_name(BAND_POINT[0], float(BAND_POINT[1])))]
+    modes, targets = NETWORKS[net]["grid"]
+    grid = [(0, run_name(m, float(t))) for m in modes.split(",") for t in targets.split(",")]
+    return list(dict.fromkeys(band + [(0, "baseline")] + grid))
+
+
+def missing(net: str, network: Optional[Network]) -> list[tuple[int, str]]:
+    have = set() if network is None else {(s, p.name) for p in network.points.values() for s in p.rows}
+    return [run for run in planned(net) if run not in have]
+
+
+def grid_targets(net: str) -> list[float]:
+    return [float(t) for t in NETWORKS[net]["grid"][1].split(",")] if net in NETWORKS else []
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+def delta(base: Point, point: Point) -> tuple[float, Optional[float]]:
+    """(Δ accuracy in points, its standard error or None without a baseline band)."""
+    diff = point.mean - base.mean
+    if base.n < 2:
+        return diff, None
+    spread = point.std if point.n >= 2 else base.std
+    return diff, math.sqrt(base.std ** 2 / base.n + spread ** 2 / point.n)
+
+
+def verdict(diff: float, se: Optional[float]) -> str:
+    if se is None:
+        return "no band (1 baseline seed)"
+    if abs(diff) <= BAND_K * se:
+        return "no difference"
+    return "gain" if diff > 0 else "loss"
+
+
+def band(base: Point) -> Optional[tuple[float, float]]:
+    """(low, high) in points where one single-seed run is "no difference" from the baseline mean."""
+    if base.n < 2:
+        return None
+    half = BAND_K * base.std * math.sqrt(1 + 1 / base.n)
+    return base.mean - half, base.mean + half
+
+
+def reduction(base: Point, point: Point, mode: str) -> Optional[float]:
+    """% reduction of `mode`'s own measure (params for PA, FLOPs for FA, memory for MA)."""
+    key = MEASURE[mode][0]
+    before, after = base.measure(key), point.measure(key)
+    return None if not before or after is None else 100.0 * (1 - after / before)
+
+
+def nearest_target(paper_reduction: float, targets: list[float]) -> float:
+    """The planned target (a fraction kept) whose nominal reduction 1 - target is nearest the paper's."""
+    return min(targets, key=lambda t: (abs(100.0 * (1 - t) - paper_reduction), t))
