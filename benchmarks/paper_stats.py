@@ -79,7 +79,10 @@ class Network:
         return self.points.get("baseline")
 
     def pruned(self) -> list[Point]:
-        return [p for p in self.points.values() if p.mode is not None]
+        """Pruned points by mode (PA, FA, MA, LA), then from the largest target down."""
+        order = {mode: i for i, mode in enumerate(("PA", "FA", "MA", "LA"))}
+        return sorted((p for p in self.points.values() if p.mode is not None),
+                      key=lambda p: (order.get(p.mode, len(order)), -(p.target or 0)))
 
 
 # ------------------------------------------------------------------------------------------ reading

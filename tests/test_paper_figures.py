@@ -42,7 +42,7 @@ def three_seeds(tmp_path) -> Path:
     runs = tmp_path / "runs"
     for seed, (base, pa) in enumerate([(0.50, 0.51), (0.52, 0.52), (0.54, 0.53)]):
         extra = [row("FA-0.4", 0.46, 0.5), row("MA-0.4", 0.53, 0.45), row("PA-0.8", 0.60, 0.8)] if seed == 0 else []
-        write_runs(runs, "mobilenetv2", seed, [row("baseline", base), row("PA-0.2", pa, 0.2), *extra])
+        write_runs(runs, "mobilenetv2", seed, [row("baseline", base), *extra, row("PA-0.2", pa, 0.2)])
     return runs
 
 
@@ -153,3 +153,19 @@ def test_a_doc_without_the_block_is_refused(three_seeds, tmp_path, capsys):
     (docs / "paper.md").write_text("# no markers\n")
     assert pf.main(["--runs", str(three_seeds), "--docs", str(docs), "--results", str(tmp_path / "R.md")]) == 2
     assert "no generated block" in capsys.readouterr().err
+
+
+def test_no_runs_yet_still_writes_the_doc(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(ROOT / "docs" / "paper.md", docs / "paper.md")
+    (tmp_path / "runs").mkdir()
+    assert pf.main(["--runs", str(tmp_path / "runs"), "--docs", str(docs), "--results", str(tmp_path / "R.md")]) == 0
+    doc = (docs / "paper.md").read_text()
+    assert doc.count("| not run yet |") == 6 and "MobileNetV2: 0 of 17 planned runs finished" in doc
+    assert "So far none of the 6 comparisons" in doc and not (docs / "paper" / "vgg16_tradeoffs.png").exists()
+
+
+def test_points_are_listed_by_mode_then_largest_target(three_seeds):
+    net = pf.load(three_seeds)["mobilenetv2"]
+    assert [p.name for p in net.pruned()] == ["PA-0.8", "PA-0.2", "FA-0.4", "MA-0.4"]
