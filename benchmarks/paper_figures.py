@@ -303,7 +303,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{args.runs}; copies in docs/paper/runs/). Machine: {machine_line(networks)}. Verdict rule: "
             f"Δ = mean − baseline mean, SE = sqrt(s_b²/n_b + s_p²/n_p) (a single-seed point borrows s_b); "
             f"\"no difference\" when |Δ| ≤ {BAND_K:g} SE. Document: [docs/paper.md](../docs/paper.md).", ""]
-    write_section(args.results, "\n".join(head + block) + "\n", SECTION)
+    # the same block, its image links relative to RESULTS.md's folder
+    links = {name: "../docs/" + path for name, path in figures.items()}
+    write_section(args.results, "\n".join(head + generated_block(networks, links)) + "\n", SECTION)
     print("\n".join(block))
     return 0
 
