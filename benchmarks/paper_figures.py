@@ -59,7 +59,7 @@ def baseline_line(net: Network) -> str:
 
 
 def point_table(net: Network) -> list[str]:
-    lines = [f"| {net.title} run | seeds | accuracy | Δ vs baseline mean ± 2 SE | verdict | params | FLOPs | "
+    lines = [f"| {net.title} run | seeds | accuracy (mean) | Δ vs baseline mean ± 2 SE | verdict | params | FLOPs | "
              "memory | latency | energy |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     base = net.baseline
     for point in [base] * (base is not None) + net.pruned():
@@ -74,7 +74,9 @@ def point_table(net: Network) -> list[str]:
         shown = [f"{point.measure('params') / 1e6:.2f} M", f"{point.measure('flops') / 1e6:.1f} M",
                  f"{point.measure('memory_bytes') / 1e6:.1f} MB"]
         shown = [s if r is None else f"{s} (−{r:.1f} %)" for s, r in zip(shown, measures)]
-        lines.append(f"| {point.name} | {point.n} | {point.mean:.1f} % | {cells[0]} | {cells[1]} | {' | '.join(shown)} | "
+        accuracy = f"{point.mean:.1f} %" + ("" if point.n < 2 else
+                                            f" (min–max {min(point.accuracies):.1f}–{max(point.accuracies):.1f})")
+        lines.append(f"| {point.name} | {point.n} | {accuracy} | {cells[0]} | {cells[1]} | {' | '.join(shown)} | "
                      f"{point.measure('latency_ms'):.2f} ms | {point.measure('energy_uj_per_image'):.0f} µJ |")
     return lines
 

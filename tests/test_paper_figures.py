@@ -133,6 +133,7 @@ def test_main_writes_plots_csv_doc_and_results(three_seeds, tmp_path):
     text = results.read_text()
     assert "kept" in text and text.count(pf.SECTION) == 1 and "| FA-0.4 | 1 | 46.0 % |" in text
     assert "(../docs/paper/mobilenetv2_tradeoffs.png)" in text  # the link from benchmarks/
+    assert "| PA-0.2 | 3 | 52.0 % (min–max 51.0–53.0) | +0.0 ± 2.6 pt | no difference |" in text
     # every figure the generated block puts in the doc is in the RESULTS section (benchmarks/doc_figures.py)
     fake = tmp_path / "repo"
     (fake / "benchmarks").mkdir(parents=True)
