@@ -3,10 +3,10 @@
 
     .venv/bin/python benchmarks/paper_figures.py [--runs build/paper] [--docs docs] [--results benchmarks/RESULTS.md]
 
-Reads every RUNS/<net>-s<seed>/results.json present (partial queues are fine: what is missing is listed)
+Reads every RUNS/<net>-s<seed>/<run>/result.json present (partial queues are fine: what is missing is listed)
 and writes, per network, docs/paper/<net>_tradeoffs.png and docs/paper/<net>_runs.csv; copies the
-result files it read to docs/paper/runs/ (so `--runs docs/paper/runs` redoes everything from committed
-files); fills the generated block of docs/paper.md and replaces the section of benchmarks/RESULTS.md.
+result files it read to docs/paper/runs/ (same layout, so `--runs docs/paper/runs` redoes everything
+from committed files); fills the generated block of docs/paper.md and replaces the section of benchmarks/RESULTS.md.
 Bands and verdicts: benchmarks/paper_stats.py.
 """
 from __future__ import annotations
@@ -287,12 +287,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             plot(net, out / f"{name}_tradeoffs.png")
             write_csv(net, out / f"{name}_runs.csv")
             figures[name] = f"paper/{name}_tradeoffs.png"
-            for seed in net.settings:
-                source = args.runs / f"{name}-s{seed}" / "results.json"
-                copy = out / "runs" / f"{name}-s{seed}" / "results.json"
-                if source.resolve() != copy.resolve():
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(source, copy)
+        copies = out / "runs"
+        if copies.resolve() != args.runs.resolve():  # a fresh copy: a run superseded since is not kept
+            shutil.rmtree(copies, ignore_errors=True)
+            for name, net in networks.items():
+                for point in net.points.values():
+                    for seed in point.rows:
+                        relative = Path(f"{name}-s{seed}") / point.name / "result.json"
+                        (copies / relative).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(args.runs / relative, copies / relative)
         block = generated_block(networks, figures)
         fill_block(args.docs / "paper.md", block)
     except BadRuns as error:

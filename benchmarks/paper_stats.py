@@ -88,30 +88,35 @@ class Network:
 # ------------------------------------------------------------------------------------------ reading
 
 def load(runs_dir: Path) -> dict[str, Network]:
-    """{network: Network} from every RUNS/<net>-s<seed>/results.json; BadRuns if seeds mix settings."""
+    """{network: Network} from every RUNS/<net>-s<seed>/<run>/result.json; BadRuns if seeds mix settings.
+
+    Each run's own result.json, not the folder's results.json: the sweep rewrites that one only after
+    its next run, so a run folder removed since (a superseded run) would still be listed there."""
     networks: dict[str, Network] = {}
-    for path in sorted(Path(runs_dir).glob("*-s*/results.json")):
-        match = FOLDER.match(path.parent.name)
+    first: dict[str, tuple[Path, dict]] = {}  # network -> (a result file, its settings)
+    for path in sorted(Path(runs_dir).glob("*-s*/*/result.json")):
+        match = FOLDER.match(path.parent.parent.name)
         if not match:
             continue
         try:
-            payload = json.loads(path.read_text())
-            runs = payload["runs"]
+            row = json.loads(path.read_text())
+            name, accuracy = row["name"], float(row["accuracy"])
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise BadRuns(f"{path}: not a sweep results.json ({error})") from None
-        net = networks.setdefault(match["net"], Network(match["net"]))
-        seed = int(match["seed"])
-        net.settings[seed] = payload.get("settings") or {}
-        for row in runs:
-            point = net.points.setdefault(row["name"], Point(row["name"], row.get("mode"), row.get("target")))
-            point.rows[seed] = row
-    for net in networks.values():
-        first_seed = min(net.settings)
-        for seed, settings in net.settings.items():
-            for key in SAME_SETTINGS:
-                if settings.get(key) != net.settings[first_seed].get(key):
-                    raise BadRuns(f"{net.name}-s{seed}: {key}={settings.get(key)!r}, but {net.name}-s{first_seed} "
-                                  f"has {net.settings[first_seed].get(key)!r}; seeds must differ only in the seed")
+            raise BadRuns(f"{path}: not a sweep result.json ({error})") from None
+        if name != path.parent.name or not 0.0 <= accuracy <= 1.0:
+            raise BadRuns(f"{path}: run {name!r} with accuracy {accuracy!r} in folder {path.parent.name!r}")
+        net, seed = networks.setdefault(match["net"], Network(match["net"])), int(match["seed"])
+        settings = row.get("settings") or {}
+        if settings.get("seed", seed) != seed:
+            raise BadRuns(f"{path}: made with seed {settings.get('seed')}, in the folder of seed {seed}")
+        reference_path, reference = first.setdefault(net.name, (path, settings))
+        for key in SAME_SETTINGS:
+            if settings.get(key) != reference.get(key):
+                raise BadRuns(f"{path}: {key}={settings.get(key)!r}, but {reference_path} has "
+                              f"{reference.get(key)!r}; runs of one network must differ only in the seed")
+        net.settings.setdefault(seed, settings)
+        point = net.points.setdefault(name, Point(name, row.get("mode"), row.get("target")))
+        point.rows[seed] = row
     return networks
 
 

@@ -29,8 +29,12 @@ def row(name: str, accuracy: float, kept: float = 1.0) -> dict:
 
 
 def write_runs(root: Path, net: str, seed: int, rows: list[dict], **settings) -> None:
+    """One sweep folder as the sweep leaves it: RUNDIR/<run>/result.json (+ the folder's results.json)."""
     folder = root / f"{net}-s{seed}"
-    folder.mkdir(parents=True)
+    for row_ in rows:
+        row_ = {**row_, "settings": {**SETTINGS, "seed": seed, **settings}}
+        (folder / row_["name"]).mkdir(parents=True)
+        (folder / row_["name"] / "result.json").write_text(json.dumps(row_))
     (folder / "results.json").write_text(json.dumps({"settings": {**SETTINGS, "seed": seed, **settings},
                                                      "runs": rows}))
 
@@ -126,7 +130,7 @@ def test_main_writes_plots_csv_doc_and_results(three_seeds, tmp_path):
     assert not (docs / "paper" / "vgg16_tradeoffs.png").exists()
     csv_lines = (docs / "paper" / "mobilenetv2_runs.csv").read_text().splitlines()
     assert csv_lines[0].startswith("seed,name,mode,target,accuracy") and len(csv_lines) == 1 + 9
-    assert (docs / "paper" / "runs" / "mobilenetv2-s2" / "results.json").is_file()
+    assert (docs / "paper" / "runs" / "mobilenetv2-s2" / "PA-0.2" / "result.json").is_file()
     doc = (docs / "paper.md").read_text()
     assert "![MobileNetV2 trade-offs](paper/mobilenetv2_tradeoffs.png)" in doc and "not run yet" in doc
     assert "So far 3 of 6 comparisons are run: 2 no difference, 1 loss" in doc
@@ -171,3 +175,33 @@ def test_no_runs_yet_still_writes_the_doc(tmp_path):
 def test_points_are_listed_by_mode_then_largest_target(three_seeds):
     net = pf.load(three_seeds)["mobilenetv2"]
     assert [p.name for p in net.pruned()] == ["PA-0.8", "PA-0.2", "FA-0.4", "MA-0.4"]
+
+
+def test_a_run_removed_since_the_folder_summary_is_not_read(three_seeds, tmp_path):
+    """results.json is rewritten only after the next run: a superseded run folder removed meanwhile
+    (e.g. re-pruned by newer code) is still listed there, and must not count."""
+    shutil.rmtree(three_seeds / "mobilenetv2-s0" / "FA-0.4")
+    assert "FA-0.4" in (three_seeds / "mobilenetv2-s0" / "results.json").read_text()
+    net = pf.load(three_seeds)["mobilenetv2"]
+    assert "FA-0.4" not in net.points and net.points["PA-0.2"].n == 3
+
+
+def test_a_result_in_the_wrong_seed_folder_is_refused(tmp_path):
+    runs = tmp_path / "runs"
+    write_runs(runs, "vgg16", 1, [row("baseline", 0.60)])
+    (runs / "vgg16-s2").mkdir()
+    shutil.copytree(runs / "vgg16-s1" / "baseline", runs / "vgg16-s2" / "baseline")
+    with pytest.raises(pf.BadRuns, match="made with seed 1, in the folder of seed 2"):
+        pf.load(runs)
+
+
+def test_committed_copies_reproduce_the_doc(three_seeds, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(ROOT / "docs" / "paper.md", docs / "paper.md")
+    results = tmp_path / "R.md"
+    assert pf.main(["--runs", str(three_seeds), "--docs", str(docs), "--results", str(results)]) == 0
+    first = (docs / "paper.md").read_text()
+    assert pf.main(["--runs", str(docs / "paper" / "runs"), "--docs", str(docs), "--results", str(results)]) == 0
+    assert (docs / "paper.md").read_text() == first
+    assert (docs / "paper" / "runs" / "mobilenetv2-s0" / "FA-0.4" / "result.json").is_file()
