@@ -142,7 +142,9 @@ def status_lines(networks: dict[str, Network]) -> list[str]:
     for net in sorted(set(NETWORKS) | set(networks)):
         plan, gone = planned(net), missing(net, networks.get(net))
         have = len(plan) - len(gone) if plan else sum(p.n for p in networks[net].points.values())
-        text = f"- {TITLES.get(net, net)}: {have} of {len(plan) or have} planned runs finished"
+        hours = sum(r.get("train_wall_seconds") or 0 for p in networks[net].points.values()
+                    for r in p.rows.values()) / 3600 if net in networks else 0
+        text = f"- {TITLES.get(net, net)}: {have} of {len(plan) or have} planned runs finished ({hours:.1f} h of training)"
         if gone:
             by_seed: dict[int, list[str]] = {}
             for seed, name in gone:
@@ -303,9 +305,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     shown = " ".join(["benchmarks/paper_figures.py", *(argv if argv is not None else sys.argv[1:])])
+    runs_dir = args.runs.resolve().relative_to(ROOT) if args.runs.resolve().is_relative_to(ROOT) else args.runs
     head = [f"{SECTION} — {when}", "",
             f"Command: `.venv/bin/python {shown}` on the runs of `benchmarks/paper_sweeps.py` (run folders "
-            f"{args.runs}; copies in docs/paper/runs/). Machine: {machine_line(networks)}. Verdict rule: "
+            f"{runs_dir}; copies in docs/paper/runs/). Machine: {machine_line(networks)}. Verdict rule: "
             f"Δ = mean − baseline mean, SE = sqrt(s_b²/n_b + s_p²/n_p) (a single-seed point borrows s_b); "
             f"\"no difference\" when |Δ| ≤ {BAND_K:g} SE. Document: [docs/paper.md](../docs/paper.md).", ""]
     # the same block, its image links relative to RESULTS.md's folder

@@ -86,9 +86,9 @@ def test_one_seed_has_no_band_and_says_so(tmp_path):
     table = "\n".join(pf.point_table(net))
     assert "no band (1 baseline seed)" in table and "gain" not in table
     status = "\n".join(pf.status_lines(networks))
-    assert "VGG-16: 2 of 11 planned runs finished" in status
+    assert "VGG-16: 2 of 11 planned runs finished (0.0 h of training)" in status
     assert "s1 baseline, PA-0.2" in status and "s0 PA-0.5, FA-0.5, FA-0.2, MA-0.5, MA-0.2" in status
-    assert "MobileNetV2: 0 of 17 planned runs finished" in status
+    assert "MobileNetV2: 0 of 17 planned runs finished (0.0 h of training)" in status
 
 
 def test_seeds_with_other_settings_are_refused(tmp_path):
