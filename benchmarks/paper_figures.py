@@ -190,6 +190,8 @@ def plot(net: Network, path: Path) -> None:
                        label=f"baseline mean of {base.n} seed(s)")
             if limits is not None:
                 ax.axhspan(*limits, color="grey", alpha=0.25, label="band: one run inside = no difference")
+            else:
+                ax.plot([], [], linestyle="none", label="no band yet: 1 baseline seed")
             if base.measure(key) is not None:
                 ax.plot([base.measure(key)], [base.mean], marker="*", markersize=14, color="black", linestyle="none",
                         label="baseline")
@@ -209,7 +211,7 @@ def plot(net: Network, path: Path) -> None:
                        fontsize=9, transform=axes.flat[-1].transAxes)
     settings = next(iter(net.settings.values()), {})
     fig.suptitle(f"{net.title} / {settings.get('data')}, recipe {settings.get('recipe')} ({settings.get('epochs')} "
-                 f"epochs of {settings.get('limit_train')} images, seed 0 unless marked): accuracy vs resources")
+                 f"epochs of {settings.get('limit_train') or 0:,} images, seed 0 unless marked): accuracy vs resources")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
