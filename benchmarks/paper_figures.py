@@ -53,7 +53,8 @@ def baseline_line(net: Network) -> str:
     if base.n < 2:
         return f"- {net.title} baseline: {base.mean:.1f} % (1 seed: {seeds}); no band yet, so no verdicts."
     low, high = band(base)
-    return (f"- {net.title} baseline: {base.mean:.1f} % ± {base.std:.1f} pt (mean ± sample s.d. of {base.n} seeds; "
+    floor = "" if base.spread == base.std else f"; below the test set's {base.test_floor:.1f} pt, which the band uses"
+    return (f"- {net.title} baseline: {base.mean:.1f} % ± {base.std:.1f} pt (mean ± sample s.d. of {base.n} seeds{floor}; "
             f"min–max {min(base.accuracies):.1f}–{max(base.accuracies):.1f} %; {seeds}); band for one run "
             f"{low:.1f}–{high:.1f} %.")
 
@@ -207,7 +208,7 @@ def plot(net: Network, path: Path) -> None:
     axes.flat[-1].legend(handles, labels, loc="upper left", fontsize=9)
     runs = sum(p.n for p in net.points.values())
     axes.flat[-1].text(0.0, 0.05, f"{runs} finished runs; numbers by a point: fraction kept\n"
-                       f"band: baseline mean ± {BAND_K:g} s.d. · sqrt(1 + 1/n)\nenergy: an estimate",
+                       f"band: baseline mean ± {BAND_K:g} s · sqrt(1 + 1/n), s = s.d. of seeds,\n  at least the test set's binomial s.e.\nenergy: an estimate",
                        fontsize=9, transform=axes.flat[-1].transAxes)
     settings = next(iter(net.settings.values()), {})
     fig.suptitle(f"{net.title} / {settings.get('data')}, recipe {settings.get('recipe')} ({settings.get('epochs')} "
@@ -311,7 +312,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     head = [f"{SECTION} — {when}", "",
             f"Command: `.venv/bin/python {shown}` on the runs of `benchmarks/paper_sweeps.py` (run folders "
             f"{runs_dir}; copies in docs/paper/runs/). Machine: {machine_line(networks)}. Verdict rule: "
-            f"Δ = mean − baseline mean, SE = sqrt(s_b²/n_b + s_p²/n_p) (a single-seed point borrows s_b); "
+            f"Δ = mean − baseline mean, SE = sqrt(s_b²/n_b + s_p²/n_p), s = the seeds' sample s.d. but at least "
+            f"the test set's binomial standard error (a single-seed point borrows s_b); "
             f"\"no difference\" when |Δ| ≤ {BAND_K:g} SE. Document: [docs/paper.md](../docs/paper.md).", ""]
     # the same block, its image links relative to RESULTS.md's folder
     links = {name: "../docs/" + path for name, path in figures.items()}

@@ -1,11 +1,13 @@
 """Issue 18: the finished runs of benchmarks/paper_sweeps.py, per network and run name over seeds, and their noise.
 
 Accuracies are in points of test accuracy (0-100).
-* baseline: mean, sample standard deviation s_b and min-max over its n_b seeds; with one seed there is
-  no band and no verdict.
-* a pruned point (one run name, n_p seeds): Δ = its mean - the baseline mean, with the standard error
-  SE = sqrt(s_b²/n_b + s_p²/n_p); a single-seed point has no spread of its own and borrows the
-  baseline's (s_p = s_b).
+* baseline: mean, sample standard deviation and min-max over its n_b seeds; with one seed there is
+  no band and no verdict. The noise of one run, s_b, is that standard deviation but never less than
+  the binomial standard error of one accuracy on the test images (sqrt(p(1-p)/n_test), about 1.1
+  points at 2,000 images): two or three seeds can agree more closely by chance.
+* a pruned point (one run name, n_p seeds, s_p alike): Δ = its mean - the baseline mean, with the
+  standard error SE = sqrt(s_b²/n_b + s_p²/n_p); a single-seed point has no spread of its own and
+  borrows the baseline's (s_p = s_b).
 * verdict: "no difference" when |Δ| <= 2 SE, else "gain" or "loss". For a single-seed point that is
   the band drawn on every panel, baseline mean ± 2 s_b sqrt(1 + 1/n_b).
 """
@@ -58,6 +60,20 @@ class Point:
         if self.n < 2:
             return None
         return math.sqrt(sum((a - self.mean) ** 2 for a in self.accuracies) / (self.n - 1))
+
+    @property
+    def test_floor(self) -> float:
+        """The binomial standard error of one accuracy measured on the runs' test images, in points
+        (0 when the test set size is not recorded: limit_test 0 means the whole, unnamed, test set)."""
+        n_test = next((r.get("settings", {}).get("limit_test") for r in self.rows.values()), None)
+        share = self.mean / 100
+        return 100 * math.sqrt(share * (1 - share) / n_test) if n_test else 0.0
+
+    @property
+    def spread(self) -> Optional[float]:
+        """The noise of one run: the seeds' sample s.d., never below the test-set floor (two or three
+        seeds can agree by chance more closely than their test set can tell); None with one seed."""
+        return None if self.n < 2 else max(self.std, self.test_floor)
 
     def measure(self, key: str) -> Optional[float]:
         values = [r.get(key) for r in self.rows.values() if r.get(key) is not None]
@@ -146,8 +162,8 @@ def delta(base: Point, point: Point) -> tuple[float, Optional[float]]:
     diff = point.mean - base.mean
     if base.n < 2:
         return diff, None
-    spread = point.std if point.n >= 2 else base.std
-    return diff, math.sqrt(base.std ** 2 / base.n + spread ** 2 / point.n)
+    spread = point.spread if point.n >= 2 else base.spread
+    return diff, math.sqrt(base.spread ** 2 / base.n + spread ** 2 / point.n)
 
 
 def verdict(diff: float, se: Optional[float]) -> str:
@@ -162,7 +178,7 @@ def band(base: Point) -> Optional[tuple[float, float]]:
     """(low, high) in points where one single-seed run is "no difference" from the baseline mean."""
     if base.n < 2:
         return None
-    half = BAND_K * base.std * math.sqrt(1 + 1 / base.n)
+    half = BAND_K * base.spread * math.sqrt(1 + 1 / base.n)
     return base.mean - half, base.mean + half
 
 

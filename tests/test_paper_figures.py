@@ -58,7 +58,9 @@ def test_band_and_verdicts_from_three_seeds(three_seeds):
     assert high - 52.0 == pytest.approx(2 * 2.0 * math.sqrt(1 + 1 / 3))  # ±4.62 pt for one run
     pa = net.points["PA-0.2"]
     diff, se = pf.delta(base, pa)
-    assert diff == pytest.approx(0.0) and se == pytest.approx(math.sqrt(4 / 3 + 1 / 3))
+    floor = 100 * math.sqrt(0.52 * 0.48 / 2000)  # 1.12 pt: PA-0.2's seeds (s.d. 1.0) agree closer than that
+    assert pa.std == pytest.approx(1.0) and pa.spread == pytest.approx(floor) and base.spread == pytest.approx(2.0)
+    assert diff == pytest.approx(0.0) and se == pytest.approx(math.sqrt(4 / 3 + floor ** 2 / 3))
     assert pf.verdict(diff, se) == "no difference"
     verdicts = {p.name: pf.verdict(*pf.delta(base, p)) for p in net.pruned()}
     assert verdicts == {"PA-0.2": "no difference", "FA-0.4": "loss", "MA-0.4": "no difference", "PA-0.8": "gain"}
@@ -205,3 +207,31 @@ def test_committed_copies_reproduce_the_doc(three_seeds, tmp_path):
     assert pf.main(["--runs", str(docs / "paper" / "runs"), "--docs", str(docs), "--results", str(results)]) == 0
     assert (docs / "paper.md").read_text() == first
     assert (docs / "paper" / "runs" / "mobilenetv2-s0" / "FA-0.4" / "result.json").is_file()
+
+
+def test_two_close_seeds_do_not_make_a_band_narrower_than_the_test_set(tmp_path):
+    """VGG-16 at 00:40: baselines 66.1 and 65.6 % (s.d. 0.35 pt), PA-0.2 at 64.2 %. The seeds' s.d.
+    alone gives a ±0.8-point band and calls −1.6 a loss; 2,000 test images cannot tell 1.6 points
+    apart (binomial s.e. 1.06 pt), so the band uses that floor and the verdict is no difference."""
+    runs = tmp_path / "runs"
+    write_runs(runs, "vgg16", 0, [row("baseline", 0.661), row("PA-0.2", 0.642, 0.2)])
+    write_runs(runs, "vgg16", 1, [row("baseline", 0.656)])
+    net = pf.load(runs)["vgg16"]
+    base, pa = net.baseline, net.points["PA-0.2"]
+    assert base.std == pytest.approx(0.3536, abs=1e-3)
+    assert base.test_floor == pytest.approx(100 * math.sqrt(0.6585 * 0.3415 / 2000))
+    diff, se = pf.delta(base, pa)
+    assert diff == pytest.approx(-1.65) and se == pytest.approx(base.test_floor * math.sqrt(1.5))
+    assert pf.verdict(diff, se) == "no difference"
+    assert pf.verdict(diff, base.std * math.sqrt(1.5)) == "loss"  # what the seeds alone would have said
+    low, high = pf.band(base)
+    assert low < pa.mean < high
+    assert "below the test set's 1.1 pt, which the band uses" in pf.baseline_line(net)
+
+
+def test_no_test_size_no_floor(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, accuracy in enumerate([0.661, 0.656]):
+        write_runs(runs, "vgg16", seed, [row("baseline", accuracy)], limit_test=0)
+    base = pf.load(runs)["vgg16"].baseline
+    assert base.test_floor == 0.0 and base.spread == pytest.approx(base.std)
