@@ -1,6 +1,8 @@
 """Issue 6: the CIFAR-10 sweep of VGG-16 (PA, FA, MA x 0.8, 0.6, 0.4, 0.2, plus the unpruned
-baseline), trained from scratch; copies results.csv/json and the plots to docs/sweep/ and appends
-the table to benchmarks/RESULTS.md. Re-running resumes an interrupted sweep (finished runs are kept).
+baseline), trained from scratch, one seed; appends the table to benchmarks/RESULTS.md (results.csv/json
+and the plots stay in --out, or are copied to --docs). Re-running resumes an interrupted sweep.
+Superseded for the docs by benchmarks/paper_sweeps.py + paper_figures.py (issue 18, docs/paper.md):
+one seed at this budget has no noise band, and its plots misled.
 
     .venv/bin/python benchmarks/sweep_cifar.py [--epochs 2 --limit-train 6000]
 
@@ -36,7 +38,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="0: the recipe's")
     parser.add_argument("--limit-train", type=int, default=6000, help="0: the recipe's")
     parser.add_argument("--out", default=str(ROOT / "build" / "sweep-vgg16"))
-    parser.add_argument("--docs", default=str(ROOT / "docs" / "sweep"))
+    parser.add_argument("--docs", default=None, help="also copy results.csv/json and the plots here")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
 
@@ -54,11 +56,12 @@ def main() -> int:
         return done.returncode
     rows = json.loads(done.stdout)["runs"]
 
-    docs = Path(args.docs)
-    docs.mkdir(parents=True, exist_ok=True)
-    for path in Path(args.out).iterdir():
-        if path.suffix in (".png", ".csv", ".json") and path.is_file():
-            shutil.copyfile(path, docs / path.name)
+    docs = Path(args.docs or args.out)
+    if args.docs:
+        docs.mkdir(parents=True, exist_ok=True)
+        for path in Path(args.out).iterdir():
+            if path.suffix in (".png", ".csv", ".json") and path.is_file():
+                shutil.copyfile(path, docs / path.name)
 
     relative = [part.replace(f"{ROOT}/", "") for part in command[1:]]  # paths as run from the repository root
     shown = " ".join(part if " " not in part else f"'{part}'" for part in relative)
@@ -67,7 +70,7 @@ def main() -> int:
              f"{args.limit_train}` (runs `python {shown}`); machine: {machine()}; "
              f"{time.time() - started:.0f} s for this invocation (finished runs of an earlier one are reused). "
              "Latency: onnxruntime, 1 thread, batch 1, median; energy: the paper's estimate. Plots and "
-             "the CSV: [docs/sweep/](../docs/sweep/).\n",
+             f"the CSV: `{docs.resolve().relative_to(ROOT) if docs.resolve().is_relative_to(ROOT) else docs}/`.\n",
              "| run | params | FLOPs | memory MB | latency ms | energy µJ | test accuracy | train s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
