@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .errors import UserError
+from .report import nbytes, si
 
 PathLike = Union[str, os.PathLike]
 
@@ -121,31 +122,21 @@ def parse_bytes(value: Union[str, int, float], flag: str = "--max-memory") -> in
 
 
 def format_count(n: Union[int, float, None]) -> str:
-    """``15_000_000 -> "15.0M"``, ``1_500 -> "1.5k"``, ``999 -> "999"``; None -> "-"."""
-    if n is None:
-        return "-"
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    for suffix, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if n >= scale:
-            return f"{sign}{n / scale:.1f}{suffix}"
-    return f"{sign}{n:.0f}" if isinstance(n, float) else f"{sign}{n}"
+    """``15_000_000 -> "15.00M"``, ``999 -> "999"``; None -> "-". The same form as `profile`'s tables
+    (report.si), so a figure reads alike in `check`, `bench` and `profile`."""
+    return "-" if n is None else si(n)
 
 
 def format_bytes(n: Union[int, float, None], binary: bool = True) -> str:
-    """``4 * 2**20 -> "4.0 MiB"`` (binary, default) or ``4_000_000 -> "4.0 MB"``; None -> "-"."""
+    """``4 * 2**20 -> "4.00 MiB"`` (binary, default, as `profile`) or ``4_000_000 -> "4.00 MB"``; None -> "-"."""
     if n is None:
         return "-"
-    sign = "-" if n < 0 else ""
-    n = abs(n)
     if binary:
-        units = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
-    else:
-        units = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
-    for suffix, scale in units:
-        if n >= scale:
-            return f"{sign}{n / scale:.1f} {suffix}"
-    return f"{sign}{n:.0f} B"
+        return nbytes(n)
+    for suffix, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {suffix}"
+    return f"{n:.0f} B"
 
 
 def format_figure(figure: str, n: Union[int, float, None]) -> str:

@@ -52,16 +52,16 @@ def test_parse_bytes_errors_name_flag_and_example(bad):
 
 
 def test_formatting():
-    assert format_count(15_000_000) == "15.0M"
-    assert format_count(2_500_000) == "2.5M"
-    assert format_count(1500) == "1.5k"
+    assert format_count(15_000_000) == "15.00M"
+    assert format_count(2_500_000) == "2.50M"
+    assert format_count(1500) == "1.50k"
     assert format_count(999) == "999"
-    assert format_count(3 * 10**9) == "3.0G"
+    assert format_count(3 * 10**9) == "3.00G"
     assert format_count(None) == "-"
-    assert format_bytes(4 * 2**20) == "4.0 MiB"
-    assert format_bytes(4_000_000, binary=False) == "4.0 MB"
+    assert format_bytes(4 * 2**20) == "4.00 MiB"
+    assert format_bytes(4_000_000, binary=False) == "4.00 MB"
     assert format_bytes(512) == "512 B"
-    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(1536) == "1.50 KiB"
 
 
 def test_round_trip_display():
@@ -85,7 +85,7 @@ def test_toml_globs_are_relative_to_the_file(tmp_path, monkeypatch):
 [[budget]]
 name = "all"
 models = "models/*.onnx"
-max_params = "2.5M"
+max_params = "2.50M"
 max_flops = 40000000
 max_memory = "4MiB"
 

@@ -116,3 +116,16 @@ def test_not_an_onnx_file_exits_2(capsys, tmp_path):
     junk.write_bytes(b"\x00not a model at all\xff" * 10)
     rc, out, err = run(capsys, "check", junk, "--max-params", "1M")
     assert rc == 2 and "junk.onnx" in err
+
+
+def test_check_prints_figures_as_profile_does(capsys, model):
+    """One number format across verbs: the params and FLOPs `check` shows are `profile`'s totals, as written."""
+    rc, prof, _ = run(capsys, "profile", model)
+    assert rc == 0
+    total_row = next(line for line in prof.splitlines() if "total" in line)
+    rc, out, err = run(capsys, "check", model, "--max-params", "1G", "--max-flops", "1T")
+    assert rc == 0, err
+    for figure in ("params", "flops"):
+        row = next(line for line in out.splitlines() if f" {figure} " in line.lower())
+        value = row.split("│")[3].strip()
+        assert value in total_row, (figure, value, total_row)
