@@ -7,6 +7,9 @@ layer (a classifier, every output conv of a detector's multi-output head): no Re
 so the ReLU gain would only inflate the initial logits. Biases 0; BatchNorm scale 1, shift 0,
 running mean 0, running variance 1. Shapes never change, so heads keep their output layout.
 
+A bias written as its own Add after a layer (MatMul + Add; paddle2onnx's Conv + Add(Reshape(Constant)))
+is zeroed at its source constant when it holds one value per output channel.
+
 Weights are found by tensor name among the initializers *and* the `Constant` nodes (paddle2onnx
 and some TF exports hold weights in Constant nodes); only float tensors read as a layer's weight,
 bias or normalisation parameter are touched -- shape tensors, anchors and grids are left as given.
@@ -104,11 +107,35 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
         elif node.op_type in ("BatchNormalization", "InstanceNormalization"):
             for position, make in enumerate((np.ones, np.zeros, np.zeros, np.ones)[: len(node.input) - 1], start=1):
                 put(node.input[position], make)
-        elif node.op_type == "Add":  # the bias of a MatMul + Add linear layer
-            sources = [producers.get(i) for i in node.input]
-            if any(p is not None and p.op_type == "MatMul" and is_layer(p) for p in sources):
-                for name in node.input:
-                    put(name, np.zeros)
+        elif node.op_type == "Add":  # a layer's bias as its own Add: MatMul + Add, paddle's Conv + Add(Reshape(Constant))
+            layer = next((p for p in map(producers.get, node.input) if p is not None and is_layer(p)), None)
+            if layer is None:
+                continue
+            channels = _out_channels(layer, stored[layer.input[1]])
+            for name in node.input:
+                source = _constant_source(name, producers, stored)
+                if source is not None and int(np.prod(stored[source].dims)) == channels:
+                    put(source, np.zeros)
+
+
+SHAPE_ONLY = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast")
+
+
+def _constant_source(name: str, producers: dict, stored: dict) -> str | None:
+    """The stored tensor `name` is, or is made from by shape-only ops (a bias behind Reshape(Constant))."""
+    while name not in stored:
+        node = producers.get(name)
+        if node is None or node.op_type not in SHAPE_ONLY:
+            return None
+        name = node.input[0]
+    return name
+
+
+def _out_channels(layer: onnx.NodeProto, weight: onnx.TensorProto) -> int:
+    if layer.op_type == "Conv":
+        return int(weight.dims[0])
+    trans_b = any(a.name == "transB" and a.i for a in layer.attribute)
+    return int(weight.dims[0] if layer.op_type == "Gemm" and trans_b else weight.dims[-1])
 
 
 def _write(tensor: onnx.TensorProto, value: np.ndarray) -> None:

@@ -74,3 +74,35 @@ def test_same_seed_same_bytes():
     reinitialize(a, np.random.default_rng(3))
     reinitialize(b, np.random.default_rng(3))
     assert a.SerializeToString() == b.SerializeToString()
+
+
+def _paddle_style_conv_bias() -> onnx.ModelProto:
+    """Conv without bias input, then Add(Reshape(Constant)) as paddle2onnx writes a conv bias, then a
+    residual-free Add of a non-bias constant of another size (left as given)."""
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, 8, 1, 1], np.int64), "bias_shape")
+    offset = numpy_helper.from_array(np.full((1, 1, 8, 8), 3.0, np.float32), "offset")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(np.full(8, 7.0, np.float32), "b"),
+                         name="bias_value"),
+        helper.make_node("Reshape", ["b", "bias_shape"], ["b4"], name="bias_reshape"),
+        helper.make_node("Add", ["c", "b4"], ["y"], name="bias_add"),
+        helper.make_node("Add", ["y", "offset"], ["out"], name="offset_add"),
+    ]
+    graph = helper.make_graph(nodes, "paddle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 8, 8])],
+                              [w, shape, offset])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_conv_bias_behind_reshape_constant_is_zeroed():
+    model = _paddle_style_conv_bias()
+    reinitialize(model, np.random.default_rng(0))
+    after = _values(model)
+    assert np.all(after["b"] == 0)  # the bias's source constant, behind Reshape
+    assert np.array_equal(after["bias_shape"], [1, 8, 1, 1]) and np.all(after["offset"] == 3.0)
+    assert _run(model)[0].shape == (1, 8, 8, 8)
