@@ -12,14 +12,26 @@ defines it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 from onnx import helper
 
-if TYPE_CHECKING:
-    from .graph import ModelGraph
+
+class ConstantSource(Protocol):
+    """What folding reads from the graph (graph.ModelGraph is one; this module does not import it,
+    since ModelGraph asks this module what is foldable)."""
+
+    model: onnx.ModelProto
+    opset: int
+
+    def const_value(self, tensor: gs.Tensor) -> np.ndarray | None: ...
+
+    def fold_small(self, tensor: gs.Tensor) -> np.ndarray | None: ...
+
+    def node_index(self, node: gs.Node) -> int: ...
 
 # ops whose output is a constant when their inputs are: they move or retype values, never mix them
 # (Identity is followed by ModelGraph itself: it keeps the storage, so edits go to its source)
@@ -32,7 +44,7 @@ def is_foldable(node: gs.Node | None) -> bool:
     return node is not None and node.op in FOLDABLE_OPS and (node.domain or "") in ("", "ai.onnx")
 
 
-def folded_value(mg: "ModelGraph", tensor: gs.Tensor) -> np.ndarray | None:
+def folded_value(mg: ConstantSource, tensor: gs.Tensor) -> np.ndarray | None:
     """The value of `tensor` when a foldable op computes it from constants only; else None."""
     node = tensor.inputs[0] if tensor.inputs else None
     if not is_foldable(node) or not node.inputs or len(node.outputs) != 1:
@@ -47,7 +59,7 @@ def folded_value(mg: "ModelGraph", tensor: gs.Tensor) -> np.ndarray | None:
     return _evaluate(mg, node, operands)
 
 
-def _evaluate(mg: "ModelGraph", node: gs.Node, operands: list) -> np.ndarray | None:
+def _evaluate(mg: ConstantSource, node: gs.Node, operands: list) -> np.ndarray | None:
     from onnx.reference import ReferenceEvaluator
 
     original = mg.model.graph.node[mg.node_index(node)]  # its attributes as the file holds them

@@ -6,7 +6,6 @@ runtime and, when its message lets us, the node.
 """
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import numpy as np
@@ -14,6 +13,7 @@ import onnx
 
 from .errors import UserError
 from .io import ModelLike, load_model
+from .runtime_errors import rejection
 
 RUNTIMES = ("openvino", "ncnn")  # ncnn: converted by pnnx, see interop_ncnn
 TOLERANCE = 1e-4  # float32 runtimes differ by reassociation only; relative to the output's magnitude
@@ -32,23 +32,6 @@ def runtime_available(runtime: str) -> str | None:
     except ImportError as exc:
         return f"{runtime} is not installed ({exc}); install onnxprune[interop]"
     return None
-
-
-def rejection(runtime: str, model: onnx.ModelProto, exc: BaseException, stage: str) -> UserError:
-    """`exc` from `runtime` as one line: the runtime, the node it names (matched against the
-    graph's node names, then op types), and the first line of its message."""
-    message = str(exc).strip()
-    nodes = sorted((n for n in model.graph.node if n.name), key=lambda n: -len(n.name))
-    node = next((n for n in nodes if n.name in message), None)
-    if node is None:
-        node = next((n for n in model.graph.node if re.search(rf"\b{re.escape(n.op_type)}\b", message)), None)
-    where = f"node {node.name or node.output[0]!r} ({node.op_type})" if node is not None else "the graph"
-    # runtimes wrap the reason in source locations ("Exception from src/...", "Check 'x' failed at ...")
-    lines = [line.strip(" -") for line in message.splitlines()
-             if line.strip() and not re.match(r"\s*(Exception from|Check '.*' failed at) \S+:\d+:?\s*$", line)]
-    keys = [k for k in ((node.name, node.op_type) if node is not None else ()) if k]
-    detail = next((line for line in lines if any(k in line for k in keys)), lines[0] if lines else type(exc).__name__)
-    return UserError(f"{runtime} rejects {where} while {stage}: {detail[:300]}")
 
 
 def _openvino(model: onnx.ModelProto) -> Callable[[dict], list[np.ndarray]]:

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from .errors import UserError
-from .interop import rejection
+from .runtime_errors import rejection
 
 INSTALL_HINT = "install onnxprune[ncnn] (pip install -e '.[ncnn]')"
 # pnnx embeds onnxruntime 1.30, which reads IR versions up to 13; IR 14 (onnx 1.23's default) adds FLOAT6 types only
