@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .constant_folding import FOLDABLE_OPS
+
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -118,14 +120,11 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
                     put(source, np.zeros)
 
 
-SHAPE_ONLY = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Cast")
-
-
 def _constant_source(name: str, producers: dict, stored: dict) -> str | None:
     """The stored tensor `name` is, or is made from by shape-only ops (a bias behind Reshape(Constant))."""
     while name not in stored:
         node = producers.get(name)
-        if node is None or node.op_type not in SHAPE_ONLY:
+        if node is None or node.op_type not in FOLDABLE_OPS | {"Identity"}:
             return None
         name = node.input[0]
     return name
