@@ -2,10 +2,11 @@
 """Issue 18: the trainings behind docs/paper.md, as a queue of resumable `onnxprune sweep` runs.
 
     nice -n 19 .venv/bin/python benchmarks/paper_sweeps.py [--out build/paper] [--only mobilenetv2]
-        [--threads 1] [--dry-run]
+        [--threads 1] [--jobs 1] [--dry-run]
 
-On this 2-core machine the two networks ran as two queues side by side, one thread each
-(`--only mobilenetv2 --threads 1` and `--only vgg16 --threads 1`).
+On this 2-core machine the two networks first ran as two queues side by side, one thread each
+(`--only mobilenetv2 --threads 1` and `--only vgg16 --threads 1`); the MobileNetV2 grid was then
+finished with `--only mobilenetv2 --threads 1 --jobs 2` (two runs at a time, see below).
 
 Every run uses `--recipe cpu` (3 epochs on a class-balanced 20k-image CIFAR-10 subset, one-cycle
 SGD, tested on 2k images) and BN-kept legacy exports from the zoo. The queue is ordered so that
@@ -17,7 +18,12 @@ whatever finishes first is already usable:
 
 Each entry is one `onnxprune sweep` invocation; a finished run (its result.json) is skipped, so
 re-running this script after an interruption resumes where it stopped, over as many sessions as
-it takes. `benchmarks/paper_figures.py` turns whatever has finished into the figures and tables.
+it takes.
+
+`--jobs N` runs N invocations at a time: first the band (one folder per seed, so no two share a
+baseline), then the grid split into one invocation per mode x target, all in the seed-0 folder
+whose baseline the band has finished, the runs the paper's side-by-side table reads first. A last
+whole-grid invocation per network (every run skipped) rewrites that folder's summary. `benchmarks/paper_figures.py` turns whatever has finished into the figures and tables.
 """
 from __future__ import annotations
 
@@ -25,35 +31,60 @@ import argparse
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "build" / "zoo"
 
+# "table": the grid runs docs/paper.md's side-by-side table reads (the target nearest each of the
+# paper's reductions, paper_figures.PAPER; a test keeps the two in step); --jobs runs them first.
 NETWORKS = {
-    "mobilenetv2": {"model": "mobilenetv2_cifar.legacy.kept.onnx", "grid": ("PA,FA,MA", "0.8,0.6,0.4,0.2")},
-    "vgg16": {"model": "vgg16_cifar.legacy.kept.onnx", "grid": ("PA,FA,MA", "0.5,0.2")},
+    "mobilenetv2": {"model": "mobilenetv2_cifar.legacy.kept.onnx", "grid": ("PA,FA,MA", "0.8,0.6,0.4,0.2"),
+                    "table": (("PA", "0.2"), ("FA", "0.4"), ("MA", "0.4"))},
+    "vgg16": {"model": "vgg16_cifar.legacy.kept.onnx", "grid": ("PA,FA,MA", "0.5,0.2"),
+              "table": (("PA", "0.2"), ("FA", "0.2"), ("MA", "0.2"))},
 }
 BAND_SEEDS = (0, 1, 2)
 BAND_POINT = ("PA", "0.2")
 COMMON = ["--data", "cifar10", "--recipe", "cpu", "--limit-test", "2000", "--quiet", "--json"]
 
 
-def queue(out: Path, only: list[str]) -> list[tuple[str, list[str]]]:
-    """(label, argv) per sweep invocation, in the order they should run."""
-    jobs = []
-    for net in only:
-        spec = NETWORKS[net]
-        model = str(ZOO / spec["model"])
-        for seed in BAND_SEEDS:
-            jobs.append((f"{net} band seed {seed}",
-                         ["sweep", model, "--modes", BAND_POINT[0], "--targets", BAND_POINT[1], "--seed", str(seed),
-                          "-o", str(out / f"{net}-s{seed}"), *COMMON]))
-        modes, targets = spec["grid"]
-        jobs.append((f"{net} grid seed 0",
-                     ["sweep", model, "--modes", modes, "--targets", targets, "--seed", "0",
-                      "-o", str(out / f"{net}-s0"), *COMMON]))
-    return jobs
+Job = tuple[str, list[str]]
+
+
+def _sweep(net: str, out: Path, modes: str, targets: str, seed: int) -> list[str]:
+    model = str(ZOO / NETWORKS[net]["model"])
+    return ["sweep", model, "--modes", modes, "--targets", targets, "--seed", str(seed),
+            "-o", str(out / f"{net}-s{seed}"), *COMMON]
+
+
+def band_jobs(out: Path, net: str) -> list[Job]:
+    return [(f"{net} band seed {seed}", _sweep(net, out, *BAND_POINT, seed)) for seed in BAND_SEEDS]
+
+
+def grid_job(out: Path, net: str) -> Job:
+    return (f"{net} grid seed 0", _sweep(net, out, *NETWORKS[net]["grid"], 0))
+
+
+def split_grid_jobs(out: Path, net: str) -> list[Job]:
+    """The seed-0 grid as one invocation per mode x target, the table's runs first."""
+    modes, targets = (part.split(",") for part in NETWORKS[net]["grid"])
+    table = list(NETWORKS[net]["table"])
+    runs = table + [(m, t) for m in modes for t in targets if (m, t) not in table]
+    return [(f"{net} grid seed 0 {m}-{t}", _sweep(net, out, m, t, 0)) for m, t in runs]
+
+
+def queue(out: Path, only: list[str]) -> list[Job]:
+    """(label, argv) per sweep invocation, in the order they should run one at a time."""
+    return [job for net in only for job in (*band_jobs(out, net), grid_job(out, net))]
+
+
+def phases(out: Path, only: list[str]) -> list[list[Job]]:
+    """For --jobs > 1: lists of invocations that may run side by side, one list after the other."""
+    return [[job for net in only for job in band_jobs(out, net)],
+            [job for net in only for job in split_grid_jobs(out, net)],
+            [grid_job(out, net) for net in only]]
 
 
 def main(argv=None) -> int:
@@ -61,24 +92,36 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "build" / "paper"))
     parser.add_argument("--only", default=",".join(NETWORKS), help="comma-separated: " + ", ".join(NETWORKS))
     parser.add_argument("--threads", type=int, default=0, help="training threads per run (0: all cores)")
+    parser.add_argument("--jobs", type=int, default=1, help="sweep invocations at a time (see above)")
     parser.add_argument("--dry-run", action="store_true", help="print the queue and stop")
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in only if n not in NETWORKS]
     if unknown:
         parser.error(f"--only: unknown network(s) {unknown}; expected {list(NETWORKS)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be >= 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    extra = ["--threads", str(args.threads)] if args.threads else []
+    steps = [queue(out, only)] if args.jobs == 1 else phases(out, only)
     failures = 0
-    for label, argv_ in queue(out, only):
-        command = [sys.executable, "-m", "onnxprune", *argv_] + (["--threads", str(args.threads)] if args.threads else [])
-        print(f"[{time.strftime('%H:%M:%S')}] {label}: {' '.join(command[1:])}", flush=True)
-        if args.dry_run:
-            continue
-        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-        print(f"[{time.strftime('%H:%M:%S')}] {label}: exit {done.returncode}", flush=True)
-        failures += done.returncode != 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for step in steps:  # a step's invocations may run side by side; the next step waits for them
+            failures += sum(pool.map(lambda job: _run(job, extra, args.dry_run), step))
     return 1 if failures else 0
+
+
+def _run(job: Job, extra: list[str], dry_run: bool) -> int:
+    """Runs one sweep invocation; 1 if it failed."""
+    label, argv_ = job
+    command = [sys.executable, "-m", "onnxprune", *argv_, *extra]
+    print(f"[{time.strftime('%H:%M:%S')}] {label}: {' '.join(command[1:])}", flush=True)
+    if dry_run:
+        return 0
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    print(f"[{time.strftime('%H:%M:%S')}] {label}: exit {done.returncode}", flush=True)
+    return int(done.returncode != 0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -22,18 +21,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from benchmarks.onnxprune_cli import CliFailed, run_json  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
 
 SECTION = "## int8 after pruning (issue 15)"  # + ": MODEL": one section per model, replaced on a rerun
 
 
 def cli(*args: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "onnxprune", *args, "--json"], capture_output=True, text=True,
-                          env=env, cwd=REPO)
-    if done.returncode != 0:
-        raise SystemExit(f"onnxprune {' '.join(args)} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
+    try:
+        return run_json(*args)
+    except CliFailed as failed:
+        raise SystemExit(str(failed)) from None
 
 
 def test_slice(model: Path, count: int):

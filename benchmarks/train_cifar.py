@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from importlib.metadata import version
@@ -17,15 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.onnxprune_cli import run_json as cli  # noqa: E402
 from onnxprune.bench import machine_info  # noqa: E402
-CLI = [sys.executable, "-m", "onnxprune"]
-
-
-def cli(*args: str) -> dict:
-    done = subprocess.run([*CLI, *args, "--json"], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"onnxprune {' '.join(args)} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
 
 
 def machine() -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import subprocess
 import sys
 import time
 from importlib.metadata import version
@@ -19,16 +17,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.onnxprune_cli import CliFailed, run_json  # noqa: E402
 from onnxprune.bench import machine_info  # noqa: E402
-CLI = [sys.executable, "-m", "onnxprune"]
 
 
 def cli(*args: str) -> dict:
-    done = subprocess.run([*CLI, *args, "--json"], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}",
-                "stdout": done.stdout}
-    return json.loads(done.stdout)
+    """The CLI's JSON, or {"error": its one-line reason}: a failed run becomes a row, the others go on."""
+    try:
+        return run_json(*args)
+    except CliFailed as failed:
+        return {"error": failed.reason}
 
 
 def main() -> int:
