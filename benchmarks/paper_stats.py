@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from benchmarks.paper_sweeps import BAND_POINT, BAND_SEEDS, NETWORKS
+from benchmarks.paper_sweeps import NETWORKS, planned_runs
 from onnxprune.sweep import run_name
 
 BAND_K = 2.0  # "no difference": |Δ| <= BAND_K standard errors
@@ -140,10 +140,7 @@ def planned(net: str) -> list[tuple[int, str]]:
     """(seed, run name) of every run benchmarks/paper_sweeps.py queues for `net`."""
     if net not in NETWORKS:
         return []
-    band = [(seed, name) for seed in BAND_SEEDS for name in ("baseline", run_name(BAND_POINT[0], float(BAND_POINT[1])))]
-    modes, targets = NETWORKS[net]["grid"]
-    grid = [(0, run_name(m, float(t))) for m in modes.split(",") for t in targets.split(",")]
-    return list(dict.fromkeys(band + [(0, "baseline")] + grid))
+    return [(seed, run_name(mode, None if target is None else float(target))) for seed, mode, target in planned_runs(net)]
 
 
 def missing(net: str, network: Optional[Network]) -> list[tuple[int, str]]:

@@ -14,16 +14,19 @@ whatever finishes first is already usable:
 
 1. per network, the noise band first: the unpruned baseline and one pruned point (PA 0.2) at
    seeds 0, 1 and 2, each seed in its own folder (`<net>-s<seed>`);
-2. then the seed-0 grid: MobileNetV2 PA/FA/MA x 0.8/0.6/0.4/0.2, VGG-16 PA/FA/MA x 0.5/0.2.
+2. then the seed-0 grid: MobileNetV2 PA/FA/MA x 0.8/0.6/0.4/0.2, VGG-16 PA/FA/MA x 0.5/0.2;
+3. then the other runs docs/paper.md's side-by-side table reads (NETWORKS[net]["table"]) at
+   seeds 1 and 2, so that every row of that table has three seeds.
 
 Each entry is one `onnxprune sweep` invocation; a finished run (its result.json) is skipped, so
 re-running this script after an interruption resumes where it stopped, over as many sessions as
-it takes.
+it takes. `benchmarks/paper_figures.py` turns whatever has finished into the figures and tables;
+it reads each run's result.json, not the sweep folders' summaries.
 
-`--jobs N` runs N invocations at a time: first the band (one folder per seed, so no two share a
-baseline), then the grid split into one invocation per mode x target, all in the seed-0 folder
-whose baseline the band has finished, the runs the paper's side-by-side table reads first. A last
-whole-grid invocation per network (every run skipped) rewrites that folder's summary. `benchmarks/paper_figures.py` turns whatever has finished into the figures and tables.
+`--jobs N` runs N invocations at a time, step by step: the band (one folder per seed, so no two
+invocations train one baseline), then the grid as one invocation per mode x target (the table's
+runs first), then the table's other seeds, and last one whole-grid invocation per network (every
+run skipped) that rewrites the seed-0 folder's summary.
 """
 from __future__ import annotations
 
@@ -59,6 +62,18 @@ def _sweep(net: str, out: Path, modes: str, targets: str, seed: int) -> list[str
             "-o", str(out / f"{net}-s{seed}"), *COMMON]
 
 
+def planned_runs(net: str) -> list[tuple[int, str | None, str | None]]:
+    """(seed, mode, target) of every run queued for `net`; mode and target None for the baseline."""
+    band = [run for seed in BAND_SEEDS for run in ((seed, None, None), (seed, *BAND_POINT))]
+    modes, targets = (part.split(",") for part in NETWORKS[net]["grid"])
+    grid = [(0, m, t) for m in modes for t in targets]
+    return list(dict.fromkeys(band + grid + [(seed, *run) for seed, run in _table_seed_runs(net)]))
+
+
+def _table_seed_runs(net: str) -> list[tuple[int, tuple[str, str]]]:
+    return [(seed, run) for seed in BAND_SEEDS if seed != 0 for run in NETWORKS[net]["table"] if run != BAND_POINT]
+
+
 def band_jobs(out: Path, net: str) -> list[Job]:
     return [(f"{net} band seed {seed}", _sweep(net, out, *BAND_POINT, seed)) for seed in BAND_SEEDS]
 
@@ -75,15 +90,20 @@ def split_grid_jobs(out: Path, net: str) -> list[Job]:
     return [(f"{net} grid seed 0 {m}-{t}", _sweep(net, out, m, t, 0)) for m, t in runs]
 
 
+def table_seed_jobs(out: Path, net: str) -> list[Job]:
+    return [(f"{net} table seed {seed} {m}-{t}", _sweep(net, out, m, t, seed)) for seed, (m, t) in _table_seed_runs(net)]
+
+
 def queue(out: Path, only: list[str]) -> list[Job]:
     """(label, argv) per sweep invocation, in the order they should run one at a time."""
-    return [job for net in only for job in (*band_jobs(out, net), grid_job(out, net))]
+    return [job for net in only for job in (*band_jobs(out, net), grid_job(out, net), *table_seed_jobs(out, net))]
 
 
 def phases(out: Path, only: list[str]) -> list[list[Job]]:
     """For --jobs > 1: lists of invocations that may run side by side, one list after the other."""
     return [[job for net in only for job in band_jobs(out, net)],
             [job for net in only for job in split_grid_jobs(out, net)],
+            [job for net in only for job in table_seed_jobs(out, net)],
             [grid_job(out, net) for net in only]]
 
 

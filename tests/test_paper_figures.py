@@ -88,9 +88,9 @@ def test_one_seed_has_no_band_and_says_so(tmp_path):
     table = "\n".join(pf.point_table(net))
     assert "no band (1 baseline seed)" in table and "gain" not in table
     status = "\n".join(pf.status_lines(networks))
-    assert "VGG-16: 2 of 11 planned runs finished (0.0 h of training)" in status
+    assert "VGG-16: 2 of 15 planned runs finished (0.0 h of training)" in status
     assert "s1 baseline, PA-0.2" in status and "s0 PA-0.5, FA-0.5, FA-0.2, MA-0.5, MA-0.2" in status
-    assert "MobileNetV2: 0 of 17 planned runs finished (0.0 h of training)" in status
+    assert "MobileNetV2: 0 of 21 planned runs finished (0.0 h of training)" in status
 
 
 def test_seeds_with_other_settings_are_refused(tmp_path):
@@ -170,7 +170,7 @@ def test_no_runs_yet_still_writes_the_doc(tmp_path):
     (tmp_path / "runs").mkdir()
     assert pf.main(["--runs", str(tmp_path / "runs"), "--docs", str(docs), "--results", str(tmp_path / "R.md")]) == 0
     doc = (docs / "paper.md").read_text()
-    assert doc.count("| not run yet |") == 6 and "MobileNetV2: 0 of 17 planned runs finished" in doc
+    assert doc.count("| not run yet |") == 6 and "MobileNetV2: 0 of 21 planned runs finished" in doc
     assert "So far none of the 6 comparisons" in doc and not (docs / "paper" / "vgg16_tradeoffs.png").exists()
 
 

@@ -31,20 +31,32 @@ def test_split_grid_covers_the_grid_once_table_runs_first(tmp_path):
         assert all(_option(argv, "--seed") == "0" for _, argv in jobs)
 
 
-def test_parallel_phases_finish_every_baseline_before_any_grid_run(tmp_path):
-    bands, grid, summaries = ps.phases(tmp_path, list(ps.NETWORKS))
+def test_parallel_phases_finish_every_baseline_before_any_other_run(tmp_path):
+    bands, grid, table_seeds, summaries = ps.phases(tmp_path, list(ps.NETWORKS))
     band_folders = [_option(argv, "-o") for _, argv in bands]
     assert len(band_folders) == len(set(band_folders)), "two band runs side by side would train one baseline twice"
-    assert {_option(argv, "-o") for _, argv in grid} <= set(band_folders)
+    assert {_option(argv, "-o") for _, argv in grid + table_seeds} <= set(band_folders)
     assert [argv for _, argv in summaries] == [ps.grid_job(tmp_path, net)[1] for net in ps.NETWORKS]
-    # one at a time, the queue is the same band and whole-grid invocations
-    assert [argv for _, argv in ps.queue(tmp_path, list(ps.NETWORKS))] == [
-        argv for net in ps.NETWORKS for _, argv in (*ps.band_jobs(tmp_path, net), ps.grid_job(tmp_path, net))]
+
+
+def _runs(jobs) -> set[tuple[int, str, str]]:
+    return {(int(_option(argv, "--seed")), m, t) for _, argv in jobs
+            for m in _option(argv, "--modes").split(",") for t in _option(argv, "--targets").split(",")}
+
+
+def test_both_ways_queue_exactly_the_planned_runs_and_every_table_row_gets_three_seeds(tmp_path):
+    for net, spec in ps.NETWORKS.items():
+        planned = ps.planned_runs(net)
+        pruned = {run for run in planned if run[1] is not None}
+        assert {run for run in planned if run[1] is None} == {(seed, None, None) for seed in ps.BAND_SEEDS}
+        assert _runs(ps.queue(tmp_path, [net])) == pruned
+        assert _runs(job for phase in ps.phases(tmp_path, [net]) for job in phase) == pruned
+        for mode, target in spec["table"]:
+            assert {seed for seed, m, t in planned if (m, t) == (mode, target)} == set(ps.BAND_SEEDS), (net, mode)
 
 
 def test_dry_run_prints_every_invocation_and_runs_none(tmp_path, capsys):
     assert ps.main(["--out", str(tmp_path), "--only", "vgg16", "--jobs", "2", "--dry-run"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    bands, grid, summaries = ps.phases(tmp_path, ["vgg16"])
-    assert len(printed) == len(bands) + len(grid) + len(summaries)
+    assert len(printed) == sum(len(phase) for phase in ps.phases(tmp_path, ["vgg16"]))
     assert not list(tmp_path.glob("vgg16-s*"))
