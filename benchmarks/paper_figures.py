@@ -6,7 +6,9 @@
 Reads every RUNS/<net>-s<seed>/<run>/result.json present (partial queues are fine: what is missing is listed)
 and writes, per network, docs/paper/<net>_tradeoffs.png and docs/paper/<net>_runs.csv; copies the
 result files it read to docs/paper/runs/ (same layout, so `--runs docs/paper/runs` redoes everything
-from committed files); fills the generated block of docs/paper.md and replaces the section of benchmarks/RESULTS.md.
+from committed files, RUNS/latency.json included); fills the generated block of docs/paper.md and replaces
+the section of benchmarks/RESULTS.md. Latencies are benchmarks/paper_latency.py's side-by-side ones
+(RUNS/latency.json); without one, no latency is shown.
 Bands and verdicts: benchmarks/paper_stats.py.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.paper_stats import (BAND_K, MEASURE, NETWORKS, TITLES, BadRuns, Network, band, delta,  # noqa: E402
+from benchmarks.paper_stats import (BAND_K, LATENCY_NAME, MEASURE, NETWORKS, TITLES, BadRuns, Network, band, delta,  # noqa: E402
                                     grid_targets, load, missing, nearest_target, planned, reduction, verdict)
 from benchmarks.results_file import write_section  # noqa: E402
 from onnxprune.sweep import COLUMNS, PLOTS, run_name  # noqa: E402
@@ -77,8 +79,10 @@ def point_table(net: Network) -> list[str]:
         shown = [s if r is None else f"{s} (−{r:.1f} %)" for s, r in zip(shown, measures)]
         accuracy = f"{point.mean:.1f} %" + ("" if point.n < 2 else
                                             f" (min–max {min(point.accuracies):.1f}–{max(point.accuracies):.1f})")
+        latency = point.measure("latency_ms")
         lines.append(f"| {point.name} | {point.n} | {accuracy} | {cells[0]} | {cells[1]} | {' | '.join(shown)} | "
-                     f"{point.measure('latency_ms'):.2f} ms | {point.measure('energy_uj_per_image'):.0f} µJ |")
+                     f"{'—' if latency is None else f'{latency:.2f} ms'} | "
+                     f"{point.measure('energy_uj_per_image'):.0f} µJ |")
     return lines
 
 
@@ -243,8 +247,22 @@ def protocol(networks: dict[str, Network]) -> str:
             f"a class-balanced {limit:,}-image CIFAR-10 training subset, {settings.get('optimizer')} lr "
             f"{settings.get('lr')} ({settings.get('schedule')}), batch {settings.get('batch_size')}, weight decay "
             f"{settings.get('weight_decay')}, tested on {settings.get('limit_test'):,} test images; every model "
-            f"re-initialised and trained from scratch; BN-kept legacy exports; latency: onnxruntime, 1 thread, "
-            f"batch 1, median of {settings.get('bench_runs')} runs.")
+            f"re-initialised and trained from scratch; BN-kept legacy exports; {latency_line(networks)}")
+
+
+def latency_line(networks: dict[str, Network]) -> str:
+    sources = {n.title: n.latency_source for n in networks.values()}
+    if not any(sources.values()):
+        return ("latency: not yet re-measured side by side (benchmarks/paper_latency.py), so not shown: each run's "
+                "own figure was taken on whatever machine and load it trained with.")
+    source = next(s for s in sources.values() if s)
+    runs = source.get("settings", {})
+    lacking = [title for title, s in sources.items() if not s]
+    return (f"latency: every run's network rebuilt and benched side by side by benchmarks/paper_latency.py on "
+            f"{source.get('date')} ({source.get('machine', {}).get('cpu')}): onnxruntime, {runs.get('threads')} thread, "
+            f"batch {runs.get('batch')}, median of {runs.get('rounds')} rounds' medians of {runs.get('bench_runs')} "
+            f"runs, the models taken in turn; a run finished since has none (—)"
+            + (f"; not re-measured: {', '.join(lacking)}." if lacking else "."))
 
 
 def generated_block(networks: dict[str, Network], figures: dict[str, str]) -> list[str]:
@@ -301,6 +319,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         relative = Path(f"{name}-s{seed}") / point.name / "result.json"
                         (copies / relative).parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(args.runs / relative, copies / relative)
+            if (args.runs / LATENCY_NAME).is_file():
+                shutil.copyfile(args.runs / LATENCY_NAME, copies / LATENCY_NAME)
         block = generated_block(networks, figures)
         fill_block(args.docs / "paper.md", block)
     except BadRuns as error:

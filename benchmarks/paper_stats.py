@@ -27,6 +27,7 @@ BAND_K = 2.0  # "no difference": |Δ| <= BAND_K standard errors
 FOLDER = re.compile(r"^(?P<net>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")
 TITLES = {"vgg16": "VGG-16", "mobilenetv2": "MobileNetV2"}
 MEASURE = {"PA": ("params", "params"), "FA": ("flops", "FLOPs"), "MA": ("memory_bytes", "memory")}
+LATENCY_NAME = "latency.json"  # RUNS/latency.json: benchmarks/paper_latency.py's side-by-side latencies
 SAME_SETTINGS = ("model_sha", "data", "recipe", "epochs", "batch_size", "optimizer", "lr", "schedule",
                  "weight_decay", "limit_train", "limit_test", "augment", "bench_runs", "step", "norm")
 
@@ -85,6 +86,7 @@ class Network:
     name: str
     points: dict[str, Point] = field(default_factory=dict)
     settings: dict[int, dict] = field(default_factory=dict)
+    latency_source: Optional[dict] = None  # latency.json's date, machine and settings; None: not re-measured
 
     @property
     def title(self) -> str:
@@ -133,7 +135,26 @@ def load(runs_dir: Path) -> dict[str, Network]:
         net.settings.setdefault(seed, settings)
         point = net.points.setdefault(name, Point(name, row.get("mode"), row.get("target")))
         point.rows[seed] = row
+    _side_by_side_latency(networks, Path(runs_dir) / LATENCY_NAME)
     return networks
+
+
+def _side_by_side_latency(networks: dict[str, Network], path: Path) -> None:
+    """Each row's latency_ms becomes its side-by-side one from `path`, or None where that has none: a
+    run's own latency was measured on whatever machine and load it trained with, so it is kept only as
+    latency_ms_own and never compared."""
+    try:
+        measured = json.loads(path.read_text()) if path.is_file() else {}
+        per_net = measured.get("networks", {})
+    except (OSError, ValueError, AttributeError) as error:
+        raise BadRuns(f"{path}: not a paper_latency.py file ({error})") from None
+    source = {k: measured[k] for k in ("date", "machine", "settings", "command") if k in measured} or None
+    for name, net in networks.items():
+        net.latency_source = source if name in per_net else None
+        for point in net.points.values():
+            for seed, row in point.rows.items():
+                row.setdefault("latency_ms_own", row.get("latency_ms"))
+                row["latency_ms"] = per_net.get(name, {}).get(f"s{seed}/{point.name}", {}).get("latency_ms")
 
 
 def planned(net: str) -> list[tuple[int, str]]:

@@ -235,3 +235,34 @@ def test_no_test_size_no_floor(tmp_path):
         write_runs(runs, "vgg16", seed, [row("baseline", accuracy)], limit_test=0)
     base = pf.load(runs)["vgg16"].baseline
     assert base.test_floor == 0.0 and base.spread == pytest.approx(base.std)
+
+
+def test_latency_is_shown_only_as_measured_side_by_side(three_seeds, tmp_path):
+    """A run's own latency (taken under whatever load it trained with) is never shown; latency.json's
+    side-by-side figures are, and a run it lacks gets "—"."""
+    networks = pf.load(three_seeds)
+    table = "\n".join(pf.point_table(networks["mobilenetv2"]))
+    assert " ms |" not in table and "not yet re-measured side by side" in pf.protocol(networks)
+    side_by_side = {"s0/baseline": 3.0, "s1/baseline": 3.2, "s2/baseline": 3.4, "s0/PA-0.8": 2.5}
+    (three_seeds / "latency.json").write_text(json.dumps({
+        "date": "2026-12-04 18:00 UTC", "machine": {"cpu": "TestCPU"},
+        "settings": {"rounds": 5, "bench_runs": 100, "threads": 1, "batch": 1},
+        "networks": {"mobilenetv2": {key: {"latency_ms": ms} for key, ms in side_by_side.items()}}}))
+    networks = pf.load(three_seeds)
+    lines = {line.split(" | ")[0]: line for line in pf.point_table(networks["mobilenetv2"])}
+    assert "| 3.20 ms |" in lines["| baseline"] and "| 2.50 ms |" in lines["| PA-0.8"]
+    assert "| — |" in lines["| FA-0.4"]
+    assert networks["mobilenetv2"].points["FA-0.4"].rows[0]["latency_ms_own"] == 1.0  # kept, not shown
+    assert "side by side by benchmarks/paper_latency.py on 2026-12-04 18:00 UTC (TestCPU)" in pf.protocol(networks)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(ROOT / "docs" / "paper.md", docs / "paper.md")
+    assert pf.main(["--runs", str(three_seeds), "--docs", str(docs), "--results", str(tmp_path / "R.md")]) == 0
+    assert json.loads((docs / "paper" / "runs" / "latency.json").read_text())["networks"]["mobilenetv2"] == {
+        key: {"latency_ms": ms} for key, ms in side_by_side.items()}
+
+
+def test_a_broken_latency_file_is_refused(three_seeds):
+    (three_seeds / "latency.json").write_text("{not json")
+    with pytest.raises(pf.BadRuns, match="latency.json"):
+        pf.load(three_seeds)
