@@ -32,6 +32,7 @@ from .convert.norms import NORM_MODES, insert_norms
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
 from .export_trained import export_trained, onnx_agreement
 from .guard import check_epoch, check_step, verdict
+from .memory import keep_freed_memory
 from .progress import TrainingProgress
 from .recipes import CPU_RECIPE_NOTE, RECIPES, make_optimizer, resolve_device, set_threads, lr_at, resolve_config
 
@@ -210,6 +211,7 @@ def train(
     config["model_sha"] = model_fingerprint(proto)
     dev = resolve_device(device)
     n_threads = set_threads(threads)
+    keep_freed_memory()  # trainers.memory: a step no longer page-faults its activations back in
     if progress and console is None:
         from rich.console import Console
         console = Console(stderr=True)
