@@ -2,10 +2,11 @@
 """trainers.memory measured: the same short `train`, glibc left as it is vs freed memory kept.
 
     ONNXPRUNE_DATA=../shared/datasets .venv/bin/python benchmarks/train_memory.py [--model M] [--pairs 1]
-        [--limit-train 5120]
+        [--limit-train 5120] [--shrunk FA:0.4,PA:0.4]
 
-For MODEL (default: the zoo's MobileNetV2) and MODEL shrunk by `shrink --mode FA --target 0.4 --seed 0`
-(pruned widths size the activations differently, and glibc's adaptive threshold with them), runs
+For MODEL (default: the zoo's MobileNetV2) and MODEL shrunk by `shrink --mode M --target T --seed 0` for
+each M:T of --shrunk (pruned widths size the activations differently, and glibc's adaptive threshold
+with them), runs
 `onnxprune train --recipe cpu --epochs 1 --threads 1` as a child process, alternately with
 ONNXPRUNE_KEEP_FREED_MEMORY=0 (before) and without (after), and reads each child's own rusage
 (os.wait4): wall, user and kernel CPU seconds, minor page faults, peak RSS; checks that both reach
@@ -54,13 +55,17 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=str(ROOT / "build" / "zoo" / "mobilenetv2_cifar.legacy.kept.onnx"))
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--limit-train", type=int, default=5120)
+    parser.add_argument("--shrunk", default="FA:0.4,PA:0.4", help="MODE:TARGET,... shrunk variants also trained")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args(argv)
     rows, load = [], os.getloadavg()[0]  # other work on the machine inflates wall time, not the child's own CPU
     with tempfile.TemporaryDirectory() as scratch:
-        pruned = Path(scratch) / "FA-0.4.onnx"
-        run_json("shrink", args.model, "--mode", "FA", "--target", "0.4", "--seed", "0", "-o", str(pruned))
-        for label, model in (("unpruned", args.model), ("FA-0.4", str(pruned))):
+        models = {"unpruned": args.model}
+        for item in filter(None, args.shrunk.split(",")):
+            mode, target = item.split(":")
+            models[f"{mode}-{target}"] = str(Path(scratch) / f"{mode}-{target}.onnx")
+            run_json("shrink", args.model, "--mode", mode, "--target", target, "--seed", "0", "-o", models[f"{mode}-{target}"])
+        for label, model in models.items():
             command = [sys.executable, "-m", "onnxprune", "train", model, "--data", "cifar10", "--recipe", "cpu",
                        "--epochs", "1", "--limit-train", str(args.limit_train), "--limit-test", "200", "--threads",
                        "1", "--quiet", "--json", "-o", str(Path(scratch) / "trained.onnx")]
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
     info = machine_info()
     lines = [f"{SECTION} — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
              f"Command: `.venv/bin/python benchmarks/train_memory.py --pairs {args.pairs} --limit-train "
-             f"{args.limit_train}` on {Path(args.model).name} and it shrunk to FA-0.4: `train --recipe cpu --epochs 1 --threads 1`, batch 128. "
+             f"{args.limit_train} --shrunk {args.shrunk}` on {Path(args.model).name} and it shrunk (seed 0): `train --recipe cpu --epochs 1 --threads 1`, batch 128. "
              f"Machine: {info['cpu']}, {info['cores']} cores, load average {load:.1f} at the start. Each run is a child process; CPU times, faults and "
              f"peak RSS are its own (os.wait4). Same accuracy and loss, kept or not: {'yes' if same else 'NO'}.", "",
              "| model | glibc | wall s | user s | kernel s | kernel share | minor faults | peak RSS |",
