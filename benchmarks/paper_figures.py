@@ -43,6 +43,14 @@ PAPER = {"vgg16": {"PA": (1.76, 84.25), "FA": (-3.45, 89.67), "MA": (-8.76, 91.0
 
 # ------------------------------------------------------------------------------------------ tables
 
+def delta_text(diff: float, se) -> str:
+    """"Δ ± 2 SE pt", one decimal, or two where one would show a verdict's edge as a tie (−2.6 ± 2.6)."""
+    if se is None:
+        return signed(diff) + " pt"
+    digits = 2 if round(abs(diff), 1) == round(BAND_K * se, 1) else 1
+    return f"{signed(diff, digits)} ± {BAND_K * se:.{digits}f} pt"
+
+
 def signed(value: float, digits: int = 1) -> str:
     return f"{value:+.{digits}f}".replace("-", "−")
 
@@ -71,7 +79,7 @@ def point_table(net: Network) -> list[str]:
         else:
             diff, se = delta(base, point) if base is not None else (None, None)
             cells = (["—", "no baseline yet"] if diff is None else
-                     [signed(diff) + ("" if se is None else f" ± {BAND_K * se:.1f}") + " pt", verdict(diff, se)])
+                     [delta_text(diff, se), verdict(diff, se)])
         measures = [(reduction(base, point, mode) if base is not None and point is not base else None)
                     for mode in ("PA", "FA", "MA")]
         shown = [f"{point.measure('params') / 1e6:.2f} M", f"{point.measure('flops') / 1e6:.1f} M",
@@ -123,8 +131,7 @@ def comparison_table(networks: dict[str, Network]) -> list[str]:
         if ours is None:
             lines.append(f"| {row['network']} | {row['mode']} | {paper} | {row['run']} | not run yet | | | |")
             continue
-        spread = "" if ours["se"] is None else f" ± {BAND_K * ours['se']:.1f}"
-        lines.append(f"| {row['network']} | {row['mode']} | {paper} | {row['run']} | {signed(ours['delta'])}{spread} pt "
+        lines.append(f"| {row['network']} | {row['mode']} | {paper} | {row['run']} | {delta_text(ours['delta'], ours['se'])} "
                      f"@ {ours['reduction']:.1f} % {row['measure']} | {ours['seeds']} | {ours['verdict']} | "
                      f"{agreement(row)} |")
     return lines

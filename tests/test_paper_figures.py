@@ -266,3 +266,9 @@ def test_a_broken_latency_file_is_refused(three_seeds):
     (three_seeds / "latency.json").write_text("{not json")
     with pytest.raises(pf.BadRuns, match="latency.json"):
         pf.load(three_seeds)
+
+
+def test_a_delta_at_the_band_edge_gets_a_second_decimal():
+    assert pf.delta_text(-2.65, 1.3) == "−2.65 ± 2.60 pt"  # "−2.6 ± 2.6" would read as a tie, and it is a loss
+    assert pf.delta_text(-2.0, 1.3) == "−2.0 ± 2.6 pt"
+    assert pf.delta_text(1.5, None) == "+1.5 pt"
