@@ -62,11 +62,15 @@ def _sweep(net: str, out: Path, modes: str, targets: str, seed: int) -> list[str
             "-o", str(out / f"{net}-s{seed}"), *COMMON]
 
 
+def _grid_runs(net: str) -> list[tuple[str, str]]:
+    modes, targets = (part.split(",") for part in NETWORKS[net]["grid"])
+    return [(m, t) for m in modes for t in targets]
+
+
 def planned_runs(net: str) -> list[tuple[int, str | None, str | None]]:
     """(seed, mode, target) of every run queued for `net`; mode and target None for the baseline."""
     band = [run for seed in BAND_SEEDS for run in ((seed, None, None), (seed, *BAND_POINT))]
-    modes, targets = (part.split(",") for part in NETWORKS[net]["grid"])
-    grid = [(0, m, t) for m in modes for t in targets]
+    grid = [(0, *run) for run in _grid_runs(net)]
     return list(dict.fromkeys(band + grid + [(seed, *run) for seed, run in _table_seed_runs(net)]))
 
 
@@ -84,9 +88,8 @@ def grid_job(out: Path, net: str) -> Job:
 
 def split_grid_jobs(out: Path, net: str) -> list[Job]:
     """The seed-0 grid as one invocation per mode x target, the table's runs first."""
-    modes, targets = (part.split(",") for part in NETWORKS[net]["grid"])
     table = list(NETWORKS[net]["table"])
-    runs = table + [(m, t) for m in modes for t in targets if (m, t) not in table]
+    runs = table + [run for run in _grid_runs(net) if run not in table]
     return [(f"{net} grid seed 0 {m}-{t}", _sweep(net, out, m, t, 0)) for m, t in runs]
 
 
