@@ -77,7 +77,11 @@ def main(argv=None) -> int:
     parser.add_argument("--bench-runs", type=int, default=100, help="timed runs per model per round")
     args = parser.parse_args(argv)
     runs_dir = Path(args.runs)
-    networks = load(runs_dir)
+    networks = load(runs_dir) if runs_dir.is_dir() else {}
+    if not networks:
+        print(f"paper_latency: {runs_dir}: no finished runs (RUNS/<net>-s<seed>/<run>/result.json); "
+              f"run benchmarks/paper_sweeps.py first, or give --runs", file=sys.stderr)
+        return 2
     started = time.time()
     payload = {"command": "benchmarks/paper_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_info(),

@@ -44,3 +44,11 @@ def test_models_are_benched_in_turn_every_round(tmp_path):
     for value in measured.values():
         assert len(value["round_medians_ms"]) == 3
         assert sorted(value["round_medians_ms"])[1] == value["latency_ms"] > 0
+
+
+def test_no_runs_is_refused_in_one_line(tmp_path, capsys):
+    from benchmarks.paper_latency import main
+
+    assert main(["--runs", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "absent").exists()
