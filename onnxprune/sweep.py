@@ -256,10 +256,10 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
 
     if train_kwargs.get("norm") not in (None, *NORM_MODES):
         raise UserError(f"--norm {train_kwargs['norm']!r}: expected one of {', '.join(NORM_MODES)}")
-    parse_data_spec(data)
     first_input_shape(source, input_shapes)  # a symbolic H/W without --input-shape fails before any work
     if getattr(executor, "name", "local") == "local":  # Ray workers have their own devices: checked there
         resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
+    parse_data_spec(data)  # after the flags: it looks for the dataset on disk, and a bad flag is the nearer fix
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
                     seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,
