@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ZOO     := build/zoo
 TORCH   := torch==2.13.0
 
-.PHONY: demo test models bench clean install corpus arm-check
+.PHONY: demo test lint package-check models bench clean install corpus arm-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,10 +35,27 @@ $(CORPUS_DIR)/manifest.json: $(STAMP) models/corpus.py
 corpus: $(CORPUS_DIR)/manifest.json
 
 demo: models
-	$(BIN)/python -m onnxprune.demo $(ZOO)
+	$(BIN)/python -m onnxprune.cli.demo $(ZOO)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# ruff: rules and line length in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check onnxprune trainers tests benchmarks models
+	$(BIN)/ruff format --check onnxprune trainers tests benchmarks models
+
+# The package as a user gets it: an sdist and a wheel build, and `pip install .` into a fresh venv
+# (no editable install, no checkout on sys.path) gives a working `onnxprune --version`.
+package-check: $(STAMP)
+	rm -rf build/package && mkdir -p build/package
+	$(BIN)/python -m build --outdir build/package/dist . >build/package/build.log
+	ls build/package/dist/onnxprune-*.tar.gz build/package/dist/onnxprune-*.whl
+	$(PY) -m venv build/package/venv
+	cd build/package && venv/bin/pip install -q dist/*.whl
+	cd build/package && venv/bin/onnxprune --version
+	cd build/package && if venv/bin/python -c "import models" 2>/dev/null; then \
+	    echo "the wheel installs a top-level models package" >&2; exit 1; fi
 
 bench: models
 	$(BIN)/python benchmarks/run_all.py

@@ -26,9 +26,9 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
-from onnxprune.bench import ENERGY_NOTE, bench_many, compare, machine_info, report_json  # noqa: E402
-from onnxprune.budget import format_bytes, format_count  # noqa: E402
-from onnxprune.cli_app import parse_input_shapes  # noqa: E402
+from onnxprune.measure.bench import ENERGY_NOTE, bench_many, compare, machine_info, report_json  # noqa: E402
+from onnxprune.measure.budget import format_bytes, format_count  # noqa: E402
+from onnxprune.cli.app import parse_input_shapes  # noqa: E402
 from onnxprune.errors import UserError  # noqa: E402
 
 
@@ -142,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from rich.console import Console
 
-    from onnxprune.commands.bench import render_table
+    from onnxprune.cli.commands.bench import render_table
 
     console = Console()
     command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(

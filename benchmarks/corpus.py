@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
 from benchmarks.results_file import write_section  # noqa: E402
 from models.corpus import default_dir, load_manifest  # noqa: E402
 from models.corpus_oracles import converter_agrees, feeds, profile_mismatches, run_cli, shape_args, shrink_and_verify  # noqa: E402
-from onnxprune.bench import machine_info  # noqa: E402
+from onnxprune.measure.bench import machine_info  # noqa: E402
 
 SECTION = "## Real-graph corpus"
 BY_NAME: dict[str, dict] = {}
@@ -47,7 +47,7 @@ def _short(message: str, limit: int = 110) -> str:
 
 
 def _profile(entry: dict) -> tuple[str, str, str]:
-    from onnxprune.complexity import profile
+    from onnxprune.analysis.complexity import profile
 
     try:
         prof = profile(entry["path"], entry["input_shape"])
@@ -75,7 +75,7 @@ def _refusal_kinds(deps) -> str:
 
 
 def _shrink(entry: dict) -> tuple[str, str]:
-    from onnxprune.groups import channel_groups
+    from onnxprune.analysis.groups import channel_groups
 
     try:
         deps = channel_groups(entry["path"], entry["input_shape"])
@@ -100,7 +100,7 @@ def _converter(entry: dict) -> str:
     import onnx
     import torch
 
-    from onnxprune.verify import max_relative_error, run
+    from onnxprune.measure.verify import max_relative_error, run
     from trainers.convert import convert
 
     inputs = feeds(entry)

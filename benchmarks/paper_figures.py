@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.paper_stats import (BAND_K, LATENCY_NAME, MEASURE, NETWORKS, TITLES, BadRuns, Network, band, delta,  # noqa: E402
                                     grid_targets, load, missing, nearest_target, planned, reduction, verdict)
 from benchmarks.results_file import write_section  # noqa: E402
-from onnxprune.sweep import COLUMNS, PLOTS, run_name  # noqa: E402
+from onnxprune.sweep.grid import COLUMNS, PLOTS, run_name  # noqa: E402
 
 __all__ = ["BadRuns", "band", "delta", "load", "main", "nearest_target", "verdict"]
 
@@ -295,7 +295,7 @@ def fill_block(doc: Path, block: list[str]) -> None:
 
 
 def machine_line(networks: dict[str, Network]) -> str:
-    from onnxprune.bench import machine_info
+    from onnxprune.measure.bench import machine_info
 
     info = machine_info()
     hosts = sorted({(r.get("machine") or {}).get("hostname") or "?" for n in networks.values()

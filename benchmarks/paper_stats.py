@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmarks.paper_sweeps import NETWORKS, planned_runs
-from onnxprune.sweep import run_name
+from onnxprune.sweep.grid import run_name
 
 BAND_K = 2.0  # "no difference": |Δ| <= BAND_K standard errors
 FOLDER = re.compile(r"^(?P<net>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")

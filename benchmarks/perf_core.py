@@ -80,13 +80,19 @@ def _import_all() -> None:
     import onnx_graphsurgeon  # noqa: F401
 
     import onnxprune  # noqa: F401
-    from onnxprune import complexity, graph, groups, initialize, io, shrink, surgery  # noqa: F401
+    from onnxprune import shrink  # noqa: F401
+    from onnxprune.analysis import complexity  # noqa: F401
+    from onnxprune.read import graph  # noqa: F401
+    from onnxprune.analysis import groups  # noqa: F401
+    from onnxprune.prune import initialize  # noqa: F401
+    from onnxprune.read import io  # noqa: F401
+    from onnxprune.prune import surgery  # noqa: F401
 
 
 def work_profile(path: str, prof: str | None) -> dict:
     _import_all()
-    from onnxprune.complexity import profile
-    from onnxprune.io import load_model
+    from onnxprune.analysis.complexity import profile
+    from onnxprune.read.io import load_model
 
     t0 = time.perf_counter()
     model = load_model(path)
@@ -104,10 +110,10 @@ def work_surgery(path: str, prof: str | None) -> dict:
     _import_all()
     import numpy as np
 
-    from onnxprune.graph import load_graph
-    from onnxprune.groups import Tracer
-    from onnxprune.io import load_model
-    from onnxprune.surgery import prune_channels
+    from onnxprune.read.graph import load_graph
+    from onnxprune.analysis.groups import Tracer
+    from onnxprune.read.io import load_model
+    from onnxprune.prune.surgery import prune_channels
 
     t0 = time.perf_counter()
     model = load_model(path)
@@ -137,10 +143,10 @@ def work_surgery(path: str, prof: str | None) -> dict:
 def work_shrink(path: str, prof: str | None) -> dict:
     _import_all()
     import onnxprune
-    from onnxprune.io import load_model
+    from onnxprune.read.io import load_model
 
     try:
-        from onnxprune.io import save_model
+        from onnxprune.read.io import save_model
     except ImportError:  # pragma: no cover
         save_model = None
     import tempfile

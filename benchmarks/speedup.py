@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnxprune  # noqa: E402
-from onnxprune.bench import bench, machine_info  # noqa: E402
-from onnxprune.io import save_model  # noqa: E402
+from onnxprune.measure.bench import bench, machine_info  # noqa: E402
+from onnxprune.read.io import save_model  # noqa: E402
 from models.export import ensure_zoo  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
 

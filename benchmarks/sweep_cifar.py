@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from onnxprune.bench import machine_info  # noqa: E402
+from onnxprune.measure.bench import machine_info  # noqa: E402
 
 
 def machine() -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.onnxprune_cli import run_json as cli  # noqa: E402
-from onnxprune.bench import machine_info  # noqa: E402
+from onnxprune.measure.bench import machine_info  # noqa: E402
 
 
 def machine() -> str:

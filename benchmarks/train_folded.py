@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.onnxprune_cli import CliFailed, run_json  # noqa: E402
-from onnxprune.bench import machine_info  # noqa: E402
+from onnxprune.measure.bench import machine_info  # noqa: E402
 
 
 def cli(*args: str) -> dict:

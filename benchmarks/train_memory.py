@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.onnxprune_cli import run_json  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
-from onnxprune.bench import machine_info  # noqa: E402
+from onnxprune.measure.bench import machine_info  # noqa: E402
 from trainers.memory import OPT_OUT  # noqa: E402
 
 SECTION = "## Training memory reuse (trainers.memory)"

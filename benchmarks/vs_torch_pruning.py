@@ -36,7 +36,7 @@ from benchmarks.results_file import write_section  # noqa: E402
 
 def work_ours(path: str) -> dict:
     import onnxprune
-    from onnxprune.io import load_model
+    from onnxprune.read.io import load_model
 
     t0, c0 = time.perf_counter(), time.process_time()
     model = load_model(path)

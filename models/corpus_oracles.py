@@ -88,7 +88,7 @@ def profile_mismatches(entry: dict, by_name: dict) -> tuple[list[str], int]:
     architecture; onnx-tool cannot run integer graphs): MACs equal, params the weights' (with or
     without the bias, which a quantizer adds in a separate Add).
     """
-    from onnxprune.complexity import profile
+    from onnxprune.analysis.complexity import profile
 
     ours = {row["node"]: row for row in profile(entry["path"], entry["input_shape"]).rows()}
     twin = entry.get("float_twin")
@@ -129,7 +129,7 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
     Returns rc, err, keep (group id -> kept channels), flops before/after, check (None or the
     checker's message) and max_errors (one per output).
     """
-    from onnxprune.verify import output_errors, run, zero_mask
+    from onnxprune.measure.verify import output_errors, run, zero_mask
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         out, report_path = Path(tmp) / "pruned.onnx", Path(tmp) / "report.json"

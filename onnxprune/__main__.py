@@ -1,3 +1,3 @@
-from .cli import entry
+from onnxprune.cli import entry
 
 entry()

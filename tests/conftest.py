@@ -52,9 +52,9 @@ def zoo_model(zoo_dir: Path):
 
 @pytest.fixture
 def read_only(tmp_path, monkeypatch) -> Path:
-    """A read-only folder, also for root (who may write anywhere): `os.access`, as onnxprune.io asks
+    """A read-only folder, also for root (who may write anywhere): `os.access`, as onnxprune.read.io asks
     it, says so."""
-    from onnxprune import io as onnxprune_io
+    from onnxprune.read import io as onnxprune_io
 
     folder = tmp_path / "ro"
     folder.mkdir()

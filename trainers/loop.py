@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from onnxprune.errors import UserError
-from onnxprune.io import ModelLike, load_model, validate_output_path
+from onnxprune.read.io import ModelLike, load_model, validate_output_path
 
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, load_checkpoint, model_fingerprint,
                          save_checkpoint)
@@ -126,7 +126,7 @@ def first_input_shape(proto: onnx.ModelProto, input_shapes: dict[str, list[int]]
 
     A symbolic dimension other than the batch, with no shape given, is refused naming the option to
     type; so is a shape for an input the model lacks or that training cannot fix (not the first)."""
-    from onnxprune.shapes import input_shape_hint
+    from onnxprune.read.shapes import input_shape_hint
 
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [v for v in proto.graph.input if v.name not in initializers]

@@ -240,7 +240,7 @@ def deep_cnn(width: int = 8, depth: int = 6, classes: int = 10) -> nn.Module:
 def folded_cnn(size: int = 16, seed: int = 0, reinit: bool = True, classes: int = 10) -> onnx.ModelProto:
     """`deep_cnn` exported for inference (BatchNorm folded into the convolutions, static batch 1) and,
     like `shrink`'s default `--init reinit`, re-initialised."""
-    from onnxprune.initialize import reinitialize
+    from onnxprune.prune.initialize import reinitialize
 
     torch.manual_seed(seed)
     proto = export_torch(calibrate(deep_cnn(classes=classes), shape=(8, 3, size, size)), "legacy", keep_bn=False,

@@ -1,0 +1,177 @@
+"""Broadcasting binary ops (which couple groups) and the layers that consume and produce channels."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxprune.analysis.channels import ChannelTracer as Tracer
+from onnxprune.analysis.oprules import _pass, _rank, barrier, rule
+
+
+# ---- binary ops: broadcasting couples channel-carrying operands ----------------------------
+SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) != 0: a removed channel would carry c
+
+
+def _shift_every_channel(t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor, layout, axis: int,
+                         rank: int) -> None:
+    """A value added to every channel (x*a + b with a scalar b): a removed channel would hold b, not 0.
+
+    A non-zero constant is expanded to one value per channel (surgery cuts it, the zero-mask oracle
+    zeroes it: pruning stays exact); a computed one freezes the channels."""
+    if not t.mg.is_const(tensor):  # e.g. x - mean(x) in a decomposed LayerNorm
+        return t.block(layout, f"{t.where(node)}: adds {tensor.name!r}, computed, to every channel", structural=True)
+    value = t.mg.const_value(tensor)
+    if value is None or not np.any(value):
+        return
+    # expanded shape: one entry per channel on the channel axis, broadcast-compatible with the output
+    shape = list(value.shape)
+    if axis < 0:
+        shape = [1] * (rank - len(shape)) + shape
+        axis = 0
+    shape[axis] = len(layout)
+    t.add_member("slice", node, tensor, axis, layout, "operand", extra=("expand", tuple(shape)), position=position)
+
+
+@rule("Add", "Sub", "Mul", "Div", "PRelu", "Max", "Min", "Sum", "Mean", "Pow", "Where", "Equal",
+      "Less", "Greater", "And", "Or")
+def broadcast(t: Tracer, node: gs.Node) -> None:
+    out_rank = _rank(t, node.outputs[0])
+    carried = [i for i in node.inputs if t.layout(i) is not None]
+    if not carried:
+        return
+    if out_rank is None:
+        return barrier(t, node, f"{t.where(node)}: output shape unknown")
+    out_axes = {t.axis(i) + out_rank - _rank(t, i) for i in carried}
+    if len(out_axes) != 1:
+        return barrier(t, node, f"{t.where(node)}: operands carry channels on different axes")
+    out_axis, first = out_axes.pop(), t.layout(carried[0])
+    for other in carried[1:]:
+        t.couple(first, t.layout(other), t.where(node))
+    for i, tensor in enumerate(node.inputs):
+        if t.layout(tensor) is not None or not tensor.name:
+            continue
+        shape = t.mg.shape(tensor)
+        if shape is None:
+            t.block(first, f"{t.where(node)}: operand {tensor.name!r} has an unknown shape")
+            continue
+        axis = out_axis - (out_rank - len(shape))
+        if axis < 0 or shape[axis] == 1:  # the same value for every channel
+            if node.op in SHIFTING:
+                _shift_every_channel(t, node, i, tensor, first, axis, out_rank - out_axis)
+            continue
+        if node.op == "Pow" and i == 1 or node.op == "Where" and i == 0:
+            t.block(first, f"{t.where(node)}: per-channel exponent or condition")
+        elif t.mg.is_const(tensor):
+            t.add_member("slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand",
+                         position=i)
+        else:
+            t.couple(first, t.layout_or_fixed(tensor, axis, f"{t.where(node)}: combined with opaque data"), t.where(node))
+    _pass(t, node, first, out_axis)
+
+
+# ---- layers: consume channels on their input, produce new roots ---------------------------
+def _dequantized(weight: gs.Tensor) -> bool:
+    return bool(weight.inputs) and weight.inputs[0].op == "DequantizeLinear"
+
+
+def computed_weights(t: Tracer, node: gs.Node, weight: gs.Tensor, shape) -> None:
+    """A layer whose weights are not a constant: its input is frozen, its output an unprunable root."""
+    if _dequantized(weight):  # QDQ: the int8 weight, its scales and zero points would all need slicing
+        reason = f"{t.where(node)}: weights are dequantized (QDQ); pruning quantized weights is not supported yet"
+    else:
+        reason = f"{t.where(node)}: weights are computed, not constant"
+    barrier(t, node, reason)
+    out_shape = t.mg.shape(node.outputs[0])
+    if out_shape is not None and len(out_shape) >= 2:
+        axis = 1 if node.op == "Conv" else len(out_shape) - 1
+        t.new_root(node, node.outputs[0], out_shape[axis], axis, reason)
+
+
+@rule("Conv")
+def conv(t: Tracer, node: gs.Node) -> None:
+    x, weight = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    out, shape = node.outputs[0], t.mg.shape(weight)
+    in_layout = t.layout(x)
+    if in_layout is not None and t.axis(x) != 1:
+        return barrier(t, node, f"{t.where(node)}: channels off axis 1")
+    if shape is None or not t.mg.is_const(weight) or (bias is not None and bias.name and not t.mg.is_const(bias)):
+        return computed_weights(t, node, weight, shape)
+    groups, out_channels = int(node.attrs.get("group", 1)), shape[0]
+    in_channels = shape[1] * groups
+    if groups == 1:
+        if in_layout is not None:
+            t.slice_const(node, weight, 1, in_layout, "consumer")
+        out_layout = t.new_root(node, out, out_channels, 1)
+    elif groups == in_channels and out_channels % groups == 0:
+        # depthwise: output channel j reads input channel j // multiplier; `group` follows
+        in_layout = t.layout_or_fixed(x, 1, f"{t.where(node)}: depthwise over a fixed input")
+        if in_layout is None:
+            return barrier(t, node, f"{t.where(node)}: input shape unknown")
+        out_layout = in_layout.repeat(out_channels // groups)
+        t.set(out, out_layout, 1)
+        t.add_member("group_attr", node, None, 0, in_layout, "consumer")
+    else:
+        # grouped: input channel i of every group goes together (and likewise for the outputs), so
+        # each group keeps the same count at the same offsets and `group` stays
+        in_layout = t.layout_or_fixed(x, 1, f"{t.where(node)}: grouped conv over a fixed input")
+        if in_layout is None or len(in_layout) != in_channels or out_channels % groups:
+            return barrier(t, node, f"{t.where(node)}: grouped conv with unknown or uneven channels")
+        t.couple_blocks(in_layout, groups, f"{t.where(node)} (group={groups})")
+        t.slice_const(node, weight, 1, in_layout.cut(0, in_channels // groups), "consumer")
+        out_layout = t.new_root(node, out, out_channels, 1)
+        t.couple_blocks(out_layout, groups, f"{t.where(node)} (group={groups})")
+    t.slice_const(node, weight, 0, out_layout, "producer")
+    t.slice_const(node, bias, 0, out_layout, "producer")
+
+
+@rule("ConvTranspose")
+def conv_transpose(t: Tracer, node: gs.Node) -> None:
+    x, weight = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    shape, in_layout = t.mg.shape(weight), t.layout(x)
+    if shape is None or not t.mg.is_const(weight) or int(node.attrs.get("group", 1)) != 1 \
+            or node.attrs.get("output_shape") or (in_layout is not None and t.axis(x) != 1):
+        return barrier(t, node, f"{t.where(node)}: only constant, ungrouped ConvTranspose is pruned")
+    if in_layout is not None:
+        t.slice_const(node, weight, 0, in_layout, "consumer")
+    out_layout = t.new_root(node, node.outputs[0], shape[1], 1)
+    t.slice_const(node, weight, 1, out_layout, "producer")
+    t.slice_const(node, bias, 0, out_layout, "producer")
+
+
+@rule("Gemm")
+def gemm(t: Tracer, node: gs.Node) -> None:
+    a, b = node.inputs[0], node.inputs[1]
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    trans_a, trans_b = int(node.attrs.get("transA", 0)), int(node.attrs.get("transB", 0))
+    shape, in_layout = t.mg.shape(b), t.layout(a)
+    if shape is None or not t.mg.is_const(b) or t.layout(b) is not None:
+        return computed_weights(t, node, b, None)
+    if in_layout is not None:
+        if t.axis(a) != (0 if trans_a else 1):  # blocks the input; the Gemm's own outputs still prune
+            t.block(in_layout, f"{t.where(node)}: channels on the batch axis of A")
+        else:
+            t.slice_const(node, b, 1 if trans_b else 0, in_layout, "consumer")
+    out_layout = t.new_root(node, node.outputs[0], shape[0] if trans_b else shape[1], 1)
+    t.slice_const(node, b, 0 if trans_b else 1, out_layout, "producer")
+    c_shape = t.mg.shape(c) if c is not None and c.name else None
+    if c_shape and c_shape[-1] == len(out_layout) and len(out_layout) > 1:
+        t.slice_const(node, c, len(c_shape) - 1, out_layout, "producer")
+
+
+@rule("MatMul")
+def matmul(t: Tracer, node: gs.Node) -> None:
+    a, b = node.inputs
+    a_shape, b_shape, in_layout = t.mg.shape(a), t.mg.shape(b), t.layout(a)
+    if _dequantized(b):
+        return computed_weights(t, node, b, None)
+    if b_shape is None or len(b_shape) != 2 or not t.mg.is_const(b) or a_shape is None:
+        return barrier(t, node, f"{t.where(node)}: only MatMul by a constant 2-D weight is pruned")
+    if in_layout is not None:
+        if t.axis(a) != len(a_shape) - 1:  # blocks the input; the MatMul's own outputs still prune
+            t.block(in_layout, f"{t.where(node)}: channels not on the contracted axis")
+        else:
+            t.slice_const(node, b, 0, in_layout, "consumer")
+    out_layout = t.new_root(node, node.outputs[0], b_shape[1], len(a_shape) - 1)
+    t.slice_const(node, b, 1, out_layout, "producer")

@@ -1,0 +1,108 @@
+"""The CLI, a thin shell over the Python API: `main()` runs a verb and maps errors to exit codes; every
+verb is a module in onnxprune/cli/commands/, registered on the typer app in `app.py`."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import signal
+import sys
+import threading
+
+import typer
+
+try:  # typer >= 0.20 vendors click; older typer depends on it
+    from typer._click import exceptions as click_exceptions  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from onnxprune.cli import commands
+from onnxprune.cli.app import app
+from onnxprune.errors import CheckFailed, UserError
+
+
+def _register_commands() -> None:
+    # Importing a command module registers its verb on `app`; a new verb is a new file.
+    for info in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM, raised as a BaseException so no `except Exception` and no typer handler
+    swallows it; `finally` blocks (temp-file cleanup in io.save_model) still run."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+def _raise_interrupted(signum, frame):  # noqa: ARG001
+    raise Interrupted(signum)
+
+
+_AS_PROCESS = False  # set by entry(): main() is the whole process, not a call inside one
+
+INTERRUPTED_MESSAGE = "onnxprune: interrupted; no partial output left behind (outputs are complete or absent)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI: 0 success, 1 a check failed, 2 bad input or usage, 130 interrupted. Never a traceback."""
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handlers[signum] = signal.signal(signum, _raise_interrupted)
+    try:
+        return _main(argv)
+    except Interrupted as exc:
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return exc.exit_code
+    finally:
+        for signum, handler in handlers.items():
+            # As the process's entry point the work is done: a signal now (e.g. during the
+            # interpreter's slow shutdown) must not kill it with a misleading status.
+            signal.signal(signum, signal.SIG_IGN if _AS_PROCESS else handler)
+
+
+def _main(argv: list[str] | None) -> int:
+    _register_commands()
+    try:
+        rc = app(args=argv, prog_name="onnxprune", standalone_mode=False)
+    except UserError as exc:
+        print(f"onnxprune: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except CheckFailed as exc:
+        if str(exc):
+            print(f"onnxprune: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return 130
+    except click_exceptions.NoArgsIsHelpError as exc:
+        print(exc.format_message(), file=sys.stderr)
+        return 2
+    except click_exceptions.ClickException as exc:
+        # Usage errors (unknown flag, bad choice, missing argument): one line, exit 2.
+        hint = " (see onnxprune --help)"
+        print(f"onnxprune: error: {_one_line(exc.format_message())}{hint}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("onnxprune: error: out of memory while processing the model", file=sys.stderr)
+        return 2
+    # standalone_mode=False: typer *returns* the code of a typer.Exit, and turns a
+    # KeyboardInterrupt into Exit(130); it raises neither.
+    if isinstance(rc, int) and not isinstance(rc, bool):
+        if rc == 130:
+            print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return rc
+    return 0
+
+
+def entry() -> None:
+    global _AS_PROCESS
+    _AS_PROCESS = True
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The typer app and the shared CLI plumbing; each verb lives in onnxprune/cli/commands/<verb>.py."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Complexity-driven structured pruning of CNNs, directly on ONNX graphs.",
+)
+
+# People read tables on stderr-free stdout; machine output (--json) goes to stdout alone.
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+
+def emit_json(payload: Any) -> None:
+    """Print machine output on stdout, nothing else."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+INPUT_SHAPE_HELP = ("Shape of a model input, e.g. images=1x3x320x320 (NAME:DIMS also works; a bare 1x3x224x224 "
+                    "for a single-input model); fills symbolic dimensions. Repeatable.")
+
+
+def input_shape_option() -> Any:
+    """The one `--input-shape` option every verb that reads a model uses (parse with parse_input_shapes)."""
+    return typer.Option(None, "--input-shape", metavar="NAME=1x3xHxW", show_default=False, help=INPUT_SHAPE_HELP)
+
+
+def seed_option(help: str = "Random seed, a non-negative integer.") -> Any:  # noqa: A002
+    """`--seed`: negative seeds are a usage error (exit 2, one line), not a numpy traceback."""
+    return typer.Option(0, "--seed", min=0, help=help)
+
+
+def _parse_dims(text: str) -> list[int] | None:
+    try:
+        dims = [int(d) for d in text.lower().split("x")]
+    except ValueError:
+        return None
+    return dims if dims and all(d > 0 for d in dims) else None
+
+
+def _model_input_names(model: str | None) -> list[str] | None:
+    """The graph inputs (not initializers) of a model file, read without its weights' side files."""
+    if model is None:
+        return None
+    from onnxprune.read.io import load_model
+
+    proto = load_model(model, check=False)
+    initializers = {i.name for i in proto.graph.initializer}
+    return [v.name for v in proto.graph.input if v.name not in initializers]
+
+
+def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dict[str, list[int]] | None:
+    """`--input-shape` values -> {"NAME": [1, 3, 32, 32]}.
+
+    Accepts NAME=1x3x32x32, NAME:1x3x32x32 (the name may itself hold ':', as tf2onnx's `x:0`) and,
+    for a model with a single input, a bare 1x3x32x32 (`model` is then read for the input's name).
+    """
+    from onnxprune.errors import UserError
+
+    if not specs:
+        return None
+    shapes: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep:
+            name, sep, text = spec.rpartition(":")
+        dims = _parse_dims(text if sep else spec)
+        if dims is None or (sep and not name):
+            raise UserError(f"--input-shape {spec!r}: expected NAME=DxDx... (or a bare DxDx... for a single-input "
+                            f"model) with positive integers, e.g. input=1x3x32x32")
+        if not sep:
+            names = _model_input_names(model)
+            if names is None or len(names) != 1:
+                listing = f"; its inputs are {names}" if names else ""
+                raise UserError(f"--input-shape {spec}: a shape without a name needs a model with exactly one "
+                                f"input{listing}; write NAME={spec}")
+            name = names[0]
+        if name in shapes and shapes[name] != dims:
+            raise UserError(f"--input-shape: input {name!r} given twice with different shapes")
+        shapes[name] = dims
+    return shapes
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from onnxprune.cli.versions import version_line
+
+        console.print(version_line(), markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the onnxprune, onnx and onnxruntime versions and exit."),
+) -> None:
+    """Complexity-driven structured pruning of CNNs, directly on ONNX graphs."""
+
+
+_TYPE_NAMES = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT", "list[int]": "INTEGER",
+               "list[float]": "NUMBER", "bool": ""}
+
+
+def _display_type(self: Any, ctx: Any) -> str | None:
+    """What the help shows after an option: its metavar, or a plain word (INTEGER, NUMBER, TEXT);
+    nothing for a flag or an argument (its name is already there), never a Python type tag."""
+    if getattr(self, "param_type_name", "") == "argument" or getattr(self, "is_flag", False):
+        return None
+    if self.metavar is not None:
+        return self.metavar
+    try:
+        bare = str(self.bare_type())
+    except Exception:  # noqa: BLE001 - help must print whatever typer's internals look like
+        return None
+    return _TYPE_NAMES.get(bare, bare.upper()) or None
+
+
+def _plain_help_types() -> None:
+    """typer >= 0.20 prints each parameter's Python type (`<bool>`, `<str>`, `<list[str]>`) in the
+    help; one override here gives every verb, present and future, plain words instead."""
+    core = getattr(typer, "core", None)
+    for name in ("TyperOption", "TyperArgument"):
+        cls = getattr(core, name, None)
+        if cls is not None and hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = _display_type
+
+
+_plain_help_types()

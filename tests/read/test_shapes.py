@@ -1,0 +1,109 @@
+"""Shapes that always resolve: ONNX inference, then onnxruntime's symbolic inference, then a probe
+run; the method is reported; the `--input-shape` hint uses the model's own rank and dims."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnxprune import profile
+from onnxprune.cli import main
+from onnxprune.errors import UserError
+from onnxprune.read.shapes import infer_shapes, input_shape_hint
+from tests import pattern_models as pm
+
+
+def _save(tmp_path, model, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_plain_graph_resolves_with_onnx_alone():
+    infos = infer_shapes(pm.qdq_conv())
+    assert infos.method == "onnx" and infos.failures == []
+
+
+def test_reshape_computed_by_shape_arithmetic_resolves_symbolically():
+    infos = infer_shapes(pm.computed_reshape(channels=4), {"x": [1, 3, 8, 8]})
+    assert infos.method == "symbolic"
+    assert infos["r"].shape == (1, 128, 2) and infos["y"].shape == (1, 128, 3)
+
+
+def test_reshape_computed_through_float_values_resolves_by_probe():
+    infos = infer_shapes(pm.float_computed_reshape(channels=4, size=8))
+    assert infos.method == "probe"
+    assert infos["r"].shape == (1, 128, 2) and infos["y"].shape == (1, 128, 3)
+    assert {"r", "y"} <= infos.probed and "c" not in infos.probed  # what ONNX inferred is not a probe's
+
+
+@pytest.mark.parametrize("builder,method", [(pm.computed_reshape, "symbolic"), (pm.float_computed_reshape, "probe")])
+def test_profile_counts_the_matmul_after_a_computed_reshape(tmp_path, capsys, builder, method):
+    path = _save(tmp_path, builder(channels=4, size=8))
+    args = ["profile", path, "--json"] + (["--input-shape", "x=1x3x8x8"] if method == "symbolic" else [])
+    assert main(args) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["shape_method"] == method
+    matmul = next(r for r in payload["layers"] if r["op"] == "MatMul")
+    assert matmul["flops"] == 128 * 2 * 3 and matmul["params"] == 6
+
+
+def test_dynamic_height_and_width_from_input_shape():
+    small = profile(pm.computed_reshape(channels=4), {"x": [1, 3, 8, 8]}).totals["flops"]
+    large = profile(pm.computed_reshape(channels=4), {"x": [1, 3, 16, 16]}).totals["flops"]
+    assert large == 4 * small
+
+
+def test_lstm_consumer_profiles_with_dynamic_width():
+    p = profile(pm.lstm_consumer(channels=4, hidden=5), {"x": [1, 3, 1, 16]})
+    fc = next(r for r in p.rows() if r["op"] == "MatMul")
+    assert fc["flops"] == 16 * 5 * 7
+
+
+def test_question_mark_dims_and_stale_value_info():
+    p = profile(pm.question_mark_dims(channels=4), {"image": [1, 3, 16, 16]})
+    assert p.totals["flops"] == 4 * 27 * 16 * 16 and p.shape_method == "onnx"
+
+
+def test_all_methods_failing_names_the_node(tmp_path, capsys):
+    model = pm.custom_weight_op()
+    model.graph.node.append(helper.make_node("MatMul", ["y", "mystery_w"], ["z"], name="after_custom"))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8, 4, 8]))
+    assert main(["profile", _save(tmp_path, model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "after_custom" in err and "probe run" in err
+
+
+def test_symbolic_dim_hint_uses_the_models_rank_and_dims(tmp_path, capsys):
+    value = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    assert input_shape_hint(value) == "images=1x3xHxW"
+    assert input_shape_hint(helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["N", 80, "T"])) == "seq=1x80xL"
+    nhwc = helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["N", "M1", "M2", 3])  # keras2onnx
+    assert input_shape_hint(nhwc) == "input_1=1xHxWx3"
+    model = pm.lstm_consumer(width="width")
+    with pytest.raises(UserError, match=r"--input-shape x=1x3x1xW\b"):
+        infer_shapes(model)
+    assert main(["profile", _save(tmp_path, model)]) == 2
+    assert "x=1x3x1xW" in capsys.readouterr().err
+
+
+def test_conv_arithmetic_error_names_an_unnamed_conv_by_op_and_index():
+    model = pm.constant_weights(c1=4, c2=6)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[1] == "w2")
+    conv.attribute.append(helper.make_attribute("group", 4))  # 6 output channels do not split into 4
+    with pytest.raises(UserError, match=r"node 'Conv#8' \(Conv\)"):
+        infer_shapes(model)
+
+
+def test_probe_resolves_when_symbolic_inference_is_unavailable(monkeypatch):
+    from onnxprune.read import shape_fallbacks
+
+    def missing(_):
+        raise ImportError("No module named 'sympy'")
+
+    monkeypatch.setattr(shape_fallbacks, "symbolic", missing)
+    infos = infer_shapes(pm.computed_reshape(channels=4), {"x": [1, 3, 8, 8]})
+    assert infos.method == "probe" and infos["y"].shape == (1, 128, 3)
+    assert infos.failures == ["symbolic inference: No module named 'sympy'"]
