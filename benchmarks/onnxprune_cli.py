@@ -1,4 +1,5 @@
 """The onnxprune CLI as a benchmark script calls it: a subprocess, as a user would run it, with --json."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ class CliFailed(RuntimeError):
 
 def run_json(*args: str) -> dict:
     """`python -m onnxprune ARGS --json` from the repository root; its stdout parsed, or CliFailed."""
-    done = subprocess.run([sys.executable, "-m", "onnxprune", *args, "--json"], cwd=ROOT, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "onnxprune", *args, "--json"], cwd=ROOT, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise CliFailed(args, done.returncode, done.stderr)
     return json.loads(done.stdout)

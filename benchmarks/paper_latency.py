@@ -15,6 +15,7 @@ run recorded after its shrink. It then benches all of them with onnxruntime (1 t
 RUNS/latency.json: per run, the median over rounds of each round's median. benchmarks/paper_figures.py
 uses these latencies instead of the per-run ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,14 @@ def rebuild(row: dict, zoo_model: Path, folder: Path) -> Path:
         return zoo_model
     from onnxprune import shrink
 
-    pruned, report = shrink(load_model(zoo_model), mode=row["mode"], target=row["target"], seed=settings["seed"],
-                            step=settings["step"], init="reinit")
+    pruned, report = shrink(
+        load_model(zoo_model),
+        mode=row["mode"],
+        target=row["target"],
+        seed=settings["seed"],
+        step=settings["step"],
+        init="reinit",
+    )
     recorded = (row.get("shrink") or {}).get("after") or {}
     rebuilt = {key: report["after"][key] for key in SHRUNK_KEYS}
     if any(recorded.get(key) != rebuilt[key] for key in SHRUNK_KEYS):
@@ -66,8 +73,9 @@ def measure(models: dict[str, Path], rounds: int, runs: int) -> dict[str, dict]:
     for _ in range(rounds):
         for key, path in models.items():
             medians[key].append(bench(path, runs=runs, warmup=10, threads=1, batch=1, isolate=False).median_ms)
-    return {key: {"latency_ms": statistics.median(values), "round_medians_ms": values}
-            for key, values in medians.items()}
+    return {
+        key: {"latency_ms": statistics.median(values), "round_medians_ms": values} for key, values in medians.items()
+    }
 
 
 def main(argv=None) -> int:
@@ -79,14 +87,21 @@ def main(argv=None) -> int:
     runs_dir = Path(args.runs)
     networks = load(runs_dir) if runs_dir.is_dir() else {}
     if not networks:
-        print(f"paper_latency: {runs_dir}: no finished runs (RUNS/<net>-s<seed>/<run>/result.json); "
-              f"run benchmarks/paper_sweeps.py first, or give --runs", file=sys.stderr)
+        print(
+            f"paper_latency: {runs_dir}: no finished runs (RUNS/<net>-s<seed>/<run>/result.json); "
+            f"run benchmarks/paper_sweeps.py first, or give --runs",
+            file=sys.stderr,
+        )
         return 2
     started = time.time()
-    payload = {"command": "benchmarks/paper_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_info(),
-               "settings": {"rounds": args.rounds, "bench_runs": args.bench_runs, "threads": 1, "batch": 1},
-               "networks": {}, "not_rebuilt": {}}
+    payload = {
+        "command": "benchmarks/paper_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "settings": {"rounds": args.rounds, "bench_runs": args.bench_runs, "threads": 1, "batch": 1},
+        "networks": {},
+        "not_rebuilt": {},
+    }
     with tempfile.TemporaryDirectory() as scratch:
         for net_name, net in networks.items():
             zoo_model = ZOO / NETWORKS[net_name]["model"]

@@ -11,6 +11,7 @@ Accuracies are in points of test accuracy (0-100).
 * verdict: "no difference" when |Δ| <= 2 SE, else "gain" or "loss". For a single-seed point that is
   the band drawn on every panel, baseline mean ± 2 s_b sqrt(1 + 1/n_b).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,23 @@ FOLDER = re.compile(r"^(?P<net>[A-Za-z0-9_]+)-s(?P<seed>\d+)$")
 TITLES = {"vgg16": "VGG-16", "mobilenetv2": "MobileNetV2"}
 MEASURE = {"PA": ("params", "params"), "FA": ("flops", "FLOPs"), "MA": ("memory_bytes", "memory")}
 LATENCY_NAME = "latency.json"  # RUNS/latency.json: benchmarks/paper_latency.py's side-by-side latencies
-SAME_SETTINGS = ("model_sha", "data", "recipe", "epochs", "batch_size", "optimizer", "lr", "schedule",
-                 "weight_decay", "limit_train", "limit_test", "augment", "bench_runs", "step", "norm")
+SAME_SETTINGS = (
+    "model_sha",
+    "data",
+    "recipe",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "schedule",
+    "weight_decay",
+    "limit_train",
+    "limit_test",
+    "augment",
+    "bench_runs",
+    "step",
+    "norm",
+)
 
 
 class BadRuns(Exception):
@@ -39,6 +55,7 @@ class BadRuns(Exception):
 @dataclass
 class Point:
     """One run name of one network over the seeds present."""
+
     name: str
     mode: Optional[str]
     target: Optional[float]
@@ -99,11 +116,14 @@ class Network:
     def pruned(self) -> list[Point]:
         """Pruned points by mode (PA, FA, MA, LA), then from the largest target down."""
         order = {mode: i for i, mode in enumerate(("PA", "FA", "MA", "LA"))}
-        return sorted((p for p in self.points.values() if p.mode is not None),
-                      key=lambda p: (order.get(p.mode, len(order)), -(p.target or 0)))
+        return sorted(
+            (p for p in self.points.values() if p.mode is not None),
+            key=lambda p: (order.get(p.mode, len(order)), -(p.target or 0)),
+        )
 
 
 # ------------------------------------------------------------------------------------------ reading
+
 
 def load(runs_dir: Path) -> dict[str, Network]:
     """{network: Network} from every RUNS/<net>-s<seed>/<run>/result.json; BadRuns if seeds mix settings.
@@ -130,8 +150,10 @@ def load(runs_dir: Path) -> dict[str, Network]:
         reference_path, reference = first.setdefault(net.name, (path, settings))
         for key in SAME_SETTINGS:
             if settings.get(key) != reference.get(key):
-                raise BadRuns(f"{path}: {key}={settings.get(key)!r}, but {reference_path} has "
-                              f"{reference.get(key)!r}; runs of one network must differ only in the seed")
+                raise BadRuns(
+                    f"{path}: {key}={settings.get(key)!r}, but {reference_path} has "
+                    f"{reference.get(key)!r}; runs of one network must differ only in the seed"
+                )
         net.settings.setdefault(seed, settings)
         point = net.points.setdefault(name, Point(name, row.get("mode"), row.get("target")))
         point.rows[seed] = row
@@ -161,7 +183,9 @@ def planned(net: str) -> list[tuple[int, str]]:
     """(seed, run name) of every run benchmarks/paper_sweeps.py queues for `net`."""
     if net not in NETWORKS:
         return []
-    return [(seed, run_name(mode, None if target is None else float(target))) for seed, mode, target in planned_runs(net)]
+    return [
+        (seed, run_name(mode, None if target is None else float(target))) for seed, mode, target in planned_runs(net)
+    ]
 
 
 def missing(net: str, network: Optional[Network]) -> list[tuple[int, str]]:
@@ -175,13 +199,14 @@ def grid_targets(net: str) -> list[float]:
 
 # ------------------------------------------------------------------------------------------ statistics
 
+
 def delta(base: Point, point: Point) -> tuple[float, Optional[float]]:
     """(Δ accuracy in points, its standard error or None without a baseline band)."""
     diff = point.mean - base.mean
     if base.n < 2:
         return diff, None
     spread = point.spread if point.n >= 2 else base.spread
-    return diff, math.sqrt(base.spread ** 2 / base.n + spread ** 2 / point.n)
+    return diff, math.sqrt(base.spread**2 / base.n + spread**2 / point.n)
 
 
 def verdict(diff: float, se: Optional[float]) -> str:

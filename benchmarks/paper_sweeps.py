@@ -28,6 +28,7 @@ invocations train one baseline), then the grid as one invocation per mode x targ
 runs first), then the table's other seeds, and last one whole-grid invocation per network (every
 run skipped) that rewrites the seed-0 folder's summary.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,16 @@ ZOO = ROOT / "build" / "zoo"
 # "table": the grid runs docs/paper.md's side-by-side table reads (the target nearest each of the
 # paper's reductions, paper_figures.PAPER; a test keeps the two in step); --jobs runs them first.
 NETWORKS = {
-    "mobilenetv2": {"model": "mobilenetv2_cifar.legacy.kept.onnx", "grid": ("PA,FA,MA", "0.8,0.6,0.4,0.2"),
-                    "table": (("PA", "0.2"), ("FA", "0.4"), ("MA", "0.4"))},
-    "vgg16": {"model": "vgg16_cifar.legacy.kept.onnx", "grid": ("PA,FA,MA", "0.5,0.2"),
-              "table": (("PA", "0.2"), ("FA", "0.2"), ("MA", "0.2"))},
+    "mobilenetv2": {
+        "model": "mobilenetv2_cifar.legacy.kept.onnx",
+        "grid": ("PA,FA,MA", "0.8,0.6,0.4,0.2"),
+        "table": (("PA", "0.2"), ("FA", "0.4"), ("MA", "0.4")),
+    },
+    "vgg16": {
+        "model": "vgg16_cifar.legacy.kept.onnx",
+        "grid": ("PA,FA,MA", "0.5,0.2"),
+        "table": (("PA", "0.2"), ("FA", "0.2"), ("MA", "0.2")),
+    },
 }
 BAND_SEEDS = (0, 1, 2)
 BAND_POINT = ("PA", "0.2")
@@ -58,8 +65,19 @@ Job = tuple[str, list[str]]
 
 def _sweep(net: str, out: Path, modes: str, targets: str, seed: int) -> list[str]:
     model = str(ZOO / NETWORKS[net]["model"])
-    return ["sweep", model, "--modes", modes, "--targets", targets, "--seed", str(seed),
-            "-o", str(out / f"{net}-s{seed}"), *COMMON]
+    return [
+        "sweep",
+        model,
+        "--modes",
+        modes,
+        "--targets",
+        targets,
+        "--seed",
+        str(seed),
+        "-o",
+        str(out / f"{net}-s{seed}"),
+        *COMMON,
+    ]
 
 
 def _grid_runs(net: str) -> list[tuple[str, str]]:
@@ -94,7 +112,9 @@ def split_grid_jobs(out: Path, net: str) -> list[Job]:
 
 
 def table_seed_jobs(out: Path, net: str) -> list[Job]:
-    return [(f"{net} table seed {seed} {m}-{t}", _sweep(net, out, m, t, seed)) for seed, (m, t) in _table_seed_runs(net)]
+    return [
+        (f"{net} table seed {seed} {m}-{t}", _sweep(net, out, m, t, seed)) for seed, (m, t) in _table_seed_runs(net)
+    ]
 
 
 def queue(out: Path, only: list[str]) -> list[Job]:
@@ -104,10 +124,12 @@ def queue(out: Path, only: list[str]) -> list[Job]:
 
 def phases(out: Path, only: list[str]) -> list[list[Job]]:
     """For --jobs > 1: lists of invocations that may run side by side, one list after the other."""
-    return [[job for net in only for job in band_jobs(out, net)],
-            [job for net in only for job in split_grid_jobs(out, net)],
-            [job for net in only for job in table_seed_jobs(out, net)],
-            [grid_job(out, net) for net in only]]
+    return [
+        [job for net in only for job in band_jobs(out, net)],
+        [job for net in only for job in split_grid_jobs(out, net)],
+        [job for net in only for job in table_seed_jobs(out, net)],
+        [grid_job(out, net) for net in only],
+    ]
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ Every timing is the median of --reps repetitions, each in a fresh subprocess (so
 (ru_maxrss) of each measurement is its own). The median is printed as a table and a section
 "## Core performance (issues 2-4)" is appended to --results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,12 @@ def _mark_loaded() -> dict:
 
 def _peak_info(loaded: dict) -> dict:
     work_peak = _status_mib("VmHWM") if loaded["hwm_reset"] else _rss_mib()
-    return {**loaded, "rss_work_peak_mib": work_peak, "rss_peak_mib": _rss_mib(),
-            "rss_increase_mib": work_peak - loaded["rss_loaded_mib"]}
+    return {
+        **loaded,
+        "rss_work_peak_mib": work_peak,
+        "rss_peak_mib": _rss_mib(),
+        "rss_increase_mib": work_peak - loaded["rss_loaded_mib"],
+    }
 
 
 def _import_all() -> None:
@@ -81,12 +86,18 @@ def _import_all() -> None:
 
     import onnxprune  # noqa: F401
     from onnxprune import shrink  # noqa: F401
-    from onnxprune.analysis import complexity  # noqa: F401
-    from onnxprune.read import graph  # noqa: F401
-    from onnxprune.analysis import groups  # noqa: F401
-    from onnxprune.prune import initialize  # noqa: F401
-    from onnxprune.read import io  # noqa: F401
-    from onnxprune.prune import surgery  # noqa: F401
+    from onnxprune.analysis import (
+        complexity,  # noqa: F401
+        groups,  # noqa: F401
+    )
+    from onnxprune.prune import (
+        initialize,  # noqa: F401
+        surgery,  # noqa: F401
+    )
+    from onnxprune.read import (
+        graph,  # noqa: F401
+        io,  # noqa: F401
+    )
 
 
 def work_profile(path: str, prof: str | None) -> dict:
@@ -102,18 +113,24 @@ def work_profile(path: str, prof: str | None) -> dict:
     p = _maybe_profiled(prof, lambda: profile(model))
     t2 = time.perf_counter()
     c2 = time.process_time()
-    return {"load_s": t1 - t0, "work_s": t2 - t1, "work_cpu_s": c2 - c1, **_peak_info(loaded),
-            "flops": p.totals["flops"], "params": p.totals["params"]}
+    return {
+        "load_s": t1 - t0,
+        "work_s": t2 - t1,
+        "work_cpu_s": c2 - c1,
+        **_peak_info(loaded),
+        "flops": p.totals["flops"],
+        "params": p.totals["params"],
+    }
 
 
 def work_surgery(path: str, prof: str | None) -> dict:
     _import_all()
     import numpy as np
 
-    from onnxprune.read.graph import load_graph
     from onnxprune.analysis.groups import Tracer
-    from onnxprune.read.io import load_model
     from onnxprune.prune.surgery import prune_channels
+    from onnxprune.read.graph import load_graph
+    from onnxprune.read.io import load_model
 
     t0 = time.perf_counter()
     model = load_model(path)
@@ -169,8 +186,16 @@ def work_shrink(path: str, prof: str | None) -> dict:
 
             onnx.save(out, dest)
         t3 = time.perf_counter()
-    return {"load_s": t1 - t0, "work_s": t2 - t1, "work_cpu_s": c2 - c1, "save_s": t3 - t2, **peak, "before": report["before"], "after": report["after"],
-            "iterations": report["iterations"]}
+    return {
+        "load_s": t1 - t0,
+        "work_s": t2 - t1,
+        "work_cpu_s": c2 - c1,
+        "save_s": t3 - t2,
+        **peak,
+        "before": report["before"],
+        "after": report["after"],
+        "iterations": report["iterations"],
+    }
 
 
 def _macs_params(model, example):
@@ -207,8 +232,13 @@ def work_torch_pruning(target_macs: float, ratio: float | None, prof: str | None
         c0 = time.process_time()
 
         def go():
-            pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.RandomImportance(),
-                                          pruning_ratio=r, ignored_layers=[model_fc(model)])
+            pruner = tp.pruner.MetaPruner(
+                model,
+                example,
+                importance=tp.importance.RandomImportance(),
+                pruning_ratio=r,
+                ignored_layers=[model_fc(model)],
+            )
             t_graph = time.perf_counter()
             pruner.step()
             return t_graph
@@ -238,8 +268,19 @@ def work_torch_pruning(target_macs: float, ratio: float | None, prof: str | None
     search_s = time.perf_counter() - ts
     model, total_s, graph_s = prune_once(ratio, timed=True)
     macs, params = _macs_params(model, example)
-    return {"ratio": ratio, "work_s": total_s, "work_cpu_s": cpu_used[0], "depgraph_s": graph_s, "macs_before": macs0, "params_before": params0,
-            "macs": macs, "params": params, "search_steps": len(search), "search_s": search_s, "rss_peak_mib": _rss_mib()}
+    return {
+        "ratio": ratio,
+        "work_s": total_s,
+        "work_cpu_s": cpu_used[0],
+        "depgraph_s": graph_s,
+        "macs_before": macs0,
+        "params_before": params0,
+        "macs": macs,
+        "params": params,
+        "search_steps": len(search),
+        "search_s": search_s,
+        "rss_peak_mib": _rss_mib(),
+    }
 
 
 def model_fc(model):
@@ -293,7 +334,7 @@ def top_offenders(prof_path: str, n: int = 12) -> list[str]:
 
     st = pstats.Stats(prof_path)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():
         rows.append((tt, ct, nc, f"{_short(file)}:{line}:{func}"))
     rows.sort(reverse=True)
     return [f"tottime {tt:6.3f}s  cumtime {ct:6.3f}s  calls {nc:>8}  {name}" for tt, ct, nc, name in rows[:n]]
@@ -304,7 +345,7 @@ def top_cumulative(prof_path: str, n: int = 15, prefix: str = "onnxprune") -> li
 
     st = pstats.Stats(prof_path)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():
         if prefix in file:
             rows.append((ct, tt, nc, f"{_short(file)}:{line}:{func}"))
     rows.sort(reverse=True)
@@ -314,7 +355,7 @@ def top_cumulative(prof_path: str, n: int = 15, prefix: str = "onnxprune") -> li
 def _short(file: str) -> str:
     for marker in ("/onnxprune/", "site-packages/"):
         if marker in file:
-            return file[file.index(marker) + (1 if marker.startswith("/") else len(marker)):]
+            return file[file.index(marker) + (1 if marker.startswith("/") else len(marker)) :]
     return file
 
 
@@ -336,8 +377,9 @@ def loadavg() -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--zoo", default=str(ROOT / "build" / "zoo"))
     ap.add_argument("--reps", type=int, default=5, help="repetitions per measurement (median reported)")
     ap.add_argument("--quick", action="store_true", help="3 repetitions, only legacy.folded for shrink/torch-pruning")
@@ -385,9 +427,21 @@ def main(argv=None) -> int:
             for r in runs:
                 r["rss_ratio"] = r["rss_increase_mib"] / size_mib
                 r["rss_peak_ratio"] = r["rss_peak_mib"] / size_mib
-            rec = {k: median_of(runs, k) for k in ("load_s", "work_s", "work_cpu_s", "rss_loaded_mib", "rss_peak_mib",
-                                                   "rss_work_peak_mib", "rss_increase_mib", "rss_ratio",
-                                                   "rss_peak_ratio", "rss_load_peak_mib")}
+            rec = {
+                k: median_of(runs, k)
+                for k in (
+                    "load_s",
+                    "work_s",
+                    "work_cpu_s",
+                    "rss_loaded_mib",
+                    "rss_peak_mib",
+                    "rss_work_peak_mib",
+                    "rss_increase_mib",
+                    "rss_ratio",
+                    "rss_peak_ratio",
+                    "rss_load_peak_mib",
+                )
+            }
             for extra in ("load_graph_s", "tracer_s", "prune_s", "save_s"):
                 if extra in runs[0]:
                     rec[extra] = median_of(runs, extra)
@@ -395,20 +449,26 @@ def main(argv=None) -> int:
                 if extra in runs[0]:
                     rec[extra] = runs[0][extra]
             row[kind] = rec
-            print(f"{v:14s} {kind:8s} work {rec['work_s']:.3f}s cpu {rec['work_cpu_s']:.3f}s (load {rec['load_s']:.3f}s) "
-                  f"peak {rec['rss_peak_mib']:.0f} MiB, loaded {rec['rss_loaded_mib']:.0f} MiB, "
-                  f"work peak {rec['rss_work_peak_mib']:.0f} MiB (+{rec['rss_ratio']:.2f}x file)", flush=True)
+            print(
+                f"{v:14s} {kind:8s} work {rec['work_s']:.3f}s cpu {rec['work_cpu_s']:.3f}s (load {rec['load_s']:.3f}s) "
+                f"peak {rec['rss_peak_mib']:.0f} MiB, loaded {rec['rss_loaded_mib']:.0f} MiB, "
+                f"work peak {rec['rss_work_peak_mib']:.0f} MiB (+{rec['rss_ratio']:.2f}x file)",
+                flush=True,
+            )
         rows.append(row)
 
     tp_rec = None
     if not a.no_torch_pruning and rows and "shrink" in rows[0]:
         try:
             import torch_pruning  # noqa: F401
+
             have_tp = True
         except ImportError:
             have_tp = False
-            print("torch-pruning not installed: skipping the side-by-side (pip install torch-pruning==1.6.1)",
-                  file=sys.stderr)
+            print(
+                "torch-pruning not installed: skipping the side-by-side (pip install torch-pruning==1.6.1)",
+                file=sys.stderr,
+            )
         if have_tp:
             target = rows[0]["shrink"]["after"]["flops"]
             first = spawn("torch_pruning", str(target), "search")
@@ -417,9 +477,11 @@ def main(argv=None) -> int:
             tp_rec["work_s"] = median_of(tp_runs, "work_s")
             tp_rec["depgraph_s"] = median_of(tp_runs, "depgraph_s")
             tp_rec["work_cpu_s"] = median_of(tp_runs, "work_cpu_s")
-            print(f"torch-pruning  ratio {tp_rec['ratio']:.4f} work {tp_rec['work_s']:.3f}s "
-                  f"(DepGraph {tp_rec['depgraph_s']:.3f}s) MACs {tp_rec['macs']/1e9:.3f}G params {tp_rec['params']/1e6:.2f}M",
-                  flush=True)
+            print(
+                f"torch-pruning  ratio {tp_rec['ratio']:.4f} work {tp_rec['work_s']:.3f}s "
+                f"(DepGraph {tp_rec['depgraph_s']:.3f}s) MACs {tp_rec['macs'] / 1e9:.3f}G params {tp_rec['params'] / 1e6:.2f}M",
+                flush=True,
+            )
 
     # cProfile misses
     offenders: dict[str, list[str]] = {}
@@ -431,8 +493,9 @@ def main(argv=None) -> int:
                 if kind in row and row[kind]["work_s"] > GOALS[goal] and f"{kind}" not in offenders:
                     prof = os.path.join(tempfile.mkdtemp(), f"{kind}.prof")
                     spawn(kind, row["path"], prof=prof)
-                    offenders[f"{kind} ({row['variant']})"] = (top_cumulative(prof) + ["--- by own time ---"]
-                                                               + top_offenders(prof))
+                    offenders[f"{kind} ({row['variant']})"] = (
+                        top_cumulative(prof) + ["--- by own time ---"] + top_offenders(prof)
+                    )
 
     text = render(rows, tp_rec, reps, started, offenders, argv)
     print(text)
@@ -444,72 +507,102 @@ def main(argv=None) -> int:
 
 
 def render(rows, tp_rec, reps, started, offenders, argv) -> str:
-    cmd = "python benchmarks/perf_core.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
-    out = ["## Core performance (issues 2-4)", "",
-           f"- command: `{cmd.strip()}`",
-           f"- machine: {cpu_model()}, {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}",
-           f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}; load average at the end (1/5/15 min): {loadavg()}",
-           "- times: wall (CPU time of the process in brackets); verdicts 'wall / CPU'. The CPU is shared with other "
-           "jobs, so wall times can be inflated; the work is single-threaded, so CPU time approximates an idle machine's wall time.",
-           f"- each figure: median of {reps} runs, each in a fresh process (OMP/MKL threads = 1); "
-           "RSS: 'loaded' = VmRSS right after `load_model`; 'work peak' = VmHWM during the work only (high-water mark reset "
-           "via /proc/self/clear_refs after loading); 'increase' = work peak - loaded; 'process peak' = ru_maxrss of the whole "
-           "process (imports + loading + work); ratios are to the .onnx file size (medians of per-run ratios)",
-           ""]
-    out += ["### Issue 2: `profile(model_proto)` beyond `load_model(path)` (goal <= 0.5 s)", "",
-            "| variant | file MiB | load_model s | profile s (cpu) | goal wall / cpu |", "|---|---:|---:|---:|---|"]
+    cmd = "python benchmarks/perf_core.py " + " ".join(
+        shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
+    )
+    out = [
+        "## Core performance (issues 2-4)",
+        "",
+        f"- command: `{cmd.strip()}`",
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}",
+        f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}; load average at the end (1/5/15 min): {loadavg()}",
+        "- times: wall (CPU time of the process in brackets); verdicts 'wall / CPU'. The CPU is shared with other "
+        "jobs, so wall times can be inflated; the work is single-threaded, so CPU time approximates an idle machine's wall time.",
+        f"- each figure: median of {reps} runs, each in a fresh process (OMP/MKL threads = 1); "
+        "RSS: 'loaded' = VmRSS right after `load_model`; 'work peak' = VmHWM during the work only (high-water mark reset "
+        "via /proc/self/clear_refs after loading); 'increase' = work peak - loaded; 'process peak' = ru_maxrss of the whole "
+        "process (imports + loading + work); ratios are to the .onnx file size (medians of per-run ratios)",
+        "",
+    ]
+    out += [
+        "### Issue 2: `profile(model_proto)` beyond `load_model(path)` (goal <= 0.5 s)",
+        "",
+        "| variant | file MiB | load_model s | profile s (cpu) | goal wall / cpu |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in rows:
         p = r["profile"]
-        out.append(f"| {r['variant']} | {r['size_mib']:.1f} | {p['load_s']:.3f} | {p['work_s']:.3f} ({p['work_cpu_s']:.3f}) | "
-                   f"{ok2(p, GOALS['profile_s'])} |")
-    out += ["", "### Issue 3: `load_graph` + `Tracer.run` + `prune_channels` (half of every prunable group) "
-            "beyond loading (goal <= 0.3 s; peak RSS increase <= 3x file)", "",
-            "| variant | groups | load_graph s | Tracer s | prune_channels s | total s (cpu) | RSS loaded MiB | "
-            "work peak MiB | process peak MiB | increase / file | process peak / file | time | memory |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        out.append(
+            f"| {r['variant']} | {r['size_mib']:.1f} | {p['load_s']:.3f} | {p['work_s']:.3f} ({p['work_cpu_s']:.3f}) | "
+            f"{ok2(p, GOALS['profile_s'])} |"
+        )
+    out += [
+        "",
+        "### Issue 3: `load_graph` + `Tracer.run` + `prune_channels` (half of every prunable group) "
+        "beyond loading (goal <= 0.3 s; peak RSS increase <= 3x file)",
+        "",
+        "| variant | groups | load_graph s | Tracer s | prune_channels s | total s (cpu) | RSS loaded MiB | "
+        "work peak MiB | process peak MiB | increase / file | process peak / file | time | memory |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         s = r["surgery"]
-        out.append(f"| {r['variant']} | {s.get('groups', '')} | {s['load_graph_s']:.3f} | {s['tracer_s']:.3f} | "
-                   f"{s['prune_s']:.3f} | {s['work_s']:.3f} ({s['work_cpu_s']:.3f}) | {s['rss_loaded_mib']:.0f} | {s['rss_work_peak_mib']:.0f} | "
-                   f"{s['rss_peak_mib']:.0f} | {s['rss_ratio']:.2f}x | {s['rss_peak_ratio']:.2f}x | {ok2(s, GOALS['surgery_s'])} | "
-                   f"{ok(s['rss_ratio'], GOALS['rss_ratio'])} |")
-    out += ["", "### Issue 4: `shrink(proto, mode=\"FA\", target=0.5)` beyond load and save (goal <= 1 s; "
-            "peak RSS increase <= 3x file)", "",
-            "| variant | load s | shrink s (cpu) | save s | iterations | FLOPs before -> after | params before -> after | "
-            "RSS loaded MiB | work peak MiB | process peak MiB | increase / file | process peak / file | time | memory |",
-            "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---|"]
+        out.append(
+            f"| {r['variant']} | {s.get('groups', '')} | {s['load_graph_s']:.3f} | {s['tracer_s']:.3f} | "
+            f"{s['prune_s']:.3f} | {s['work_s']:.3f} ({s['work_cpu_s']:.3f}) | {s['rss_loaded_mib']:.0f} | {s['rss_work_peak_mib']:.0f} | "
+            f"{s['rss_peak_mib']:.0f} | {s['rss_ratio']:.2f}x | {s['rss_peak_ratio']:.2f}x | {ok2(s, GOALS['surgery_s'])} | "
+            f"{ok(s['rss_ratio'], GOALS['rss_ratio'])} |"
+        )
+    out += [
+        "",
+        '### Issue 4: `shrink(proto, mode="FA", target=0.5)` beyond load and save (goal <= 1 s; '
+        "peak RSS increase <= 3x file)",
+        "",
+        "| variant | load s | shrink s (cpu) | save s | iterations | FLOPs before -> after | params before -> after | "
+        "RSS loaded MiB | work peak MiB | process peak MiB | increase / file | process peak / file | time | memory |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         if "shrink" not in r:
             continue
         s = r["shrink"]
         b, a = s["before"], s["after"]
-        out.append(f"| {r['variant']} | {s['load_s']:.3f} | {s['work_s']:.3f} ({s['work_cpu_s']:.3f}) | {s.get('save_s', 0):.3f} | "
-                   f"{s['iterations']} | {b['flops']/1e9:.3f}G -> {a['flops']/1e9:.3f}G | "
-                   f"{b['params']/1e6:.2f}M -> {a['params']/1e6:.2f}M | {s['rss_loaded_mib']:.0f} | "
-                   f"{s['rss_work_peak_mib']:.0f} | {s['rss_peak_mib']:.0f} | {s['rss_ratio']:.2f}x | {s['rss_peak_ratio']:.2f}x | "
-                   f"{ok2(s, GOALS['shrink_s'])} | {ok(s['rss_ratio'], GOALS['rss_ratio'])} |")
+        out.append(
+            f"| {r['variant']} | {s['load_s']:.3f} | {s['work_s']:.3f} ({s['work_cpu_s']:.3f}) | {s.get('save_s', 0):.3f} | "
+            f"{s['iterations']} | {b['flops'] / 1e9:.3f}G -> {a['flops'] / 1e9:.3f}G | "
+            f"{b['params'] / 1e6:.2f}M -> {a['params'] / 1e6:.2f}M | {s['rss_loaded_mib']:.0f} | "
+            f"{s['rss_work_peak_mib']:.0f} | {s['rss_peak_mib']:.0f} | {s['rss_ratio']:.2f}x | {s['rss_peak_ratio']:.2f}x | "
+            f"{ok2(s, GOALS['shrink_s'])} | {ok(s['rss_ratio'], GOALS['rss_ratio'])} |"
+        )
     if tp_rec is not None:
         ours = rows[0]["shrink"]
         speed = tp_rec["work_s"] / ours["work_s"]
         speed_cpu = tp_rec["work_cpu_s"] / ours["work_cpu_s"]
-        out += ["", f"#### Side by side with Torch-Pruning 1.6.1 (same PyTorch ResNet-50, `models/zoo.py` "
-                f"{MODEL}, random importance, MetaPruner, fc output ignored; uniform `pruning_ratio` bisected "
-                f"to {tp_rec['ratio']:.4f} so MACs match ours; torch threads = 1)", "",
-                "| tool | pruning work s (cpu) | params before -> after | MACs before -> after |", "|---|---:|---|---|",
-                f"| onnxprune shrink FA 0.5 ({rows[0]['variant']}) | {ours['work_s']:.3f} ({ours['work_cpu_s']:.3f}) | "
-                f"{ours['before']['params']/1e6:.2f}M -> {ours['after']['params']/1e6:.2f}M | "
-                f"{ours['before']['flops']/1e9:.3f}G -> {ours['after']['flops']/1e9:.3f}G |",
-                f"| Torch-Pruning (DepGraph {tp_rec['depgraph_s']:.3f}s + prune) | {tp_rec['work_s']:.3f} ({tp_rec['work_cpu_s']:.3f}) | "
-                f"{tp_rec['params_before']/1e6:.2f}M -> {tp_rec['params']/1e6:.2f}M | "
-                f"{tp_rec['macs_before']/1e9:.3f}G -> {tp_rec['macs']/1e9:.3f}G |",
-                "", f"Torch-Pruning's time is one run at the already-known ratio; finding that ratio took "
-                f"{tp_rec['search_steps']} bisection probes, {tp_rec['search_s']:.1f}s including MAC counting "
-                "(onnxprune's shrink finds its own stopping point inside the timed work).",
-                "", f"Speed-up (Torch-Pruning / onnxprune): **{speed:.2f}x** wall, **{speed_cpu:.2f}x** CPU "
-                f"(goal >= {GOALS['speedup']:.0f}x: {ok(speed, GOALS['speedup'], True)} / "
-                f"{ok(speed_cpu, GOALS['speedup'], True)}). onnxprune's FLOPs are Conv/Gemm multiply-accumulates; "
-                "Torch-Pruning's MACs (`tp.utils.count_ops_and_params`) also count BN etc., hence small differences "
-                "in the 'before' figures."]
+        out += [
+            "",
+            f"#### Side by side with Torch-Pruning 1.6.1 (same PyTorch ResNet-50, `models/zoo.py` "
+            f"{MODEL}, random importance, MetaPruner, fc output ignored; uniform `pruning_ratio` bisected "
+            f"to {tp_rec['ratio']:.4f} so MACs match ours; torch threads = 1)",
+            "",
+            "| tool | pruning work s (cpu) | params before -> after | MACs before -> after |",
+            "|---|---:|---|---|",
+            f"| onnxprune shrink FA 0.5 ({rows[0]['variant']}) | {ours['work_s']:.3f} ({ours['work_cpu_s']:.3f}) | "
+            f"{ours['before']['params'] / 1e6:.2f}M -> {ours['after']['params'] / 1e6:.2f}M | "
+            f"{ours['before']['flops'] / 1e9:.3f}G -> {ours['after']['flops'] / 1e9:.3f}G |",
+            f"| Torch-Pruning (DepGraph {tp_rec['depgraph_s']:.3f}s + prune) | {tp_rec['work_s']:.3f} ({tp_rec['work_cpu_s']:.3f}) | "
+            f"{tp_rec['params_before'] / 1e6:.2f}M -> {tp_rec['params'] / 1e6:.2f}M | "
+            f"{tp_rec['macs_before'] / 1e9:.3f}G -> {tp_rec['macs'] / 1e9:.3f}G |",
+            "",
+            f"Torch-Pruning's time is one run at the already-known ratio; finding that ratio took "
+            f"{tp_rec['search_steps']} bisection probes, {tp_rec['search_s']:.1f}s including MAC counting "
+            "(onnxprune's shrink finds its own stopping point inside the timed work).",
+            "",
+            f"Speed-up (Torch-Pruning / onnxprune): **{speed:.2f}x** wall, **{speed_cpu:.2f}x** CPU "
+            f"(goal >= {GOALS['speedup']:.0f}x: {ok(speed, GOALS['speedup'], True)} / "
+            f"{ok(speed_cpu, GOALS['speedup'], True)}). onnxprune's FLOPs are Conv/Gemm multiply-accumulates; "
+            "Torch-Pruning's MACs (`tp.utils.count_ops_and_params`) also count BN etc., hence small differences "
+            "in the 'before' figures.",
+        ]
     if offenders:
         out += ["", "### Where the time goes (cProfile, one run, for measurements that missed their goal)", ""]
         for name, lines in offenders.items():

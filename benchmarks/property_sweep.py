@@ -8,6 +8,7 @@ prunable group, check the full checker, the output shape and the zero-mask oracl
 pass/fail counts and timing, lists the failing specs, and appends a result block to
 benchmarks/RESULTS.md under "## Property sweep (issue 3)".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import torch  # noqa: E402
+from test_property_graphs import RandomDraw, check_spec, draw_spec  # noqa: E402
 
 from benchmarks.results_file import append_to_section  # noqa: E402
-from test_property_graphs import RandomDraw, check_spec, draw_spec  # noqa: E402
 
 SECTION = "## Property sweep (issue 3)"
 
@@ -68,15 +69,20 @@ def main(argv=None) -> int:
         with_prunable += bool(figures["prunable"])
         strict += figures["strict"]
         if (i + 1) % 50 == 0:
-            print(f"{i + 1}/{args.examples}: {counts['pass']} pass, {counts['fail']} fail, "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"{i + 1}/{args.examples}: {counts['pass']} pass, {counts['fail']} fail, "
+                f"{time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
     seconds = time.perf_counter() - start
     n = max(args.examples, 1)
-    summary = (f"{args.examples} examples: {counts['pass']} pass, {counts['fail']} fail; "
-               f"{seconds:.1f} s ({seconds / n * 1000:.0f} ms/example); exporters "
-               + ", ".join(f"{k} {v}" for k, v in sorted(by_exporter.items()))
-               + f"; {with_prunable} nets with a prunable group, {prunable_total} prunable groups in all, "
-               f"{strict} strict keep sets; slowest example #{slowest[1]} {slowest[0]:.1f} s")
+    summary = (
+        f"{args.examples} examples: {counts['pass']} pass, {counts['fail']} fail; "
+        f"{seconds:.1f} s ({seconds / n * 1000:.0f} ms/example); exporters "
+        + ", ".join(f"{k} {v}" for k, v in sorted(by_exporter.items()))
+        + f"; {with_prunable} nets with a prunable group, {prunable_total} prunable groups in all, "
+        f"{strict} strict keep sets; slowest example #{slowest[1]} {slowest[0]:.1f} s"
+    )
     print(summary)
     for spec, error in failures:
         print(f"  {error}\n    {spec}")
@@ -87,9 +93,14 @@ def main(argv=None) -> int:
 
 def record(path: Path, argv, summary: str, failures) -> None:
     machine = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__})"
-    lines = ["", f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
-             f"- command: `.venv/bin/python benchmarks/property_sweep.py {' '.join(argv)}`",
-             f"- machine: {machine}", f"- result: {summary}"]
+    lines = [
+        "",
+        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"- command: `.venv/bin/python benchmarks/property_sweep.py {' '.join(argv)}`",
+        f"- machine: {machine}",
+        f"- result: {summary}",
+    ]
     for spec, error in failures[:20]:
         lines.append(f"- failure: {error} -- `{spec}`")
     append_to_section(path, SECTION, lines)  # other sections belong to other benchmarks

@@ -1,4 +1,5 @@
 """Writing one section of benchmarks/RESULTS.md: replaced in place when its heading is there, else appended."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ def write_section(results: Path, text: str, heading: str) -> None:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
         end = current.find("\n## ", start + 1)
-        updated = current[:start + 1] + text + ("" if end < 0 else "\n" + current[end + 1:])
+        updated = current[: start + 1] + text + ("" if end < 0 else "\n" + current[end + 1 :])
     tmp = results.with_suffix(".tmp")
     tmp.write_text(updated)
     tmp.replace(results)
@@ -30,5 +31,5 @@ def append_to_section(results: Path, heading: str, lines: list[str]) -> None:
     end = len(current) if end < 0 else end
     body = current[:end].rstrip("\n") + "\n" + "\n".join(lines) + "\n"
     tmp = results.with_suffix(".tmp")
-    tmp.write_text(body + ("" if end == len(current) else "\n" + current[end + 1:]))
+    tmp.write_text(body + ("" if end == len(current) else "\n" + current[end + 1 :]))
     tmp.replace(results)

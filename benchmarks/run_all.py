@@ -7,6 +7,7 @@ perf_core.py always runs (in --quick mode unless --full). Any other benchmarks/*
 mentions "--quick" is run as `python SCRIPT --quick`. Scripts without --quick (e.g. bench_speed.py,
 which needs model paths) are skipped. Prints where each script's results went.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     scripts = [HERE / "perf_core.py"]
-    scripts += sorted(p for p in HERE.glob("*.py")
-                      if p.name not in ("perf_core.py", "run_all.py") and not p.name.startswith("_") and takes_quick(p))
+    scripts += sorted(
+        p
+        for p in HERE.glob("*.py")
+        if p.name not in ("perf_core.py", "run_all.py") and not p.name.startswith("_") and takes_quick(p)
+    )
     failed = []
     for script in scripts:
         cmd = [sys.executable, str(script)]

@@ -9,6 +9,7 @@
 Every model and variant is measured in a fresh process; all of them are interleaved over
 --rounds (A B C A B C ...) and the median of each one's per-round medians is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnxprune  # noqa: E402
-from onnxprune.measure.bench import bench, machine_info  # noqa: E402
-from onnxprune.read.io import save_model  # noqa: E402
-from models.export import ensure_zoo  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
+from models.export import ensure_zoo  # noqa: E402
+from onnxprune.measure.bench import bench  # noqa: E402
+from onnxprune.read.io import save_model  # noqa: E402
 
 MODELS = ("vgg16_cifar", "resnet50_cifar", "mobilenetv2_cifar", "resnet50_imagenet", "mobilenetv2_imagenet")
 CONFIGS = (("FA", "auto"), ("FA", 1))  # (mode, --round-to); auto is the default
@@ -47,15 +48,36 @@ def measure_native(path: Path, runs: int, warmup: int) -> tuple[float, float, in
 def measure_emulated(path: Path, runs: int, warmup: int) -> tuple[float, float, int, dict]:
     """`onnxprune bench --json` on the emulated aarch64 interpreter of `make arm-check`."""
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ARM / 'site'}")
-    done = subprocess.run([str(ARM / "bin" / "python3.11"), "-m", "onnxprune", "bench", str(path), "--runs", str(runs),
-                           "--warmup", str(warmup), "--threads", "1", "--json"],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [
+            str(ARM / "bin" / "python3.11"),
+            "-m",
+            "onnxprune",
+            "bench",
+            str(path),
+            "--runs",
+            str(runs),
+            "--warmup",
+            str(warmup),
+            "--threads",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     if done.returncode != 0:
         raise SystemExit(f"emulated bench failed on {path}: {done.stderr.strip()[-500:]}")
     payload = json.loads(done.stdout)
     model = payload["models"][0]
-    return (model["latency_ms"]["median"], cpu_ms_per_run(model["latency_ms"], model["cpu_util_pct"]), model["flops"],
-            payload["machine"])
+    return (
+        model["latency_ms"]["median"],
+        cpu_ms_per_run(model["latency_ms"], model["cpu_util_pct"]),
+        model["flops"],
+        payload["machine"],
+    )
 
 
 def prune_all(names: list[str], target: float, seed: int, out: Path) -> list[tuple[str, str, Path]]:
@@ -70,8 +92,9 @@ def prune_all(names: list[str], target: float, seed: int, out: Path) -> list[tup
             target_path = out / f"{name}.{mode}-{target}-r{round_to}.onnx"
             model, _ = onnxprune.shrink(path, mode=mode, target=target, seed=seed, round_to=round_to)
             save_model(model, target_path, path)
-            label = f"{mode} {target}" + (" (default: --round-to auto)" if round_to == "auto" else
-                                          f" --round-to {round_to}")
+            label = f"{mode} {target}" + (
+                " (default: --round-to auto)" if round_to == "auto" else f" --round-to {round_to}"
+            )
             rows.append((name, label, target_path))
     return rows
 
@@ -109,13 +132,18 @@ def main() -> int:
             continue
         ms, cpu_ms = statistics.median(medians[path]), statistics.median(cpu[path])
         speedup, cpu_speedup, ratio = base_ms / ms, base_cpu / cpu_ms, base_flops / flops[path]
-        table.append(f"| {name} | {label} | {ratio:.2f}x | {base_ms:.3f} | {ms:.3f} | {speedup:.2f}x | "
-                     f"{speedup / ratio:.2f} | {base_cpu:.3f} | {cpu_ms:.3f} | {cpu_speedup:.2f}x | "
-                     f"{cpu_speedup / ratio:.2f} |")
-    where = (f"{machine.get('arch')} {machine.get('cpu')}" + (" by qemu-aarch64-static — an instruction-cost proxy, "
-                                                             "not board latency" if args.emulated else ""))
+        table.append(
+            f"| {name} | {label} | {ratio:.2f}x | {base_ms:.3f} | {ms:.3f} | {speedup:.2f}x | "
+            f"{speedup / ratio:.2f} | {base_cpu:.3f} | {cpu_ms:.3f} | {cpu_speedup:.2f}x | "
+            f"{cpu_speedup / ratio:.2f} |"
+        )
+    where = f"{machine.get('arch')} {machine.get('cpu')}" + (
+        " by qemu-aarch64-static — an instruction-cost proxy, not board latency" if args.emulated else ""
+    )
     command = "benchmarks/speedup.py " + " ".join(sys.argv[1:])
-    heading = f"## Realised speed-up of the default output (issue 13) — {'emulated aarch64' if args.emulated else 'x86'}"
+    heading = (
+        f"## Realised speed-up of the default output (issue 13) — {'emulated aarch64' if args.emulated else 'x86'}"
+    )
     lines = [
         "",
         f"{heading} — {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",

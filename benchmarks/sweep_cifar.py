@@ -10,6 +10,7 @@ The default budget (2 epochs on a class-balanced 6k-image slice of the training 
 fits 13 trainings into about 40 minutes on a 2-core CPU; pass `--epochs 0 --limit-train 0` for the full
 `--recipe cpu` schedule, or run `onnxprune sweep ... --recipe paper --device cuda` on a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,27 @@ def main() -> int:
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
 
-    command = [sys.executable, "-m", "onnxprune", "sweep", args.model, "--modes", "PA,FA,MA",
-               "--targets", "0.8,0.6,0.4,0.2", "--data", "cifar10", "--recipe", "cpu", "--limit-test", "2000",
-               "-o", args.out, "--quiet", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "onnxprune",
+        "sweep",
+        args.model,
+        "--modes",
+        "PA,FA,MA",
+        "--targets",
+        "0.8,0.6,0.4,0.2",
+        "--data",
+        "cifar10",
+        "--recipe",
+        "cpu",
+        "--limit-test",
+        "2000",
+        "-o",
+        args.out,
+        "--quiet",
+        "--json",
+    ]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
     if args.limit_train:
@@ -65,19 +84,23 @@ def main() -> int:
 
     relative = [part.replace(f"{ROOT}/", "") for part in command[1:]]  # paths as run from the repository root
     shown = " ".join(part if " " not in part else f"'{part}'" for part in relative)
-    lines = [f"\n## CIFAR-10 sweep of VGG-16 (issue 6) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n",
-             f"Command: `.venv/bin/python benchmarks/sweep_cifar.py --epochs {args.epochs} --limit-train "
-             f"{args.limit_train}` (runs `python {shown}`); machine: {machine()}; "
-             f"{time.time() - started:.0f} s for this invocation (finished runs of an earlier one are reused). "
-             "Latency: onnxruntime, 1 thread, batch 1, median; energy: the paper's estimate. Plots and "
-             f"the CSV: `{docs.resolve().relative_to(ROOT) if docs.resolve().is_relative_to(ROOT) else docs}/`.\n",
-             "| run | params | FLOPs | memory MB | latency ms | energy µJ | test accuracy | train s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"\n## CIFAR-10 sweep of VGG-16 (issue 6) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n",
+        f"Command: `.venv/bin/python benchmarks/sweep_cifar.py --epochs {args.epochs} --limit-train "
+        f"{args.limit_train}` (runs `python {shown}`); machine: {machine()}; "
+        f"{time.time() - started:.0f} s for this invocation (finished runs of an earlier one are reused). "
+        "Latency: onnxruntime, 1 thread, batch 1, median; energy: the paper's estimate. Plots and "
+        f"the CSV: `{docs.resolve().relative_to(ROOT) if docs.resolve().is_relative_to(ROOT) else docs}/`.\n",
+        "| run | params | FLOPs | memory MB | latency ms | energy µJ | test accuracy | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| {row['name']} | {row['params'] / 1e6:.2f} M | {row['flops'] / 1e6:.1f} M | "
-                     f"{row['memory_bytes'] / 1e6:.1f} | {row['latency_ms']:.2f} | "
-                     f"{row['energy_uj_per_image']:.0f} | {100 * row['accuracy']:.1f}% | "
-                     f"{row['train_wall_seconds']:.0f} |")
+        lines.append(
+            f"| {row['name']} | {row['params'] / 1e6:.2f} M | {row['flops'] / 1e6:.1f} M | "
+            f"{row['memory_bytes'] / 1e6:.1f} | {row['latency_ms']:.2f} | "
+            f"{row['energy_uj_per_image']:.0f} | {100 * row['accuracy']:.1f}% | "
+            f"{row['train_wall_seconds']:.0f} |"
+        )
     with open(args.results, "a") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))

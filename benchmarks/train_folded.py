@@ -6,6 +6,7 @@ what it measured.
     ONNXPRUNE_CIFAR10=/path/cifar10-jpeg.zip .venv/bin/python benchmarks/train_folded.py \
         [--only vgg16:PA:0.2,vgg16:FA:0.5,mobilenetv2:PA:0.2] [--norm auto]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,15 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with open(args.results, "a") as handle:
-        handle.write(f"\n## Training BN-folded exports (issue 19) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n\n"
-                     f"Command: `.venv/bin/python benchmarks/train_folded.py --only {args.only} --norm {args.norm}`; "
-                     f"machine: {info['cpu']}, {info['cores']} cores (shared with other jobs), torch "
-                     f"{version('torch')}. Each: `shrink MODEL.legacy.folded.onnx --mode M --target T` (default "
-                     f"`--init reinit`, seed 0), then `train --recipe cpu --seed 0 --norm {args.norm}`.\n\n"
-                     "| model (folded) | mode/target | params | FLOPs | BN inserted | test accuracy (per epoch) | "
-                     "verdict | nodes same as pruned | train wall s |\n|---|---|---:|---:|---:|---|---|---|---:|\n")
+        handle.write(
+            f"\n## Training BN-folded exports (issue 19) — {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n\n"
+            f"Command: `.venv/bin/python benchmarks/train_folded.py --only {args.only} --norm {args.norm}`; "
+            f"machine: {info['cpu']}, {info['cores']} cores (shared with other jobs), torch "
+            f"{version('torch')}. Each: `shrink MODEL.legacy.folded.onnx --mode M --target T` (default "
+            f"`--init reinit`, seed 0), then `train --recipe cpu --seed 0 --norm {args.norm}`.\n\n"
+            "| model (folded) | mode/target | params | FLOPs | BN inserted | test accuracy (per epoch) | "
+            "verdict | nodes same as pruned | train wall s |\n|---|---|---:|---:|---:|---|---|---|---:|\n"
+        )
     for item in args.only.split(","):
         name, mode, target = item.split(":")
         model = ROOT / "build" / "zoo" / f"{name}_cifar.legacy.folded.onnx"
@@ -58,18 +61,38 @@ def main() -> int:
         else:
             profile = cli("profile", str(pruned))["totals"]
             started = time.time()
-            result = cli("train", str(pruned), "--data", "cifar10", "--recipe", "cpu", "--seed", "0", "--norm",
-                         args.norm, "--quiet", "-o", str(trained))
+            result = cli(
+                "train",
+                str(pruned),
+                "--data",
+                "cifar10",
+                "--recipe",
+                "cpu",
+                "--seed",
+                "0",
+                "--norm",
+                args.norm,
+                "--quiet",
+                "-o",
+                str(trained),
+            )
             if "error" in result:
-                row = (f"| {name} | {mode} {target} | {profile['params'] / 1e6:.2f} M | {profile['flops'] / 1e6:.1f} M "
-                       f"| | {result['error']} | stopped | | {time.time() - started:.0f} |")
+                row = (
+                    f"| {name} | {mode} {target} | {profile['params'] / 1e6:.2f} M | {profile['flops'] / 1e6:.1f} M "
+                    f"| | {result['error']} | stopped | | {time.time() - started:.0f} |"
+                )
             else:
                 import onnx
-                same = [n.name for n in onnx.load(str(trained)).graph.node] == [n.name for n in onnx.load(str(pruned)).graph.node]
+
+                same = [n.name for n in onnx.load(str(trained)).graph.node] == [
+                    n.name for n in onnx.load(str(pruned)).graph.node
+                ]
                 epochs = " → ".join(f"{100 * h['test_acc']:.1f}" for h in result["history"])
-                row = (f"| {name} | {mode} {target} | {profile['params'] / 1e6:.2f} M | {profile['flops'] / 1e6:.1f} M | "
-                       f"{len(result['norm']['inserted'])} | **{100 * result['accuracy']:.1f} %** ({epochs}) | "
-                       f"{result['verdict']['status']} | {'yes' if same else 'no'} | {result['wall_seconds']:.0f} |")
+                row = (
+                    f"| {name} | {mode} {target} | {profile['params'] / 1e6:.2f} M | {profile['flops'] / 1e6:.1f} M | "
+                    f"{len(result['norm']['inserted'])} | **{100 * result['accuracy']:.1f} %** ({epochs}) | "
+                    f"{result['verdict']['status']} | {'yes' if same else 'no'} | {result['wall_seconds']:.0f} |"
+                )
         print(row, flush=True)
         with open(args.results, "a") as handle:
             handle.write(row + "\n")

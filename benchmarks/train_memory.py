@@ -12,6 +12,7 @@ ONNXPRUNE_KEEP_FREED_MEMORY=0 (before) and without (after), and reads each child
 (os.wait4): wall, user and kernel CPU seconds, minor page faults, peak RSS; checks that both reach
 the same accuracy and loss. Appends a table to benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,16 @@ def one_run(argv: list[str], keep: bool) -> dict:
     if status != 0:
         raise SystemExit(f"{' '.join(argv)} failed (status {status})")
     result = json.loads(out)
-    return {"keep": keep, "wall_s": time.perf_counter() - started, "user_s": usage.ru_utime,
-            "sys_s": usage.ru_stime, "minor_faults": usage.ru_minflt, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "accuracy": result["accuracy"], "final_train_loss": result["history"][-1]["train_loss"]}
+    return {
+        "keep": keep,
+        "wall_s": time.perf_counter() - started,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "minor_faults": usage.ru_minflt,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "accuracy": result["accuracy"],
+        "final_train_loss": result["history"][-1]["train_loss"],
+    }
 
 
 def main(argv=None) -> int:
@@ -64,30 +72,69 @@ def main(argv=None) -> int:
         for item in filter(None, args.shrunk.split(",")):
             mode, target = item.split(":")
             models[f"{mode}-{target}"] = str(Path(scratch) / f"{mode}-{target}.onnx")
-            run_json("shrink", args.model, "--mode", mode, "--target", target, "--seed", "0", "-o", models[f"{mode}-{target}"])
+            run_json(
+                "shrink",
+                args.model,
+                "--mode",
+                mode,
+                "--target",
+                target,
+                "--seed",
+                "0",
+                "-o",
+                models[f"{mode}-{target}"],
+            )
         for label, model in models.items():
-            command = [sys.executable, "-m", "onnxprune", "train", model, "--data", "cifar10", "--recipe", "cpu",
-                       "--epochs", "1", "--limit-train", str(args.limit_train), "--limit-test", "200", "--threads",
-                       "1", "--quiet", "--json", "-o", str(Path(scratch) / "trained.onnx")]
+            command = [
+                sys.executable,
+                "-m",
+                "onnxprune",
+                "train",
+                model,
+                "--data",
+                "cifar10",
+                "--recipe",
+                "cpu",
+                "--epochs",
+                "1",
+                "--limit-train",
+                str(args.limit_train),
+                "--limit-test",
+                "200",
+                "--threads",
+                "1",
+                "--quiet",
+                "--json",
+                "-o",
+                str(Path(scratch) / "trained.onnx"),
+            ]
             for _ in range(args.pairs):
                 for keep in (False, True):
                     rows.append({"model": label, **one_run(command, keep)})
                     print(json.dumps(rows[-1]), flush=True)
-    same = all(len({(r["accuracy"], r["final_train_loss"]) for r in rows if r["model"] == label}) == 1
-               for label in {r["model"] for r in rows})
+    same = all(
+        len({(r["accuracy"], r["final_train_loss"]) for r in rows if r["model"] == label}) == 1
+        for label in {r["model"] for r in rows}
+    )
     info = machine_info()
-    lines = [f"{SECTION} — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
-             f"Command: `.venv/bin/python benchmarks/train_memory.py --pairs {args.pairs} --limit-train "
-             f"{args.limit_train} --shrunk {args.shrunk}` on {Path(args.model).name} and it shrunk (seed 0): `train --recipe cpu --epochs 1 --threads 1`, batch 128. "
-             f"Machine: {info['cpu']}, {info['cores']} cores, load average {load:.1f} at the start. Each run is a child process; CPU times, faults and "
-             f"peak RSS are its own (os.wait4). Same accuracy and loss, kept or not: {'yes' if same else 'NO'}.", "",
-             "| model | glibc | wall s | user s | kernel s | kernel share | minor faults | peak RSS |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"{SECTION} — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `.venv/bin/python benchmarks/train_memory.py --pairs {args.pairs} --limit-train "
+        f"{args.limit_train} --shrunk {args.shrunk}` on {Path(args.model).name} and it shrunk (seed 0): `train --recipe cpu --epochs 1 --threads 1`, batch 128. "
+        f"Machine: {info['cpu']}, {info['cores']} cores, load average {load:.1f} at the start. Each run is a child process; CPU times, faults and "
+        f"peak RSS are its own (os.wait4). Same accuracy and loss, kept or not: {'yes' if same else 'NO'}.",
+        "",
+        "| model | glibc | wall s | user s | kernel s | kernel share | minor faults | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         share = r["sys_s"] / (r["user_s"] + r["sys_s"])
-        lines.append(f"| {r['model']} | {'freed memory kept' if r['keep'] else 'as it is (' + OPT_OUT + '=0)'} | {r['wall_s']:.1f} | "
-                     f"{r['user_s']:.1f} | {r['sys_s']:.1f} | {100 * share:.0f} % | {r['minor_faults']:,} | "
-                     f"{r['peak_rss_mb']:.0f} MB |")
+        lines.append(
+            f"| {r['model']} | {'freed memory kept' if r['keep'] else 'as it is (' + OPT_OUT + '=0)'} | {r['wall_s']:.1f} | "
+            f"{r['user_s']:.1f} | {r['sys_s']:.1f} | {100 * share:.0f} % | {r['minor_faults']:,} | "
+            f"{r['peak_rss_mb']:.0f} MB |"
+        )
     write_section(Path(args.results), "\n".join(lines) + "\n", SECTION)
     return 0 if same else 1
 

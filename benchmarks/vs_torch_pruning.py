@@ -15,6 +15,7 @@ alternating, so that a busy spell hits both alike:
 
 The medians go to a RESULTS.md section with the machine and the load average.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ def work_ours(path: str) -> dict:
     t1 = time.perf_counter()
     _, report = onnxprune.shrink(model, mode="FA", target=0.5, seed=0, init="keep")
     t2, c2 = time.perf_counter(), time.process_time()
-    return {"total_s": t2 - t0, "cpu_s": c2 - c0, "load_s": t1 - t0, "work_s": t2 - t1,
-            "flops": report["after"]["flops"], "flops_before": report["before"]["flops"]}
+    return {
+        "total_s": t2 - t0,
+        "cpu_s": c2 - c0,
+        "load_s": t1 - t0,
+        "work_s": t2 - t1,
+        "flops": report["after"]["flops"],
+        "flops_before": report["before"]["flops"],
+    }
 
 
 def work_theirs(state_path: str, ratio: float) -> dict:
@@ -58,8 +65,13 @@ def work_theirs(state_path: str, ratio: float) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     model = torch.load(state_path, weights_only=False)  # the whole module, as an .onnx file holds graph + weights
     t1 = time.perf_counter()
-    pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.RandomImportance(),
-                                  pruning_ratio=ratio, ignored_layers=[model_fc(model)])
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=tp.importance.RandomImportance(),
+        pruning_ratio=ratio,
+        ignored_layers=[model_fc(model)],
+    )
     pruner.step()
     t2, c2 = time.perf_counter(), time.process_time()
     macs, _ = tp.utils.count_ops_and_params(model, example)
@@ -68,8 +80,9 @@ def work_theirs(state_path: str, ratio: float) -> dict:
 
 def spawn(*args: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT, env=env
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -91,12 +104,22 @@ def report_lines(a, ours: list[dict], theirs: list[dict], ratio: float) -> list[
         "",
         "| tool | loading s | pruning s | total s (cpu) | MACs after |",
         "|---|---:|---:|---:|---|",
-        row.format(f"onnxprune `shrink --mode FA --target 0.5 --init keep` ({a.variant})",
-                   median(ours, "load_s"), median(ours, "work_s"), median(ours, "total_s"),
-                   median(ours, "cpu_s"), f"{ours[0]['flops'] / 1e9:.3f}G"),
-        row.format(f"Torch-Pruning 1.6.1 random, ratio {ratio:.4f} (`torch.load` of the pickled module)",
-                   median(theirs, "load_s"), median(theirs, "work_s"), median(theirs, "total_s"),
-                   median(theirs, "cpu_s"), f"{theirs[0]['macs'] / 1e9:.3f}G"),
+        row.format(
+            f"onnxprune `shrink --mode FA --target 0.5 --init keep` ({a.variant})",
+            median(ours, "load_s"),
+            median(ours, "work_s"),
+            median(ours, "total_s"),
+            median(ours, "cpu_s"),
+            f"{ours[0]['flops'] / 1e9:.3f}G",
+        ),
+        row.format(
+            f"Torch-Pruning 1.6.1 random, ratio {ratio:.4f} (`torch.load` of the pickled module)",
+            median(theirs, "load_s"),
+            median(theirs, "work_s"),
+            median(theirs, "total_s"),
+            median(theirs, "cpu_s"),
+            f"{theirs[0]['macs'] / 1e9:.3f}G",
+        ),
         "",
         f"Speed-up (Torch-Pruning / onnxprune, loading included): **{speed:.2f}x** wall, "
         f"**{speed_cpu:.2f}x** CPU (goal >= 1x: {'PASS' if speed >= 1 else 'MISS'}).",

@@ -7,6 +7,7 @@
 * ``shrink_and_verify``: ``onnxprune shrink`` through the CLI, then the zero-mask oracle on every
   output (a Sigmoid/Softmax output on its logits: verify.output_errors) and the full ONNX checker.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,8 +95,11 @@ def profile_mismatches(entry: dict, by_name: dict) -> tuple[list[str], int]:
     twin = entry.get("float_twin")
     if twin is None:
         theirs = onnx_tool_rows(entry)
-        wrong = [node for node, _, params, macs, _, _ in theirs
-                 if (ours.get(node, {}).get("params"), ours.get(node, {}).get("flops")) != (params, macs)]
+        wrong = [
+            node
+            for node, _, params, macs, _, _ in theirs
+            if (ours.get(node, {}).get("params"), ours.get(node, {}).get("flops")) != (params, macs)
+        ]
         return wrong, len(theirs)
     theirs = onnx_tool_rows(by_name[twin])
     quantized = [n for n in onnx.load(entry["path"]).graph.node if n.op_type in QUANTIZED_OPS]
@@ -133,8 +137,25 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         out, report_path = Path(tmp) / "pruned.onnx", Path(tmp) / "report.json"
-        rc, err = run_cli(["shrink", entry["path"], "--mode", "FA", "--target", str(target), "--init", "keep",
-                           "--seed", str(seed), "-o", str(out), "--report", str(report_path), *shape_args(entry)])
+        rc, err = run_cli(
+            [
+                "shrink",
+                entry["path"],
+                "--mode",
+                "FA",
+                "--target",
+                str(target),
+                "--init",
+                "keep",
+                "--seed",
+                str(seed),
+                "-o",
+                str(out),
+                "--report",
+                str(report_path),
+                *shape_args(entry),
+            ]
+        )
         result = {"rc": rc, "err": err}
         if rc != 0:
             return result

@@ -22,6 +22,7 @@ pytest-xdist) and writes every file atomically (temp file + ``os.replace``).
 CLI: ``python -m models.export --out build/zoo [--models a,b] [--exporters legacy,dynamo]
 [--bn folded,kept] [--force] [--jobs N]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -239,7 +240,9 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, bns: Sequence[str]) -> dic
 def _finish(proto: onnx.ModelProto, name: str, exporter: str, bn: str, key: str) -> onnx.ModelProto:
     ops = {n.op_type for n in proto.graph.node}
     if (bn == "kept") != ("BatchNormalization" in ops):
-        raise RuntimeError(f"{name}.{exporter}.{bn}: BatchNormalization nodes {'missing' if bn == 'kept' else 'left over'}")
+        raise RuntimeError(
+            f"{name}.{exporter}.{bn}: BatchNormalization nodes {'missing' if bn == 'kept' else 'left over'}"
+        )
     if [i.name for i in proto.graph.input] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
         raise RuntimeError(f"{name}.{exporter}.{bn}: unexpected graph inputs/outputs")
     meta = {
@@ -426,19 +429,33 @@ def _csv(value: str, known: Sequence[str], what: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in known]
     if bad or not items:
-        raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(bad) or '(none given)'}; choose from {', '.join(known)}"
+        )
     return items
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder (e.g. build/zoo)")
-    parser.add_argument("--models", type=lambda v: _csv(v, list(MODELS), "model"), default=list(MODELS),
-                        help=f"comma-separated subset of: {','.join(MODELS)}")
-    parser.add_argument("--exporters", type=lambda v: _csv(v, EXPORTERS, "exporter"), default=list(EXPORTERS),
-                        help="comma-separated subset of: legacy,dynamo")
-    parser.add_argument("--bn", type=lambda v: _csv(v, BN_VARIANTS, "bn variant"), default=list(BN_VARIANTS),
-                        help="comma-separated subset of: folded,kept")
+    parser.add_argument(
+        "--models",
+        type=lambda v: _csv(v, list(MODELS), "model"),
+        default=list(MODELS),
+        help=f"comma-separated subset of: {','.join(MODELS)}",
+    )
+    parser.add_argument(
+        "--exporters",
+        type=lambda v: _csv(v, EXPORTERS, "exporter"),
+        default=list(EXPORTERS),
+        help="comma-separated subset of: legacy,dynamo",
+    )
+    parser.add_argument(
+        "--bn",
+        type=lambda v: _csv(v, BN_VARIANTS, "bn variant"),
+        default=list(BN_VARIANTS),
+        help="comma-separated subset of: folded,kept",
+    )
     parser.add_argument("--force", action="store_true", help="re-export even the up-to-date files")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: min(2, CPUs))")
     args = parser.parse_args(argv)
@@ -456,8 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with torch.random.fork_rng(devices=[]), _torch_threads(1):
         ensure_zoo(args.out, args.models, args.exporters, args.bn, force=args.force, jobs=args.jobs, report=report)
-    print(f"zoo in {args.out}: {len(args.models)} models x {len(args.exporters)} exporters x "
-          f"{len(args.bn)} bn variants, opset {OPSET}, {time.perf_counter() - t_all:.1f} s", flush=True)
+    print(
+        f"zoo in {args.out}: {len(args.models)} models x {len(args.exporters)} exporters x "
+        f"{len(args.bn)} bn variants, opset {OPSET}, {time.perf_counter() - t_all:.1f} s",
+        flush=True,
+    )
     return 0
 
 

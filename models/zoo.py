@@ -10,6 +10,7 @@ network and BatchNorm folding is a non-trivial transformation of the weights.
 reference figures). MACs are multiply-accumulates of Conv/Linear layers only (bias,
 BN, activations, pooling and residual adds are not counted), for batch 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -246,7 +247,15 @@ class InvertedResidual(nn.Module):
 
 
 # t (expansion), c (channels), n (repeats), s (stride of the first block)
-MBV2_SETTINGS: tuple = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MBV2_SETTINGS: tuple = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2(nn.Module):
@@ -361,38 +370,62 @@ MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         ModelSpec(
-            "vgg16_cifar", lambda: VGG16Cifar(10), (1, 3, 32, 32), 10,
-            ref_params=15.0e6, ref_macs=313e6,
+            "vgg16_cifar",
+            lambda: VGG16Cifar(10),
+            (1, 3, 32, 32),
+            10,
+            ref_params=15.0e6,
+            ref_macs=313e6,
             ref_source="published: VGG-16/CIFAR-10 ~15 M params, ~313 M MACs (e.g. HRank, CVPR 2020)",
             dataset="cifar10",
         ),
         ModelSpec(
-            "alexnet_cifar", lambda: AlexNetCifar(10), (1, 3, 32, 32), 10,
-            ref_params=23_274_570, ref_macs=62_742_528,
+            "alexnet_cifar",
+            lambda: AlexNetCifar(10),
+            (1, 3, 32, 32),
+            10,
+            ref_params=23_274_570,
+            ref_macs=62_742_528,
             ref_source="own: exact count of this AlexNet-BN/CIFAR variant (see AlexNetCifar)",
             dataset="cifar10",
         ),
         ModelSpec(
-            "resnet50_cifar", lambda: ResNet50(10, cifar=True), (1, 3, 32, 32), 10,
-            ref_params=23_520_842, ref_macs=1_297_829_888,
+            "resnet50_cifar",
+            lambda: ResNet50(10, cifar=True),
+            (1, 3, 32, 32),
+            10,
+            ref_params=23_520_842,
+            ref_macs=1_297_829_888,
             ref_source="own: exact count (matches the common CIFAR port: 23.5 M params, 1.30 G MACs)",
             dataset="cifar10",
         ),
         ModelSpec(
-            "mobilenetv2_cifar", lambda: MobileNetV2(10, cifar=True), (1, 3, 32, 32), 10,
-            ref_params=2_236_682, ref_macs=87_976_448,
+            "mobilenetv2_cifar",
+            lambda: MobileNetV2(10, cifar=True),
+            (1, 3, 32, 32),
+            10,
+            ref_params=2_236_682,
+            ref_macs=87_976_448,
             ref_source="own: exact count (stride-1 stem and 24-ch stage: 2.24 M params, 88.0 M MACs)",
             dataset="cifar10",
         ),
         ModelSpec(
-            "resnet50_imagenet", lambda: ResNet50(1000, cifar=False), (1, 3, 224, 224), 1000,
-            ref_params=25.6e6, ref_macs=4.1e9,
+            "resnet50_imagenet",
+            lambda: ResNet50(1000, cifar=False),
+            (1, 3, 224, 224),
+            1000,
+            ref_params=25.6e6,
+            ref_macs=4.1e9,
             ref_source="published: torchvision resnet50, 25.6 M params, 4.1 G MACs",
             dataset="imagenet",
         ),
         ModelSpec(
-            "mobilenetv2_imagenet", lambda: MobileNetV2(1000, cifar=False), (1, 3, 224, 224), 1000,
-            ref_params=3.5e6, ref_macs=300e6,
+            "mobilenetv2_imagenet",
+            lambda: MobileNetV2(1000, cifar=False),
+            (1, 3, 224, 224),
+            1000,
+            ref_params=3.5e6,
+            ref_macs=300e6,
             ref_source="published: MobileNetV2 1.0 (Sandler et al. 2018), 3.4-3.5 M params, 300 M MACs",
             dataset="imagenet",
         ),

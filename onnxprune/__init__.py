@@ -2,13 +2,14 @@
 
 Public API: `profile`, `channel_groups`, `prune_channels`, `shrink`, `check`.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 from onnxprune.analysis.complexity import Profile, profile  # noqa: E402
-from onnxprune.errors import CheckFailed, UserError  # noqa: E402
 from onnxprune.analysis.groups import Dependencies, Group, channel_groups  # noqa: E402
+from onnxprune.errors import CheckFailed, UserError  # noqa: E402
 from onnxprune.prune.shrink import shrink  # noqa: E402  (bound eagerly: the submodule has the same name)
 
 
@@ -27,5 +28,15 @@ def check(*args, **kwargs):
     return _check(*args, **kwargs)
 
 
-__all__ = ["Profile", "profile", "channel_groups", "prune_channels", "shrink", "check", "UserError",
-           "CheckFailed", "Dependencies", "Group"]
+__all__ = [
+    "Profile",
+    "profile",
+    "channel_groups",
+    "prune_channels",
+    "shrink",
+    "check",
+    "UserError",
+    "CheckFailed",
+    "Dependencies",
+    "Group",
+]

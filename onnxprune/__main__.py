@@ -1,3 +1,5 @@
+"""`python -m onnxprune`: the CLI (onnxprune/cli/)."""
+
 from onnxprune.cli import entry
 
 entry()

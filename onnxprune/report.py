@@ -1,4 +1,5 @@
 """Formatting for people: SI numbers and rich tables shared by the verbs."""
+
 from __future__ import annotations
 
 from rich.markup import escape
@@ -21,7 +22,6 @@ def nbytes(value: float) -> str:
 
 def pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
-
 
 
 def literal(value) -> str:

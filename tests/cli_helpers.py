@@ -1,4 +1,5 @@
 """Running the CLI in-process from tests, and the one-line error contract (exit 2, one line, no traceback)."""
+
 from __future__ import annotations
 
 from onnxprune.cli import main

@@ -9,6 +9,7 @@
 Parametrize over ``CIFAR_MODELS``, ``IMAGENET_MODELS``, ``EXPORTERS`` and ``BN_VARIANTS``
 (re-exported here from ``models.zoo``).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,3 +70,11 @@ def read_only(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(onnxprune_io.os, "access", access)
     yield folder
     folder.chmod(0o755)
+
+
+@pytest.fixture
+def pickles(tmp_path) -> Path:
+    """A tiny CIFAR-10 in the original pickle format (8 images a batch, 10 test images)."""
+    from trainers.testing import write_cifar_pickles
+
+    return write_cifar_pickles(tmp_path / "data", per_batch=8, n_test=10)

@@ -1,4 +1,5 @@
 """Hand-built ONNX graphs with exporter quirks that torch never writes (shared by the group/surgery tests)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,17 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
         return outs
 
-    def conv(self, x: str, cin: int, cout: int, name: str = "", k: int = 1, group: int = 1, bias: bool = True,
-             bias_name: str | None = None) -> str:
+    def conv(
+        self,
+        x: str,
+        cin: int,
+        cout: int,
+        name: str = "",
+        k: int = 1,
+        group: int = 1,
+        bias: bool = True,
+        bias_name: str | None = None,
+    ) -> str:
         w = self.const(self.rng.standard_normal((cout, cin // group, k, k)).astype(np.float32), "weight")
         inputs = [x, w]
         if bias:
@@ -78,8 +88,7 @@ def qdq_cnn() -> onnx.ModelProto:
     ws = b.const(np.full(8, 0.01, np.float32), "w_scale")
     wz = b.const(np.zeros(8, np.int8), "w_zp")
     w = b.node("DequantizeLinear", [wq, ws, wz], "w_dq", axis=0)[0]
-    h = b.relu(b.node("Conv", [xd, w, b.const(b.rng.standard_normal(8).astype(np.float32))], "qconv",
-                      pads=[1] * 4)[0])
+    h = b.relu(b.node("Conv", [xd, w, b.const(b.rng.standard_normal(8).astype(np.float32))], "qconv", pads=[1] * 4)[0])
     h = b.relu(b.conv(h, 8, 6, "conv2"))
     return b.model(b.conv(h, 6, 4, "head"))
 

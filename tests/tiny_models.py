@@ -1,4 +1,5 @@
 """Tiny ONNX models built with onnx.helper, shared by the tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,16 @@ def conv_model(path: Path, cout: int = 8, batch: int | str = 1, size: int | str 
     hw = int(size) if str(size).isdigit() else size
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])
     y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [batch, cout, hw, hw])
-    graph = helper.make_graph([helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                               helper.make_node("Relu", ["c"], ["out"])], "g", [x], [y], [w, b])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["out"]),
+        ],
+        "g",
+        [x],
+        [y],
+        [w, b],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     path.parent.mkdir(parents=True, exist_ok=True)

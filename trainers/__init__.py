@@ -4,6 +4,7 @@ Imports are lazy so that `import trainers` costs nothing until torch is actually
 
     from trainers import train, convert, export_onnx, load_dataset
 """
+
 from __future__ import annotations
 
 import os
@@ -18,10 +19,19 @@ if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
-    "train": "loop", "TrainResult": "loop", "RECIPES": "loop", "evaluate": "loop", "evaluate_model": "loop",
+    "train": "loop",
+    "TrainResult": "loop",
+    "RECIPES": "loop",
+    "evaluate": "loop",
+    "evaluate_model": "loop",
     "resolve_config": "loop",
-    "convert": "convert", "export_onnx": "convert", "OnnxModule": "convert",
-    "load_dataset": "data", "Dataset": "data", "Batches": "data", "parse_data_spec": "data",
+    "convert": "convert",
+    "export_onnx": "convert",
+    "OnnxModule": "convert",
+    "load_dataset": "data",
+    "Dataset": "data",
+    "Batches": "data",
+    "parse_data_spec": "data",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,5 @@
 """Image decoding for the dataset loaders: Pillow and numpy only, so worker processes start fast."""
+
 from __future__ import annotations
 
 import io
@@ -25,8 +26,10 @@ def decode_images(source: str, members: list[str]) -> np.ndarray:
             with handle, Image.open(handle) as image:
                 array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
             if images and array.shape != images[0].shape:
-                raise ValueError(f"{member}: {array.shape[1]}x{array.shape[0]} pixels, the first image has "
-                                 f"{images[0].shape[1]}x{images[0].shape[0]}; resize the images to one size")
+                raise ValueError(
+                    f"{member}: {array.shape[1]}x{array.shape[0]} pixels, the first image has "
+                    f"{images[0].shape[1]}x{images[0].shape[0]}; resize the images to one size"
+                )
             images.append(array)
     finally:
         if archive is not None:

@@ -1,5 +1,6 @@
 """Training batches: shuffled, augmented (4-pixel zero pad + random crop, horizontal flip) and
 normalised on whole uint8 tensors at once, so data loading is never the bottleneck."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -29,9 +30,20 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fli
 class Batches:
     """Shuffled, augmented, normalised batches from a uint8 tensor dataset (no per-image loops)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, *, device="cpu",
-                 train: bool = False, generator: torch.Generator | None = None, channels_last: bool = False,
-                 augment: bool = True):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        mean,
+        std,
+        *,
+        device="cpu",
+        train: bool = False,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+        augment: bool = True,
+    ):
         self.x = x.to(device)
         self.y = y.to(device)
         self.batch_size = batch_size
@@ -55,16 +67,14 @@ class Batches:
         order = torch.randperm(n, generator=self.generator) if self.train else None
         for k in range(len(self)):
             if order is not None:
-                idx = order[k * self.batch_size:(k + 1) * self.batch_size].to(self.device)
+                idx = order[k * self.batch_size : (k + 1) * self.batch_size].to(self.device)
                 xb, yb = self.x[idx], self.y[idx]
                 if self.augment:
                     xb = augment_batch(xb, self.generator)
             else:
-                xb = self.x[k * self.batch_size:(k + 1) * self.batch_size]
-                yb = self.y[k * self.batch_size:(k + 1) * self.batch_size]
+                xb = self.x[k * self.batch_size : (k + 1) * self.batch_size]
+                yb = self.y[k * self.batch_size : (k + 1) * self.batch_size]
             xf = xb.to(torch.float32) * self.scale + self.shift
             if self.channels_last:
                 xf = xf.contiguous(memory_format=torch.channels_last)
             yield xf, yb
-
-

@@ -1,5 +1,6 @@
 """The on-disk cache of decoded images: uint8 `.npy` arrays under `$ONNXPRUNE_CACHE` (default
 `~/.cache/onnxprune/`), keyed by the source's path, size and mtime, written all-or-nothing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 
 CACHE_VERSION = 1
 
@@ -63,5 +63,3 @@ def write_cache(folder: Path, arrays: dict, classes: list[str], source: Path) ->
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError:
         pass  # an unwritable cache only costs time
-
-

@@ -26,6 +26,7 @@ per-image Python loop, driven by a `torch.Generator` so runs are reproducible.
 Modules: this one (specs, readers, `load_dataset`), trainers.cache (the on-disk cache),
 trainers.batches (`Batches`, augmentation).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,11 +45,19 @@ from onnxprune.errors import UserError
 
 from ._decode import decode_images
 from .batches import Batches, augment_batch
-from .cache import cache_path, read_cache, write_cache, cache_dir
+from .cache import cache_dir, cache_path, read_cache, write_cache
 from .datapath import SHARED_DATASETS, find_cifar10, locate_cifar10
 
-__all__ = ["Dataset", "Batches", "load_dataset", "parse_data_spec", "cache_dir", "DEFAULT_CIFAR10",
-           "CIFAR10_CLASSES", "augment_batch"]
+__all__ = [
+    "Dataset",
+    "Batches",
+    "load_dataset",
+    "parse_data_spec",
+    "cache_dir",
+    "DEFAULT_CIFAR10",
+    "CIFAR10_CLASSES",
+    "augment_batch",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # `--data cifar10` without a path: $ONNXPRUNE_CIFAR10, $ONNXPRUNE_DATA, ~/.cache/onnxprune, the shared folder
@@ -83,12 +92,14 @@ class Dataset:
 
     def limited(self, train: int | None = None, test: int | None = None) -> "Dataset":
         """The first `train` / `test` images (class-balanced prefixes for image folders)."""
+
         def cut(x, y, n):
             if n is None:
                 return x, y
             if n <= 0:
                 raise UserError(f"a limit of {n} images leaves nothing to train or test on; give a positive number")
             return x[:n], y[:n]
+
         tx, ty = cut(self.train_x, self.train_y, train)
         vx, vy = cut(self.test_x, self.test_y, test)
         return Dataset(self.name, self.classes, tx, ty, vx, vy, self.source, self.mean, self.std)
@@ -103,7 +114,7 @@ class Dataset:
         total_sq = torch.zeros(c, dtype=torch.float64)
         count = 0
         for start in range(0, x.shape[0], 4096):
-            chunk = x[start:start + 4096].to(torch.float64) / 255.0
+            chunk = x[start : start + 4096].to(torch.float64) / 255.0
             total += chunk.sum(dim=(0, 2, 3))
             total_sq += chunk.pow(2).sum(dim=(0, 2, 3))
             count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
@@ -115,6 +126,7 @@ class Dataset:
 
 
 # ------------------------------------------------------------------------------------------ specs
+
 
 def parse_data_spec(spec: str) -> tuple[str, Path]:
     """`cifar10`, `cifar10=PATH`, `cifar100=PATH`, `folder=PATH` -> (kind, path)."""
@@ -135,8 +147,15 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
     return kind, path
 
 
-def load_dataset(spec: str = "cifar10", *, train_per_class: int | None = None, test_per_class: int | None = None,
-                 use_cache: bool = True, workers: int | None = None, log=None) -> Dataset:
+def load_dataset(
+    spec: str = "cifar10",
+    *,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    use_cache: bool = True,
+    workers: int | None = None,
+    log=None,
+) -> Dataset:
     """Load a dataset spec. `*_per_class` decode only the first k images per class of an image
     folder (the class-balanced prefix); a full decode is cached, and a cached full decode serves
     limited requests too."""
@@ -144,12 +163,15 @@ def load_dataset(spec: str = "cifar10", *, train_per_class: int | None = None, t
     if kind == "cifar100":
         return _load_pickled(path, hundred=True, spec=spec).limited(
             None if train_per_class is None else train_per_class * 100,
-            None if test_per_class is None else test_per_class * 100)
+            None if test_per_class is None else test_per_class * 100,
+        )
     pickled = _find_pickled_cifar10(path)
     if kind == "cifar10" and pickled is not None:
         data = _load_pickled(pickled, hundred=False, spec=spec)
-        return data.limited(None if train_per_class is None else train_per_class * 10,
-                            None if test_per_class is None else test_per_class * 10)
+        return data.limited(
+            None if train_per_class is None else train_per_class * 10,
+            None if test_per_class is None else test_per_class * 10,
+        )
     data = _load_image_folder(path, spec, train_per_class, test_per_class, use_cache, workers, log)
     if kind == "cifar10" and data.classes != CIFAR10_CLASSES:
         raise UserError(f"--data {spec!r}: the classes {data.classes[:4]}... are not CIFAR-10's; use folder=PATH")
@@ -158,6 +180,7 @@ def load_dataset(spec: str = "cifar10", *, train_per_class: int | None = None, t
 
 
 # ---------------------------------------------------------------------------------------- pickles
+
 
 def _find_pickled_cifar10(path: Path) -> Path | None:
     if path.is_file() and (path.name.endswith(".tar.gz") or path.name.endswith(".tgz")):
@@ -238,11 +261,13 @@ def _load_pickled(path: Path, *, hundred: bool, spec: str) -> Dataset:
         classes = CIFAR10_CLASSES if not hundred else [str(i) for i in range(100)]
     if int(max(train_y.max(), test_y.max())) >= count:
         raise UserError(f"--data {spec!r}: labels go beyond the {count} classes of the format")
-    return Dataset("cifar100" if hundred else "cifar10", classes[:count], train_x, train_y, test_x, test_y,
-                   source=str(path))
+    return Dataset(
+        "cifar100" if hundred else "cifar10", classes[:count], train_x, train_y, test_x, test_y, source=str(path)
+    )
 
 
 # ---------------------------------------------------------------------------------- image folders
+
 
 def _list_folder(path: Path, spec: str) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
     """{split: {class: [members sorted]}} for a folder or a zip."""
@@ -294,7 +319,11 @@ def _interleave(per_class: dict[str, list[str]], classes: list[str], limit: int 
 
 
 def _decode_parallel(path: Path, members: list[str], workers: int | None, spec: str) -> np.ndarray:
-    workers = workers if workers is not None else min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = (
+        workers
+        if workers is not None
+        else min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )
     try:
         if workers <= 1 or len(members) < PARALLEL_MIN:
             return decode_images(str(path), members)
@@ -314,7 +343,9 @@ def _decode_parallel(path: Path, members: list[str], workers: int | None, spec: 
         out = np.empty((len(members),) + parts[0].shape[1:], dtype=np.uint8)
         for i, part in enumerate(parts):
             if part.shape[1:] != out.shape[1:]:
-                raise ValueError(f"images of {part.shape[2]}x{part.shape[1]} and {out.shape[2]}x{out.shape[1]} pixels; resize them to one size")
+                raise ValueError(
+                    f"images of {part.shape[2]}x{part.shape[1]} and {out.shape[2]}x{out.shape[1]} pixels; resize them to one size"
+                )
             out[i::workers] = part
         return out
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -323,14 +354,28 @@ def _decode_parallel(path: Path, members: list[str], workers: int | None, spec: 
         raise UserError(f"--data {spec!r}: cannot decode an image of {path} ({type(exc).__name__}: {exc})") from None
 
 
-def _load_image_folder(path: Path, spec: str, train_per_class: int | None, test_per_class: int | None,
-                       use_cache: bool, workers: int | None, log) -> Dataset:
+def _load_image_folder(
+    path: Path,
+    spec: str,
+    train_per_class: int | None,
+    test_per_class: int | None,
+    use_cache: bool,
+    workers: int | None,
+    log,
+) -> Dataset:
     cache = cache_path(path) if use_cache else None
     cached = read_cache(cache) if cache is not None and cache.is_dir() else None
     if cached is not None:
         classes = list(cached["classes"])
-        data = Dataset("", classes, torch.from_numpy(cached["train_x"]), torch.from_numpy(cached["train_y"]),
-                       torch.from_numpy(cached["test_x"]), torch.from_numpy(cached["test_y"]), source=str(path))
+        data = Dataset(
+            "",
+            classes,
+            torch.from_numpy(cached["train_x"]),
+            torch.from_numpy(cached["train_y"]),
+            torch.from_numpy(cached["test_x"]),
+            torch.from_numpy(cached["test_y"]),
+            source=str(path),
+        )
         return _per_class_prefix(data, train_per_class, test_per_class)
     classes, tree = _list_folder(path, spec)
     train_members, train_labels = _interleave(tree["train"], classes, None)
@@ -344,8 +389,11 @@ def _load_image_folder(path: Path, spec: str, train_per_class: int | None, test_
         train_sel, test_sel = (train_members, train_labels), (test_members, test_labels)
     started = time.perf_counter()
     if log:
-        log(f"decoding {len(train_sel[0]) + len(test_sel[0])} images from {path} (once; cached afterwards)"
-            if decode_all else f"decoding {len(train_sel[0]) + len(test_sel[0])} images from {path}")
+        log(
+            f"decoding {len(train_sel[0]) + len(test_sel[0])} images from {path} (once; cached afterwards)"
+            if decode_all
+            else f"decoding {len(train_sel[0]) + len(test_sel[0])} images from {path}"
+        )
     train_x = _decode_parallel(path, train_sel[0], workers, spec)
     test_x = _decode_parallel(path, test_sel[0], workers, spec)
     if train_x.shape[1:] != test_x.shape[1:] and len(test_x):
@@ -360,8 +408,12 @@ def _load_image_folder(path: Path, spec: str, train_per_class: int | None, test_
         log(f"decoded in {time.perf_counter() - started:.1f} s")
     if decode_all and cache is not None:
         write_cache(cache, arrays, classes, path)
-    data = Dataset("", classes, *(torch.from_numpy(arrays[k]) for k in ("train_x", "train_y", "test_x", "test_y")),
-                   source=str(path))
+    data = Dataset(
+        "",
+        classes,
+        *(torch.from_numpy(arrays[k]) for k in ("train_x", "train_y", "test_x", "test_y")),
+        source=str(path),
+    )
     return _per_class_prefix(data, train_per_class, test_per_class) if decode_all else data
 
 
@@ -373,6 +425,7 @@ def _per_class_prefix(data: Dataset, train_per_class: int | None, test_per_class
         rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # index of each image within its class
         mask = rank < k
         return x[mask], y[mask]
+
     tx, ty = keep(data.train_x, data.train_y, train_per_class)
     vx, vy = keep(data.test_x, data.test_y, test_per_class)
     return Dataset(data.name, data.classes, tx, ty, vx, vy, data.source, data.mean, data.std)

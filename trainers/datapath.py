@@ -4,6 +4,7 @@ Looked for, in order: `$ONNXPRUNE_CIFAR10` (a file or folder), then in each fold
 `$ONNXPRUNE_DATA`, `~/.cache/onnxprune/` and the checkout's `../shared/datasets/` one of
 ARCHIVES (the shared JPEG zip, the official pickled tarball, or that tarball unpacked).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,11 @@ SHARED_DATASETS = Path(__file__).resolve().parent.parent / ".." / "shared" / "da
 def search_folders() -> list[tuple[str, Path | None]]:
     """(how the folder was named, the folder or None when its variable is unset), in search order."""
     data = os.environ.get("ONNXPRUNE_DATA")
-    return [("$ONNXPRUNE_DATA", Path(data).expanduser() if data else None),
-            ("~/.cache/onnxprune", Path.home() / ".cache" / "onnxprune"),
-            ("the checkout's shared folder", SHARED_DATASETS.resolve())]
+    return [
+        ("$ONNXPRUNE_DATA", Path(data).expanduser() if data else None),
+        ("~/.cache/onnxprune", Path.home() / ".cache" / "onnxprune"),
+        ("the checkout's shared folder", SHARED_DATASETS.resolve()),
+    ]
 
 
 def find_cifar10() -> Path | None:
@@ -44,8 +47,11 @@ def locate_cifar10(spec: str = "cifar10") -> Path:
     explicit = os.environ.get("ONNXPRUNE_CIFAR10")
     if explicit:
         raise UserError(f"--data {spec!r}: $ONNXPRUNE_CIFAR10={explicit} does not exist")
-    looked = "; ".join(f"{label} ({folder})" if folder is not None else f"{label} (unset)"
-                       for label, folder in search_folders())
-    raise UserError(f"--data {spec!r}: no CIFAR-10 found; looked for {' or '.join(ARCHIVES)} in {looked}. "
-                    f"Download {OFFICIAL_URL} into ~/.cache/onnxprune/ (or a folder named by $ONNXPRUNE_DATA), "
-                    f"or give --data cifar10=PATH")
+    looked = "; ".join(
+        f"{label} ({folder})" if folder is not None else f"{label} (unset)" for label, folder in search_folders()
+    )
+    raise UserError(
+        f"--data {spec!r}: no CIFAR-10 found; looked for {' or '.join(ARCHIVES)} in {looked}. "
+        f"Download {OFFICIAL_URL} into ~/.cache/onnxprune/ (or a folder named by $ONNXPRUNE_DATA), "
+        f"or give --data cifar10=PATH"
+    )

@@ -1,5 +1,6 @@
 """Writing the trained model: into the source graph's own structure when possible, through torch's
 exporter otherwise; then checking onnxruntime against torch on test images."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,9 @@ from .convert.norms import graph_has_norm
 from .convert.writeback import CannotWriteBack, dynamic_batch, write_back
 
 
-def export_trained(module: OnnxModule, source: onnx.ModelProto, out_path, *, keep_bn: bool, refuse,
-                   metadata: dict[str, str]) -> tuple[onnx.ModelProto, str]:
+def export_trained(
+    module: OnnxModule, source: onnx.ModelProto, out_path, *, keep_bn: bool, refuse, metadata: dict[str, str]
+) -> tuple[onnx.ModelProto, str]:
     """Save the trained `module` (eval mode) to `out_path`; returns (saved model, how).
 
     A graph without normalisation of its own (a folded export), or any graph with `keep_bn`, gets
@@ -65,7 +67,7 @@ def onnx_agreement(module: torch.nn.Module, exported: onnx.ModelProto, batches: 
             if static:  # a graph with a fixed batch (a Reshape to [1, ...]): feed it that many at a time
                 usable = (x.shape[0] // static) * static
                 x, torch_pred = x[:usable], torch_pred[:usable]
-                outs = [session.run(None, {first.name: x[i:i + static]})[0] for i in range(0, usable, static)]
+                outs = [session.run(None, {first.name: x[i : i + static]})[0] for i in range(0, usable, static)]
                 ort_pred = np.concatenate(outs).argmax(1) if outs else np.zeros(0, dtype=np.int64)
             else:
                 ort_pred = np.asarray(session.run(None, {first.name: x})[0]).argmax(1)

@@ -16,6 +16,7 @@ After the first epoch the guard looks at the training loss over the epoch's last
 An epoch of fewer than `MIN_STEPS` optimizer steps is not judged: a handful of steps says nothing
 (smoke runs on a few dozen images); the verdict then reads "not judged".
 """
+
 from __future__ import annotations
 
 import math
@@ -50,13 +51,19 @@ def verdict(history: list[dict], classes: int, guarded: bool) -> dict:
         return {"status": "not judged", "guard": guarded, "reason": f"fewer than {MIN_STEPS} steps in epoch 1"}
     tail = first.get("train_loss_tail", first["train_loss"])
     if first.get("epoch") == 1 and uninformed(tail, first["test_acc"], classes):
-        return {"status": "did not learn", "guard": guarded, "epoch": 1, "train_loss": tail,
-                "uninformed_loss": round(math.log(classes), 6)}
+        return {
+            "status": "did not learn",
+            "guard": guarded,
+            "epoch": 1,
+            "train_loss": tail,
+            "uninformed_loss": round(math.log(classes), 6),
+        }
     return {"status": "learned", "guard": guarded}
 
 
-def check_epoch(epoch: int, steps: int, tail_loss: float, test_accuracy: float, classes: int,
-                history: list[dict]) -> None:
+def check_epoch(
+    epoch: int, steps: int, tail_loss: float, test_accuracy: float, classes: int, history: list[dict]
+) -> None:
     """After the first epoch: raise DidNotLearn when the loss is still at the uninformed level."""
     if epoch != 1 or steps < MIN_STEPS or not uninformed(tail_loss, test_accuracy, classes):
         return
@@ -65,8 +72,16 @@ def check_epoch(epoch: int, steps: int, tail_loss: float, test_accuracy: float, 
         f"the model did not learn: after epoch 1 the training loss is {tail_loss:.3f}, the uninformed level "
         f"ln({classes}) = {level:.3f}, and test accuracy {100 * test_accuracy:.1f} % is chance; nothing was "
         f"written; {ADVICE}",
-        {"status": "did not learn", "guard": True, "epoch": 1, "train_loss": round(tail_loss, 6),
-         "uninformed_loss": round(level, 6), "test_acc": test_accuracy, "history": history})
+        {
+            "status": "did not learn",
+            "guard": True,
+            "epoch": 1,
+            "train_loss": round(tail_loss, 6),
+            "uninformed_loss": round(level, 6),
+            "test_acc": test_accuracy,
+            "history": history,
+        },
+    )
 
 
 def check_step(loss: float, epoch: int, step_in_epoch: int, history: list[dict]) -> None:
@@ -76,4 +91,5 @@ def check_step(loss: float, epoch: int, step_in_epoch: int, history: list[dict])
     raise DidNotLearn(
         f"training diverged: the loss became {loss} at step {step_in_epoch + 1} of epoch {epoch}; nothing was "
         f"written; lower --lr (or train with --norm insert)",
-        {"status": "diverged", "guard": True, "epoch": epoch, "train_loss": str(loss), "history": history})
+        {"status": "diverged", "guard": True, "epoch": epoch, "train_loss": str(loss), "history": history},
+    )

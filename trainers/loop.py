@@ -9,6 +9,7 @@ BatchNorm folded: trainers.export_trained), checking that onnxruntime predicts w
 The recipes live in trainers.recipes, checkpoints in trainers.checkpoint, the progress bar in
 trainers.progress.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 from onnxprune.read.io import ModelLike, load_model, validate_output_path
 
-from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, RESUME_KEYS, load_checkpoint, model_fingerprint,
-                         save_checkpoint)
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    RESUME_KEYS,
+    load_checkpoint,
+    model_fingerprint,
+    save_checkpoint,
+)
 from .convert import OnnxModule, convert
 from .convert.norms import NORM_MODES, insert_norms
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
@@ -34,21 +41,21 @@ from .export_trained import export_trained, onnx_agreement
 from .guard import check_epoch, check_step, verdict
 from .memory import keep_freed_memory
 from .progress import TrainingProgress
-from .recipes import CPU_RECIPE_NOTE, RECIPES, make_optimizer, resolve_device, set_threads, lr_at, resolve_config
+from .recipes import CPU_RECIPE_NOTE, RECIPES, lr_at, make_optimizer, resolve_config, resolve_device, set_threads
 
 __all__ = ["train", "TrainResult", "RECIPES", "CPU_RECIPE_NOTE", "resolve_config", "evaluate", "evaluate_model"]
 
 
 @dataclass
 class TrainResult:
-    accuracy: float               # final test accuracy, 0..1
+    accuracy: float  # final test accuracy, 0..1
     test_loss: float
     train_loss: float
     train_accuracy: float
     epochs: int
-    wall_seconds: float           # the whole call: data, conversion, training, export
-    train_seconds: float          # the epochs alone (train + test passes)
-    images_per_s: float           # training throughput
+    wall_seconds: float  # the whole call: data, conversion, training, export
+    train_seconds: float  # the epochs alone (train + test passes)
+    images_per_s: float  # training throughput
     log_path: str | None
     output_path: str | None
     device: str
@@ -59,15 +66,16 @@ class TrainResult:
     std: tuple = ()
     params: int = 0
     resumed_from_epoch: int = 0
-    norm: dict = field(default_factory=dict)      # {"mode", "inserted": [{"layer", "op", "channels"}]}
-    verdict: dict = field(default_factory=dict)   # {"status": "learned" | "did not learn", "guard": bool}
-    export: str | None = None                     # how the trained model was written
+    norm: dict = field(default_factory=dict)  # {"mode", "inserted": [{"layer", "op", "channels"}]}
+    verdict: dict = field(default_factory=dict)  # {"status": "learned" | "did not learn", "guard": bool}
+    export: str | None = None  # how the trained model was written
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 # -------------------------------------------------------------------------------------------- loop
+
 
 def evaluate(module: torch.nn.Module, batches: Batches) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over `batches`, in eval mode."""
@@ -89,8 +97,12 @@ def evaluate(module: torch.nn.Module, batches: Batches) -> tuple[float, float]:
 def _load_data(spec: str, config: dict, log: Callable[[str], None] | None) -> Dataset:
     kind, _path = parse_data_spec(spec)
     classes = 100 if kind == "cifar100" else 10
-    data = load_dataset(spec, train_per_class=per_class_for(config.get("limit_train"), classes),
-                        test_per_class=per_class_for(config.get("limit_test"), classes), log=log)
+    data = load_dataset(
+        spec,
+        train_per_class=per_class_for(config.get("limit_train"), classes),
+        test_per_class=per_class_for(config.get("limit_test"), classes),
+        log=log,
+    )
     data = data.limited(config.get("limit_train"), config.get("limit_test"))
     if data.train_x.shape[0] == 0 or data.test_x.shape[0] == 0:
         raise UserError(f"--data {spec!r}: no training or no test images")
@@ -107,16 +119,19 @@ def _check_fit(module: OnnxModule, data: Dataset | None, where: str, spec: str |
         classes, have = KNOWN_DATA.get(parse_data_spec(spec)[0], (None, None))
     want = tuple(module.input_shape[1:])
     if have is not None and want != have:
-        raise UserError(f"{where}: the model takes inputs of {'x'.join(map(str, want))}, the dataset's images are "
-                        f"{'x'.join(map(str, have))}; use a model made for this dataset")
+        raise UserError(
+            f"{where}: the model takes inputs of {'x'.join(map(str, want))}, the dataset's images are "
+            f"{'x'.join(map(str, have))}; use a model made for this dataset"
+        )
     with torch.no_grad():
         was = module.training
         module.eval()
         out = module(module.sample_input(1))
         module.train(was)
     if isinstance(out, tuple) or out.dim() != 2:
-        raise UserError(f"{where}: the model must output one (batch, classes) tensor of logits to be trained "
-                        f"with cross-entropy")
+        raise UserError(
+            f"{where}: the model must output one (batch, classes) tensor of logits to be trained with cross-entropy"
+        )
     if classes is not None and out.shape[1] != classes:
         raise UserError(f"{where}: the model has {out.shape[1]} outputs, the dataset {classes} classes")
 
@@ -144,8 +159,10 @@ def first_input_shape(proto: onnx.ModelProto, input_shapes: dict[str, list[int]]
         if value.name in given:
             continue
         if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in list(value.type.tensor_type.shape.dim)[1:]):
-            raise UserError(f"input {value.name!r} has a symbolic dimension other than the batch; give it with "
-                            f"--input-shape {input_shape_hint(value)}")
+            raise UserError(
+                f"input {value.name!r} has a symbolic dimension other than the batch; give it with "
+                f"--input-shape {input_shape_hint(value)}"
+            )
     return given.get(names[0]) if names else None
 
 
@@ -193,9 +210,17 @@ def train(
     `input_shapes` ({"NAME": [1, 3, H, W]}, as `--input-shape`) fixes symbolic input dimensions.
     """
     started = time.perf_counter()
-    config = resolve_config(recipe, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                            schedule=schedule, weight_decay=weight_decay, limit_train=limit_train,
-                            limit_test=limit_test)
+    config = resolve_config(
+        recipe,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        limit_train=limit_train,
+        limit_test=limit_test,
+    )
     config["seed"] = int(seed)
     config["augment"] = bool(augment)
     config["data"] = data if isinstance(data, str) else f"dataset:{data.name}"
@@ -214,6 +239,7 @@ def train(
     keep_freed_memory()  # trainers.memory: a step no longer page-faults its activations back in
     if progress and console is None:
         from rich.console import Console
+
         console = Console(stderr=True)
     say = console.print if progress else None
 
@@ -230,8 +256,10 @@ def train(
         saved = state.get("config", {})
         for key in RESUME_KEYS:
             if saved.get(key) != config.get(key):
-                raise UserError(f"{ckpt_dir / CHECKPOINT_NAME}: made with {key}={saved.get(key)!r}, this run has "
-                                f"{key}={config.get(key)!r}; resume with the same settings or use a new --checkpoint folder")
+                raise UserError(
+                    f"{ckpt_dir / CHECKPOINT_NAME}: made with {key}={saved.get(key)!r}, this run has "
+                    f"{key}={config.get(key)!r}; resume with the same settings or use a new --checkpoint folder"
+                )
 
     # the model first (every op converts, its output fits the data): seconds, before decoding images
     module = convert(proto, input_shape=first_input_shape(proto, input_shapes))
@@ -249,10 +277,26 @@ def train(
     module.to(dev)
     module.train()
     opt = make_optimizer(config["optimizer"], module.parameters(), config["lr"], config["weight_decay"])
-    train_batches = Batches(dataset.train_x, dataset.train_y, config["batch_size"], dataset.mean, dataset.std,
-                            device=dev, train=True, generator=generator, augment=augment)
-    test_batches = Batches(dataset.test_x, dataset.test_y, max(config["batch_size"], 256), dataset.mean,
-                           dataset.std, device=dev, train=False)
+    train_batches = Batches(
+        dataset.train_x,
+        dataset.train_y,
+        config["batch_size"],
+        dataset.mean,
+        dataset.std,
+        device=dev,
+        train=True,
+        generator=generator,
+        augment=augment,
+    )
+    test_batches = Batches(
+        dataset.test_x,
+        dataset.test_y,
+        max(config["batch_size"], 256),
+        dataset.mean,
+        dataset.std,
+        device=dev,
+        train=False,
+    )
     steps_per_epoch = len(train_batches)
     total_steps = steps_per_epoch * config["epochs"]
 
@@ -272,8 +316,10 @@ def train(
                 torch.cuda.set_rng_state_all(list(state["rng"]["cuda"]))
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{ckpt_dir / CHECKPOINT_NAME}: does not fit this model or is incomplete "
-                            f"({first[:120]}); delete it, or train without --resume") from None
+            raise UserError(
+                f"{ckpt_dir / CHECKPOINT_NAME}: does not fit this model or is incomplete "
+                f"({first[:120]}); delete it, or train without --resume"
+            ) from None
         if say:
             say(f"resuming from {ckpt_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
     if log_path is not None and history:
@@ -315,8 +361,12 @@ def train(
                 correct += (logits.detach().argmax(1) == yb).sum()
                 if bar.enabled:
                     elapsed = time.perf_counter() - epoch_start
-                    bar.update(task, loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
-                               **{"img/s": f"{seen / max(elapsed, 1e-9):.0f}"})
+                    bar.update(
+                        task,
+                        loss=f"{float(loss_sum) / seen:.3f}",
+                        acc=f"{int(correct) / seen:.3f}",
+                        **{"img/s": f"{seen / max(elapsed, 1e-9):.0f}"},
+                    )
             train_loss = float(loss_sum) / max(seen, 1)
             check_step(train_loss, epoch + 1, steps_per_epoch - 1, history)
             tail_loss = float(tail_sum) / max(tail_seen, 1)
@@ -326,10 +376,18 @@ def train(
             train_time += train_elapsed
             test_loss, test_acc = evaluate(module, test_batches)
             seconds = time.perf_counter() - epoch_start
-            record = {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
-                      "test_loss": round(test_loss, 6), "test_acc": round(test_acc, 6), "lr": lr_now,
-                      "seconds": round(seconds, 3), "images_per_s": round(seen / max(train_elapsed, 1e-9), 2),
-                      "train_loss_tail": round(tail_loss, 6), "steps": steps_per_epoch}
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": round(train_loss, 6),
+                "train_acc": round(train_acc, 6),
+                "test_loss": round(test_loss, 6),
+                "test_acc": round(test_acc, 6),
+                "lr": lr_now,
+                "seconds": round(seconds, 3),
+                "images_per_s": round(seen / max(train_elapsed, 1e-9), 2),
+                "train_loss_tail": round(tail_loss, 6),
+                "steps": steps_per_epoch,
+            }
             history.append(record)
             if guard:
                 check_epoch(epoch + 1, steps_per_epoch, tail_loss, test_acc, dataset.num_classes, history)
@@ -337,19 +395,28 @@ def train(
                 with open(log_path, "a" if log_started else "w") as handle:
                     handle.write(json.dumps(record) + "\n")
                 log_started = True
-            bar.print(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.3f} | test loss {test_loss:.4f} "
-                      f"acc {test_acc:.3f} | {record['images_per_s']:.0f} img/s, {seconds:.1f} s")
+            bar.print(
+                f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.3f} | test loss {test_loss:.4f} "
+                f"acc {test_acc:.3f} | {record['images_per_s']:.0f} img/s, {seconds:.1f} s"
+            )
             if ckpt_dir is not None:
                 rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
                 if dev.type == "cuda":
                     rng["cuda"] = torch.cuda.get_rng_state_all()
-                save_checkpoint(ckpt_dir, {
-                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "model": module.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": {"name": config["schedule"], "step": step,
-                                                                 "total": total_steps},
-                    "rng": rng, "config": {k: config.get(k) for k in RESUME_KEYS},
-                    "history": history, "train_seconds": prior_seconds + train_time,
-                })
+                save_checkpoint(
+                    ckpt_dir,
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "epoch": epoch + 1,
+                        "model": module.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": {"name": config["schedule"], "step": step, "total": total_steps},
+                        "rng": rng,
+                        "config": {k: config.get(k) for k in RESUME_KEYS},
+                        "history": history,
+                        "train_seconds": prior_seconds + train_time,
+                    },
+                )
 
     if history:
         final = history[-1]
@@ -363,25 +430,43 @@ def train(
     outcome = verdict(history, dataset.num_classes, guard)
     if out_path is not None:
         module.eval()
-        metadata = {"onnxprune.mean": json.dumps(list(dataset.mean)), "onnxprune.std": json.dumps(list(dataset.std)),
-                    "onnxprune.classes": json.dumps(dataset.classes),
-                    "onnxprune.test_accuracy": f"{final['test_acc']:.6f}", "onnxprune.verdict": outcome["status"]}
-        exported, how = export_trained(module.cpu(), proto, out_path, keep_bn=keep_bn, refuse=(model,),
-                                       metadata=metadata)
+        metadata = {
+            "onnxprune.mean": json.dumps(list(dataset.mean)),
+            "onnxprune.std": json.dumps(list(dataset.std)),
+            "onnxprune.classes": json.dumps(dataset.classes),
+            "onnxprune.test_accuracy": f"{final['test_acc']:.6f}",
+            "onnxprune.verdict": outcome["status"],
+        }
+        exported, how = export_trained(
+            module.cpu(), proto, out_path, keep_bn=keep_bn, refuse=(model,), metadata=metadata
+        )
         agreement = onnx_agreement(module, exported, test_batches)
         module.to(dev)
     wall = time.perf_counter() - started
     return TrainResult(
-        accuracy=float(final["test_acc"]), test_loss=float(final["test_loss"]),
-        train_loss=float(final["train_loss"]), train_accuracy=float(final["train_acc"]),
-        epochs=config["epochs"], wall_seconds=wall, train_seconds=prior_seconds + train_time,
-        images_per_s=(train_images / train_time) if train_time > 0 else (history[-1]["images_per_s"] if history else 0.0),
-        log_path=str(log_path) if log_path else None, output_path=str(out_path) if out_path else None,
+        accuracy=float(final["test_acc"]),
+        test_loss=float(final["test_loss"]),
+        train_loss=float(final["train_loss"]),
+        train_accuracy=float(final["train_acc"]),
+        epochs=config["epochs"],
+        wall_seconds=wall,
+        train_seconds=prior_seconds + train_time,
+        images_per_s=(train_images / train_time)
+        if train_time > 0
+        else (history[-1]["images_per_s"] if history else 0.0),
+        log_path=str(log_path) if log_path else None,
+        output_path=str(out_path) if out_path else None,
         device=f"{dev.type}" + (f" ({n_threads} threads)" if dev.type == "cpu" else ""),
-        config={k: v for k, v in config.items() if k != "model_sha"}, history=history, onnx_agreement=agreement,
-        mean=tuple(dataset.mean), std=tuple(dataset.std),
-        params=sum(p.numel() for p in module.parameters()), resumed_from_epoch=start_epoch,
-        norm={"mode": norm, "inserted": inserted}, verdict=outcome, export=how,
+        config={k: v for k, v in config.items() if k != "model_sha"},
+        history=history,
+        onnx_agreement=agreement,
+        mean=tuple(dataset.mean),
+        std=tuple(dataset.std),
+        params=sum(p.numel() for p in module.parameters()),
+        resumed_from_epoch=start_epoch,
+        norm={"mode": norm, "inserted": inserted},
+        verdict=outcome,
+        export=how,
     )
 
 
@@ -389,14 +474,24 @@ def _norm_line(mode: str, inserted: list[dict]) -> str:
     if not inserted:
         return f"normalisation (--norm {mode}): none inserted"
     names = ", ".join(entry["layer"] for entry in inserted[:4]) + (", ..." if len(inserted) > 4 else "")
-    return (f"normalisation (--norm {mode}): BatchNorm inserted after {len(inserted)} layers without one ({names}); "
-            f"trained, then folded back into their weights at export")
+    return (
+        f"normalisation (--norm {mode}): BatchNorm inserted after {len(inserted)} layers without one ({names}); "
+        f"trained, then folded back into their weights at export"
+    )
 
 
-def evaluate_model(model: ModelLike, data: str | Dataset = "cifar10", *, recipe: str = "cpu",
-                   limit_train: int | None = None, limit_test: int | None = None, batch_size: int = 256,
-                   device: str = "auto", threads: int | None = None,
-                   input_shapes: dict[str, list[int]] | None = None) -> dict[str, float]:
+def evaluate_model(
+    model: ModelLike,
+    data: str | Dataset = "cifar10",
+    *,
+    recipe: str = "cpu",
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    threads: int | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
+) -> dict[str, float]:
     """Test accuracy/loss of an ONNX model as is (normalised like `train` with the same limits)."""
     config = resolve_config(recipe, limit_train=limit_train, limit_test=limit_test)
     proto = load_model(model)

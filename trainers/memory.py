@@ -8,6 +8,7 @@ step page-faults all its activations in anew, zeroed by the kernel. Measured on 
 time in the kernel, 2-3 % with large blocks kept in the heap; 1.06-1.42x faster (the pruned widths
 fault most), peak memory 2-24 % higher. Only the allocator's policy changes: numbers computed are the same.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,8 +26,11 @@ def keep_freed_memory() -> bool:
 
     A no-op off Linux/glibc, with ONNXPRUNE_KEEP_FREED_MEMORY=0, and when the user set any of glibc's
     MALLOC_* tunables: theirs win (note that setting one turns glibc's adaptive mmap threshold off)."""
-    if (not sys.platform.startswith("linux") or os.environ.get(OPT_OUT) == "0"
-            or any(name in os.environ for name in USER_SETTINGS)):
+    if (
+        not sys.platform.startswith("linux")
+        or os.environ.get(OPT_OUT) == "0"
+        or any(name in os.environ for name in USER_SETTINGS)
+    ):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -1,5 +1,6 @@
 """The training progress display on stderr: a rich bar when stderr is a terminal, a plain status
 line every 30 s otherwise (log files, CI), nothing when disabled."""
+
 from __future__ import annotations
 
 import time
@@ -20,14 +21,27 @@ class TrainingProgress:
         self.plain: dict = {}
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.console = console or Console(stderr=True)
             if self.console.is_terminal:
                 self.progress = Progress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=self.console, transient=False,
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[stats]}"),
+                    TimeElapsedColumn(),
+                    TextColumn("ETA"),
+                    TimeRemainingColumn(),
+                    console=self.console,
+                    transient=False,
                 )
 
     def __enter__(self):
@@ -43,8 +57,13 @@ class TrainingProgress:
         if self.progress is not None:
             return self.progress.add_task(description, total=total, stats="")
         if self.enabled:
-            self.plain = {"description": description, "total": total, "done": 0, "start": time.perf_counter(),
-                          "last": time.perf_counter()}
+            self.plain = {
+                "description": description,
+                "total": total,
+                "done": 0,
+                "start": time.perf_counter(),
+                "last": time.perf_counter(),
+            }
         return None
 
     def update(self, task, advance: int = 1, **stats):
@@ -58,8 +77,9 @@ class TrainingProgress:
                 self.plain["last"] = now
                 done, total = self.plain["done"], self.plain["total"]
                 eta = (now - self.plain["start"]) / max(done, 1) * (total - done)
-                self.console.print(f"{self.plain['description']}: {done}/{total} batches  {text}  ETA {eta:.0f} s",
-                                   soft_wrap=True)
+                self.console.print(
+                    f"{self.plain['description']}: {done}/{total} batches  {text}  ETA {eta:.0f} s", soft_wrap=True
+                )
 
     def print(self, message: str):
         if self.console is not None:

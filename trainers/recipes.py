@@ -9,6 +9,7 @@ Recipes (explicit arguments override them):
   batch 128, 3 epochs over a class-balanced 20,000-image subset of the training set, tested on
   2,000 images. See `CPU_RECIPE_NOTE` for the measurements behind it.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,12 +20,27 @@ import torch
 
 from onnxprune.errors import UserError
 
-
 RECIPES: dict[str, dict[str, Any]] = {
-    "paper": dict(optimizer="rmsprop", lr=1e-3, batch_size=128, epochs=150, schedule="none",
-                  weight_decay=0.0, limit_train=None, limit_test=None),
-    "cpu": dict(optimizer="sgd", lr=0.05, batch_size=128, epochs=3, schedule="onecycle",
-                weight_decay=5e-4, limit_train=20000, limit_test=2000),
+    "paper": dict(
+        optimizer="rmsprop",
+        lr=1e-3,
+        batch_size=128,
+        epochs=150,
+        schedule="none",
+        weight_decay=0.0,
+        limit_train=None,
+        limit_test=None,
+    ),
+    "cpu": dict(
+        optimizer="sgd",
+        lr=0.05,
+        batch_size=128,
+        epochs=3,
+        schedule="onecycle",
+        weight_decay=5e-4,
+        limit_train=20000,
+        limit_test=2000,
+    ),
 }
 
 CPU_RECIPE_NOTE = (
@@ -115,4 +131,3 @@ def set_threads(threads: int | None) -> int:
     threads = max(1, int(threads))
     torch.set_num_threads(threads)
     return threads
-

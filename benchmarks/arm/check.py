@@ -6,6 +6,7 @@ each answer; exit 0 when all pass, 1 with the failing step otherwise.
 
 Emulated timings are an instruction-cost proxy, not board latency (docs/edge.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def run(*args: str, expect: int = 0) -> str:
     shown = " ".join(str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a for a in args)
     print(f"  aarch64$ onnxprune {shown}  -> exit {done.returncode} ({time.perf_counter() - start:.1f} s)", flush=True)
     if done.returncode != expect:
-        raise SystemExit(f"arm-check: FAILED: `onnxprune {shown}` exited {done.returncode}, expected {expect}\n"
-                         f"{done.stderr.strip()[-2000:]}")
+        raise SystemExit(
+            f"arm-check: FAILED: `onnxprune {shown}` exited {done.returncode}, expected {expect}\n"
+            f"{done.stderr.strip()[-2000:]}"
+        )
     return done.stdout
 
 
@@ -56,8 +59,12 @@ def main() -> int:
     lat = str((args.out / "latency.aarch64.json").resolve())
     print(f"arm-check: {args.model.name} under qemu-aarch64-static")
 
-    arch = subprocess.run([str(PYTHON), "-c", "import platform, onnxruntime; print(platform.machine(), "
-                           "onnxruntime.__version__)"], capture_output=True, text=True, env=emulated_env()).stdout
+    arch = subprocess.run(
+        [str(PYTHON), "-c", "import platform, onnxruntime; print(platform.machine(), onnxruntime.__version__)"],
+        capture_output=True,
+        text=True,
+        env=emulated_env(),
+    ).stdout
     need(arch.startswith("aarch64 "), f"emulated interpreter reports {arch!r}, expected aarch64")
 
     profile = json.loads(run("profile", model, "--json"))
@@ -79,8 +86,10 @@ def main() -> int:
     run("latency", pruned, "-o", lat, "--runs", "2", "--json")
     need(json.loads(Path(lat).read_text())["machine"] == "aarch64", "latency: profile not marked aarch64")
 
-    print(f"arm-check: OK (aarch64 onnxruntime {arch.split()[1]}; FA 0.5: FLOPs {flops} -> {report['after']['flops']}, "
-          f"emulated speed-up {speedup:.2f}x, an instruction-cost proxy)")
+    print(
+        f"arm-check: OK (aarch64 onnxruntime {arch.split()[1]}; FA 0.5: FLOPs {flops} -> {report['after']['flops']}, "
+        f"emulated speed-up {speedup:.2f}x, an instruction-cost proxy)"
+    )
     return 0
 
 

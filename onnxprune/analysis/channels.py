@@ -9,6 +9,7 @@ on a layout is a *member* of the surgery plan.
 The per-op rules (`oprules`) and the group builder (`groups`) both import this module; it imports
 neither, so the arrows run one way: groups -> oprules -> channels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.read.graph import ModelGraph
-
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class Layout:
 
     @staticmethod
     def concat(layouts: list["Layout"]) -> "Layout":
-        return Layout(np.concatenate([l.roots for l in layouts]), np.concatenate([l.index for l in layouts]))
+        return Layout(
+            np.concatenate([part.roots for part in layouts]), np.concatenate([part.index for part in layouts])
+        )
 
 
 def node_label(node: gs.Node | None, index: int) -> str:
@@ -137,11 +139,19 @@ class ChannelTracer:
         return f"node {self.label(node)!r} ({node.op})"
 
     # ---- roots and channel couplings ------------------------------------------------------
-    def new_root(self, node: gs.Node | None, tensor: gs.Tensor, size: int, axis: int,
-                 reason: str | None = None) -> Layout:
-        root = Root(len(self.roots), node.name if node else "", node.op if node else "input",
-                    tensor.name, int(size), [reason] if reason else [],
-                    self.node_index.get(id(node), -1) if node else -1, self.label(node))
+    def new_root(
+        self, node: gs.Node | None, tensor: gs.Tensor, size: int, axis: int, reason: str | None = None
+    ) -> Layout:
+        root = Root(
+            len(self.roots),
+            node.name if node else "",
+            node.op if node else "input",
+            tensor.name,
+            int(size),
+            [reason] if reason else [],
+            self.node_index.get(id(node), -1) if node else -1,
+            self.label(node),
+        )
         self.roots.append(root)
         self.offsets.append(self.total)
         self.total += int(size)
@@ -218,8 +228,17 @@ class ChannelTracer:
         producer = tensor.inputs[0] if tensor.inputs else None
         return self.new_root(producer, tensor, shape[axis], axis, reason)
 
-    def add_member(self, kind: str, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout,
-                   role: str = "producer", extra: object = None, position: int = -1) -> None:
+    def add_member(
+        self,
+        kind: str,
+        node: gs.Node,
+        tensor: gs.Tensor | None,
+        axis: int,
+        layout: Layout,
+        role: str = "producer",
+        extra: object = None,
+        position: int = -1,
+    ) -> None:
         self.members.append(Member(kind, node, tensor, axis, layout, role, extra, self.label(node), position))
 
     def slice_const(self, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout, role: str) -> bool:
@@ -230,8 +249,11 @@ class ChannelTracer:
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is computed, not constant")
             return False
         source = storage_root(tensor)
-        if not isinstance(source, gs.Constant) and source.inputs[0].op == "Constant" \
-                and "value" not in source.inputs[0].attrs:
+        if (
+            not isinstance(source, gs.Constant)
+            and source.inputs[0].op == "Constant"
+            and "value" not in source.inputs[0].attrs
+        ):
             self.block(layout, f"{self.where(node)}: parameter {tensor.name!r} is a Constant without a tensor value")
             return False
         # the input position this member cuts: one tensor may feed several inputs of a node (dynamo
@@ -242,4 +264,3 @@ class ChannelTracer:
         taken.add((position, axis))
         self.add_member("slice", node, tensor, axis, layout, role, position=position)
         return True
-

@@ -11,6 +11,7 @@ Definitions (the README repeats them):
   pooling are not counted (the pruning literature's convention);
 - memory: bytes of the layer's weights plus bytes of its output activation (by dtype).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnxprune.analysis.layer import Layer, ParamTensor
+from onnxprune.analysis.recurrent import recurrent_layer
 from onnxprune.errors import UserError
 from onnxprune.read.graph import ModelGraph, display_name, load_graph
 from onnxprune.read.io import ModelLike
-from onnxprune.analysis.layer import Layer, ParamTensor
-from onnxprune.analysis.recurrent import recurrent_layer
 from onnxprune.read.shapes import input_shape_hints
 
 # op -> (weight input, bias input); the quantized forms cost what their float op costs
@@ -30,14 +31,27 @@ CONV_INPUTS = {"Conv": (1, 2), "QLinearConv": (3, 8), "ConvInteger": (1, None)}
 GEMM_INPUTS = {"Gemm": (1, 2), "QGemm": (3, 6)}  # op -> (B input, C input); QGemm: onnxruntime's
 MATMUL_INPUTS = {"MatMul": 1, "QLinearMatMul": 3, "MatMulInteger": 1}  # op -> B input
 # the weight's scale and zero point (per output channel when not scalars)
-WEIGHT_QUANT_INPUTS = {"QLinearConv": (4, 5), "QGemm": (4, 5), "ConvInteger": (3,), "QLinearMatMul": (4, 5),
-                       "MatMulInteger": (3,)}
+WEIGHT_QUANT_INPUTS = {
+    "QLinearConv": (4, 5),
+    "QGemm": (4, 5),
+    "ConvInteger": (3,),
+    "QLinearMatMul": (4, 5),
+    "MatMulInteger": (3,),
+}
 QUANTIZED_OPS = ("QGemm", "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeLSTM")
 RECURRENT_OPS = ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM")
-LAYER_OPS = (*CONV_INPUTS, "ConvTranspose", *GEMM_INPUTS, *MATMUL_INPUTS, "BatchNormalization", "InstanceNormalization",
-             *RECURRENT_OPS)
-LAYER_DOMAINS = {op: ("", "ai.onnx") for op in LAYER_OPS} | {op: ("com.microsoft",)
-                                                             for op in ("QGemm", "DynamicQuantizeLSTM")}
+LAYER_OPS = (
+    *CONV_INPUTS,
+    "ConvTranspose",
+    *GEMM_INPUTS,
+    *MATMUL_INPUTS,
+    "BatchNormalization",
+    "InstanceNormalization",
+    *RECURRENT_OPS,
+)
+LAYER_DOMAINS = {op: ("", "ai.onnx") for op in LAYER_OPS} | {
+    op: ("com.microsoft",) for op in ("QGemm", "DynamicQuantizeLSTM")
+}
 FLOAT_TYPES = (1, 10, 11, 16)  # float, float16, double, bfloat16
 QUANTIZED_TYPES = FLOAT_TYPES + (2, 3, 6, 21, 22)  # + uint8, int8, int32 (bias), uint4, int4
 FIGURES = ("params", "flops", "memory_bytes")
@@ -58,8 +72,10 @@ class _LayerBuilder:
             tried = "; ".join(getattr(self.mg.infos, "failures", [])) or "ONNX inference left it unknown"
             hint = input_shape_hints(self.mg.model, only_symbolic=True)
             advice = f"give the input size with {hint}" if hint else "no tool can evaluate the ops it depends on"
-            raise UserError(f"node {self.mg.display_name(node)!r} ({node.op}): the shape of {tensor.name!r} cannot be "
-                            f"inferred ({tried}); {advice}")
+            raise UserError(
+                f"node {self.mg.display_name(node)!r} ({node.op}): the shape of {tensor.name!r} cannot be "
+                f"inferred ({tried}); {advice}"
+            )
         return shape
 
     def weight_const(self, tensor: gs.Tensor | None) -> tuple[gs.Tensor, gs.Node | None] | None:
@@ -74,8 +90,9 @@ class _LayerBuilder:
             return producer.inputs[0], producer
         return None
 
-    def param(self, tensor: gs.Tensor | None, out_axis: int | None, in_axis: int | None,
-              quantized: bool = False) -> list[ParamTensor]:
+    def param(
+        self, tensor: gs.Tensor | None, out_axis: int | None, in_axis: int | None, quantized: bool = False
+    ) -> list[ParamTensor]:
         found = self.weight_const(tensor)
         if found is None:
             return []
@@ -85,11 +102,16 @@ class _LayerBuilder:
 
     def quant_params(self, tensors) -> list[ParamTensor]:
         """A quantized weight's per-channel scales and zero points (scalars are not counted)."""
-        return [p for t in tensors if t is not None and t.name and _numel(self.mg.shape(t)) > 1
-                for p in self._param(t, 0, None, True)]
+        return [
+            p
+            for t in tensors
+            if t is not None and t.name and _numel(self.mg.shape(t)) > 1
+            for p in self._param(t, 0, None, True)
+        ]
 
-    def _param(self, tensor: gs.Tensor, out_axis: int | None, in_axis: int | None,
-               quantized: bool) -> list[ParamTensor]:
+    def _param(
+        self, tensor: gs.Tensor, out_axis: int | None, in_axis: int | None, quantized: bool
+    ) -> list[ParamTensor]:
         if not self.mg.is_const(tensor):
             return []
         source = self.mg.const_source(tensor)
@@ -124,16 +146,38 @@ class _LayerBuilder:
             params += self.param(_input(node, b_at), 0, None, quantized)
             params += self.quant_params(_input(node, i) for i in WEIGHT_QUANT_INPUTS.get(node.op, ()))
             spatial = _prod(out_shape[2:]) * out_shape[0]
-            return Layer(node.name, node.op, x.name, out.name, cin, cout, spatial * _prod(w[2:]), spatial,
-                         act_itemsize, params, in_div=groups, in_fixed=w[1] if depthwise else None)
+            return Layer(
+                node.name,
+                node.op,
+                x.name,
+                out.name,
+                cin,
+                cout,
+                spatial * _prod(w[2:]),
+                spatial,
+                act_itemsize,
+                params,
+                in_div=groups,
+                in_fixed=w[1] if depthwise else None,
+            )
         if node.op == "ConvTranspose":
             w = self.shape(node, node.inputs[1])
             x_shape = self.shape(node, x)
             groups = int(node.attrs.get("group", 1))
             params = self.param(node.inputs[1], 1, 0) + self.param(_input(node, 2), 0, None)
-            return Layer(node.name, node.op, x.name, out.name, x_shape[1], out_shape[1],
-                         _prod(x_shape[2:]) * x_shape[0] * _prod(w[2:]), _prod(out_shape[2:]) * out_shape[0],
-                         act_itemsize, params, out_div=groups)
+            return Layer(
+                node.name,
+                node.op,
+                x.name,
+                out.name,
+                x_shape[1],
+                out_shape[1],
+                _prod(x_shape[2:]) * x_shape[0] * _prod(w[2:]),
+                _prod(out_shape[2:]) * out_shape[0],
+                act_itemsize,
+                params,
+                out_div=groups,
+            )
         if node.op in GEMM_INPUTS:
             b_at, c_at = GEMM_INPUTS[node.op]
             a = self.shape(node, x)
@@ -144,8 +188,9 @@ class _LayerBuilder:
             params = self.param(node.inputs[b_at], 0 if trans_b else 1, 1 if trans_b else 0, quantized)
             c = _input(node, c_at)
             c_shape = self.mg.shape(c) if c is not None and c.name else None
-            params += self.param(c, len(c_shape) - 1 if c_shape and c_shape[-1] == n and n > 1 else None, None,
-                                 quantized)
+            params += self.param(
+                c, len(c_shape) - 1 if c_shape and c_shape[-1] == n and n > 1 else None, None, quantized
+            )
             params += self.quant_params(_input(node, i) for i in WEIGHT_QUANT_INPUTS.get(node.op, ()))
             return Layer(node.name, node.op, x.name, out.name, k, n, m, m, act_itemsize, params)
         if node.op in MATMUL_INPUTS:
@@ -163,8 +208,18 @@ class _LayerBuilder:
         x_shape = self.shape(node, x)
         channels = x_shape[1]
         params = [p for t in node.inputs[1:] for p in self.param(t, 0, None)]
-        return Layer(node.name, node.op, x.name, out.name, channels, channels, 0,
-                     _prod(out_shape) // max(channels, 1), act_itemsize, params)
+        return Layer(
+            node.name,
+            node.op,
+            x.name,
+            out.name,
+            channels,
+            channels,
+            0,
+            _prod(out_shape) // max(channels, 1),
+            act_itemsize,
+            params,
+        )
 
 
 def _numel(shape: tuple | None) -> int:
@@ -211,8 +266,16 @@ class Profile:
     def rows(self) -> list[dict]:
         rows = []
         for layer, (params, flops, memory) in zip(self.layers, self.costs):
-            rows.append({"node": layer.node, "op": layer.op, "out_channels": layer.cout, "params": params,
-                         "flops": flops, "memory_bytes": memory})
+            rows.append(
+                {
+                    "node": layer.node,
+                    "op": layer.op,
+                    "out_channels": layer.cout,
+                    "params": params,
+                    "flops": flops,
+                    "memory_bytes": memory,
+                }
+            )
         return rows
 
     def share(self, row: dict, figure: str) -> float:
@@ -220,8 +283,13 @@ class Profile:
         return row[figure] / total if total else 0.0
 
     def to_json(self) -> dict:
-        return {"model": self.model, "shape_method": self.shape_method, "totals": dict(self.totals),
-                "layers": self.rows(), "uncounted": [dict(u) for u in self.uncounted]}
+        return {
+            "model": self.model,
+            "shape_method": self.shape_method,
+            "totals": dict(self.totals),
+            "layers": self.rows(),
+            "uncounted": [dict(u) for u in self.uncounted],
+        }
 
     def uncounted_summary(self) -> str:
         """One line naming the nodes whose weights the totals leave out ("" when none)."""
@@ -229,8 +297,10 @@ class Profile:
             return ""
         shown = ", ".join(f"{u['node']} ({u['op']}, {u['elements']} weights)" for u in self.uncounted[:5])
         more = f" and {len(self.uncounted) - 5} more" if len(self.uncounted) > 5 else ""
-        return (f"{len(self.uncounted)} node(s) hold weights that profile cannot count: {shown}{more}; "
-                f"the totals leave them out")
+        return (
+            f"{len(self.uncounted)} node(s) hold weights that profile cannot count: {shown}{more}; "
+            f"the totals leave them out"
+        )
 
 
 def profile(source: ModelLike | ModelGraph, input_shapes: dict | None = None) -> Profile:

@@ -4,19 +4,39 @@ A *group* is a set of coupled roots that lose the same channel indices (the chan
 layouts and the union-find, lives in `channels`; the per-op rules in `oprules`). `Tracer` walks
 the graph once applying each node's rule; `Dependencies` holds the resulting groups and members.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprune.analysis.channels import STRUCTURAL, ChannelTracer, Layout, Member, Root, node_label, storage_key, storage_root
+from onnxprune.analysis.channels import (
+    STRUCTURAL,
+    ChannelTracer,
+    Layout,
+    Member,
+    Root,
+    node_label,
+    storage_key,
+    storage_root,
+)
+from onnxprune.analysis.oprules import apply_rule
 from onnxprune.read.graph import ModelGraph, load_graph
 from onnxprune.read.io import ModelLike
-from onnxprune.analysis.oprules import apply_rule
 
-__all__ = ["Dependencies", "Group", "Layout", "Member", "Root", "Tracer", "channel_groups", "node_label",
-           "storage_key", "storage_root"]
+__all__ = [
+    "Dependencies",
+    "Group",
+    "Layout",
+    "Member",
+    "Root",
+    "Tracer",
+    "channel_groups",
+    "node_label",
+    "storage_key",
+    "storage_root",
+]
 
 
 @dataclass
@@ -44,10 +64,15 @@ class Group:
         return [r.label for r in self.roots]
 
     def to_json(self, members: list[dict] | None = None) -> dict:
-        out = {"id": self.id, "channels": self.size, "prunable": self.prunable,
-               "producers": [{"node": r.label, "name": r.node, "index": r.index, "op": r.op} for r in self.roots],
-               "reasons": sorted(set(self.reasons)), "coupled_by": self.coupled_by,
-               "structural_only": self.structural_only}
+        out = {
+            "id": self.id,
+            "channels": self.size,
+            "prunable": self.prunable,
+            "producers": [{"node": r.label, "name": r.node, "index": r.index, "op": r.op} for r in self.roots],
+            "reasons": sorted(set(self.reasons)),
+            "coupled_by": self.coupled_by,
+            "structural_only": self.structural_only,
+        }
         if members is not None:
             out["members"] = members
         return out
@@ -80,9 +105,11 @@ class Tracer(ChannelTracer):
             if first is member:
                 continue
             # the same weight slice read twice (a layer applied twice): both readers prune alike
-            self.couple(first.layout, member.layout, f"constant {storage_root(member.tensor).name!r} read by several "
-                        f"nodes (tied: --keep-tied)")
-
+            self.couple(
+                first.layout,
+                member.layout,
+                f"constant {storage_root(member.tensor).name!r} read by several nodes (tied: --keep-tied)",
+            )
 
 
 def components(n: int, edges: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -137,7 +164,7 @@ class Dependencies:
         class_fixed = np.zeros(classes, dtype=bool)
         np.logical_or.at(class_fixed, class_of_channel, fixed)
         # a class's signature: the set of roots it touches (a sum of random keys), and fixed or free
-        keys = np.random.default_rng(20261129).integers(1, 2 ** 62, size=len(self.roots) + 1, dtype=np.int64)
+        keys = np.random.default_rng(20261129).integers(1, 2**62, size=len(self.roots) + 1, dtype=np.int64)
         pairs = np.unique(class_of_channel * (len(self.roots) + 1) + root_of_channel)
         signature = np.zeros(classes, dtype=np.int64)
         np.add.at(signature, pairs // (len(self.roots) + 1), keys[pairs % (len(self.roots) + 1)])
@@ -159,7 +186,7 @@ class Dependencies:
         channel_counts = np.bincount(self.group_of_channel, minlength=len(first))
         bounds = np.concatenate([[0], np.cumsum(channel_counts)])
         for gid in range(len(first)):
-            channels = by_channel[bounds[gid]: bounds[gid + 1]]
+            channels = by_channel[bounds[gid] : bounds[gid + 1]]
             touched = [self.roots[r] for r in np.unique(root_of_channel[channels])]
             producers = [r for r in touched if r.index >= 0]
             group = Group(gid, producers or touched, int(counts[gid]), [])
@@ -225,7 +252,7 @@ class Dependencies:
             rows = kept.get(root.label, kept.get(root.node)) if root.index >= 0 else None
             if rows is not None:
                 start = self.root_offsets[root.id]
-                flags[start: start + root.size] = False
+                flags[start : start + root.size] = False
                 flags[start + np.asarray(rows, dtype=np.int64)] = True
         keep = {}
         for group in self.prunable:
@@ -238,16 +265,20 @@ class Dependencies:
         """Per root the group touches: its channel ranges [start, stop) in the group."""
         out = []
         for root in group.roots:
-            local = np.sort(group.channels[(group.channels >= self.root_offsets[root.id])
-                                           & (group.channels < self.root_offsets[root.id + 1])]
-                            - self.root_offsets[root.id])
+            local = np.sort(
+                group.channels[
+                    (group.channels >= self.root_offsets[root.id]) & (group.channels < self.root_offsets[root.id + 1])
+                ]
+                - self.root_offsets[root.id]
+            )
             breaks = np.flatnonzero(np.diff(local) != 1) + 1
             out.append((root, [(int(run[0]), int(run[-1]) + 1) for run in np.split(local, breaks) if len(run)]))
         return out
 
 
-def channel_groups(source: ModelLike | ModelGraph, input_shapes: dict | None = None,
-                   keep_tied: bool = False, exact: bool = True) -> Dependencies:
+def channel_groups(
+    source: ModelLike | ModelGraph, input_shapes: dict | None = None, keep_tied: bool = False, exact: bool = True
+) -> Dependencies:
     """Analyse a model: which output channels can be removed together, and what that touches.
 
     `keep_tied`: a constant read by several nodes keeps its readers pruned alike (else each reader

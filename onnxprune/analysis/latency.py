@@ -7,6 +7,7 @@ draws groups by their share of *measured* time and estimates the latency of each
 arithmetic. A profile measured on the target device (`onnxprune latency MODEL -o prof.json`
 on the board) can be used instead of this machine's.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,20 @@ import numpy as np
 import onnx
 
 from onnxprune.analysis.complexity import Layer
-from onnxprune.errors import UserError
 from onnxprune.analysis.groups import Dependencies
+from onnxprune.errors import UserError
 from onnxprune.read.names import display_name
 
 
-def measure_node_latency(model: onnx.ModelProto, runs: int = 20, warmup: int = 3, threads: int = 1,
-                         seed: int = 0, input_shapes: dict | None = None, label: str | None = None
-                         ) -> dict[str, float]:
+def measure_node_latency(
+    model: onnx.ModelProto,
+    runs: int = 20,
+    warmup: int = 3,
+    threads: int = 1,
+    seed: int = 0,
+    input_shapes: dict | None = None,
+    label: str | None = None,
+) -> dict[str, float]:
     """Median microseconds per node over `runs` inferences on seeded random inputs.
 
     The inputs are `bench`'s (typed by each input's dtype, symbolic dims from `input_shapes`; a
@@ -97,8 +104,14 @@ def runtime_failure(exc: Exception, specs) -> str:
 def save_profile(times: dict[str, float], path: Path, model: str) -> None:
     from onnxprune.read.io import save_json
 
-    payload = {"model": model, "device": platform.platform(), "machine": platform.machine(), "unit": "us",
-               "total_us": sum(times.values()), "nodes": times}
+    payload = {
+        "model": model,
+        "device": platform.platform(),
+        "machine": platform.machine(),
+        "unit": "us",
+        "total_us": sum(times.values()),
+        "nodes": times,
+    }
     save_json(payload, path, model)
 
 
@@ -108,10 +121,14 @@ def load_profile(path: str | Path) -> dict[str, float]:
         nodes = payload["nodes"]
         return {str(k): float(v) for k, v in nodes.items()}
     except FileNotFoundError:
-        raise UserError(f"--latency-profile {path}: no such file; make one with `onnxprune latency MODEL -o FILE`") from None
+        raise UserError(
+            f"--latency-profile {path}: no such file; make one with `onnxprune latency MODEL -o FILE`"
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise UserError(f"--latency-profile {path}: not a latency profile (expected JSON with a 'nodes' map "
-                        f"of node name to microseconds)") from None
+        raise UserError(
+            f"--latency-profile {path}: not a latency profile (expected JSON with a 'nodes' map "
+            f"of node name to microseconds)"
+        ) from None
 
 
 @dataclass
@@ -140,8 +157,10 @@ def latency_terms(deps: Dependencies, layers: list[Layer], times: dict[str, floa
     names = {id(n): deps.mg.display_name(n) for n in deps.mg.nodes}  # as measure_node_latency keys them
     known = set(names.values())
     if not known & set(times):
-        raise UserError("the latency profile names none of this model's nodes; measure it on this model with "
-                        "`onnxprune latency MODEL -o FILE`")
+        raise UserError(
+            "the latency profile names none of this model's nodes; measure it on this model with "
+            "`onnxprune latency MODEL -o FILE`"
+        )
     terms = []
     for node in deps.mg.nodes:
         name = names[id(node)]
@@ -150,13 +169,22 @@ def latency_terms(deps: Dependencies, layers: list[Layer], times: dict[str, floa
             continue
         layer = by_node.get(name)
         if layer is not None:
-            terms.append(LatencyTerm(name, node.op, layer.in_tensor, layer.out_tensor, layer.cin, layer.cout,
-                                     time_us, layer))
+            terms.append(
+                LatencyTerm(name, node.op, layer.in_tensor, layer.out_tensor, layer.cin, layer.cout, time_us, layer)
+            )
             continue
         data = node.inputs[0] if node.inputs else None
         in_layout = deps.layouts.get(data.name) if data is not None else None
         out_layout = deps.layouts.get(node.outputs[0].name)
-        terms.append(LatencyTerm(name, node.op, data.name if in_layout is not None else None,
-                                 node.outputs[0].name, len(in_layout) if in_layout is not None else 0,
-                                 len(out_layout) if out_layout is not None else 0, time_us))
+        terms.append(
+            LatencyTerm(
+                name,
+                node.op,
+                data.name if in_layout is not None else None,
+                node.outputs[0].name,
+                len(in_layout) if in_layout is not None else 0,
+                len(out_layout) if out_layout is not None else 0,
+                time_us,
+            )
+        )
     return terms

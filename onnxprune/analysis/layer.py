@@ -1,5 +1,6 @@
 """A layer's cost as a function of its input and output channel counts (every other factor fixed),
 so pruning updates params, FLOPs and memory with arithmetic. Built by `complexity`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ Per step and direction a recurrent cell multiplies the input (I) and the previou
 W, R, B (and peephole P) elements. The input size I follows the layer's input channels; the
 hidden size is fixed (pruning does not reach into the cell).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,12 @@ from onnxprune.analysis.layer import Layer
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "DynamicQuantizeLSTM": 4}
 # op -> positions of (W, R, B, P) and the axis of W that is the input size
-WEIGHTS = {"LSTM": ((1, 2, 3, 7), 2), "GRU": ((1, 2, 3), 2), "RNN": ((1, 2, 3), 2),
-           "DynamicQuantizeLSTM": ((1, 2, 3, 7), 1)}
+WEIGHTS = {
+    "LSTM": ((1, 2, 3, 7), 2),
+    "GRU": ((1, 2, 3), 2),
+    "RNN": ((1, 2, 3), 2),
+    "DynamicQuantizeLSTM": ((1, 2, 3, 7), 1),
+}
 
 
 @dataclass
@@ -47,6 +52,18 @@ def recurrent_layer(builder, node: gs.Node, out: gs.Tensor, act_itemsize: int) -
         tensor = node.inputs[position] if len(node.inputs) > position and node.inputs[position].name else None
         # W's input axis follows the layer's input size; the other dims never change
         params += builder.param(tensor, None, input_axis if index == 0 else None, quantized)
-    return RecurrentLayer(node.name, node.op, node.inputs[0].name, out.name, inputs, directions * hidden, 0,
-                          seq * batch, act_itemsize, params, steps=seq * batch,
-                          gate_rows=directions * GATES[node.op] * hidden, hidden=hidden)
+    return RecurrentLayer(
+        node.name,
+        node.op,
+        node.inputs[0].name,
+        out.name,
+        inputs,
+        directions * hidden,
+        0,
+        seq * batch,
+        act_itemsize,
+        params,
+        steps=seq * batch,
+        gate_rows=directions * GATES[node.op] * hidden,
+        hidden=hidden,
+    )

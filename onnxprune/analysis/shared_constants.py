@@ -7,6 +7,7 @@ and nothing ties those layers together. So readers of one constant are analysed 
 here, when they would be cut differently, each reader that changes gets its own cut copy while
 unchanged readers (and readers we cannot see into, such as subgraphs) keep the original.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,8 +63,9 @@ class StorageEdit:
         """What reader `sid` should read: the original, expanded if asked, then transformed."""
         _, axes, expand = self.cuts[sid]
         if "shape" in expand:
-            original = np.broadcast_to(original.reshape([1] * (len(expand["shape"]) - original.ndim)
-                                                        + list(original.shape)), expand["shape"])
+            original = np.broadcast_to(
+                original.reshape([1] * (len(expand["shape"]) - original.ndim) + list(original.shape)), expand["shape"]
+            )
         return transform(original, axes)
 
     def variants(self, graph_outputs: set[str]) -> dict:
@@ -118,8 +120,14 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
                 copied.append(label(node))
         if len(by_wish) == 1:  # one reader's cut of a folded constant: not a shared copy
             continue
-        notes.append({"constant": edit.root.name, "readers": sum(map(len, by_wish.values())),
-                      "versions": len(by_wish), "copied_for": copied})
+        notes.append(
+            {
+                "constant": edit.root.name,
+                "readers": sum(map(len, by_wish.values())),
+                "versions": len(by_wish),
+                "copied_for": copied,
+            }
+        )
     return notes
 
 

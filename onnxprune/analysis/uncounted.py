@@ -9,6 +9,7 @@ DequantizeLinear) of at least WEIGHT_ELEMENTS float or 8/4-bit elements feeds it
 Elementwise ops with constants (bias adds, scales, YOLO anchor grids) and shape arithmetic are
 understood: their constants are not layer weights in the pruning literature's sense.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -17,7 +18,8 @@ from onnxprune.read.graph import ModelGraph
 
 WEIGHT_ELEMENTS = 16
 WEIGHT_TYPES = (1, 10, 11, 16, 2, 3, 21, 22)  # float, f16, double, bf16, uint8, int8, uint4, int4
-UNDERSTOOD = frozenset("""
+UNDERSTOOD = frozenset(
+    """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BitShift BitwiseAnd BitwiseNot
 BitwiseOr BitwiseXor Cast CastLike Ceil Celu CenterCropPad Clip Compress Concat ConcatFromSequence Constant
 ConstantOfShape Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout DynamicQuantizeLinear Elu Equal
@@ -31,12 +33,20 @@ Reshape Resize ReverseSequence RoiAlign Round Scatter ScatterElements ScatterND 
 SequenceConstruct SequenceEmpty SequenceInsert SequenceLength Shape Shrink Sigmoid Sign Sin Sinh Size Slice
 Softmax Softplus Softsign SpaceToDepth Split SplitToSequence Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu
 Tile TopK Transpose Trilu Unique Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 # inputs of counted layers that are quantization parameters or states, not weights
-NOT_WEIGHTS = {"QLinearConv": {1, 2, 4, 5, 6, 7}, "QGemm": {1, 2, 4, 5, 7, 8}, "ConvInteger": {2, 3},
-               "QLinearMatMul": {1, 2, 4, 5, 6, 7}, "MatMulInteger": {2, 3}, "LSTM": {4, 5, 6}, "GRU": {4, 5},
-               "RNN": {4, 5},
-               "DynamicQuantizeLSTM": {4, 5, 6, 8, 9, 10, 11}}
+NOT_WEIGHTS = {
+    "QLinearConv": {1, 2, 4, 5, 6, 7},
+    "QGemm": {1, 2, 4, 5, 7, 8},
+    "ConvInteger": {2, 3},
+    "QLinearMatMul": {1, 2, 4, 5, 6, 7},
+    "MatMulInteger": {2, 3},
+    "LSTM": {4, 5, 6},
+    "GRU": {4, 5},
+    "RNN": {4, 5},
+    "DynamicQuantizeLSTM": {4, 5, 6, 8, 9, 10, 11},
+}
 
 
 def _uncounted_weight(mg: ModelGraph, tensor: gs.Tensor, counted: set) -> int:
@@ -81,6 +91,11 @@ def uncounted_weights(mg: ModelGraph, layers: list, counted: set) -> list[dict]:
             candidates = list(node.inputs)
         elements = sum(_uncounted_weight(mg, t, counted) for t in candidates)
         if elements:
-            found.append({"node": mg.display_name(node), "op": node.op if standard else f"{node.domain}.{node.op}",
-                          "elements": elements})
+            found.append(
+                {
+                    "node": mg.display_name(node),
+                    "op": node.op if standard else f"{node.domain}.{node.op}",
+                    "elements": elements,
+                }
+            )
     return found

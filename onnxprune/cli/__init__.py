@@ -1,5 +1,6 @@
 """The CLI, a thin shell over the Python API: `main()` runs a verb and maps errors to exit codes; every
 verb is a module in onnxprune/cli/commands/, registered on the typer app in `app.py`."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """The typer app and the shared CLI plumbing; each verb lives in onnxprune/cli/commands/<verb>.py."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def emit_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
-INPUT_SHAPE_HELP = ("Shape of a model input, e.g. images=1x3x320x320 (NAME:DIMS also works; a bare 1x3x224x224 "
-                    "for a single-input model); fills symbolic dimensions. Repeatable.")
+INPUT_SHAPE_HELP = (
+    "Shape of a model input, e.g. images=1x3x320x320 (NAME:DIMS also works; a bare 1x3x224x224 "
+    "for a single-input model); fills symbolic dimensions. Repeatable."
+)
 
 
 def input_shape_option() -> Any:
@@ -77,14 +80,18 @@ def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dic
             name, sep, text = spec.rpartition(":")
         dims = _parse_dims(text if sep else spec)
         if dims is None or (sep and not name):
-            raise UserError(f"--input-shape {spec!r}: expected NAME=DxDx... (or a bare DxDx... for a single-input "
-                            f"model) with positive integers, e.g. input=1x3x32x32")
+            raise UserError(
+                f"--input-shape {spec!r}: expected NAME=DxDx... (or a bare DxDx... for a single-input "
+                f"model) with positive integers, e.g. input=1x3x32x32"
+            )
         if not sep:
             names = _model_input_names(model)
             if names is None or len(names) != 1:
                 listing = f"; its inputs are {names}" if names else ""
-                raise UserError(f"--input-shape {spec}: a shape without a name needs a model with exactly one "
-                                f"input{listing}; write NAME={spec}")
+                raise UserError(
+                    f"--input-shape {spec}: a shape without a name needs a model with exactly one "
+                    f"input{listing}; write NAME={spec}"
+                )
             name = names[0]
         if name in shapes and shapes[name] != dims:
             raise UserError(f"--input-shape: input {name!r} given twice with different shapes")
@@ -102,14 +109,26 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                 help="Print the onnxprune, onnx and onnxruntime versions and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print the onnxprune, onnx and onnxruntime versions and exit.",
+    ),
 ) -> None:
     """Complexity-driven structured pruning of CNNs, directly on ONNX graphs."""
 
 
-_TYPE_NAMES = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT", "list[int]": "INTEGER",
-               "list[float]": "NUMBER", "bool": ""}
+_TYPE_NAMES = {
+    "int": "INTEGER",
+    "float": "NUMBER",
+    "str": "TEXT",
+    "list[str]": "TEXT",
+    "list[int]": "INTEGER",
+    "list[float]": "NUMBER",
+    "bool": "",
+}
 
 
 def _display_type(self: Any, ctx: Any) -> str | None:

@@ -1,5 +1,6 @@
 """`profile` the onnx-tool/Netron way: each layer's input and output shapes, a CSV export, and two
 models side by side (`profile A B`: matched by node name, before/after and the ratio per layer)."""
+
 from __future__ import annotations
 
 import csv
@@ -42,8 +43,13 @@ def write_csv(rows: list[dict], destination: str) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "input_shape": shape_text(row.get("input_shape")),
-                         "output_shape": shape_text(row.get("output_shape"))})
+        writer.writerow(
+            {
+                **row,
+                "input_shape": shape_text(row.get("input_shape")),
+                "output_shape": shape_text(row.get("output_shape")),
+            }
+        )
     if destination == "-":
         sys.stdout.write(buffer.getvalue())
         sys.stdout.flush()
@@ -79,8 +85,10 @@ def compare_profiles(a: str, b: str, input_shapes: dict | None = None) -> dict:
         seen.add(row["node"])
         layers.append(_pair(row, other))
     layers += [_pair(None, row) for row in rows_b if row["node"] not in seen]
-    totals = {figure: {"a": pa.totals[figure], "b": pb.totals[figure],
-                       "ratio": _ratio(pa.totals[figure], pb.totals[figure])} for figure in FIGURES}
+    totals = {
+        figure: {"a": pa.totals[figure], "b": pb.totals[figure], "ratio": _ratio(pa.totals[figure], pb.totals[figure])}
+        for figure in FIGURES
+    }
     return {"a": str(a), "b": str(b), "layers": layers, "totals": totals}
 
 
@@ -106,19 +114,34 @@ def print_comparison(result: dict, console, changed_only: bool = False) -> None:
         shapes = row["output_shape"]
         if changed_only and shapes["a"] == shapes["b"]:
             continue
-        table.add_row(row["node"], row["op"], f"{shape_text(shapes['a'])} → {shape_text(shapes['b'])}",
-                      f"{_fig(row['params']['a'])} → {_fig(row['params']['b'])}", _ratio_text(row["params"]["ratio"]),
-                      f"{_fig(row['flops']['a'])} → {_fig(row['flops']['b'])}", _ratio_text(row["flops"]["ratio"]))
+        table.add_row(
+            row["node"],
+            row["op"],
+            f"{shape_text(shapes['a'])} → {shape_text(shapes['b'])}",
+            f"{_fig(row['params']['a'])} → {_fig(row['params']['b'])}",
+            _ratio_text(row["params"]["ratio"]),
+            f"{_fig(row['flops']['a'])} → {_fig(row['flops']['b'])}",
+            _ratio_text(row["flops"]["ratio"]),
+        )
     table.add_section()
     totals = result["totals"]
-    table.add_row("total", f"{len(result['layers'])} layers", "",
-                  f"{si(totals['params']['a'])} → {si(totals['params']['b'])}", _ratio_text(totals["params"]["ratio"]),
-                  f"{si(totals['flops']['a'])} → {si(totals['flops']['b'])}", _ratio_text(totals["flops"]["ratio"]),
-                  style="bold")
+    table.add_row(
+        "total",
+        f"{len(result['layers'])} layers",
+        "",
+        f"{si(totals['params']['a'])} → {si(totals['params']['b'])}",
+        _ratio_text(totals["params"]["ratio"]),
+        f"{si(totals['flops']['a'])} → {si(totals['flops']['b'])}",
+        _ratio_text(totals["flops"]["ratio"]),
+        style="bold",
+    )
     console.print(table)
     memory = totals["memory_bytes"]
-    console.print(f"memory {nbytes(memory['a'])} → {nbytes(memory['b'])} ({_ratio_text(memory['ratio'])})",
-                  markup=False, highlight=False)
+    console.print(
+        f"memory {nbytes(memory['a'])} → {nbytes(memory['b'])} ({_ratio_text(memory['ratio'])})",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _fig(value) -> str:

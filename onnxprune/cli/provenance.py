@@ -2,6 +2,7 @@
 
 A pruned model found later names the tool version, mode, target and seed that made it and the
 sha256 of the file it was cut from (`onnxprune.*` keys; `onnx.load(p).metadata_props`)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,10 +42,16 @@ def stamp(model: onnx.ModelProto, record: dict) -> onnx.ModelProto:
 
 def read_stamp(model: onnx.ModelProto) -> dict:
     """The `onnxprune.*` metadata of a model, without the prefix."""
-    return {p.key[len(PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+    return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
 
 
 def shrink_record(source_facts: dict, report: dict) -> dict:
     """What a shrunk model records about its making."""
-    return {"mode": report["mode"], "target": report["target"], "seed": report["seed"], "init": report["init"],
-            "source_sha256": source_facts["sha256"], "source": Path(source_facts["path"]).name}
+    return {
+        "mode": report["mode"],
+        "target": report["target"],
+        "seed": report["seed"],
+        "init": report["init"],
+        "source_sha256": source_facts["sha256"],
+        "source": Path(source_facts["path"]).name,
+    }

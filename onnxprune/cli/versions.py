@@ -1,4 +1,5 @@
 """The package and runtime versions (for `--version`, `version` and provenance), without the CLI."""
+
 from __future__ import annotations
 
 import platform
@@ -12,8 +13,13 @@ def versions() -> dict[str, str]:
 
     from onnxprune import __version__
 
-    found = {"onnxprune": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-             "numpy": numpy.__version__, "python": platform.python_version()}
+    found = {
+        "onnxprune": __version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
     try:
         from importlib.metadata import version as installed
 

@@ -23,6 +23,7 @@ Batch: a model whose first input dimension is symbolic runs with `batch` as that
 model with a fixed first dimension runs only with batch equal to it: anything else is a
 UserError (re-export with a dynamic batch axis); the graph is never rewritten.
 """
+
 from __future__ import annotations
 
 import gc
@@ -36,13 +37,27 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from onnxprune.read.inputs import InputSpec, input_specs, make_inputs, random_inputs
 from onnxprune.errors import UserError
+from onnxprune.read.inputs import InputSpec, input_specs, make_inputs, random_inputs
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["bench", "bench_many", "compare", "report_json", "machine_info", "BenchResult", "estimate_energy_pj",
-           "ENERGY_NOTE", "ENERGY_MODELS", "energy_note", "InputSpec", "input_specs", "make_inputs", "random_inputs"]
+__all__ = [
+    "bench",
+    "bench_many",
+    "compare",
+    "report_json",
+    "machine_info",
+    "BenchResult",
+    "estimate_energy_pj",
+    "ENERGY_NOTE",
+    "ENERGY_MODELS",
+    "energy_note",
+    "InputSpec",
+    "input_specs",
+    "make_inputs",
+    "random_inputs",
+]
 
 # Energy models (ESTIMATES). Both price a multiply-accumulate at the paper's 2.3 pJ; they differ
 # in the memory term. "horowitz": 640 pJ per 32-bit DRAM access, the figure of Horowitz,
@@ -57,17 +72,18 @@ ENERGY_MODELS = ("horowitz", "paper")
 DEFAULT_ENERGY_MODEL = "horowitz"
 _NOTES = {
     "horowitz": "ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory bytes / 4 x 640 pJ (640 pJ per 32-bit DRAM "
-                "access, Horowitz, ISSCC 2014, 45 nm)",
+    "access, Horowitz, ISSCC 2014, 45 nm)",
     "paper": "ESTIMATE, not a measurement: FLOPs x 2.3 pJ + memory MB x 640 pJ (the units printed in Zawish et al., "
-             "IEEE TAI 2024; the memory term is then negligible)",
+    "IEEE TAI 2024; the memory term is then negligible)",
 }
 ENERGY_NOTE = _NOTES[DEFAULT_ENERGY_MODEL]
 
 
 def _energy_model(model: str) -> str:
     if model not in ENERGY_MODELS:
-        raise UserError(f"--energy-model {model!r}: choose horowitz (640 pJ per 32-bit DRAM access) or paper "
-                        f"(640 pJ per MB)")
+        raise UserError(
+            f"--energy-model {model!r}: choose horowitz (640 pJ per 32-bit DRAM access) or paper (640 pJ per MB)"
+        )
     return model
 
 
@@ -127,8 +143,9 @@ def _ru_maxrss() -> Optional[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _measure(model_path: str, specs: Sequence[InputSpec], seed: int, runs: int, warmup: int,
-             threads: int) -> dict[str, Any]:
+def _measure(
+    model_path: str, specs: Sequence[InputSpec], seed: int, runs: int, warmup: int, threads: int
+) -> dict[str, Any]:
     """Create a session, warm up, time `runs` runs; returns raw numbers. Top-level: spawn pickles it."""
     import onnxruntime as ort
 
@@ -138,8 +155,11 @@ def _measure(model_path: str, specs: Sequence[InputSpec], seed: int, runs: int, 
     if status:
         rss_before = status["VmRSS"]
         reset = _reset_peak()
-        method = ("VmHWM - VmRSS before session (peak reset via /proc/self/clear_refs)" if reset
-                  else "VmHWM - VmRSS before session (peak not resettable; includes earlier peak)")
+        method = (
+            "VmHWM - VmRSS before session (peak reset via /proc/self/clear_refs)"
+            if reset
+            else "VmHWM - VmRSS before session (peak not resettable; includes earlier peak)"
+        )
     else:
         rss_before = _ru_maxrss() or 0
         method = "ru_maxrss after - ru_maxrss before session"
@@ -192,11 +212,14 @@ def _measure_isolated(*args: Any) -> dict[str, Any]:
             return pool.submit(_measure, *args).result()
     except BrokenProcessPool:
         if not _can_start_python():
-            raise UserError(f"{args[0]}: cannot start a fresh Python ({sys.executable}) to measure in; under "
-                            f"qemu-user without binfmt run build/arm/bin/python3.11 (docs/edge.md), or "
-                            f"pass --in-process") from None
-        raise UserError(f"{args[0]}: the benchmark process died (out of memory, or onnxruntime crashed); "
-                        f"try a smaller --batch") from None
+            raise UserError(
+                f"{args[0]}: cannot start a fresh Python ({sys.executable}) to measure in; under "
+                f"qemu-user without binfmt run build/arm/bin/python3.11 (docs/edge.md), or "
+                f"pass --in-process"
+            ) from None
+        raise UserError(
+            f"{args[0]}: the benchmark process died (out of memory, or onnxruntime crashed); try a smaller --batch"
+        ) from None
 
 
 def _can_start_python() -> bool:
@@ -284,10 +307,19 @@ def machine_info() -> dict[str, Any]:
     x86_cpuinfo = "sse2" in flags
     arch = platform.machine()
     emulated = arch.lower() in ("aarch64", "arm64", "armv7l") and x86_cpuinfo
-    info = {"arch": arch, "cpu": f"emulated (qemu-user) on {cpu}" if emulated else cpu, "cores": os.cpu_count(),
-            "isa": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512vnni", "fma", "asimd", "asimddp",
-                                   "sve", "neon", "i8mm"}) if not emulated else [],
-            "emulated": emulated, "system": platform.system(), "python": platform.python_version()}
+    info = {
+        "arch": arch,
+        "cpu": f"emulated (qemu-user) on {cpu}" if emulated else cpu,
+        "cores": os.cpu_count(),
+        "isa": sorted(
+            flags & {"avx2", "avx512f", "avx512_vnni", "avx512vnni", "fma", "asimd", "asimddp", "sve", "neon", "i8mm"}
+        )
+        if not emulated
+        else [],
+        "emulated": emulated,
+        "system": platform.system(),
+        "python": platform.python_version(),
+    }
     try:
         import onnxruntime
 
@@ -330,9 +362,17 @@ def _profile(model_path: Path, specs: Sequence[InputSpec]) -> tuple[Optional[dic
         return None, str(exc)
 
 
-def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int = 1, batch: int = 1,
-          seed: int = 0, input_shapes: Optional[dict[str, list[int]]] = None,
-          isolate: bool = True, energy_model: str = DEFAULT_ENERGY_MODEL) -> BenchResult:
+def bench(
+    model_path: PathLike,
+    runs: int = 100,
+    warmup: int = 10,
+    threads: int = 1,
+    batch: int = 1,
+    seed: int = 0,
+    input_shapes: Optional[dict[str, list[int]]] = None,
+    isolate: bool = True,
+    energy_model: str = DEFAULT_ENERGY_MODEL,
+) -> BenchResult:
     """Benchmark one model on the onnxruntime CPU provider; see the module docstring for methods.
 
     `threads` sets intra_op_num_threads (inter_op 1, sequential execution). `isolate=False`
@@ -340,8 +380,12 @@ def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int 
     Raises UserError for bad files, bad settings, or a model onnxruntime cannot run.
     """
     path = Path(model_path)
-    for flag, value, least in (("--runs", runs, 1), ("--warmup", warmup, 0), ("--threads", threads, 1),
-                               ("--batch", batch, 1)):
+    for flag, value, least in (
+        ("--runs", runs, 1),
+        ("--warmup", warmup, 0),
+        ("--threads", threads, 1),
+        ("--batch", batch, 1),
+    ):
         if not isinstance(value, int) or value < least:
             raise UserError(f"{flag} {value}: must be an integer >= {least}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -361,11 +405,21 @@ def bench(model_path: PathLike, runs: int = 100, warmup: int = 10, threads: int 
         model=str(path),
         file_bytes=os.path.getsize(path),
         external_data_bytes=_external_data_bytes(path),
-        runs=runs, warmup=warmup, threads=threads, batch=fed_batch, seed=seed,
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        batch=fed_batch,
+        seed=seed,
         inputs={s.name: list(s.shape) for s in specs},
-        latency_ms={"median": median, "p90": p90, "p99": p99, "mean": float(latencies_ms.mean()),
-                    "min": float(latencies_ms.min()), "max": float(latencies_ms.max()),
-                    "std": float(latencies_ms.std())},
+        latency_ms={
+            "median": median,
+            "p90": p90,
+            "p99": p99,
+            "mean": float(latencies_ms.mean()),
+            "min": float(latencies_ms.min()),
+            "max": float(latencies_ms.max()),
+            "std": float(latencies_ms.std()),
+        },
         throughput_ips=fed_batch * runs / max(float(latencies_ms.sum()) / 1e3, 1e-12),
         peak_memory_bytes=int(raw["peak_memory_bytes"]),
         process_peak_rss_bytes=int(raw["process_peak_rss_bytes"]),
@@ -404,15 +458,17 @@ def compare(results: Sequence[BenchResult]) -> list[dict[str, Optional[float]]]:
     base = results[0]
     rows = []
     for r in results:
-        rows.append({
-            "speedup": _ratio(base.median_ms, r.median_ms),
-            "throughput_ratio": _ratio(r.throughput_ips, base.throughput_ips),
-            "size_ratio": _ratio(r.size_bytes, base.size_bytes),
-            "peak_memory_ratio": _ratio(r.peak_memory_bytes, base.peak_memory_bytes),
-            "params_ratio": _ratio(r.params, base.params),
-            "flops_ratio": _ratio(r.flops, base.flops),
-            "energy_ratio": _ratio(r.energy_uj_per_image, base.energy_uj_per_image),
-        })
+        rows.append(
+            {
+                "speedup": _ratio(base.median_ms, r.median_ms),
+                "throughput_ratio": _ratio(r.throughput_ips, base.throughput_ips),
+                "size_ratio": _ratio(r.size_bytes, base.size_bytes),
+                "peak_memory_ratio": _ratio(r.peak_memory_bytes, base.peak_memory_bytes),
+                "params_ratio": _ratio(r.params, base.params),
+                "flops_ratio": _ratio(r.flops, base.flops),
+                "energy_ratio": _ratio(r.energy_uj_per_image, base.energy_uj_per_image),
+            }
+        )
     return rows
 
 
@@ -427,9 +483,19 @@ def report_json(results: Sequence[BenchResult]) -> dict[str, Any]:
     first = results[0] if results else None
     return {
         "baseline": first.model if first else None,
-        "settings": ({"runs": first.runs, "warmup": first.warmup, "threads": first.threads,
-                      "seed": first.seed, "onnxruntime": first.onnxruntime, "provider": "CPUExecutionProvider",
-                      "isolated": first.isolated} if first else {}),
+        "settings": (
+            {
+                "runs": first.runs,
+                "warmup": first.warmup,
+                "threads": first.threads,
+                "seed": first.seed,
+                "onnxruntime": first.onnxruntime,
+                "provider": "CPUExecutionProvider",
+                "isolated": first.isolated,
+            }
+            if first
+            else {}
+        ),
         "machine": dict(first.machine, threads=first.threads) if first else machine_info(),
         "energy_note": first.energy_note if first else ENERGY_NOTE,
         "models": [dict(r.to_json(), vs_baseline=ratio) for r, ratio in zip(results, ratios)],

@@ -12,6 +12,7 @@ several limits apply to the same figure, the tightest one decides and is reporte
 
 Pure Python + onnx: no torch, no onnxruntime needed here.
 """
+
 from __future__ import annotations
 
 import glob
@@ -167,7 +168,9 @@ def _parse_limit(figure: str, value: Any, where: str) -> int:
     label = f"{where} {key}" if where else flag
     limit = parse_bytes(value, label) if figure == "memory" else parse_count(value, label)
     if limit <= 0:
-        raise UserError(f"{label} {value!r}: a budget must be positive, e.g. {label} {'4MiB' if figure == 'memory' else '2.5M'}")
+        raise UserError(
+            f"{label} {value!r}: a budget must be positive, e.g. {label} {'4MiB' if figure == 'memory' else '2.5M'}"
+        )
     return limit
 
 
@@ -222,11 +225,15 @@ def load_budgets(path: PathLike) -> list[Budget]:
     where_file = f"--budgets {path}"
     unknown = sorted(set(data) - {"budget"})
     if unknown:
-        raise UserError(f"{where_file}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
-                        f"the file holds [[budget]] entries only (see docs/check.md)")
+        raise UserError(
+            f"{where_file}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+            f"the file holds [[budget]] entries only (see docs/check.md)"
+        )
     entries = data.get("budget")
     if not entries:
-        raise UserError(f"{where_file}: no [[budget]] entries; add one, e.g. [[budget]] models = \"*.onnx\" max_params = \"2.5M\"")
+        raise UserError(
+            f'{where_file}: no [[budget]] entries; add one, e.g. [[budget]] models = "*.onnx" max_params = "2.5M"'
+        )
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise UserError(f"{where_file}: `budget` must be an array of tables, written [[budget]] (see docs/check.md)")
     base = path.resolve().parent
@@ -240,13 +247,14 @@ def load_budgets(path: PathLike) -> list[Budget]:
             where += f" ({name})"
         unknown = sorted(set(entry) - _ENTRY_KEYS)
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                            f"allowed: {', '.join(sorted(_ENTRY_KEYS))}")
+            raise UserError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_ENTRY_KEYS))}"
+            )
         models = entry.get("models")
         if isinstance(models, str):
             models = [models]
         if not models or not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-            raise UserError(f"{where}: `models` must be a glob or a list of globs, e.g. models = \"models/*.onnx\"")
+            raise UserError(f'{where}: `models` must be a glob or a list of globs, e.g. models = "models/*.onnx"')
         limits = {}
         for figure, (_, key, _) in FIGURES.items():
             if key in entry:
@@ -291,8 +299,14 @@ class FigureVerdict:
         return 0.0 if self.ok else 100.0 * self.over_by / self.limit  # type: ignore[operator]
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "limit": self.limit, "ok": self.ok, "over_by": self.over_by,
-                "over_by_pct": round(self.over_by_pct, 3), "budget": self.budget}
+        return {
+            "value": self.value,
+            "limit": self.limit,
+            "ok": self.ok,
+            "over_by": self.over_by,
+            "over_by_pct": round(self.over_by_pct, 3),
+            "budget": self.budget,
+        }
 
 
 @dataclass
@@ -309,8 +323,12 @@ class ModelVerdict:
         return [name for name, f in self.figures.items() if not f.ok]
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "ok": self.ok, "over": self.over,
-                "figures": {name: f.to_json() for name, f in self.figures.items()}}
+        return {
+            "model": self.model,
+            "ok": self.ok,
+            "over": self.over,
+            "figures": {name: f.to_json() for name, f in self.figures.items()},
+        }
 
 
 @dataclass
@@ -326,8 +344,12 @@ class CheckResult:
         return [m for m in self.models if not m.ok]
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": len(self.models), "over_budget": len(self.failed),
-                "models": [m.to_json() for m in self.models]}
+        return {
+            "ok": self.ok,
+            "checked": len(self.models),
+            "over_budget": len(self.failed),
+            "models": [m.to_json() for m in self.models],
+        }
 
 
 class MeasuredTotals(dict):
@@ -340,7 +362,9 @@ class MeasuredTotals(dict):
 
 def _profile_totals(model: Path, input_shapes: Optional[dict[str, list[int]]]) -> dict[str, int]:
     try:
-        from onnxprune.analysis.complexity import profile  # imported late: complexity is heavier and not needed to parse
+        from onnxprune.analysis.complexity import (
+            profile,  # imported late: complexity is heavier and not needed to parse
+        )
     except ImportError as exc:  # pragma: no cover - a broken install
         raise UserError(f"{model}: cannot profile it, onnxprune.profile is unavailable ({exc})") from None
 
@@ -377,8 +401,10 @@ def check(
     if budgets_file is not None:
         budgets.extend(load_budgets(budgets_file))
     if not budgets:
-        raise UserError("no budget given; pass --max-params, --max-flops, --max-memory and/or --budgets FILE.toml "
-                        "(e.g. onnxprune check model.onnx --max-params 2.5M)")
+        raise UserError(
+            "no budget given; pass --max-params, --max-flops, --max-memory and/or --budgets FILE.toml "
+            "(e.g. onnxprune check model.onnx --max-params 2.5M)"
+        )
 
     if models:
         paths = [Path(m) for m in models]
@@ -386,7 +412,9 @@ def check(
             if not path.exists():
                 raise UserError(f"{path}: no such file; give the path of an .onnx model")
             if path.is_dir():
-                raise UserError(f"{path}: is a directory; give the path of an .onnx model file (or a glob in --budgets)")
+                raise UserError(
+                    f"{path}: is a directory; give the path of an .onnx model file (or a glob in --budgets)"
+                )
     elif budgets_file is not None:
         seen: dict[Path, None] = {}
         for budget in budgets:
@@ -394,19 +422,25 @@ def check(
                 seen.setdefault(match, None)
         paths = list(seen)
     else:
-        raise UserError("no model given; name at least one .onnx model (e.g. onnxprune check model.onnx --max-params 2.5M)")
+        raise UserError(
+            "no model given; name at least one .onnx model (e.g. onnxprune check model.onnx --max-params 2.5M)"
+        )
 
     result = CheckResult()
     for path in paths:
         applicable = [b for b in budgets if b.applies_to(path)]
         if not applicable:
-            raise UserError(f"{path}: no budget applies to it (no [[budget]] glob in {budgets_file} matches it "
-                            f"and no --max-* flag is given)")
+            raise UserError(
+                f"{path}: no budget applies to it (no [[budget]] glob in {budgets_file} matches it "
+                f"and no --max-* flag is given)"
+            )
         totals = _profile(path, input_shapes)
         uncounted = getattr(totals, "uncounted", "")
         if uncounted and not allow_uncounted:
-            raise UserError(f"{path}: {uncounted}; a budget check cannot pass what it did not measure "
-                            f"(--allow-uncounted checks the counted part anyway)")
+            raise UserError(
+                f"{path}: {uncounted}; a budget check cannot pass what it did not measure "
+                f"(--allow-uncounted checks the counted part anyway)"
+            )
         if uncounted:
             print(f"onnxprune: warning: {path}: {uncounted}", file=sys.stderr)
         figures = {}

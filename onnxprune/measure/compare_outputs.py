@@ -1,5 +1,6 @@
 """Polygraphy-style checks: run two models on the same random inputs and compare every output;
 and, for a shrink at `--init keep`, the zero-mask oracle on the pruned model (verify.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,12 +21,13 @@ def _outputs(model, feeds: dict, label: str) -> tuple[list[str], list[np.ndarray
         return names, None, f"onnxruntime cannot run {label}: {' '.join(str(exc).split())[:300]}"
 
 
-def compare_outputs(a: ModelLike, b: ModelLike, input_shapes: dict | None = None, seed: int = 0,
-                    labels: tuple[str, str] = ("A", "B")) -> dict:
+def compare_outputs(
+    a: ModelLike, b: ModelLike, input_shapes: dict | None = None, seed: int = 0, labels: tuple[str, str] = ("A", "B")
+) -> dict:
     """Both models on the same seeded random inputs (shaped for `a`): per output, both shapes and
     the max absolute and relative (to the largest magnitude) difference."""
-    from onnxprune.read.inputs import make_inputs
     from onnxprune.measure.verify import max_relative_error
+    from onnxprune.read.inputs import make_inputs
 
     model_a, model_b = load_model(a), load_model(b)
     feeds = make_inputs(model_a, 1, seed, input_shapes)
@@ -35,8 +37,14 @@ def compare_outputs(a: ModelLike, b: ModelLike, input_shapes: dict | None = None
     names_b, outs_b, error_b = _outputs(model_b, feeds, labels[1])
     rows = []
     for i, name in enumerate(names_a):
-        row = {"output": name, "shape_a": list(outs_a[i].shape), "shape_b": None, "shapes_match": False,
-               "max_abs": None, "max_rel": None}
+        row = {
+            "output": name,
+            "shape_a": list(outs_a[i].shape),
+            "shape_b": None,
+            "shapes_match": False,
+            "max_abs": None,
+            "max_rel": None,
+        }
         if outs_b is not None and i < len(outs_b):
             got = outs_b[i]
             row["shape_b"] = list(got.shape)
@@ -46,8 +54,12 @@ def compare_outputs(a: ModelLike, b: ModelLike, input_shapes: dict | None = None
                 row["max_abs"] = float(diff.max())
                 row["max_rel"] = max_relative_error(outs_a[i], got)
         rows.append(row)
-    return {"runs": error_b is None, "error": error_b, "outputs": rows,
-            "same_outputs": outs_b is not None and len(names_b) == len(names_a)}
+    return {
+        "runs": error_b is None,
+        "error": error_b,
+        "outputs": rows,
+        "same_outputs": outs_b is not None and len(names_b) == len(names_a),
+    }
 
 
 def verdict(result: dict, tol: float | None) -> list[str]:
@@ -63,8 +75,14 @@ def verdict(result: dict, tol: float | None) -> list[str]:
     return problems
 
 
-def zero_mask_error(source: ModelLike, pruned: ModelLike, report: dict, input_shapes: dict | None = None,
-                    keep_tied: bool = False, seed: int = 0) -> float:
+def zero_mask_error(
+    source: ModelLike,
+    pruned: ModelLike,
+    report: dict,
+    input_shapes: dict | None = None,
+    keep_tied: bool = False,
+    seed: int = 0,
+) -> float:
     """Largest relative difference, over the outputs, between the pruned model and the original with
     the report's removed channels zeroed (exact at `--init keep`: ≤ ZERO_MASK_TOL)."""
     from onnxprune.analysis.groups import channel_groups
@@ -80,23 +98,29 @@ def zero_mask_error(source: ModelLike, pruned: ModelLike, report: dict, input_sh
             if found is not None and len(found) < group.size:
                 keep[group.id] = found
                 break
-    result = compare_outputs(zero_mask(deps, keep), pruned, input_shapes, seed, ("the zero-masked original",
-                                                                                   "the pruned model"))
+    result = compare_outputs(
+        zero_mask(deps, keep), pruned, input_shapes, seed, ("the zero-masked original", "the pruned model")
+    )
     problems = verdict(result, None)
     if problems:
         raise UserError("; ".join(problems))
     return max((row["max_rel"] or 0.0) for row in result["outputs"])
 
 
-def verify_shrink(source: ModelLike, pruned: ModelLike, report: dict, input_shapes: dict | None = None,
-                  keep_tied: bool = False) -> tuple[dict, list[str]]:
+def verify_shrink(
+    source: ModelLike, pruned: ModelLike, report: dict, input_shapes: dict | None = None, keep_tied: bool = False
+) -> tuple[dict, list[str]]:
     """`shrink --verify`: onnxruntime runs the pruned model and its output shapes are the original's
     (graph outputs are never pruned); at `--init keep`, the zero-mask oracle's max error too."""
     result = compare_outputs(source, pruned, input_shapes, labels=("the original", "the pruned model"))
     problems = verdict(result, None)
-    check = {"runs": result["runs"], "shapes_match": result["runs"] and not problems,
-             "outputs": [{k: row[k] for k in ("output", "shape_a", "shape_b")} for row in result["outputs"]],
-             "zero_mask_max_rel_error": None, "tolerance": ZERO_MASK_TOL}
+    check = {
+        "runs": result["runs"],
+        "shapes_match": result["runs"] and not problems,
+        "outputs": [{k: row[k] for k in ("output", "shape_a", "shape_b")} for row in result["outputs"]],
+        "zero_mask_max_rel_error": None,
+        "tolerance": ZERO_MASK_TOL,
+    }
     if not problems and report.get("init") == "keep" and report.get("pruned"):
         error = zero_mask_error(source, pruned, report, input_shapes, keep_tied)
         check["zero_mask_max_rel_error"] = error

@@ -4,6 +4,7 @@ Runtimes are optional (extras: `interop` for OpenVINO, `ncnn` for ncnn through p
 interop_ncnn); a missing one, or one that rejects the graph, is a one-line UserError naming the
 runtime and, when its message lets us, the node.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -12,8 +13,8 @@ import numpy as np
 import onnx
 
 from onnxprune.errors import UserError
-from onnxprune.read.io import ModelLike, load_model
 from onnxprune.measure.runtime_errors import rejection
+from onnxprune.read.io import ModelLike, load_model
 
 RUNTIMES = ("openvino", "ncnn")  # ncnn: converted by pnnx, see interop_ncnn
 TOLERANCE = 1e-4  # float32 runtimes differ by reassociation only; relative to the output's magnitude

@@ -7,6 +7,7 @@ Python 3.11, pins older onnx/onnxruntime/numpy than ours, while pnnx and ncnn ar
 a static binary that reads ONNX without it: we run the binary, never `import pnnx` (which imports
 torch).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,8 +29,14 @@ INSTALL_HINT = "install onnxprune[ncnn] (pip install -e '.[ncnn]')"
 PNNX_MAX_IR_VERSION = 13
 CONVERT_TIMEOUT_S = 600
 # lines of pnnx's log that say why it failed, most specific first
-PNNX_REASONS = (r"unexpected op_type \S+", r"is not a registered function/op", r"not supported",
-                r"Unsupported", r"(?i)\berror\b", r"(?i)failed")
+PNNX_REASONS = (
+    r"unexpected op_type \S+",
+    r"is not a registered function/op",
+    r"not supported",
+    r"Unsupported",
+    r"(?i)\berror\b",
+    r"(?i)failed",
+)
 
 
 def pnnx_executable() -> Path | None:
@@ -85,7 +92,7 @@ def _log_reason(log: str, returncode: int) -> str:
             found = re.search(pattern, line)
             if found:
                 # "canonicalize ...   unexpected op_type X": keep the reason, not the pass's name
-                reason = line[found.start():] if pattern.startswith("unexpected") else line
+                reason = line[found.start() :] if pattern.startswith("unexpected") else line
                 break
         else:
             continue
@@ -104,13 +111,21 @@ def convert_with_pnnx(model: onnx.ModelProto, feeds: dict, folder: Path) -> tupl
     copy.ir_version = min(copy.ir_version, PNNX_MAX_IR_VERSION)
     source = folder / "model.onnx"
     onnx.save(copy, source)
-    outputs = {key: folder / f"model.{key}" for key in ("ncnnparam", "ncnnbin", "ncnnpy", "pnnxparam", "pnnxbin",
-                                                         "pnnxpy", "pnnxonnx")}
-    command = [str(pnnx_executable()), str(source), "inputshape=" + ",".join(shapes), "fp16=0",
-               *(f"{key}={path}" for key, path in outputs.items())]
+    outputs = {
+        key: folder / f"model.{key}"
+        for key in ("ncnnparam", "ncnnbin", "ncnnpy", "pnnxparam", "pnnxbin", "pnnxpy", "pnnxonnx")
+    }
+    command = [
+        str(pnnx_executable()),
+        str(source),
+        "inputshape=" + ",".join(shapes),
+        "fp16=0",
+        *(f"{key}={path}" for key, path in outputs.items()),
+    ]
     try:
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, errors="replace",
-                              timeout=CONVERT_TIMEOUT_S)
+        done = subprocess.run(
+            command, cwd=folder, capture_output=True, text=True, errors="replace", timeout=CONVERT_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         raise UserError(f"ncnn: pnnx did not convert the graph within {CONVERT_TIMEOUT_S} s") from None
     param, weights = outputs["ncnnparam"], outputs["ncnnbin"]

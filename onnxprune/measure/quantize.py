@@ -4,6 +4,7 @@ The core stays free of torch: calibration images arrive as a float32 numpy array
 already normalised the way the model expects; `onnxprune quantize` loads them with the trainer's
 data loaders (the same as `train`'s `--data`), or from a .npy file.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -21,10 +22,27 @@ DEFAULT_CALIBRATION_IMAGES = 256
 FORMATS = ("qdq", "qoperator")
 
 # An op from this set (or a non-float tensor feeding a weight) means the model is already integer.
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
-                 "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
-                 "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu",
-                 "QLinearSoftmax", "QAttention", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul"}
+QUANTIZED_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+    "QGemm",
+    "QLinearAdd",
+    "QLinearMul",
+    "QLinearAveragePool",
+    "QLinearGlobalAveragePool",
+    "QLinearConcat",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+    "QLinearSoftmax",
+    "QAttention",
+    "DynamicQuantizeLSTM",
+    "DynamicQuantizeMatMul",
+}
 WEIGHTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}  # op -> weight input index
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -40,17 +58,25 @@ class QuantizeResult:
     max_abs_diff: float
 
     def summary(self) -> dict:
-        return {"input": self.input_name, "calibration_images": self.images, "float_bytes": self.float_bytes,
-                "int8_bytes": self.int8_bytes, "bytes_ratio": round(self.int8_bytes / max(self.float_bytes, 1), 4),
-                "top1_agreement": round(self.agreement, 4), "max_abs_diff": self.max_abs_diff}
+        return {
+            "input": self.input_name,
+            "calibration_images": self.images,
+            "float_bytes": self.float_bytes,
+            "int8_bytes": self.int8_bytes,
+            "bytes_ratio": round(self.int8_bytes / max(self.float_bytes, 1), 4),
+            "top1_agreement": round(self.agreement, 4),
+            "max_abs_diff": self.max_abs_diff,
+        }
 
 
 def refuse_unquantizable(model: onnx.ModelProto, where: str) -> None:
     """One line (exit 2) for a model that static int8 quantization cannot start from."""
     quantized = next((n for n in model.graph.node if n.op_type in QUANTIZED_OPS), None)
     if quantized is not None:
-        raise UserError(f"{where}: already quantized ({quantized.op_type} node {quantized.name or quantized.output[0]!r}); "
-                        f"quantize the float model instead")
+        raise UserError(
+            f"{where}: already quantized ({quantized.op_type} node {quantized.name or quantized.output[0]!r}); "
+            f"quantize the float model instead"
+        )
     initializers = {i.name: i for i in model.graph.initializer}
     for value in model.graph.input:
         if value.name not in initializers and value.type.tensor_type.elem_type != FLOAT:
@@ -65,8 +91,10 @@ def refuse_unquantizable(model: onnx.ModelProto, where: str) -> None:
         weight = initializers[node.input[index]]
         if weight.data_type != FLOAT:
             dtype = onnx.helper.tensor_dtype_to_np_dtype(weight.data_type)
-            raise UserError(f"{where}: weight {weight.name!r} of node {node.name!r} is {dtype}, not float32; "
-                            f"quantize needs a float32 model")
+            raise UserError(
+                f"{where}: weight {weight.name!r} of node {node.name!r} is {dtype}, not float32; "
+                f"quantize needs a float32 model"
+            )
     if not weighted:
         raise UserError(f"{where}: no Conv/Gemm/MatMul with constant float32 weights; nothing to quantize")
 
@@ -112,7 +140,7 @@ def _reader(name: str, images: np.ndarray, batch: int):
             if self._next + batch > len(images):
                 return None
             start, self._next = self._next, self._next + batch
-            return {name: images[start:start + batch]}
+            return {name: images[start : start + batch]}
 
         def rewind(self):
             self._next = 0
@@ -126,12 +154,20 @@ def _outputs(model: onnx.ModelProto, name: str, images: np.ndarray, batch: int) 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {name: images[i:i + batch]})[0]
-                           for i in range(0, len(images) - batch + 1, batch)])
+    return np.concatenate(
+        [session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images) - batch + 1, batch)]
+    )
 
 
-def quantize(model: onnx.ModelProto, images: np.ndarray, *, fmt: str = "qdq", per_channel: bool = False,
-             input_shapes: dict | None = None, where: str = "model") -> QuantizeResult:
+def quantize(
+    model: onnx.ModelProto,
+    images: np.ndarray,
+    *,
+    fmt: str = "qdq",
+    per_channel: bool = False,
+    input_shapes: dict | None = None,
+    where: str = "model",
+) -> QuantizeResult:
     """Static quantization: int8 weights, 8-bit activations (int8 for QDQ, uint8 for QOperator),
     MinMax ranges calibrated on `images`."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -143,8 +179,9 @@ def quantize(model: onnx.ModelProto, images: np.ndarray, *, fmt: str = "qdq", pe
     name, dims = image_input(model, where, input_shapes)
     images = np.ascontiguousarray(images, dtype=np.float32)
     if images.ndim != 4 or list(images.shape[1:]) != dims[1:]:
-        raise UserError(f"calibration images of shape {list(images.shape[1:])} do not fit input {name!r} "
-                        f"of shape {dims}")
+        raise UserError(
+            f"calibration images of shape {list(images.shape[1:])} do not fit input {name!r} of shape {dims}"
+        )
     batch = dims[0]
     if len(images) < max(MIN_CALIBRATION_IMAGES, batch):
         raise UserError(f"{len(images)} calibration images; at least {MIN_CALIBRATION_IMAGES} are needed")
@@ -159,19 +196,33 @@ def quantize(model: onnx.ModelProto, images: np.ndarray, *, fmt: str = "qdq", pe
         except Exception:  # noqa: BLE001 - pre-processing is an optimisation; the plain model still quantizes
             prepared = source
         try:
-            quantize_static(str(prepared), str(target), _reader(name, images, batch),
-                            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-                            per_channel=per_channel, weight_type=QuantType.QInt8,
-                            # onnxruntime's x86 kernels: QDQ runs S8S8, QOperator is fast (and asks for) U8S8
-                            activation_type=QuantType.QInt8 if fmt == "qdq" else QuantType.QUInt8)
+            quantize_static(
+                str(prepared),
+                str(target),
+                _reader(name, images, batch),
+                quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                # onnxruntime's x86 kernels: QDQ runs S8S8, QOperator is fast (and asks for) U8S8
+                activation_type=QuantType.QInt8 if fmt == "qdq" else QuantType.QUInt8,
+            )
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own message, in one line
             raise UserError(f"{where}: onnxruntime.quantization failed: {type(exc).__name__}: {exc}") from None
         quantized = onnx.load(str(target))
     _keep_metadata(model, quantized, fmt, per_channel, len(images))
     expected, actual = _outputs(float_model, name, images, batch), _outputs(quantized, name, images, batch)
-    agreement = float(np.mean(expected.reshape(len(expected), -1).argmax(1) == actual.reshape(len(actual), -1).argmax(1)))
-    return QuantizeResult(quantized, name, len(images), model.ByteSize(), quantized.ByteSize(), agreement,
-                          float(np.abs(expected - actual).max()))
+    agreement = float(
+        np.mean(expected.reshape(len(expected), -1).argmax(1) == actual.reshape(len(actual), -1).argmax(1))
+    )
+    return QuantizeResult(
+        quantized,
+        name,
+        len(images),
+        model.ByteSize(),
+        quantized.ByteSize(),
+        agreement,
+        float(np.abs(expected - actual).max()),
+    )
 
 
 def _keep_metadata(source: onnx.ModelProto, target: onnx.ModelProto, fmt: str, per_channel: bool, images: int) -> None:
@@ -180,5 +231,7 @@ def _keep_metadata(source: onnx.ModelProto, target: onnx.ModelProto, fmt: str, p
     for prop in source.metadata_props:
         if prop.key not in present:
             target.metadata_props.add(key=prop.key, value=prop.value)
-    target.metadata_props.add(key="onnxprune.quantized",
-                              value=f"int8 static {fmt}{' per-channel' if per_channel else ''}, {images} calibration images")
+    target.metadata_props.add(
+        key="onnxprune.quantized",
+        value=f"int8 static {fmt}{' per-channel' if per_channel else ''}, {images} calibration images",
+    )

@@ -2,6 +2,7 @@
 
 Shared by the runtimes of interop.py and interop_ncnn.py (its own module so that neither imports the other
 for it)."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,11 @@ def rejection(runtime: str, model: onnx.ModelProto, exc: BaseException, stage: s
         node = next((n for n in model.graph.node if re.search(rf"\b{re.escape(n.op_type)}\b", message)), None)
     where = f"node {node.name or node.output[0]!r} ({node.op_type})" if node is not None else "the graph"
     # runtimes wrap the reason in source locations ("Exception from src/...", "Check 'x' failed at ...")
-    lines = [line.strip(" -") for line in message.splitlines()
-             if line.strip() and not re.match(r"\s*(Exception from|Check '.*' failed at) \S+:\d+:?\s*$", line)]
+    lines = [
+        line.strip(" -")
+        for line in message.splitlines()
+        if line.strip() and not re.match(r"\s*(Exception from|Check '.*' failed at) \S+:\d+:?\s*$", line)
+    ]
     keys = [k for k in ((node.name, node.op_type) if node is not None else ()) if k]
     detail = next((line for line in lines if any(k in line for k in keys)), lines[0] if lines else type(exc).__name__)
     return UserError(f"{runtime} rejects {where} while {stage}: {detail[:300]}")

@@ -10,6 +10,7 @@ on that activation's input, the logits: onnxruntime's Sigmoid is accurate to abo
 random image) two graphs whose logits agree to 1e-7 relative differ by ~100% relative. The
 logits determine the output, so comparing them is as strict, without that noise.
 """
+
 from __future__ import annotations
 
 import numpy as np

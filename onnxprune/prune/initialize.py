@@ -14,6 +14,7 @@ Weights are found by tensor name among the initializers *and* the `Constant` nod
 and some TF exports hold weights in Constant nodes); only float tensors read as a layer's weight,
 bias or normalisation parameter are touched -- shape tensors, anchors and grids are left as given.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -102,14 +103,20 @@ def reinitialize(model: onnx.ModelProto, rng: np.random.Generator) -> None:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if index in layers:
             gain = 1.0 if index in heads else 2.0
-            put(node.input[1], lambda s, op=node.op_type, a=attrs, g=gain: rng.standard_normal(s, dtype=np.float32)
-                * np.float32(np.sqrt(g / max(_fan_in(op, s, a), 1))))
+            put(
+                node.input[1],
+                lambda s, op=node.op_type, a=attrs, g=gain: (
+                    rng.standard_normal(s, dtype=np.float32) * np.float32(np.sqrt(g / max(_fan_in(op, s, a), 1)))
+                ),
+            )
             if len(node.input) > 2 and node.input[2]:
                 put(node.input[2], np.zeros)
         elif node.op_type in ("BatchNormalization", "InstanceNormalization"):
             for position, make in enumerate((np.ones, np.zeros, np.zeros, np.ones)[: len(node.input) - 1], start=1):
                 put(node.input[position], make)
-        elif node.op_type == "Add":  # a layer's bias as its own Add: MatMul + Add, paddle's Conv + Add(Reshape(Constant))
+        elif (
+            node.op_type == "Add"
+        ):  # a layer's bias as its own Add: MatMul + Add, paddle's Conv + Add(Reshape(Constant))
             layer = next((p for p in map(producers.get, node.input) if p is not None and is_layer(p)), None)
             if layer is None:
                 continue

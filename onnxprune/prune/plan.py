@@ -1,5 +1,6 @@
 """What `shrink` would weigh: each group's share of the network's params, FLOPs and memory, and
 its probability of being drawn first in each mode (PA/FA/MA) — the sampler's weights, shown."""
+
 from __future__ import annotations
 
 from onnxprune.analysis.complexity import FIGURES, build_layers
@@ -23,7 +24,9 @@ def group_shares(deps: Dependencies) -> dict[int, dict]:
         w = weights[group.id]
         entry = {"share": {name: (w[f] / totals[f] if totals[f] else 0.0) for f, name in enumerate(FIGURES)}}
         if group.prunable:
-            entry["draw_probability"] = {MODE_OF_FIGURE[name]: w[f] / prunable_totals[f] if prunable_totals[f] else 0.0
-                                         for f, name in enumerate(FIGURES)}
+            entry["draw_probability"] = {
+                MODE_OF_FIGURE[name]: w[f] / prunable_totals[f] if prunable_totals[f] else 0.0
+                for f, name in enumerate(FIGURES)
+            }
         out[group.id] = entry
     return out

@@ -8,6 +8,7 @@
 Patterns are matched against the producers of the channel groups (by name, or `Op#index` for an
 unnamed node); a pattern that matches no node of the graph at all is a typo and refused.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,10 @@ def parse_max_ratios(specs: list[str] | None) -> dict[str, float]:
         except ValueError:
             ratio = -1.0
         if not sep or not name or not 0 <= ratio <= 1:
-            raise UserError(f"--max-ratio {spec!r}: expected NODE=R with R a fraction in [0, 1], e.g. fc=0.3 "
-                            f"(at most 30% of fc's output channels removed)")
+            raise UserError(
+                f"--max-ratio {spec!r}: expected NODE=R with R a fraction in [0, 1], e.g. fc=0.3 "
+                f"(at most 30% of fc's output channels removed)"
+            )
         ratios[name] = ratio
     return ratios
 
@@ -54,8 +57,11 @@ def _matches(pattern: str, name: str, label: str, op: str) -> bool:
 def _node_matches(mg, pattern: str) -> list[str]:
     from onnxprune.read.graph import display_name
 
-    return [display_name(node, i) for i, node in enumerate(mg.nodes)
-            if _matches(pattern, node.name or "", display_name(node, i), node.op)]
+    return [
+        display_name(node, i)
+        for i, node in enumerate(mg.nodes)
+        if _matches(pattern, node.name or "", display_name(node, i), node.op)
+    ]
 
 
 def resolve(deps, exclude: list[str] | None = None, max_ratio: dict[str, float] | None = None) -> Protection:
@@ -65,8 +71,10 @@ def resolve(deps, exclude: list[str] | None = None, max_ratio: dict[str, float] 
         flag = "--exclude" if ratio is None else "--max-ratio"
         nodes = _node_matches(deps.mg, pattern)
         if not nodes:
-            raise UserError(f"{flag} {pattern!r} matches no node of the model (a node-name glob such as 'head*', "
-                            f"or op:TYPE such as op:Gemm; `onnxprune profile` lists the names)")
+            raise UserError(
+                f"{flag} {pattern!r} matches no node of the model (a node-name glob such as 'head*', "
+                f"or op:TYPE such as op:Gemm; `onnxprune profile` lists the names)"
+            )
         groups = []
         for group in deps.prunable:
             producers = [r for r in group.roots if r.index >= 0 and _matches(pattern, r.node, r.label, r.op)]

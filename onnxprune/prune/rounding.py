@@ -26,13 +26,14 @@ always holds: the loop stops only below the target. If the target is unreachable
 multiples, shrink falls back to exact counts (`--round-to 1`, the paper's behaviour, which
 draws no extra random numbers) and says so in its report.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from onnxprune.analysis.complexity import Layer
-from onnxprune.errors import UserError
 from onnxprune.analysis.groups import Dependencies
+from onnxprune.errors import UserError
 
 AUTO = "auto"
 KIND_MULTIPLES = {"conv": 16, "depthwise": 16, "dense": 1}

@@ -7,6 +7,7 @@
 - `channels_to_remove`: which channels of the drawn group go: random (the paper) or the
   smallest L1 norm of the producers' weights (the train-prune-fine-tune baseline).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,16 +41,18 @@ def l1_importance(deps: Dependencies, group: Group) -> np.ndarray:
         if member.kind != "slice" or member.role != "producer":
             continue
         values = np.abs(np.asarray(deps.mg.const_value(member.tensor), dtype=np.float64))
-        per_position = values.sum(axis=tuple(a for a in range(values.ndim) if a != member.axis)) \
-            if values.ndim > 1 else values
+        per_position = (
+            values.sum(axis=tuple(a for a in range(values.ndim) if a != member.axis)) if values.ndim > 1 else values
+        )
         ids = deps.ids(member.layout)
         in_group = deps.group_of_channel[ids] == group.id
         np.add.at(importance, deps.slot_of_channel[ids[in_group]], per_position[in_group])
     return importance
 
 
-def channels_to_remove(rng: np.random.Generator, kept: np.ndarray, count: int, criterion: str,
-                       importance: np.ndarray | None = None) -> np.ndarray:
+def channels_to_remove(
+    rng: np.random.Generator, kept: np.ndarray, count: int, criterion: str, importance: np.ndarray | None = None
+) -> np.ndarray:
     """`count` channel indices out of `kept` to remove."""
     if criterion == "l1":
         order = np.argsort(importance[kept], kind="stable")

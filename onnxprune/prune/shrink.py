@@ -1,6 +1,7 @@
 """The loop (the paper's Algorithm 1 on channel groups): draw a group by complexity share, remove
 a step of its channels, update the totals analytically, stop under the target. The graph is
 edited once, at the end."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,17 +10,17 @@ import numpy as np
 import onnx
 
 from onnxprune.analysis.complexity import FIGURES, Layer, build_layers, profile, totals_of
-from onnxprune.errors import UserError
-from onnxprune.read.graph import load_graph
 from onnxprune.analysis.groups import Dependencies, Tracer, node_label
-from onnxprune.prune.initialize import reinitialize
-from onnxprune.read.io import ModelLike
 from onnxprune.analysis.latency import latency_terms, load_profile, measure_node_latency
-from onnxprune.report import si
+from onnxprune.errors import UserError
+from onnxprune.prune.initialize import reinitialize
+from onnxprune.prune.protect import resolve
 from onnxprune.prune.rounding import AUTO, group_multiples, parse_round_to, unbiased_count
 from onnxprune.prune.sampler import channels_to_remove, draw_group, l1_importance, next_count
-from onnxprune.prune.protect import resolve
 from onnxprune.prune.surgery import prune_channels
+from onnxprune.read.graph import load_graph
+from onnxprune.read.io import ModelLike
+from onnxprune.report import si
 
 MODES = {"PA": 0, "FA": 1, "MA": 2, "LA": 0}  # LA: index into the latency terms' costs
 INITS = ("reinit", "keep")
@@ -58,8 +59,11 @@ class ShrinkOptions:
             raise UserError(f"--budget {self.budget}: must be positive")
         if not 0 < self.step < 1:
             raise UserError(f"--step {self.step}: must be a fraction strictly between 0 and 1, e.g. 0.1")
-        for name, value, allowed in (("--init", self.init, INITS), ("--criterion", self.criterion, CRITERIA),
-                                     ("--strategy", self.strategy, STRATEGIES)):
+        for name, value, allowed in (
+            ("--init", self.init, INITS),
+            ("--criterion", self.criterion, CRITERIA),
+            ("--strategy", self.strategy, STRATEGIES),
+        ):
             if value not in allowed:
                 raise UserError(f"{name} {value!r}: choose one of {', '.join(allowed)}")
         if self.min_channels < 1:
@@ -76,9 +80,9 @@ class Bookkeeper:
         self.deps = deps
         self.layers = layers
         self.flags = deps.keep_flags({})
-        self.in_layouts = [deps.layouts.get(l.in_tensor) if l.in_tensor else None for l in layers]
-        self.out_layouts = [deps.layouts.get(l.out_tensor) for l in layers]
-        self.costs = [l.cost() for l in layers]
+        self.in_layouts = [deps.layouts.get(layer.in_tensor) if layer.in_tensor else None for layer in layers]
+        self.out_layouts = [deps.layouts.get(layer.out_tensor) for layer in layers]
+        self.costs = [layer.cost() for layer in layers]
         self.touching: dict[int, list[int]] = {}  # group -> layers whose counts it changes
         self.producing: dict[int, list[int]] = {}  # group -> layers whose outputs it holds
         for i, (lin, lout) in enumerate(zip(self.in_layouts, self.out_layouts)):
@@ -100,7 +104,9 @@ class Bookkeeper:
     def recount(self, gid: int) -> None:
         for i in self.touching.get(gid, []):
             layer = self.layers[i]
-            self.costs[i] = layer.cost(self.count(self.in_layouts[i], layer.cin), self.count(self.out_layouts[i], layer.cout))
+            self.costs[i] = layer.cost(
+                self.count(self.in_layouts[i], layer.cin), self.count(self.out_layouts[i], layer.cout)
+            )
 
     def reset(self) -> None:
         self.flags[:] = True
@@ -143,8 +149,10 @@ def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit:
 def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rng, importance) -> int:
     """Every group keeps the same fraction; bisect the fraction until the target is met."""
     figure = MODES[opts.mode]
-    order = {gid: (np.argsort(-importance(gid), kind="stable") if opts.criterion == "l1"
-                   else rng.permutation(len(ch))) for gid, ch in kept.items()}
+    order = {
+        gid: (np.argsort(-importance(gid), kind="stable") if opts.criterion == "l1" else rng.permutation(len(ch)))
+        for gid, ch in kept.items()
+    }
 
     def apply(ratio: float) -> dict:
         chosen = {}
@@ -162,7 +170,7 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
     if book.total(figure) <= limit:
         return 0
     low, high, best, steps = 0.0, 1.0, None, 0
-    for steps in range(1, 40):
+    for steps in range(1, 40):  # noqa: B007  (the count of bisection steps is the return value)
         mid = (low + high) / 2
         chosen = apply(mid)
         if book.total(figure) <= limit:
@@ -176,12 +184,25 @@ def _uniform(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rn
     return steps
 
 
-def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, budget: float | None = None,
-           step: float = 0.1, seed: int = 0, init: str = "reinit", criterion: str = "random",
-           strategy: str = "complexity", min_channels: int = 1, round_to: int | str = AUTO,
-           input_shapes: dict | None = None, latency_profile: str | None = None,
-           keep_tied: bool = False, exclude: list[str] | None = None,
-           max_ratio: dict[str, float] | None = None) -> tuple[onnx.ModelProto, dict]:
+def shrink(
+    source: ModelLike,
+    mode: str = "FA",
+    target: float | None = 0.5,
+    *,
+    budget: float | None = None,
+    step: float = 0.1,
+    seed: int = 0,
+    init: str = "reinit",
+    criterion: str = "random",
+    strategy: str = "complexity",
+    min_channels: int = 1,
+    round_to: int | str = AUTO,
+    input_shapes: dict | None = None,
+    latency_profile: str | None = None,
+    keep_tied: bool = False,
+    exclude: list[str] | None = None,
+    max_ratio: dict[str, float] | None = None,
+) -> tuple[onnx.ModelProto, dict]:
     """Prune `source` until its params/FLOPs/memory/latency (PA/FA/MA/LA) are at most the target.
 
     LA weighs groups by measured onnxruntime time per node (this machine's, or `latency_profile`
@@ -190,8 +211,19 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     `exclude` (node-name globs or `op:TYPE`) and `max_ratio` ({node glob: fraction}) protect layers
     (see protect.py); the report then lists them under "protected".
     """
-    opts = ShrinkOptions(mode, target if budget is None else None, budget, step, seed, init, criterion, strategy,
-                         min_channels, round_to, latency_profile)
+    opts = ShrinkOptions(
+        mode,
+        target if budget is None else None,
+        budget,
+        step,
+        seed,
+        init,
+        criterion,
+        strategy,
+        min_channels,
+        round_to,
+        latency_profile,
+    )
     opts.validate()
     mg = load_graph(source, input_shapes)
     deps = Tracer(mg, keep_tied, exact=opts.init == "keep").run()  # reinit may cut structural couplings
@@ -201,8 +233,11 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
     before = totals_of([layer.cost() for layer in layers])
     times = None
     if opts.mode == "LA":
-        times = (load_profile(latency_profile) if latency_profile
-                 else measure_node_latency(mg.model, input_shapes=input_shapes))
+        times = (
+            load_profile(latency_profile)
+            if latency_profile
+            else measure_node_latency(mg.model, input_shapes=input_shapes)
+        )
         book = Bookkeeper(deps, latency_terms(deps, layers, times))
         baseline = book.total(0)
     else:
@@ -240,27 +275,45 @@ def shrink(source: ModelLike, mode: str = "FA", target: float | None = 0.5, *, b
         reinitialize(model, np.random.default_rng(opts.seed))
     after = profile(model, input_shapes).totals  # at the shape `before` and the loop used
     report = {
-        "mode": opts.mode, "target": opts.target if opts.budget is None else opts.budget / max(baseline, 1),
-        "seed": opts.seed, "step": opts.step, "init": opts.init, "criterion": opts.criterion,
-        "strategy": opts.strategy, "round_to": opts.round_to, "round_to_used": 1 if exact_fallback else opts.round_to,
-        "before": before, "after": after, "iterations": iterations,
+        "mode": opts.mode,
+        "target": opts.target if opts.budget is None else opts.budget / max(baseline, 1),
+        "seed": opts.seed,
+        "step": opts.step,
+        "init": opts.init,
+        "criterion": opts.criterion,
+        "strategy": opts.strategy,
+        "round_to": opts.round_to,
+        "round_to_used": 1 if exact_fallback else opts.round_to,
+        "before": before,
+        "after": after,
+        "iterations": iterations,
         "layers": _changed_layers(deps, layers, keep),
-        "input_shapes": _measured_shapes(mg), "pruned": bool(keep),
-        "weights": ("unchanged (nothing pruned)" if not keep else
-                    "re-initialised" if opts.init == "reinit" else "kept (sliced from the original)"),
+        "input_shapes": _measured_shapes(mg),
+        "pruned": bool(keep),
+        "weights": (
+            "unchanged (nothing pruned)"
+            if not keep
+            else "re-initialised"
+            if opts.init == "reinit"
+            else "kept (sliced from the original)"
+        ),
     }
     if protection.notes:
         report["protected"] = protection.notes
     if copies:  # shared storage (e.g. de-duplicated zero biases) that readers now each hold a cut of
         report["unshared_constants"] = copies
     if times is not None:
-        report["latency_us"] = {"before_measured": baseline, "after_estimated": book.total(0),
-                                "source": str(latency_profile) if latency_profile else "measured on this machine"}
+        report["latency_us"] = {
+            "before_measured": baseline,
+            "after_estimated": book.total(0),
+            "source": str(latency_profile) if latency_profile else "measured on this machine",
+        }
     return model, report
 
 
-def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, baseline: float,
-                 frozen: dict | None = None) -> None:
+def _unreachable(
+    deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, baseline: float, frozen: dict | None = None
+) -> None:
     book.reset()
     for group in deps.prunable:
         if group.id in (frozen or {}):
@@ -270,9 +323,11 @@ def _unreachable(deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, base
         book.remove(group.id, np.arange(count, group.size))
     lowest = book.total(MODES[opts.mode])
     name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]
-    raise UserError(f"target unreachable: every prunable group is at its minimum; the lowest reachable {name} is "
-                    f"{si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of {si(baseline)}); "
-                    f"raise --target or lower --min-channels/--round-to (or protect fewer layers)")
+    raise UserError(
+        f"target unreachable: every prunable group is at its minimum; the lowest reachable {name} is "
+        f"{si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of {si(baseline)}); "
+        f"raise --target or lower --min-channels/--round-to (or protect fewer layers)"
+    )
 
 
 def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list[dict]:
@@ -287,13 +342,23 @@ def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list
         mask = deps.mask(layout, flags)
         if mask.all():
             continue
-        rows.append({"node": layer.node or labels.get(layer.out_tensor, ""), "op": layer.op, "out_channels_before": int(len(mask)),
-                     "out_channels_after": int(mask.sum()), "kept": np.flatnonzero(mask).tolist()})
+        rows.append(
+            {
+                "node": layer.node or labels.get(layer.out_tensor, ""),
+                "op": layer.op,
+                "out_channels_before": int(len(mask)),
+                "out_channels_after": int(mask.sum()),
+                "kept": np.flatnonzero(mask).tolist(),
+            }
+        )
     return rows
 
 
 def _measured_shapes(mg) -> dict[str, list]:
     """The graph inputs' shapes every figure of the report was measured at."""
     initializers = {i.name for i in mg.model.graph.initializer}
-    return {v.name: list(mg.infos[v.name].shape) for v in mg.model.graph.input
-            if v.name not in initializers and v.name in mg.infos and mg.infos[v.name].shape is not None}
+    return {
+        v.name: list(mg.infos[v.name].shape)
+        for v in mg.model.graph.input
+        if v.name not in initializers and v.name in mg.infos and mg.infos[v.name].shape is not None
+    }

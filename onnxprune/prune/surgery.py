@@ -4,6 +4,7 @@ The analysis runs on an onnx-graphsurgeon graph; the edits are written straight 
 the ModelProto, touching only the tensors that change. (gs.export_onnx re-serialises every
 weight: 0.7 s for a 100 MB model, more than the whole analysis.)
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,11 +14,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxprune.read.constant_folding import REMOVABLE_WHEN_UNREAD
-from onnxprune.errors import UserError
-from onnxprune.read.graph import ModelGraph, constant_nodes, set_constant_node_value
 from onnxprune.analysis.groups import Dependencies, Member, node_label
 from onnxprune.analysis.shared_constants import apply_storage_edits, cut, group_by_storage
+from onnxprune.errors import UserError
+from onnxprune.read.constant_folding import REMOVABLE_WHEN_UNREAD
+from onnxprune.read.graph import ModelGraph, constant_nodes, set_constant_node_value
 from onnxprune.read.shapes import infer_shapes, skeleton
 
 
@@ -179,8 +180,14 @@ def fill_empty_cuts(deps: Dependencies, keep: Mapping[int, object]) -> dict[int,
     return keep
 
 
-def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: bool = True,
-                   inplace: bool = False, notes: list | None = None) -> onnx.ModelProto:
+def prune_channels(
+    deps: Dependencies,
+    keep: Mapping[int, object],
+    *,
+    check: bool = True,
+    inplace: bool = False,
+    notes: list | None = None,
+) -> onnx.ModelProto:
     """A new model in which each group keeps only the given channel indices.
 
     `inplace=True` edits the analysed model itself (no 100 MB copy): for callers that loaded it.
@@ -190,9 +197,11 @@ def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: boo
     empty = empty_cuts(deps, keep)
     if empty:
         node, layout = empty[0]
-        raise UserError(f"node {node!r}: the keep set removes every channel of one of its outputs (group "
-                        f"{int(deps.group_of_channel[deps.ids(layout)[0]])}); keep at least one of them "
-                        f"(surgery.fill_empty_cuts does)")
+        raise UserError(
+            f"node {node!r}: the keep set removes every channel of one of its outputs (group "
+            f"{int(deps.group_of_channel[deps.ids(layout)[0]])}); keep at least one of them "
+            f"(surgery.fill_empty_cuts does)"
+        )
     if inplace:
         model = deps.mg.model
     else:
@@ -211,7 +220,9 @@ def prune_channels(deps: Dependencies, keep: Mapping[int, object], *, check: boo
         if mask.all() and member.kind != "split":
             continue
         _apply(editor, member, mask, deps, flags)
-    copies = apply_storage_edits(editor, group_by_storage(slices), cut, lambda node: node_label(node, editor.node_index[id(node)]))
+    copies = apply_storage_edits(
+        editor, group_by_storage(slices), cut, lambda node: node_label(node, editor.node_index[id(node)])
+    )
     if notes is not None:
         notes.extend(copies)
     editor.flush()
@@ -238,7 +249,8 @@ def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
         for node in sub.node:
             protected.update(node.input)
             stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH] + list(
-                g for a in node.attribute for g in a.graphs)
+                g for a in node.attribute for g in a.graphs
+            )
     dead, pending = set(), list(unhooked)
     while pending:
         index = producers.get(pending.pop())
@@ -276,8 +288,14 @@ def refresh_value_info(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         for name in node.output:
             info = infos.get(name)
-            if name and info is not None and name not in outputs and name not in inputs and info.shape is not None \
-                    and name not in getattr(infos, "probed", ()):  # a probe's shapes hold for its input only
+            if (
+                name
+                and info is not None
+                and name not in outputs
+                and name not in inputs
+                and info.shape is not None
+                and name not in getattr(infos, "probed", ())
+            ):  # a probe's shapes hold for its input only
                 model.graph.value_info.append(helper.make_tensor_value_info(name, info.elem_type, list(info.shape)))
 
 

@@ -10,6 +10,7 @@ The values come from onnx's reference evaluator, one node at a time at the model
 every opset's form of these ops (attribute or input axes, Reshape's 0 and -1) is read as ONNX
 defines it.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -32,6 +33,7 @@ class ConstantSource(Protocol):
     def fold_small(self, tensor: gs.Tensor) -> np.ndarray | None: ...
 
     def node_index(self, node: gs.Node) -> int: ...
+
 
 # ops whose output is a constant when their inputs are: they move or retype values, never mix them
 # (Identity is followed by ModelGraph itself: it keeps the storage, so edits go to its source)
@@ -69,8 +71,12 @@ def _evaluate(mg: ConstantSource, node: gs.Node, operands: list) -> np.ndarray |
     single = helper.make_node(original.op_type, names, ["out"])
     single.attribute.extend(original.attribute)
     feeds = {name: np.asarray(value) for name, value in zip(names, operands) if name}
-    graph = helper.make_graph([single], "fold", [helper.make_empty_tensor_value_info(n) for n in feeds],
-                              [helper.make_empty_tensor_value_info("out")])
+    graph = helper.make_graph(
+        [single],
+        "fold",
+        [helper.make_empty_tensor_value_info(n) for n in feeds],
+        [helper.make_empty_tensor_value_info("out")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", mg.opset)])
     try:
         (value,) = ReferenceEvaluator(model).run(None, feeds)

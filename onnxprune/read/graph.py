@@ -3,6 +3,7 @@
 gs gives producer/consumer links and lazy constants (importing a 100 MB model takes ~1 ms);
 edits are written back to the ModelProto by `surgery`, so untouched weights are never copied.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,8 +13,8 @@ import onnx
 import onnx.numpy_helper
 import onnx_graphsurgeon as gs
 
-from onnxprune.read.constant_folding import folded_value, is_foldable
 from onnxprune.errors import UserError
+from onnxprune.read.constant_folding import folded_value, is_foldable
 from onnxprune.read.io import ModelLike, load_model
 from onnxprune.read.names import display_name  # noqa: F401 - re-exported: graph.display_name
 from onnxprune.read.shapes import TensorInfo, infer_shapes
@@ -178,12 +179,15 @@ def set_constant_node_value(node: onnx.NodeProto, value: np.ndarray) -> None:
 def _zero_copy(constant: gs.Constant) -> np.ndarray:
     """A read-only view on an initializer's raw bytes (gs would copy them twice)."""
     proto = getattr(getattr(constant, "_values", None), "tensor", None)
-    if isinstance(proto, onnx.TensorProto) and proto.HasField("raw_data") \
-            and proto.data_location != onnx.TensorProto.EXTERNAL:
+    if (
+        isinstance(proto, onnx.TensorProto)
+        and proto.HasField("raw_data")
+        and proto.data_location != onnx.TensorProto.EXTERNAL
+    ):
         try:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(proto.data_type))
             raw = proto.raw_data  # upb hands out a copy per access: take it once
-            if dtype != object and dtype.itemsize * int(np.prod(proto.dims, dtype=np.int64)) == len(raw):
+            if dtype != np.dtype(object) and dtype.itemsize * int(np.prod(proto.dims, dtype=np.int64)) == len(raw):
                 return np.frombuffer(raw, dtype=dtype).reshape(tuple(proto.dims))
         except (KeyError, TypeError, ValueError):
             pass

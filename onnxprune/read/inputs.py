@@ -1,5 +1,6 @@
 """The inputs `onnxprune bench` feeds a model: the graph inputs' shapes and dtypes at a batch size
 (`input_specs`), filled with seeded random values, never zeros (`random_inputs`, `make_inputs`)."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def shape_hint(value: Any) -> str:
     return f"--input-shape {value.name}={'x'.join(parts) or '1x3xHxW'}"
 
 
-def input_specs(model_path: Any, batch: int = 1,
-                input_shapes: Optional[dict[str, list[int]]] = None, label: Optional[str] = None) -> list[InputSpec]:
+def input_specs(
+    model_path: Any, batch: int = 1, input_shapes: Optional[dict[str, list[int]]] = None, label: Optional[str] = None
+) -> list[InputSpec]:
     """The shapes and dtypes fed to the model (a path or a ModelProto, named `label` in errors): symbolic first dims become `batch`.
 
     Raises UserError for a bad file, an unknown --input-shape name, a symbolic non-batch
@@ -78,38 +80,52 @@ def input_specs(model_path: Any, batch: int = 1,
         except (KeyError, TypeError, ValueError):
             dtype = None
         if dtype is None or dtype.kind not in "fiub" or elem == onnx.TensorProto.BFLOAT16:
-            raise UserError(f"{model_path}: input {value.name!r} has element type "
-                            f"{onnx.TensorProto.DataType.Name(elem)}, which bench cannot generate")
+            raise UserError(
+                f"{model_path}: input {value.name!r} has element type "
+                f"{onnx.TensorProto.DataType.Name(elem)}, which bench cannot generate"
+            )
         dims = _dims(value)
         wanted = (input_shapes or {}).get(value.name)
         if wanted is not None:
             if dims is not None and len(dims) != len(wanted):
-                raise UserError(f"--input-shape {value.name}: the model's input has rank {len(dims)}, got {len(wanted)} dims")
+                raise UserError(
+                    f"--input-shape {value.name}: the model's input has rank {len(dims)}, got {len(wanted)} dims"
+                )
             dims_given = list(wanted)
             if batch != 1 and dims_given and dims_given[0] != batch:
                 if dims and dims[0] is None and dims_given[0] == 1:
                     dims_given[0] = batch  # a symbolic batch follows --batch
                 elif dims and dims[0] is not None:
-                    raise UserError(f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of "
-                                    f"{dims[0]}; re-export the model with a dynamic batch axis or use --batch {dims[0]}")
+                    raise UserError(
+                        f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of "
+                        f"{dims[0]}; re-export the model with a dynamic batch axis or use --batch {dims[0]}"
+                    )
                 else:
-                    raise UserError(f"--batch {batch} and --input-shape {value.name}={'x'.join(map(str, wanted))} "
-                                    f"disagree on the batch; make them agree")
+                    raise UserError(
+                        f"--batch {batch} and --input-shape {value.name}={'x'.join(map(str, wanted))} "
+                        f"disagree on the batch; make them agree"
+                    )
             specs.append(InputSpec(value.name, tuple(int(d) for d in dims_given), dtype.name))
             continue
         if dims is None:
-            raise UserError(f"{model_path}: input {value.name!r} has no shape; give it with --input-shape "
-                            f"{value.name}=1x3xHxW (the model's rank and sizes)")
+            raise UserError(
+                f"{model_path}: input {value.name!r} has no shape; give it with --input-shape "
+                f"{value.name}=1x3xHxW (the model's rank and sizes)"
+            )
         for position, dim in enumerate(dims[1:], start=1):
             if dim is None:
-                raise UserError(f"{model_path}: input {value.name!r} has a symbolic dimension {position}; "
-                                f"give it with {shape_hint(value)}")
+                raise UserError(
+                    f"{model_path}: input {value.name!r} has a symbolic dimension {position}; "
+                    f"give it with {shape_hint(value)}"
+                )
         if dims and dims[0] is None:
             dims[0] = batch
         elif dims and dims[0] != batch:
-            raise UserError(f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of {dims[0]}; "
-                            f"re-export the model with a dynamic batch axis (torch.onnx.export dynamic_axes / "
-                            f"dynamic_shapes) or use --batch {dims[0]}")
+            raise UserError(
+                f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of {dims[0]}; "
+                f"re-export the model with a dynamic batch axis (torch.onnx.export dynamic_axes / "
+                f"dynamic_shapes) or use --batch {dims[0]}"
+            )
         specs.append(InputSpec(value.name, tuple(int(d) for d in dims), dtype.name))  # type: ignore[arg-type]
     if not specs:
         raise UserError(f"{model_path}: the model has no inputs to feed")
@@ -133,8 +149,8 @@ def random_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.nda
     return feeds
 
 
-def make_inputs(model_path: PathLike, batch: int = 1, seed: int = 0,
-                input_shapes: Optional[dict[str, list[int]]] = None) -> dict[str, np.ndarray]:
+def make_inputs(
+    model_path: PathLike, batch: int = 1, seed: int = 0, input_shapes: Optional[dict[str, list[int]]] = None
+) -> dict[str, np.ndarray]:
     """The exact feeds `bench` uses for this model, batch and seed."""
     return random_inputs(input_specs(model_path, batch, input_shapes), seed)
-

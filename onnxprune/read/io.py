@@ -1,4 +1,5 @@
 """Load ONNX models with one clear error per failure, and save them atomically."""
+
 from __future__ import annotations
 
 import os
@@ -61,9 +62,13 @@ def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeWarning, ValueError, TypeError, UnicodeDecodeError, OSError) as exc:
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?") from None
+        raise UserError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?"
+        ) from None
     except Exception as exc:  # protobuf raises a variety of internal errors on junk
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?") from None
+        raise UserError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?"
+        ) from None
     if not model.graph.node and not model.graph.output:
         raise UserError(f"{path}: not an ONNX model (no graph); is the file truncated or of another format?")
     _require_utf8_names(model, path)
@@ -85,8 +90,14 @@ def _require_utf8_names(model: onnx.ModelProto, path: Path) -> None:
     try:
         names = [o.domain for o in model.opset_import]
         for node in graph.node:
-            names += [node.name, node.op_type, node.domain, *node.input, *node.output,
-                      *(a.name for a in node.attribute)]
+            names += [
+                node.name,
+                node.op_type,
+                node.domain,
+                *node.input,
+                *node.output,
+                *(a.name for a in node.attribute),
+            ]
         for value in (*graph.input, *graph.output, *graph.value_info):
             names += [value.name, *(d.dim_param for d in value.type.tensor_type.shape.dim)]
         names += [init.name for init in graph.initializer]
@@ -120,8 +131,9 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{where}: fails ONNX type/shape inference: {first}; fix or re-export the model") from None
     except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
-        raise UserError(f"{where}: fails the ONNX checker: a name or string in the graph is not valid UTF-8; "
-                        f"is the file corrupted?") from None
+        raise UserError(
+            f"{where}: fails the ONNX checker: a name or string in the graph is not valid UTF-8; is the file corrupted?"
+        ) from None
 
 
 def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
@@ -137,22 +149,26 @@ def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
         if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
             continue  # packed types: two values per byte
         if len(init.raw_data) != expected:
-            raise UserError(f"{where}: initializer {init.name!r} holds {len(init.raw_data)} bytes but its shape "
-                            f"{list(init.dims)} needs {expected}; is the file truncated or corrupted?")
+            raise UserError(
+                f"{where}: initializer {init.name!r} holds {len(init.raw_data)} bytes but its shape "
+                f"{list(init.dims)} needs {expected}; is the file truncated or corrupted?"
+            )
 
 
 def _refuse_overwrite(output: Path, inputs: tuple[ModelLike, ...], flag: str = "-o") -> None:
     for source in inputs:
         if isinstance(source, (str, os.PathLike)) and Path(source).resolve() == output.resolve():
-            raise UserError(f"{flag} {output}: is the input model; choose another output path (the input is never "
-                            f"overwritten)")
+            raise UserError(
+                f"{flag} {output}: is the input model; choose another output path (the input is never overwritten)"
+            )
 
 
 def validate_output_path(output: ModelLike, *inputs: ModelLike, flag: str = "-o") -> Path:
     """Refuse `-`, an output equal to an input, a missing or unwritable folder, before any work is done."""
     if str(output) == "-":
-        raise UserError(f"{flag} -: writing to stdout is not supported; give a file name (--json prints "
-                        f"machine output on stdout)")
+        raise UserError(
+            f"{flag} -: writing to stdout is not supported; give a file name (--json prints machine output on stdout)"
+        )
     out = Path(output)  # type: ignore[arg-type]
     _refuse_overwrite(out, inputs, flag)
     folder = out.parent
@@ -307,8 +323,14 @@ def _stage_model(model: onnx.ModelProto, out: Path) -> list[tuple[Path, Path]]:
     try:
         to_write = onnx.ModelProto()
         to_write.CopyFrom(model)
-        onnx.save_model(to_write, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=tmp_data.name, size_threshold=EXTERNAL_DATA_THRESHOLD)
+        onnx.save_model(
+            to_write,
+            str(tmp),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=tmp_data.name,
+            size_threshold=EXTERNAL_DATA_THRESHOLD,
+        )
         _retarget_external_data(tmp, data_name)
         for path, final in ((tmp, out), (tmp_data, out.parent / data_name)):
             os.chmod(path, _new_file_mode(final))

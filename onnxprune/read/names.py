@@ -3,6 +3,7 @@
 paddle2onnx and others leave nodes unnamed; their names are kept as given (empty) in every
 written graph, and the index (the node's position in the graph) tells them apart in reports.
 """
+
 from __future__ import annotations
 
 

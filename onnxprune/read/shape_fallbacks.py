@@ -6,6 +6,7 @@ is still unknown is read off one onnxruntime run on zero inputs of the given sha
 unresolved tensor exposed as an output. Both are imported lazily: a graph without gaps (the
 zoo, ResNet-50) never pays for sympy or a session.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -4,8 +4,8 @@ Large initializers are turned into typed graph inputs before `onnx.shape_inferen
 100 MB model is not serialised through protobuf twice; small ones (shape constants) stay, so
 data propagation still resolves Reshape targets.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import onnx
@@ -27,8 +27,9 @@ def skeleton(model: onnx.ModelProto, keep_output_shapes: bool = False) -> onnx.M
     if keep_output_shapes:
         skeleton_graph.output.extend(graph.output)
     else:  # exporters' symbolic output dims must not fight the batch we pick
-        skeleton_graph.output.extend(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, None)
-                                     for o in graph.output)
+        skeleton_graph.output.extend(
+            helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, None) for o in graph.output
+        )
     skeleton_graph.input.extend(graph.input)
     seen_inputs = {i.name for i in graph.input}
     for init in graph.initializer:
@@ -83,24 +84,30 @@ def input_shape_hints(model: onnx.ModelProto, only_symbolic: bool = False) -> st
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     if only_symbolic:
-        inputs = [v for v in inputs if any(not d.HasField("dim_value") or d.dim_value <= 0
-                                           for d in v.type.tensor_type.shape.dim)]
+        inputs = [
+            v
+            for v in inputs
+            if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in v.type.tensor_type.shape.dim)
+        ]
     return " ".join(f"--input-shape {input_shape_hint(v)}" for v in inputs)
 
 
 def _fix_input_dims(skeleton: onnx.ModelProto, input_shapes: dict | None, initializer_names: set) -> None:
     graph_inputs = [i for i in skeleton.graph.input if i.name not in initializer_names]
     names = {i.name for i in graph_inputs}
-    for name in (input_shapes or {}):
+    for name in input_shapes or {}:
         if name not in names:
-            raise UserError(f"--input-shape {name}=...: the model has no input {name!r}; its inputs are {sorted(names)}")
+            raise UserError(
+                f"--input-shape {name}=...: the model has no input {name!r}; its inputs are {sorted(names)}"
+            )
     for value in graph_inputs:
         dims = value.type.tensor_type.shape.dim
         wanted = (input_shapes or {}).get(value.name)
         if wanted is not None:
             if dims and len(dims) != len(wanted):
-                raise UserError(f"--input-shape {value.name}: the model's input has rank {len(dims)}, "
-                                f"got {len(wanted)} dims")
+                raise UserError(
+                    f"--input-shape {value.name}: the model's input has rank {len(dims)}, got {len(wanted)} dims"
+                )
             del value.type.tensor_type.shape.dim[:]
             for d in wanted:
                 value.type.tensor_type.shape.dim.add().dim_value = int(d)
@@ -108,8 +115,10 @@ def _fix_input_dims(skeleton: onnx.ModelProto, input_shapes: dict | None, initia
         for position, dim in enumerate(dims):
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 if position != 0:
-                    raise UserError(f"input {value.name!r} has a symbolic dimension {position} "
-                                    f"({dim.dim_param or '?'}); give it with --input-shape {input_shape_hint(value)}")
+                    raise UserError(
+                        f"input {value.name!r} has a symbolic dimension {position} "
+                        f"({dim.dim_param or '?'}); give it with --input-shape {input_shape_hint(value)}"
+                    )
                 dim.Clear()
                 dim.dim_value = DEFAULT_BATCH  # a symbolic batch defaults to 1
 
@@ -207,10 +216,19 @@ def _check_conv_channels(model: onnx.ModelProto, infos: dict[str, TensorInfo]) -
         if weight is None or not weight.known or len(weight.shape) < 2:
             continue
         if weight.shape[0] % group:
-            raise UserError(f"node {name!r} (Conv): {weight.shape[0]} output channels do not split into group={group}; "
-                            f"fix or re-export the model")
-        if data is not None and data.shape is not None and len(data.shape) >= 2 and isinstance(data.shape[1], int) \
-                and data.shape[1] != weight.shape[1] * group:
-            raise UserError(f"node {name!r} (Conv): input has {data.shape[1]} channels but the weight "
-                            f"{list(weight.shape)} with group={group} expects {weight.shape[1] * group}; "
-                            f"fix or re-export the model")
+            raise UserError(
+                f"node {name!r} (Conv): {weight.shape[0]} output channels do not split into group={group}; "
+                f"fix or re-export the model"
+            )
+        if (
+            data is not None
+            and data.shape is not None
+            and len(data.shape) >= 2
+            and isinstance(data.shape[1], int)
+            and data.shape[1] != weight.shape[1] * group
+        ):
+            raise UserError(
+                f"node {name!r} (Conv): input has {data.shape[1]} channels but the weight "
+                f"{list(weight.shape)} with group={group} expects {weight.shape[1] * group}; "
+                f"fix or re-export the model"
+            )

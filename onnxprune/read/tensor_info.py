@@ -1,4 +1,5 @@
 """A tensor's static shape and element type, as shape inference (or a probe run) found them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -16,6 +16,7 @@ environment: the one `ray start` ran with on their node (a private Ray inherits 
 worker process decodes the data set once and keeps it for its next runs; point $ONNXPRUNE_CACHE of every
 node at one shared folder and the JPEG archive is decoded once for the whole cluster.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ class RunsFailed(CheckFailed):
     def __init__(self, rows: list[dict], failed: list[tuple[str, str]]):
         self.rows, self.failed = rows, failed
         shown = "; ".join(f"{name}: {error}" for name, error in failed)
-        super().__init__(f"{len(failed)} run(s) failed, {len(rows)} finished: {shown}; "
-                         f"re-run the same command to retry them")
+        super().__init__(
+            f"{len(failed)} run(s) failed, {len(rows)} finished: {shown}; re-run the same command to retry them"
+        )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -89,8 +91,13 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: Optional[str] = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
-                 num_cpus: Optional[int] = None):
+    def __init__(
+        self,
+        address: Optional[str] = None,
+        cpus_per_run: float = 1,
+        gpus_per_run: float = 0,
+        num_cpus: Optional[int] = None,
+    ):
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -116,8 +123,10 @@ class RayExecutor:
                 self._restore = _loopback_only()
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--executor ray: cannot start or join Ray"
-                            f"{' at ' + self.address if self.address else ''}: {_one_line(exc)}") from None
+            raise UserError(
+                f"--executor ray: cannot start or join Ray"
+                f"{' at ' + self.address if self.address else ''}: {_one_line(exc)}"
+            ) from None
         self._started = True
         return self
 
@@ -184,8 +193,9 @@ def _write_bytes(path: Path, data: bytes) -> None:
             os.unlink(tmp)
 
 
-def make_executor(kind: str = "local", address: Optional[str] = None, cpus_per_run: float = 1,
-                  gpus_per_run: float = 0, console=None):
+def make_executor(
+    kind: str = "local", address: Optional[str] = None, cpus_per_run: float = 1, gpus_per_run: float = 0, console=None
+):
     if kind == "local":
         if address:
             raise UserError("--address: only with --executor ray")

@@ -19,6 +19,7 @@ curve per mode, the unpruned model as a black star (the paper's Figures 3-4).
 
 torch, the trainer and matplotlib are imported only when a sweep runs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,6 @@ import hashlib
 import io
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -38,8 +38,20 @@ __all__ = ["sweep", "parse_modes", "parse_targets", "run_name", "COLUMNS", "PLOT
 MODES = ("PA", "FA", "MA", "LA")
 BASELINE = "baseline"
 RESULT_NAME = "result.json"
-COLUMNS = ("name", "mode", "target", "accuracy", "params", "flops", "memory_bytes", "latency_ms",
-           "energy_uj_per_image", "train_wall_seconds", "train_seconds", "images_per_s")
+COLUMNS = (
+    "name",
+    "mode",
+    "target",
+    "accuracy",
+    "params",
+    "flops",
+    "memory_bytes",
+    "latency_ms",
+    "energy_uj_per_image",
+    "train_wall_seconds",
+    "train_seconds",
+    "images_per_s",
+)
 # file stem suffix -> (result key, axis label)
 PLOTS = {
     "params": ("params", "parameters"),
@@ -48,13 +60,30 @@ PLOTS = {
     "latency": ("latency_ms", "latency, median (ms, 1 thread, batch 1)"),
     "energy": ("energy_uj_per_image", "energy per image (µJ, estimate)"),
 }
-SETTING_KEYS = ("model_sha", "data", "recipe", "epochs", "batch_size", "optimizer", "lr", "schedule",
-                "weight_decay", "limit_train", "limit_test", "seed", "augment", "bench_runs", "step", "norm",
-                "input_shapes")
+SETTING_KEYS = (
+    "model_sha",
+    "data",
+    "recipe",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "schedule",
+    "weight_decay",
+    "limit_train",
+    "limit_test",
+    "seed",
+    "augment",
+    "bench_runs",
+    "step",
+    "norm",
+    "input_shapes",
+)
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "limit_train", "limit_test")
 
 
 # ------------------------------------------------------------------------------------------ input
+
 
 def parse_modes(modes: str | Iterable[str]) -> list[str]:
     items = modes.split(",") if isinstance(modes, str) else list(modes)
@@ -64,8 +93,10 @@ def parse_modes(modes: str | Iterable[str]) -> list[str]:
         if not mode:
             continue
         if mode not in MODES:
-            raise UserError(f"--modes: unknown mode {item!r}; choose from PA (params), FA (FLOPs), MA (memory), "
-                            f"LA (latency), e.g. --modes PA,FA,MA")
+            raise UserError(
+                f"--modes: unknown mode {item!r}; choose from PA (params), FA (FLOPs), MA (memory), "
+                f"LA (latency), e.g. --modes PA,FA,MA"
+            )
         if mode not in out:
             out.append(mode)
     if not out:
@@ -84,8 +115,9 @@ def parse_targets(targets: str | Iterable[float]) -> list[float]:
         except (TypeError, ValueError):
             raise UserError(f"--targets: {item!r} is not a number; give fractions like 0.8,0.6,0.4,0.2") from None
         if not 0.0 < value < 1.0:
-            raise UserError(f"--targets: {item!r} is outside (0, 1); a target is the fraction of the baseline "
-                            f"to keep, e.g. 0.5")
+            raise UserError(
+                f"--targets: {item!r} is outside (0, 1); a target is the fraction of the baseline to keep, e.g. 0.5"
+            )
         if value not in out:
             out.append(value)
     if not out:
@@ -109,6 +141,7 @@ def _out_dir(out_dir: str | os.PathLike, model: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ writing
+
 
 def _write_csv(path: Path, rows: Sequence[dict]) -> None:
     buffer = io.StringIO()
@@ -135,18 +168,28 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
 
     def panel(ax, key: str, label: str) -> None:
         for mode in modes:
-            pts = sorted(((r[key], r["accuracy"], r["target"]) for r in rows
-                          if r["mode"] == mode and r.get(key) is not None), key=lambda p: -p[2])
+            pts = sorted(
+                ((r[key], r["accuracy"], r["target"]) for r in rows if r["mode"] == mode and r.get(key) is not None),
+                key=lambda p: -p[2],
+            )
             if not pts:
                 continue
             xs, ys, ts = zip(*pts)
             ax.plot(xs, [100 * y for y in ys], marker=markers[mode], color=colors[mode], label=labels[mode])
             for x, y, t in pts:
-                ax.annotate(f"{t:g}", (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                            color=colors[mode])
+                ax.annotate(
+                    f"{t:g}", (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colors[mode]
+                )
         if base is not None and base.get(key) is not None:
-            ax.plot([base[key]], [100 * base["accuracy"]], marker="*", markersize=14, color="black",
-                    linestyle="none", label="unpruned")
+            ax.plot(
+                [base[key]],
+                [100 * base["accuracy"]],
+                marker="*",
+                markersize=14,
+                color="black",
+                linestyle="none",
+                label="unpruned",
+            )
         if key == "latency_ms" and len(hosts) > 1:  # latency is only comparable on one machine
             ax.plot([], [], linestyle="none", label=f"! benched on {len(hosts)} machines: compare per machine")
         ax.set_xlabel(label)
@@ -167,11 +210,17 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
 
     written: list[Path] = []
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for ax, (stem, (key, label)) in zip(axes.flat, PLOTS.items()):
+    for ax, (_stem, (key, label)) in zip(axes.flat, PLOTS.items()):
         panel(ax, key, label)
     axes.flat[-1].axis("off")
-    axes.flat[-1].text(0.0, 0.5, "points: fraction kept (target)\nstar: the unpruned model, trained alike\n"
-                       "energy: an estimate from FLOPs and memory", fontsize=10, va="center")
+    axes.flat[-1].text(
+        0.0,
+        0.5,
+        "points: fraction kept (target)\nstar: the unpruned model, trained alike\n"
+        "energy: an estimate from FLOPs and memory",
+        fontsize=10,
+        va="center",
+    )
     fig.suptitle(title)
     fig.tight_layout()
     save(fig, out_dir / "tradeoffs.png")
@@ -187,18 +236,23 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
     return written
 
 
-def write_outputs(rows: Sequence[dict], out_dir: Path, title: str = "sweep",
-                  settings: Optional[dict] = None) -> dict[str, Any]:
+def write_outputs(
+    rows: Sequence[dict], out_dir: Path, title: str = "sweep", settings: Optional[dict] = None
+) -> dict[str, Any]:
     """(Re)write results.csv, results.json and the plots from the finished runs."""
     out_dir = Path(out_dir)
     _write_csv(out_dir / "results.csv", rows)
     save_json({"settings": settings or {}, "runs": list(rows)}, out_dir / "results.json")
     plots = _plot(rows, out_dir, title) if rows else []
-    return {"csv": str(out_dir / "results.csv"), "json": str(out_dir / "results.json"),
-            "plots": [str(p) for p in plots]}
+    return {
+        "csv": str(out_dir / "results.csv"),
+        "json": str(out_dir / "results.json"),
+        "plots": [str(p) for p in plots],
+    }
 
 
 # ------------------------------------------------------------------------------------------ the sweep
+
 
 def _fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
@@ -217,12 +271,25 @@ def _read_result(path: Path) -> Optional[dict]:
     return payload if isinstance(payload, dict) and "accuracy" in payload else None
 
 
-def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "MA"),
-          targets: str | Iterable[float] = (0.8, 0.6, 0.4, 0.2), data: str = "cifar10",
-          out_dir: str | os.PathLike = "sweep", *, recipe: str = "cpu", seed: int = 0, bench_runs: int = 50,
-          step: float = 0.1, progress: bool = True, train_progress: bool = False, console=None,
-          on_run: Optional[Callable[[dict, bool], None]] = None, input_shapes: Optional[dict] = None,
-          executor=None, **train_kwargs) -> list[dict]:
+def sweep(
+    model: str | os.PathLike,
+    modes: str | Iterable[str] = ("PA", "FA", "MA"),
+    targets: str | Iterable[float] = (0.8, 0.6, 0.4, 0.2),
+    data: str = "cifar10",
+    out_dir: str | os.PathLike = "sweep",
+    *,
+    recipe: str = "cpu",
+    seed: int = 0,
+    bench_runs: int = 50,
+    step: float = 0.1,
+    progress: bool = True,
+    train_progress: bool = False,
+    console=None,
+    on_run: Optional[Callable[[dict, bool], None]] = None,
+    input_shapes: Optional[dict] = None,
+    executor=None,
+    **train_kwargs,
+) -> list[dict]:
     """Baseline + every mode x target: shrink (reinit), train, bench; returns every finished run's row.
 
     `train_kwargs` go to `trainers.train` (epochs, limit_train, limit_test, batch_size, lr, ...), the
@@ -261,10 +328,18 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
         resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
     parse_data_spec(data)  # after the flags: it looks for the dataset on disk, and a bad flag is the nearer fix
     settings = {k: config.get(k) for k in TRAIN_KEYS}
-    settings.update(model=str(model_path), model_sha=_fingerprint(model_path), data=data, recipe=recipe,
-                    seed=int(seed), augment=bool(train_kwargs.get("augment", True)), bench_runs=bench_runs,
-                    step=step, norm=train_kwargs.get("norm") or "auto",
-                    input_shapes={k: list(v) for k, v in input_shapes.items()} if input_shapes else None)
+    settings.update(
+        model=str(model_path),
+        model_sha=_fingerprint(model_path),
+        data=data,
+        recipe=recipe,
+        seed=int(seed),
+        augment=bool(train_kwargs.get("augment", True)),
+        bench_runs=bench_runs,
+        step=step,
+        norm=train_kwargs.get("norm") or "auto",
+        input_shapes={k: list(v) for k, v in input_shapes.items()} if input_shapes else None,
+    )
 
     plan: list[tuple[Optional[str], Optional[float]]] = [(None, None)]
     plan += [(m, t) for m in mode_list for t in target_list]
@@ -277,34 +352,59 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
         old = found.get("settings", {})
         for key in SETTING_KEYS:
             if old.get(key) != settings.get(key):
-                raise UserError(f"{out / name / RESULT_NAME}: made with {key}={old.get(key)!r}, this sweep has "
-                                f"{key}={settings.get(key)!r}; use the same settings to resume, or a new -o folder")
+                raise UserError(
+                    f"{out / name / RESULT_NAME}: made with {key}={old.get(key)!r}, this sweep has "
+                    f"{key}={settings.get(key)!r}; use the same settings to resume, or a new -o folder"
+                )
         done[name] = found
 
     out.mkdir(exist_ok=True)
     if console is None:
         from rich.console import Console
+
         console = Console(stderr=True)
     say = console.print if progress else (lambda *a, **k: None)
     title = f"{model_path.stem}: {config['epochs']} epoch(s), {data}, recipe {recipe}"
     rows: list[dict] = []
     order = {run_name(m, t): i for i, (m, t) in enumerate(plan)}
-    specs = [{"name": run_name(m, t), "mode": m, "target": t, "model": str(model_path),
-              "run_dir": str(out / run_name(m, t)), "data": data, "config": config, "recipe": recipe,
-              "seed": seed, "step": step, "bench_runs": bench_runs, "settings": settings,
-              "input_shapes": settings["input_shapes"],  # lists, so the spec pickles to a Ray worker
-              "train_kwargs": {k: v for k, v in train_kwargs.items() if v is not None}}
-             for m, t in plan if run_name(m, t) not in done]
+    specs = [
+        {
+            "name": run_name(m, t),
+            "mode": m,
+            "target": t,
+            "model": str(model_path),
+            "run_dir": str(out / run_name(m, t)),
+            "data": data,
+            "config": config,
+            "recipe": recipe,
+            "seed": seed,
+            "step": step,
+            "bench_runs": bench_runs,
+            "settings": settings,
+            "input_shapes": settings["input_shapes"],  # lists, so the spec pickles to a Ray worker
+            "train_kwargs": {k: v for k, v in train_kwargs.items() if v is not None},
+        }
+        for m, t in plan
+        if run_name(m, t) not in done
+    ]
     if executor is None:
         from onnxprune.sweep.executors import LocalExecutor
+
         executor = LocalExecutor(console=console if train_progress else None)
     failed: list[tuple[str, str]] = []
 
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        bar = Progress(TextColumn("sweep [bold]{task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=console, transient=False)
+
+        bar = Progress(
+            TextColumn("sweep [bold]{task.fields[run]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
     task = None
     try:
         if bar is not None:
@@ -312,8 +412,7 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
             task = bar.add_task("sweep", total=len(plan), run="")
         for name, row in done.items():
             rows.append(row)
-            (bar.console.print if bar else say)(f"{name}: skipped (result.json exists), accuracy "
-                                                f"{row['accuracy']:.3f}")
+            (bar.console.print if bar else say)(f"{name}: skipped (result.json exists), accuracy {row['accuracy']:.3f}")
             if bar is not None:
                 bar.advance(task)
             if on_run:
@@ -334,7 +433,8 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
                 (bar.console.print if bar else say)(
                     f"{name}: accuracy {row['accuracy']:.3f}, {row['params']} params, {row['latency_ms']:.3f} ms, "
                     f"trained in {row['train_wall_seconds']:.1f} s"
-                    + (f" on {row['machine']['hostname']}" if executor.name != "local" else ""))
+                    + (f" on {row['machine']['hostname']}" if executor.name != "local" else "")
+                )
                 write_outputs(rows, out, title, settings)
                 if on_run:
                     on_run(row, False)
@@ -345,5 +445,6 @@ def sweep(model: str | os.PathLike, modes: str | Iterable[str] = ("PA", "FA", "M
             bar.stop()
     if failed:
         from onnxprune.sweep.executors import RunsFailed
+
         raise RunsFailed(rows, failed)
     return rows

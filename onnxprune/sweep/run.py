@@ -5,6 +5,7 @@
 caller (the sweep, on the driver), so a run counts as finished only once the driver has its row.
 `spec` holds plain values only (paths as strings), so it pickles to another machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,10 +47,9 @@ def _dataset(data: str, config: dict):
 def run_one(spec: dict, console=None) -> dict:
     """`console`: print each epoch of the training there (local runs only)."""
     import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-    from trainers.loop import train
-
     from onnxprune.measure.bench import bench
     from onnxprune.read.io import load_model, save_model
+    from trainers.loop import train
 
     started = time.perf_counter()
     mode, target, seed = spec["mode"], spec["target"], spec["seed"]
@@ -70,27 +70,47 @@ def run_one(spec: dict, console=None) -> dict:
     else:
         from onnxprune import shrink
 
-        pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=spec["step"], init="reinit",
-                                **shaped)
+        pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=spec["step"], init="reinit", **shaped)
         start_path = save_model(pruned, run_dir / "pruned.onnx", model_path)
     dataset = _dataset(spec["data"], spec["config"])
     train_kwargs = {k: v for k, v in spec["train_kwargs"].items() if v is not None}
-    result = train(start_path, dataset, recipe=spec["recipe"], seed=seed, output=run_dir / "trained.onnx",
-                   progress=console is not None, console=console, **shaped, **train_kwargs)
+    result = train(
+        start_path,
+        dataset,
+        recipe=spec["recipe"],
+        seed=seed,
+        output=run_dir / "trained.onnx",
+        progress=console is not None,
+        console=console,
+        **shaped,
+        **train_kwargs,
+    )
     bench_runs = spec["bench_runs"]
-    measured = bench(run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1, batch=1,
-                     **shaped)
+    measured = bench(
+        run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1, batch=1, **shaped
+    )
     return {
-        "name": spec["name"], "mode": mode, "target": target, "accuracy": result.accuracy,
-        "params": measured.params, "flops": measured.flops, "memory_bytes": measured.memory_bytes,
-        "latency_ms": measured.median_ms, "energy_uj_per_image": measured.energy_uj_per_image,
-        "train_wall_seconds": result.wall_seconds, "train_seconds": result.train_seconds,
-        "images_per_s": result.images_per_s, "run_seconds": time.perf_counter() - started,
-        "latency": measured.latency_ms, "throughput_ips": measured.throughput_ips,
-        "shrink": None if report is None else {"before": report.get("before"), "after": report.get("after"),
-                                               "iterations": report.get("iterations")},
+        "name": spec["name"],
+        "mode": mode,
+        "target": target,
+        "accuracy": result.accuracy,
+        "params": measured.params,
+        "flops": measured.flops,
+        "memory_bytes": measured.memory_bytes,
+        "latency_ms": measured.median_ms,
+        "energy_uj_per_image": measured.energy_uj_per_image,
+        "train_wall_seconds": result.wall_seconds,
+        "train_seconds": result.train_seconds,
+        "images_per_s": result.images_per_s,
+        "run_seconds": time.perf_counter() - started,
+        "latency": measured.latency_ms,
+        "throughput_ips": measured.throughput_ips,
+        "shrink": None
+        if report is None
+        else {"before": report.get("before"), "after": report.get("after"), "iterations": report.get("iterations")},
         "files": {"start": start_path.name, "trained": "trained.onnx"},
-        "norm": result.norm, "verdict": result.verdict,
+        "norm": result.norm,
+        "verdict": result.verdict,
         "machine": machine(),  # latency is only comparable between runs benched on the same machine
         "settings": spec["settings"],
     }

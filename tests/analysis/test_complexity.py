@@ -1,4 +1,5 @@
 """Profile numbers: a hand calculation, onnx-tool parity on the zoo, published figures, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,23 @@ def small_model(batch="N") -> onnx.ModelProto:
         helper.make_node("Flatten", ["g"], ["f"], name="flat"),
         helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc", transB=1),
     ]
-    inits = [_init("w1", (4, 3, 3, 3)), _init("b1", (4,)), _init("s", (4,)), _init("t", (4,)), _init("m", (4,)),
-             numpy_helper.from_array(np.ones(4, np.float32), "v"), _init("w2", (5, 4)), _init("b2", (5,))]
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])], inits)
+    inits = [
+        _init("w1", (4, 3, 3, 3)),
+        _init("b1", (4,)),
+        _init("s", (4,)),
+        _init("t", (4,)),
+        _init("m", (4,)),
+        numpy_helper.from_array(np.ones(4, np.float32), "v"),
+        _init("w2", (5, 4)),
+        _init("b2", (5,)),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -38,8 +52,14 @@ def test_hand_calculation():
     p = profile(small_model())
     rows = {r["node"]: r for r in p.rows()}
     # conv1: 4*3*3*3 weights + 4 bias; MACs 4 out ch * 8*8 px * 3*3*3; output 4*8*8 floats
-    assert rows["conv1"] == {"node": "conv1", "op": "Conv", "out_channels": 4, "params": 112, "flops": 6912,
-                             "memory_bytes": 4 * (112 + 256)}
+    assert rows["conv1"] == {
+        "node": "conv1",
+        "op": "Conv",
+        "out_channels": 4,
+        "params": 112,
+        "flops": 6912,
+        "memory_bytes": 4 * (112 + 256),
+    }
     # bn1: scale, shift, mean, var of 4 channels; no MACs; output 4*8*8
     assert rows["bn1"]["params"] == 16 and rows["bn1"]["flops"] == 0 and rows["bn1"]["memory_bytes"] == 4 * (16 + 256)
     # fc: 5x4 weights + 5 bias; 4*5 MACs; output 5 floats
@@ -101,11 +121,14 @@ def test_matches_onnx_tool(zoo_model, name, exporter, bn):
     assert compared >= 5
 
 
-@pytest.mark.parametrize("name,params,macs,tolerance", [
-    ("vgg16_cifar", 15.0e6, 313e6, 0.03),
-    ("resnet50_imagenet", 25.6e6, 4.1e9, 0.03),
-    ("mobilenetv2_imagenet", 3.5e6, 300e6, 0.03),
-])
+@pytest.mark.parametrize(
+    "name,params,macs,tolerance",
+    [
+        ("vgg16_cifar", 15.0e6, 313e6, 0.03),
+        ("resnet50_imagenet", 25.6e6, 4.1e9, 0.03),
+        ("mobilenetv2_imagenet", 3.5e6, 300e6, 0.03),
+    ],
+)
 def test_published_figures(zoo_model, name, params, macs, tolerance):
     totals = profile(zoo_model(name, "legacy", "kept")).totals
     assert abs(totals["params"] - params) / params < tolerance
@@ -120,8 +143,16 @@ def test_profile_cli_json(zoo_model, capsys):
     assert payload["shape_method"] == "onnx" and payload["uncounted"] == []
     assert set(payload["totals"]) == {"params", "flops", "memory_bytes"}
     assert len(payload["layers"]) == 3
-    assert set(payload["layers"][0]) == {"node", "op", "input_shape", "output_shape", "out_channels", "params", "flops",
-                                         "memory_bytes"}
+    assert set(payload["layers"][0]) == {
+        "node",
+        "op",
+        "input_shape",
+        "output_shape",
+        "out_channels",
+        "params",
+        "flops",
+        "memory_bytes",
+    }
     flops = [layer["flops"] for layer in payload["layers"]]
     assert flops == sorted(flops, reverse=True)
 
@@ -147,11 +178,22 @@ def _bad_inputs(tmp_path):
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(small_model().SerializeToString()[:300])
     external = tmp_path / "external.onnx"
-    onnx.save(small_model(), external, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="external.onnx.data", size_threshold=0)
+    onnx.save(
+        small_model(),
+        external,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="external.onnx.data",
+        size_threshold=0,
+    )
     (tmp_path / "external.onnx.data").unlink()
-    return {"missing": tmp_path / "nope.onnx", "directory": tmp_path, "random": random_bytes,
-            "truncated": truncated, "external": external}
+    return {
+        "missing": tmp_path / "nope.onnx",
+        "directory": tmp_path,
+        "random": random_bytes,
+        "truncated": truncated,
+        "external": external,
+    }
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "random", "truncated", "external"])

@@ -1,4 +1,5 @@
 """Dependency analysis: coupling through residuals, SE gates, concat; barriers and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from onnxprune.cli import main
 from onnxprune.analysis.groups import channel_groups
-from onnxprune.prune.surgery import prune_channels
+from onnxprune.cli import main
 from onnxprune.measure.verify import max_relative_error, run, zero_mask
+from onnxprune.prune.surgery import prune_channels
 
 
 def export(module: nn.Module, path, shape=(1, 3, 16, 16)) -> str:
@@ -80,8 +81,9 @@ def test_unknown_op_blocks_only_what_it_touches(tmp_path):
     stem_relu.op_type, stem_relu.domain = "Mystery", "custom.domain"
     model.opset_import.append(onnx.helper.make_opsetid("custom.domain", 1))
     # custom ops get no inferred shape: declare the output like an exporter would
-    model.graph.value_info.append(onnx.helper.make_tensor_value_info(stem_relu.output[0], onnx.TensorProto.FLOAT,
-                                                                     [1, 8, 16, 16]))
+    model.graph.value_info.append(
+        onnx.helper.make_tensor_value_info(stem_relu.output[0], onnx.TensorProto.FLOAT, [1, 8, 16, 16])
+    )
     deps = channel_groups(model)
     stem = deps.group_of("/stem/Conv")
     assert not stem.prunable and any("no channel rule" in r and "Mystery" in r for r in stem.reasons)
@@ -178,8 +180,9 @@ def test_groups_cli_says_why_layers_share_a_group(tmp_path, capsys):
 
 # ---- channel-level groups (issue 12): sizes need not match, only the coupled channels go together ----
 def cbr(cin, cout, k=1, groups=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
+    )
 
 
 class C2f(nn.Module):
@@ -295,8 +298,9 @@ class ShuffleV2Unit(nn.Module):
         super().__init__()
         self.c = c
         self.stem = cbr(3, c, 3)
-        self.branches = nn.ModuleList(nn.Sequential(cbr(c // 2, c // 2), cbr(c // 2, c // 2, 3, c // 2),
-                                                    cbr(c // 2, c // 2)) for _ in range(2))
+        self.branches = nn.ModuleList(
+            nn.Sequential(cbr(c // 2, c // 2), cbr(c // 2, c // 2, 3, c // 2), cbr(c // 2, c // 2)) for _ in range(2)
+        )
         self.head = nn.Conv2d(c, 4, 1)
 
     def forward(self, x):
@@ -329,12 +333,20 @@ def layer_norm_over_channels(decomposed: bool) -> onnx.ModelProto:
         var = b.node("ReduceMean", [b.node("Mul", [centred, centred])[0]], axes=[1], keepdims=1)[0]
         std = b.node("Sqrt", [b.node("Add", [var, b.const(np.float32(1e-5), "eps")])[0]])[0]
         h = b.node("Div", [centred, std])[0]
-        h = b.node("Add", [b.node("Mul", [h, b.const(np.ones((8, 1, 1), np.float32), "gamma")])[0],
-                           b.const(np.zeros((8, 1, 1), np.float32), "beta")])[0]
+        h = b.node(
+            "Add",
+            [
+                b.node("Mul", [h, b.const(np.ones((8, 1, 1), np.float32), "gamma")])[0],
+                b.const(np.zeros((8, 1, 1), np.float32), "beta"),
+            ],
+        )[0]
     else:
         h = b.node("Transpose", [h], perm=[0, 2, 3, 1])[0]
-        h = b.node("LayerNormalization", [h, b.const(np.ones(8, np.float32), "gamma"),
-                                          b.const(np.zeros(8, np.float32), "beta")], axis=-1)[0]
+        h = b.node(
+            "LayerNormalization",
+            [h, b.const(np.ones(8, np.float32), "gamma"), b.const(np.zeros(8, np.float32), "beta")],
+            axis=-1,
+        )[0]
         h = b.node("Transpose", [h], perm=[0, 3, 1, 2])[0]
     return b.model(b.conv(h, 8, 4, "head"))
 

@@ -1,4 +1,5 @@
 """Mode LA: measured per-node latency drives the draw; profiles from another device load."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,10 @@ import numpy as np
 import pytest
 
 import onnxprune
-from onnxprune.cli import main
 from onnxprune.analysis.complexity import build_layers
 from onnxprune.analysis.groups import channel_groups
 from onnxprune.analysis.latency import latency_terms, measure_node_latency
+from onnxprune.cli import main
 from onnxprune.prune.shrink import Bookkeeper
 
 
@@ -49,8 +50,24 @@ def test_la_shrink_from_a_device_profile(mobilenet, tmp_path, capsys):
     payload["nodes"][slow] *= 50
     profile_path.write_text(json.dumps(payload))
     out = tmp_path / "la.onnx"
-    assert main(["shrink", str(mobilenet), "--mode", "LA", "--target", "0.5", "--latency-profile",
-                 str(profile_path), "-o", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "shrink",
+                str(mobilenet),
+                "--mode",
+                "LA",
+                "--target",
+                "0.5",
+                "--latency-profile",
+                str(profile_path),
+                "-o",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     latency = report["latency_us"]
     assert latency["after_estimated"] <= 0.5 * latency["before_measured"]
@@ -60,11 +77,41 @@ def test_la_shrink_from_a_device_profile(mobilenet, tmp_path, capsys):
 def test_bad_latency_profile_exit_2(mobilenet, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    assert main(["shrink", str(mobilenet), "--mode", "LA", "--target", "0.5", "--latency-profile", str(bad),
-                 "-o", str(tmp_path / "x.onnx")]) == 2
+    assert (
+        main(
+            [
+                "shrink",
+                str(mobilenet),
+                "--mode",
+                "LA",
+                "--target",
+                "0.5",
+                "--latency-profile",
+                str(bad),
+                "-o",
+                str(tmp_path / "x.onnx"),
+            ]
+        )
+        == 2
+    )
     assert "latency profile" in capsys.readouterr().err
-    assert main(["shrink", str(mobilenet), "--mode", "PA", "--target", "0.5", "--latency-profile", str(bad),
-                 "-o", str(tmp_path / "x.onnx")]) == 2
+    assert (
+        main(
+            [
+                "shrink",
+                str(mobilenet),
+                "--mode",
+                "PA",
+                "--target",
+                "0.5",
+                "--latency-profile",
+                str(bad),
+                "-o",
+                str(tmp_path / "x.onnx"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_la_api_measures_on_this_machine(mobilenet):
@@ -107,16 +154,23 @@ def _int_input_net():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    table = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 3 * 4 * 4)).astype(np.float32),
-                                    "table")
+    table = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((16, 3 * 4 * 4)).astype(np.float32), "table"
+    )
     shape = numpy_helper.from_array(np.array([1, 3, 4, 4], np.int64), "shape")
     weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
-    nodes = [helper.make_node("Gather", ["table", "ids"], ["rows"], name="embed"),
-             helper.make_node("Reshape", ["rows", "shape"], ["x"], name="reshape"),
-             helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
-    graph = helper.make_graph(nodes, "ints", [helper.make_tensor_value_info("ids", TensorProto.INT32, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
-                              [table, shape, weight])
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["rows"], name="embed"),
+        helper.make_node("Reshape", ["rows", "shape"], ["x"], name="reshape"),
+        helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ints",
+        [helper.make_tensor_value_info("ids", TensorProto.INT32, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        [table, shape, weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
@@ -133,13 +187,16 @@ def test_latency_feeds_each_input_its_own_dtype(tmp_path, capsys):
 
 def _concat_net():
     """Concat of the input with a fixed 8x8 constant: runs only at 8x8 (YOLO-style failure)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     grid = numpy_helper.from_array(np.zeros((1, 1, 8, 8), np.float32), "grid")
-    graph = helper.make_graph([helper.make_node("Concat", ["input", "grid"], ["y"], name="head/cat", axis=1)],
-                              "cat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "H", "W"])], [grid])
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["input", "grid"], ["y"], name="head/cat", axis=1)],
+        "cat",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "H", "W"])],
+        [grid],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model

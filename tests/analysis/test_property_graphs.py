@@ -13,6 +13,7 @@ sigmoid is an SE gate that multiplies the (zeroed) channels it gates.
 
 `benchmarks/property_sweep.py` runs the same generator with many more examples.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from onnxprune.analysis.groups import channel_groups
-from onnxprune.prune.surgery import fill_empty_cuts, prune_channels
 from onnxprune.measure.verify import max_relative_error, run, zero_mask
+from onnxprune.prune.surgery import fill_empty_cuts, prune_channels
 
 INPUT_SHAPE = (1, 3, 16, 16)
 OPSET = 20
@@ -191,7 +192,7 @@ class Head(nn.Module):
         features = c if gap else c * spatial * spatial
         dims = [features] + ([hidden] if hidden else []) + [classes]
         if matmul:
-            self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b) / a ** 0.5) for a, b in zip(dims, dims[1:]))
+            self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b) / a**0.5) for a, b in zip(dims, dims[1:]))
             self.biases = nn.ParameterList(nn.Parameter(torch.randn(b) * 0.1) for b in dims[1:])
         else:
             self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
@@ -229,13 +230,14 @@ def draw_spec(d: Draw, dynamo_share: int = 10) -> Spec:
     """A random architecture (as plain data, so failures print readably)."""
     spec = Spec()
     spec.exporter = "dynamo" if d.int(0, 99) < dynamo_share else d.choice(EXPORTERS[:2])
-    spec.seed = d.int(0, 2 ** 16)
+    spec.seed = d.int(0, 2**16)
     c, spatial = d.int(2, 6), INPUT_SHAPE[-1]
     spec.blocks.append(("conv", c, 3, d.flag()))
     previous_plain = True
     for _ in range(d.int(0, 4)):
-        kind = d.choice(["conv", "res", "res", "dense", "dw", "group", "se", "pool", "split", "c2f", "shuffle",
-                         "denseres"])
+        kind = d.choice(
+            ["conv", "res", "res", "dense", "dw", "group", "se", "pool", "split", "c2f", "shuffle", "denseres"]
+        )
         if kind in ("c2f", "shuffle") and c % 2:
             kind = "conv"
         if kind == "conv":
@@ -282,8 +284,13 @@ def draw_spec(d: Draw, dynamo_share: int = 10) -> Spec:
         previous_plain = kind == "conv"
         c = cout
     hidden = d.choice([0, 0, d.int(2, 6)])
-    spec.head = dict(gap=d.flag(), flatten=d.choice(["flatten", "view", "reshape"]), hidden=hidden,
-                     matmul=d.flag(), classes=d.int(2, 5))
+    spec.head = dict(
+        gap=d.flag(),
+        flatten=d.choice(["flatten", "view", "reshape"]),
+        hidden=hidden,
+        matmul=d.flag(),
+        classes=d.int(2, 5),
+    )
     if hidden:
         spec.expect_prunable = True
     return spec
@@ -352,19 +359,30 @@ def export(model: nn.Module, exporter: str) -> onnx.ModelProto:
     x = torch.randn(INPUT_SHAPE)
     with _quiet(), torch.no_grad():
         if exporter == "dynamo":
-            program = torch.onnx.export(model, (x,), dynamo=True, external_data=False, opset_version=OPSET,
-                                        verbose=False)
+            program = torch.onnx.export(
+                model, (x,), dynamo=True, external_data=False, opset_version=OPSET, verbose=False
+            )
             return program.model_proto
         buf = io.BytesIO()
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=OPSET,
-                          do_constant_folding=exporter == "legacy-fold",
-                          training=torch.onnx.TrainingMode.EVAL, verbose=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=exporter == "legacy-fold",
+            training=torch.onnx.TrainingMode.EVAL,
+            verbose=False,
+        )
         return onnx.load_from_string(buf.getvalue())
 
 
 def param_count(model: onnx.ModelProto) -> int:
-    total = sum(int(np.prod(i.dims, dtype=np.int64)) for i in model.graph.initializer
-                if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
+    total = sum(
+        int(np.prod(i.dims, dtype=np.int64))
+        for i in model.graph.initializer
+        if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    )
     for node in model.graph.node:
         if node.op_type == "Constant":
             for a in node.attribute:
@@ -416,8 +434,13 @@ def check_spec(spec: Spec) -> dict:
 STATS = {"examples": 0, "with_prunable": 0, "strict": 0}
 
 
-@settings(max_examples=100, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.data())
 def test_random_architectures_prune_like_zero_mask(data):
     spec = draw_spec(HypothesisDraw(data))
@@ -439,12 +462,29 @@ def test_property_run_was_not_vacuous():
 @pytest.mark.parametrize("exporter", ["legacy-fold", "dynamo"])
 def test_all_block_kinds_once(exporter):
     """One fixed net with every block kind, so each exporter sees all of them in every run."""
-    spec = Spec(blocks=[("conv", 4, 3, True), ("res", 4, 3), ("res", 6, 3), ("dense", 2, 2), ("dw", 2),
-                        ("group", 2, 4), ("se", 2, True, False), ("pool", "max"), ("split", 2, "swap"),
-                        ("conv", 4, 1, False), ("c2f",), ("shuffle",), ("denseres",), ("se", 2, False, True),
-                        ("pool", "avg")],
-                head=dict(gap=False, flatten="view", hidden=4, matmul=False, classes=3),
-                exporter=exporter, seed=1, expect_prunable=True)
+    spec = Spec(
+        blocks=[
+            ("conv", 4, 3, True),
+            ("res", 4, 3),
+            ("res", 6, 3),
+            ("dense", 2, 2),
+            ("dw", 2),
+            ("group", 2, 4),
+            ("se", 2, True, False),
+            ("pool", "max"),
+            ("split", 2, "swap"),
+            ("conv", 4, 1, False),
+            ("c2f",),
+            ("shuffle",),
+            ("denseres",),
+            ("se", 2, False, True),
+            ("pool", "avg"),
+        ],
+        head=dict(gap=False, flatten="view", hidden=4, matmul=False, classes=3),
+        exporter=exporter,
+        seed=1,
+        expect_prunable=True,
+    )
     figures = check_spec(spec)
     assert figures["prunable"] >= 4
 
@@ -488,8 +528,11 @@ def test_keep_set_that_empties_a_split_output_is_refused():
     """Every group keeps a channel, but a Split output can still lose all of them: refuse, or fill."""
     from onnxprune.errors import UserError
 
-    spec = Spec(blocks=[("conv", 4, 3, True), ("split", 2, "cat")],
-                head=dict(gap=True, flatten="flatten", hidden=0, matmul=False, classes=2), seed=0)
+    spec = Spec(
+        blocks=[("conv", 4, 3, True), ("split", 2, "cat")],
+        head=dict(gap=True, flatten="flatten", hidden=0, matmul=False, classes=2),
+        seed=0,
+    )
     proto = export(build(spec), "legacy-fold")
     deps = channel_groups(proto)
     stem = deps.group_of(next(n.name for n in proto.graph.node if n.op_type == "Conv"))
@@ -506,14 +549,22 @@ def _pattern_case(draw):
     """(model, --input-shape or None, expected params, expected MACs) for one drawn pattern."""
     from tests import pattern_models as pm
 
-    kind = draw(st.sampled_from(["constant", "computed", "dynamic_hw", "float_computed", "lstm", "qdq",
-                                 "conv_integer", "qlinear"]))
+    kind = draw(
+        st.sampled_from(
+            ["constant", "computed", "dynamic_hw", "float_computed", "lstm", "qdq", "conv_integer", "qlinear"]
+        )
+    )
     a, b = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     size = 2 * draw(st.integers(1, 5))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     if kind == "constant":
-        return kind, pm.constant_weights(rng, a, b, size, value_floats=draw(st.booleans())), None, \
-            pm.constant_weights_params(a, b), size * size * (a * 27 + b * a) + 5 * b
+        return (
+            kind,
+            pm.constant_weights(rng, a, b, size, value_floats=draw(st.booleans())),
+            None,
+            pm.constant_weights_params(a, b),
+            size * size * (a * 27 + b * a) + 5 * b,
+        )
     if kind in ("computed", "dynamic_hw"):
         model = pm.computed_reshape(rng, a, size, hw="H" if kind == "dynamic_hw" else size)
         return kind, model, {"x": [1, 3, size, size]}, a * 27 + 6, a * size * size * (27 + 3)
@@ -525,14 +576,29 @@ def _pattern_case(draw):
         return kind, model, {"x": [1, 3, 1, size]}, params, size * (a * 9 + 4 * b * (a + b) + b * 7)
     if kind == "qdq":
         per_channel = 3 * b if b > 1 else 0  # weight scale + zero point, bias scale; a 1-element one is a scalar
-        return kind, pm.qdq_conv(rng, a, b, size), None, b * a * 9 + b + per_channel + 10 * b + 30, \
-            b * size * size * a * 9 + 10 * b
+        return (
+            kind,
+            pm.qdq_conv(rng, a, b, size),
+            None,
+            b * a * 9 + b + per_channel + 10 * b + 30,
+            b * size * size * a * 9 + 10 * b,
+        )
     if kind == "conv_integer":
-        return kind, pm.conv_integer(rng, a, b, size), None, b * a * 9 + b * 4, \
-            b * size * size * a * 9 + size * size * b * 4
+        return (
+            kind,
+            pm.conv_integer(rng, a, b, size),
+            None,
+            b * a * 9 + b * 4,
+            b * size * size * a * 9 + size * size * b * 4,
+        )
     per_channel = 2 * b if b > 1 else 0
-    return kind, pm.qlinear_conv(rng, a, b, size), None, b * a * 9 + b + per_channel + size * 6, \
-        b * size * size * a * 9 + b * size * size * 6
+    return (
+        kind,
+        pm.qlinear_conv(rng, a, b, size),
+        None,
+        b * a * 9 + b + per_channel + size * 6,
+        b * size * size * a * 9 + b * size * size * 6,
+    )
 
 
 def _run_shapes(model, shapes) -> dict:
@@ -552,8 +618,7 @@ def _run_shapes(model, shapes) -> dict:
     return {name: tuple(v.shape) for name, v in zip(names, session.run(names, feeds))}
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_exporter_patterns_profile_like_their_formulas(data):
     from onnxprune import profile

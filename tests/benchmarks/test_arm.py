@@ -1,6 +1,7 @@
 """The pruned model on aarch64: the aarch64 onnxruntime (emulated by qemu-aarch64-static, environment
 from `make arm-check` / benchmarks/arm/env.sh) gives the x86 onnxruntime's outputs within 1e-4.
 Skipped, with the reason, where the emulated environment or qemu is absent."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 
 from onnxprune import shrink
-from onnxprune.read.io import save_model
 from onnxprune.measure.verify import max_relative_error, run
+from onnxprune.read.io import save_model
 
 REPO = Path(__file__).resolve().parents[2]
 ARM = Path(os.environ.get("ARM_DIR", REPO / "build" / "arm"))
@@ -45,8 +46,13 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason(
 def run_on_aarch64(model: Path, feeds: dict, tmp_path: Path) -> np.ndarray:
     np.savez(tmp_path / "feeds.npz", **feeds)
     env = dict(os.environ, PYTHONPATH=str(ARM / "site"))
-    done = subprocess.run([str(PYTHON), "-c", RUN_ON_ARM, str(model), str(tmp_path / "feeds.npz"),
-                           str(tmp_path / "out.npy")], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [str(PYTHON), "-c", RUN_ON_ARM, str(model), str(tmp_path / "feeds.npz"), str(tmp_path / "out.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return np.load(tmp_path / "out.npy")
 

@@ -1,4 +1,5 @@
 """benchmarks/onnxprune_cli.py: the benchmarks' one way to call the CLI, and what a failure carries."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """benchmarks/paper_figures.py: bands and verdicts from seeds, partial queues, the paper table, the plots."""
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,36 @@ from benchmarks.doc_figures import stray_figures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SETTINGS = {"model_sha": "abc", "data": "cifar10", "recipe": "cpu", "epochs": 3, "limit_train": 20000,
-            "limit_test": 2000, "optimizer": "sgd", "lr": 0.05, "schedule": "onecycle", "batch_size": 128,
-            "weight_decay": 0.0005, "bench_runs": 50}
+SETTINGS = {
+    "model_sha": "abc",
+    "data": "cifar10",
+    "recipe": "cpu",
+    "epochs": 3,
+    "limit_train": 20000,
+    "limit_test": 2000,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "schedule": "onecycle",
+    "batch_size": 128,
+    "weight_decay": 0.0005,
+    "bench_runs": 50,
+}
 FULL = {"params": 1_000_000, "flops": 100_000_000, "memory_bytes": 4_000_000}
 
 
 def row(name: str, accuracy: float, kept: float = 1.0) -> dict:
     mode, target = (None, None) if name == "baseline" else (name.split("-")[0], float(name.split("-")[1]))
-    return {"name": name, "mode": mode, "target": target, "accuracy": accuracy,
-            **{k: int(v * kept) for k, v in FULL.items()}, "latency_ms": 2.0 * kept,
-            "energy_uj_per_image": 100 * kept, "train_wall_seconds": 60.0, "machine": {"hostname": "box"}}
+    return {
+        "name": name,
+        "mode": mode,
+        "target": target,
+        "accuracy": accuracy,
+        **{k: int(v * kept) for k, v in FULL.items()},
+        "latency_ms": 2.0 * kept,
+        "energy_uj_per_image": 100 * kept,
+        "train_wall_seconds": 60.0,
+        "machine": {"hostname": "box"},
+    }
 
 
 def write_runs(root: Path, net: str, seed: int, rows: list[dict], **settings) -> None:
@@ -35,8 +55,7 @@ def write_runs(root: Path, net: str, seed: int, rows: list[dict], **settings) ->
         row_ = {**row_, "settings": {**SETTINGS, "seed": seed, **settings}}
         (folder / row_["name"]).mkdir(parents=True)
         (folder / row_["name"] / "result.json").write_text(json.dumps(row_))
-    (folder / "results.json").write_text(json.dumps({"settings": {**SETTINGS, "seed": seed, **settings},
-                                                     "runs": rows}))
+    (folder / "results.json").write_text(json.dumps({"settings": {**SETTINGS, "seed": seed, **settings}, "runs": rows}))
 
 
 @pytest.fixture
@@ -60,7 +79,7 @@ def test_band_and_verdicts_from_three_seeds(three_seeds):
     diff, se = pf.delta(base, pa)
     floor = 100 * math.sqrt(0.52 * 0.48 / 2000)  # 1.12 pt: PA-0.2's seeds (s.d. 1.0) agree closer than that
     assert pa.std == pytest.approx(1.0) and pa.spread == pytest.approx(floor) and base.spread == pytest.approx(2.0)
-    assert diff == pytest.approx(0.0) and se == pytest.approx(math.sqrt(4 / 3 + floor ** 2 / 3))
+    assert diff == pytest.approx(0.0) and se == pytest.approx(math.sqrt(4 / 3 + floor**2 / 3))
     assert pf.verdict(diff, se) == "no difference"
     verdicts = {p.name: pf.verdict(*pf.delta(base, p)) for p in net.pruned()}
     assert verdicts == {"PA-0.2": "no difference", "FA-0.4": "loss", "MA-0.4": "no difference", "PA-0.8": "gain"}
@@ -244,10 +263,16 @@ def test_latency_is_shown_only_as_measured_side_by_side(three_seeds, tmp_path):
     table = "\n".join(pf.point_table(networks["mobilenetv2"]))
     assert " ms |" not in table and "not yet re-measured side by side" in pf.protocol(networks)
     side_by_side = {"s0/baseline": 3.0, "s1/baseline": 3.2, "s2/baseline": 3.4, "s0/PA-0.8": 2.5}
-    (three_seeds / "latency.json").write_text(json.dumps({
-        "date": "2026-12-04 18:00 UTC", "machine": {"cpu": "TestCPU"},
-        "settings": {"rounds": 5, "bench_runs": 100, "threads": 1, "batch": 1},
-        "networks": {"mobilenetv2": {key: {"latency_ms": ms} for key, ms in side_by_side.items()}}}))
+    (three_seeds / "latency.json").write_text(
+        json.dumps(
+            {
+                "date": "2026-12-04 18:00 UTC",
+                "machine": {"cpu": "TestCPU"},
+                "settings": {"rounds": 5, "bench_runs": 100, "threads": 1, "batch": 1},
+                "networks": {"mobilenetv2": {key: {"latency_ms": ms} for key, ms in side_by_side.items()}},
+            }
+        )
+    )
     networks = pf.load(three_seeds)
     lines = {line.split(" | ")[0]: line for line in pf.point_table(networks["mobilenetv2"])}
     assert "| 3.20 ms |" in lines["| baseline"] and "| 2.50 ms |" in lines["| PA-0.8"]
@@ -259,7 +284,8 @@ def test_latency_is_shown_only_as_measured_side_by_side(three_seeds, tmp_path):
     shutil.copy(ROOT / "docs" / "paper.md", docs / "paper.md")
     assert pf.main(["--runs", str(three_seeds), "--docs", str(docs), "--results", str(tmp_path / "R.md")]) == 0
     assert json.loads((docs / "paper" / "runs" / "latency.json").read_text())["networks"]["mobilenetv2"] == {
-        key: {"latency_ms": ms} for key, ms in side_by_side.items()}
+        key: {"latency_ms": ms} for key, ms in side_by_side.items()
+    }
 
 
 def test_a_broken_latency_file_is_refused(three_seeds):

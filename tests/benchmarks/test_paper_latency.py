@@ -1,12 +1,13 @@
 """benchmarks/paper_latency.py: a run's network rebuilt exactly (or refused), and benched in turn."""
+
 from __future__ import annotations
 
 import pytest
 
 from benchmarks.paper_latency import NotRebuilt, measure, rebuild
 from onnxprune import shrink
-from onnxprune.read.io import load_model
 from onnxprune.analysis.complexity import profile
+from onnxprune.read.io import load_model
 from onnxprune.sweep.grid import _fingerprint
 from tests.tiny_models import conv_model
 
@@ -15,8 +16,13 @@ from tests.tiny_models import conv_model
 def vgg_run(zoo_dir):
     model = zoo_dir / "vgg16_cifar.legacy.kept.onnx"
     _, report = shrink(load_model(model), mode="FA", target=0.5, seed=3, step=0.1, init="reinit")
-    row = {"name": "FA-0.5", "mode": "FA", "target": 0.5, "shrink": {"after": dict(report["after"])},
-           "settings": {"model_sha": _fingerprint(model), "seed": 3, "step": 0.1}}
+    row = {
+        "name": "FA-0.5",
+        "mode": "FA",
+        "target": 0.5,
+        "shrink": {"after": dict(report["after"])},
+        "settings": {"model_sha": _fingerprint(model), "seed": 3, "step": 0.1},
+    }
     return model, row
 
 

@@ -1,4 +1,5 @@
 """benchmarks/paper_sweeps.py: the queue behind docs/paper.md, one at a time or --jobs N."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,7 @@ def test_split_grid_covers_the_grid_once_table_runs_first(tmp_path):
         runs = [(_option(argv, "--modes"), _option(argv, "--targets")) for _, argv in jobs]
         modes, targets = (part.split(",") for part in spec["grid"])
         assert sorted(runs) == sorted((m, t) for m in modes for t in targets)
-        assert runs[:len(spec["table"])] == list(spec["table"])
+        assert runs[: len(spec["table"])] == list(spec["table"])
         assert {_option(argv, "-o") for _, argv in jobs} == {str(tmp_path / f"{net}-s0")}
         assert all(_option(argv, "--seed") == "0" for _, argv in jobs)
 
@@ -40,8 +41,12 @@ def test_parallel_phases_finish_every_baseline_before_any_other_run(tmp_path):
 
 
 def _runs(jobs) -> set[tuple[int, str, str]]:
-    return {(int(_option(argv, "--seed")), m, t) for _, argv in jobs
-            for m in _option(argv, "--modes").split(",") for t in _option(argv, "--targets").split(",")}
+    return {
+        (int(_option(argv, "--seed")), m, t)
+        for _, argv in jobs
+        for m in _option(argv, "--modes").split(",")
+        for t in _option(argv, "--targets").split(",")
+    }
 
 
 def test_both_ways_queue_exactly_the_planned_runs_and_every_table_row_gets_three_seeds(tmp_path):

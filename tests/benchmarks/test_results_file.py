@@ -1,5 +1,6 @@
 """benchmarks/results_file.py: sections of RESULTS.md are replaced or extended in place, never
 misplaced after another benchmark's section."""
+
 from __future__ import annotations
 
 from benchmarks.results_file import append_to_section, write_section

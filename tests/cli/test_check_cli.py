@@ -1,4 +1,5 @@
 """`onnxprune check`: exit codes 0/1/2, JSON shape, marking of the over-budget figure."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from onnxprune import profile
-
 from onnxprune.cli import main
 from tests.tiny_models import conv_model
 
@@ -46,16 +46,21 @@ def test_over_budget_exits_1_and_marks_the_figure(capsys, model):
 def test_json_shape(capsys, model, tmp_path):
     other = conv_model(tmp_path / "small.onnx", cout=2)
     t = totals(model)
-    rc, out, err = run(capsys, "check", model, other, "--max-params", t["params"] - 1,
-                       "--max-memory", "1GiB", "--json")
+    rc, out, err = run(capsys, "check", model, other, "--max-params", t["params"] - 1, "--max-memory", "1GiB", "--json")
     assert rc == 1
     data = json.loads(out)  # stdout holds the JSON alone
     assert data["ok"] is False and data["checked"] == 2 and data["over_budget"] == 1
     first, second = data["models"]
     assert first["model"] == str(model) and first["ok"] is False and first["over"] == ["params"]
     params = first["figures"]["params"]
-    assert params == {"value": t["params"], "limit": t["params"] - 1, "ok": False, "over_by": 1,
-                      "over_by_pct": pytest.approx(100 / (t["params"] - 1), abs=1e-3), "budget": "command line"}
+    assert params == {
+        "value": t["params"],
+        "limit": t["params"] - 1,
+        "ok": False,
+        "over_by": 1,
+        "over_by_pct": pytest.approx(100 / (t["params"] - 1), abs=1e-3),
+        "budget": "command line",
+    }
     assert first["figures"]["memory"]["ok"] is True and first["figures"]["memory"]["limit"] == 2**30
     assert first["figures"]["flops"]["limit"] is None and first["figures"]["flops"]["ok"] is True
     assert second["ok"] is True and second["over"] == []
@@ -81,11 +86,14 @@ def test_budget_file_without_models(capsys, tmp_path):
     assert rc == 0 and "edge" in out
 
 
-@pytest.mark.parametrize("toml_text", [
-    "[[budget]\nmodels = 'x'",  # not TOML
-    '[[budget]]\nmodels = "*.onnx"\nmax_parms = "1M"\n',  # unknown key
-    '[[budget]]\nmodels = "nothing/*.onnx"\nmax_params = "1M"\n',  # glob matches nothing
-])
+@pytest.mark.parametrize(
+    "toml_text",
+    [
+        "[[budget]\nmodels = 'x'",  # not TOML
+        '[[budget]]\nmodels = "*.onnx"\nmax_parms = "1M"\n',  # unknown key
+        '[[budget]]\nmodels = "nothing/*.onnx"\nmax_params = "1M"\n',  # glob matches nothing
+    ],
+)
 def test_bad_toml_exits_2(capsys, model, tmp_path, toml_text):
     toml = tmp_path / "budgets.toml"
     toml.write_text(toml_text)
@@ -94,16 +102,19 @@ def test_bad_toml_exits_2(capsys, model, tmp_path, toml_text):
     assert err.startswith("onnxprune: error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args", [
-    ["check", "MISSING", "--max-params", "1M"],  # missing model
-    ["check", "MODEL"],  # no budget at all
-    ["check", "--max-params", "1M"],  # no model
-    ["check", "MODEL", "--max-params", "lots"],  # bad count
-    ["check", "MODEL", "--max-memory", "4 parsecs"],  # bad size
-    ["check", "MODEL", "--budgets", "MISSING.toml"],  # missing budget file
-    ["check", "MODEL", "--max-params", "1M", "--input-shape", "input=1xbanana"],
-    ["check", "MODEL", "--max-params", "1M", "--no-such-flag"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "MISSING", "--max-params", "1M"],  # missing model
+        ["check", "MODEL"],  # no budget at all
+        ["check", "--max-params", "1M"],  # no model
+        ["check", "MODEL", "--max-params", "lots"],  # bad count
+        ["check", "MODEL", "--max-memory", "4 parsecs"],  # bad size
+        ["check", "MODEL", "--budgets", "MISSING.toml"],  # missing budget file
+        ["check", "MODEL", "--max-params", "1M", "--input-shape", "input=1xbanana"],
+        ["check", "MODEL", "--max-params", "1M", "--no-such-flag"],
+    ],
+)
 def test_bad_input_exits_2(capsys, model, tmp_path, args):
     args = [str(model) if a == "MODEL" else str(tmp_path / a) if a.startswith("MISSING") else a for a in args]
     rc, out, err = run(capsys, *args)

@@ -1,5 +1,6 @@
 """Issue 17 item 6: `onnxprune --version`, `version --json`, and help that reads as words: no
 Python type tags (`<bool>`, `<str>`, ...) and a help text on every option of every verb."""
+
 from __future__ import annotations
 
 import json

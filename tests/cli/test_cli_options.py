@@ -7,6 +7,7 @@
 * `--seed -1` is a usage error, one line;
 * user text (node, file and budget names) prints literally in tables.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,9 @@ from onnx import numpy_helper
 
 from benchmarks.fuzz import conv_net, markup_net, symbolic_net
 from onnxprune import profile
-from tests.cli_helpers import run, one_line_error
 from onnxprune.cli.app import parse_input_shapes
 from onnxprune.errors import UserError
+from tests.cli_helpers import one_line_error, run
 
 
 @pytest.fixture
@@ -104,8 +105,10 @@ def test_every_verb_declares_the_same_input_shape_option():
 
 def test_shrink_measures_before_and_after_at_the_given_shape(fixed32, tmp_path, capsys):
     out = tmp_path / "pruned.onnx"
-    rc, stdout, err = run(["shrink", fixed32, "--mode", "FA", "--target", "0.5", "--input-shape",
-                           "input=1x3x64x64", "-o", out, "--json"], capsys)
+    rc, stdout, err = run(
+        ["shrink", fixed32, "--mode", "FA", "--target", "0.5", "--input-shape", "input=1x3x64x64", "-o", out, "--json"],
+        capsys,
+    )
     assert rc == 0, err
     report = json.loads(stdout)
     shapes = {"input": [1, 3, 64, 64]}
@@ -113,15 +116,18 @@ def test_shrink_measures_before_and_after_at_the_given_shape(fixed32, tmp_path, 
     assert report["before"] == profile(str(fixed32), shapes).totals
     assert report["after"] == profile(str(out), shapes).totals
     assert report["after"]["flops"] <= 0.5 * report["before"]["flops"]  # the target, at that shape
-    rc, stdout, err = run(["shrink", fixed32, "--mode", "FA", "--target", "0.5", "--input-shape",
-                           "input=1x3x64x64", "-o", out], capsys)
+    rc, stdout, err = run(
+        ["shrink", fixed32, "--mode", "FA", "--target", "0.5", "--input-shape", "input=1x3x64x64", "-o", out], capsys
+    )
     assert rc == 0 and "input=1x3x64x64" in stdout, err
 
 
 def test_shrink_of_a_symbolic_model_at_a_given_shape(symbolic, tmp_path, capsys):
     out = tmp_path / "pruned.onnx"
-    rc, stdout, err = run(["shrink", symbolic, "--mode", "FA", "--target", "0.5", "--input-shape",
-                           "1x3x24x24", "-o", out, "--json"], capsys)
+    rc, stdout, err = run(
+        ["shrink", symbolic, "--mode", "FA", "--target", "0.5", "--input-shape", "1x3x24x24", "-o", out, "--json"],
+        capsys,
+    )
     assert rc == 0, err
     report = json.loads(stdout)
     assert report["after"] == profile(str(out), {"input": [1, 3, 24, 24]}).totals
@@ -161,10 +167,12 @@ def test_noop_shrink_with_o_keeps_the_weights(fixed32, tmp_path, capsys):
 
 @pytest.mark.parametrize("verb", ["shrink", "bench", "latency", "sweep"])
 def test_negative_seed_is_a_usage_error(verb, fixed32, tmp_path, capsys):
-    argv = {"shrink": ["shrink", fixed32, "--mode", "FA", "--target", "0.5", "-o", tmp_path / "o.onnx"],
-            "bench": ["bench", fixed32, "--runs", "2", "--in-process"],
-            "latency": ["latency", fixed32],
-            "sweep": ["sweep", fixed32, "-o", tmp_path / "run"]}[verb]
+    argv = {
+        "shrink": ["shrink", fixed32, "--mode", "FA", "--target", "0.5", "-o", tmp_path / "o.onnx"],
+        "bench": ["bench", fixed32, "--runs", "2", "--in-process"],
+        "latency": ["latency", fixed32],
+        "sweep": ["sweep", fixed32, "-o", tmp_path / "run"],
+    }[verb]
     rc, _, err = run(argv + ["--seed", "-1"], capsys)
     one_line_error(rc, err, "--seed")
     assert not (tmp_path / "o.onnx").exists() and not (tmp_path / "run").exists()

@@ -5,6 +5,7 @@ replace, and `-o -` is refused.
 The tests run as root in the development container, where a chmod-ed folder is still writable:
 `read_only` then also makes `os.access` report it read-only, as it does for an ordinary user.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ import pytest
 
 from benchmarks.fuzz import conv_net
 from onnxprune.read import io as onnxprune_io
-from tests.cli_helpers import run, one_line_error
+from tests.cli_helpers import one_line_error, run
 
 
 @pytest.fixture
@@ -39,9 +40,13 @@ def test_shrink_refuses_a_read_only_folder_before_any_work(where, model, read_on
 
     def no_work(*a, **k):
         raise AssertionError("shrink ran although an output cannot be written")
+
     monkeypatch.setattr(onnxprune, "shrink", no_work)
-    argv = _shrink(model, "-o", read_only / "o.onnx", "--report", tmp_path / "r.json") if where == "-o" else \
-        _shrink(model, "-o", tmp_path / "o.onnx", "--report", read_only / "r.json")
+    argv = (
+        _shrink(model, "-o", read_only / "o.onnx", "--report", tmp_path / "r.json")
+        if where == "-o"
+        else _shrink(model, "-o", tmp_path / "o.onnx", "--report", read_only / "r.json")
+    )
     rc, _, err = run(argv, capsys)
     one_line_error(rc, err, where, "cannot write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "ro"]
@@ -50,9 +55,11 @@ def test_shrink_refuses_a_read_only_folder_before_any_work(where, model, read_on
 @pytest.mark.parametrize("verb", ["shrink-o", "shrink-report", "latency"])
 def test_missing_output_folder(verb, model, tmp_path, capsys):
     missing = tmp_path / "nope" / "x.json"
-    argv = {"shrink-o": _shrink(model, "-o", missing),
-            "shrink-report": _shrink(model, "-o", tmp_path / "o.onnx", "--report", missing),
-            "latency": ["latency", model, "--runs", "1", "-o", missing]}[verb]
+    argv = {
+        "shrink-o": _shrink(model, "-o", missing),
+        "shrink-report": _shrink(model, "-o", tmp_path / "o.onnx", "--report", missing),
+        "latency": ["latency", model, "--runs", "1", "-o", missing],
+    }[verb]
     rc, _, err = run(argv, capsys)
     one_line_error(rc, err, "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
@@ -61,7 +68,9 @@ def test_missing_output_folder(verb, model, tmp_path, capsys):
 def test_latency_refuses_a_read_only_folder(model, read_only, capsys, monkeypatch):
     import onnxprune.analysis.latency
 
-    monkeypatch.setattr(onnxprune.analysis.latency, "measure_node_latency", lambda *a, **k: pytest.fail("measured first"))
+    monkeypatch.setattr(
+        onnxprune.analysis.latency, "measure_node_latency", lambda *a, **k: pytest.fail("measured first")
+    )
     rc, _, err = run(["latency", model, "-o", read_only / "p.json"], capsys)
     one_line_error(rc, err, "cannot write")
 
@@ -98,6 +107,7 @@ def test_a_failing_report_leaves_no_model(model, tmp_path, capsys, monkeypatch):
         if out.suffix == ".json":
             raise OSError(28, "No space left on device", str(out))
         return real(data, out)
+
     monkeypatch.setattr(onnxprune_io, "_stage_bytes", stage)
     rc, _, err = run(_shrink(model, "-o", tmp_path / "o.onnx", "--report", tmp_path / "r.json"), capsys)
     one_line_error(rc, err, "No space left")
@@ -107,9 +117,14 @@ def test_a_failing_report_leaves_no_model(model, tmp_path, capsys, monkeypatch):
 # ------------------------------------------------------------------ `-o -`
 
 
-@pytest.mark.parametrize("argv", [["shrink", "{m}", "--mode", "FA", "--target", "0.5", "-o", "-"],
-                                  ["shrink", "{m}", "--mode", "FA", "--target", "0.5", "--report", "-"],
-                                  ["latency", "{m}", "-o", "-"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["shrink", "{m}", "--mode", "FA", "--target", "0.5", "-o", "-"],
+        ["shrink", "{m}", "--mode", "FA", "--target", "0.5", "--report", "-"],
+        ["latency", "{m}", "-o", "-"],
+    ],
+)
 def test_dash_output_is_refused(argv, model, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, _, err = run([a.format(m=model) for a in argv], capsys)
@@ -151,8 +166,10 @@ def test_a_replaced_file_keeps_its_mode(model, tmp_path, capsys):
 
 def test_check_outputs_writable_api(model, tmp_path):
     assert onnxprune_io.check_outputs_writable([tmp_path / "a.onnx", None], model) == [tmp_path / "a.onnx"]
-    assert onnxprune_io.check_outputs_writable({"-o": tmp_path / "a", "--log": tmp_path / "b"}) == \
-        [tmp_path / "a", tmp_path / "b"]
+    assert onnxprune_io.check_outputs_writable({"-o": tmp_path / "a", "--log": tmp_path / "b"}) == [
+        tmp_path / "a",
+        tmp_path / "b",
+    ]
     with pytest.raises(onnxprune_io.UserError, match="is the input model"):
         onnxprune_io.check_outputs_writable([model], model)
     with pytest.raises(onnxprune_io.UserError, match="--log -"):

@@ -1,4 +1,5 @@
 """`make demo` (onnxprune/cli/demo.py) runs end to end and shows the side-by-side profile."""
+
 from __future__ import annotations
 
 from onnxprune.cli import demo

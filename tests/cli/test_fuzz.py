@@ -7,6 +7,7 @@ profile, groups, shrink, check --max-params and bench --runs 2 in-process. Any e
 exactly one stderr line, or a modified input file is a failure. `benchmarks/fuzz.py --cases 1000`
 runs the same at scale.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -69,8 +70,11 @@ def _clean_case(name: str) -> int:
             if mutant(case)[0] != f"{name}:clean":
                 continue
             options = options_for(case, 0, name, tmp)
-            if options["place"] == "plain" and options["seed"] >= 0 and (name not in SYMBOLIC_SEEDS
-                                                                         or options["shape"]):
+            if (
+                options["place"] == "plain"
+                and options["seed"] >= 0
+                and (name not in SYMBOLIC_SEEDS or options["shape"])
+            ):
                 return case
     raise AssertionError(f"no clean case for {name}")
 
@@ -95,8 +99,11 @@ def test_read_only_and_dash_outputs_are_refused(tmp_path):
     seen = set()
     for case in range(200):
         options = options_for(case, 0, "conv", str(tmp_path))
-        if options["place"] in ("read-only", "dash") and options["place"] not in seen and \
-                mutant(case)[0].endswith(":clean"):
+        if (
+            options["place"] in ("read-only", "dash")
+            and options["place"] not in seen
+            and mutant(case)[0].endswith(":clean")
+        ):
             seen.add(options["place"])
             for outcome in run_case(case, seed=0, workdir=str(tmp_path)):
                 assert outcome["failure"] is None, outcome

@@ -5,6 +5,7 @@
   channel counts, external data, If/Loop subgraphs, channel shuffle) work or are refused per group;
 * writes are atomic, also when the process is interrupted (SIGINT, SIGKILL) mid-write.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.fuzz import bn_net, conv_net
 from onnxprune.read import io as onnxprune_io
-from tests.cli_helpers import run, one_line_error
+from tests.cli_helpers import run
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -95,8 +96,14 @@ def _bad_file(kind: str, folder: Path) -> tuple[Path, str]:
         sub = folder / "m"
         sub.mkdir()
         path = sub / "model.onnx"
-        onnx.save_model(good, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location="model.data", size_threshold=0)
+        onnx.save_model(
+            good,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location="model.data",
+            size_threshold=0,
+        )
         if kind == "external_missing":
             (sub / "model.data").unlink()
             return path, "missing"
@@ -120,8 +127,19 @@ def _bad_file(kind: str, folder: Path) -> tuple[Path, str]:
     raise AssertionError(kind)
 
 
-BAD_KINDS = ["missing", "directory", "empty", "random", "truncated", "checker", "bad_output_shape",
-             "external_missing", "external_traversal", "int8_weight", "conv_group"]
+BAD_KINDS = [
+    "missing",
+    "directory",
+    "empty",
+    "random",
+    "truncated",
+    "checker",
+    "bad_output_shape",
+    "external_missing",
+    "external_traversal",
+    "int8_weight",
+    "conv_group",
+]
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -147,20 +165,23 @@ def tiny(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--mode", "XA", "--target", "0.5"], "--mode"),
-    (["--mode", "FA", "--target", "0"], "--target"),
-    (["--mode", "FA", "--target", "1"], "--target"),
-    (["--mode", "FA", "--target", "-0.5"], "--target"),
-    (["--mode", "FA", "--target", "1.5"], "--target"),
-    (["--mode", "FA", "--target", "abc"], "--target"),
-    (["--mode", "FA", "--budget", "abc"], "--budget"),
-    (["--mode", "MA", "--budget", "4 parsecs"], "--budget"),
-    (["--mode", "FA", "--budget", "-3M"], "--budget"),
-    (["--mode", "FA"], "--target"),
-    (["--mode", "FA", "--target", "0.5", "--budget", "1M"], "--budget"),
-    (["--mode", "FA", "--target", "0.5", "--step", "0"], "--step"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--mode", "XA", "--target", "0.5"], "--mode"),
+        (["--mode", "FA", "--target", "0"], "--target"),
+        (["--mode", "FA", "--target", "1"], "--target"),
+        (["--mode", "FA", "--target", "-0.5"], "--target"),
+        (["--mode", "FA", "--target", "1.5"], "--target"),
+        (["--mode", "FA", "--target", "abc"], "--target"),
+        (["--mode", "FA", "--budget", "abc"], "--budget"),
+        (["--mode", "MA", "--budget", "4 parsecs"], "--budget"),
+        (["--mode", "FA", "--budget", "-3M"], "--budget"),
+        (["--mode", "FA"], "--target"),
+        (["--mode", "FA", "--target", "0.5", "--budget", "1M"], "--budget"),
+        (["--mode", "FA", "--target", "0.5", "--step", "0"], "--step"),
+    ],
+)
 def test_shrink_bad_flags(tiny, args, needle, capsys):
     before = snapshot(tiny.parent)
     rc, _, err = run(["shrink", tiny, *args, "-o", tiny.parent / "out.onnx"], capsys)
@@ -191,17 +212,25 @@ def test_output_in_missing_folder_is_refused(tiny, capsys):
 
 def test_report_equal_to_input_is_refused(tiny, capsys):
     data = tiny.read_bytes()
-    rc, _, err = run(["shrink", tiny, "--mode", "FA", "--target", "0.5", "-o", tiny.parent / "o.onnx",
-                      "--report", tiny], capsys)
+    rc, _, err = run(
+        ["shrink", tiny, "--mode", "FA", "--target", "0.5", "-o", tiny.parent / "o.onnx", "--report", tiny], capsys
+    )
     assert_one_line_error(rc, err)
     assert tiny.read_bytes() == data
 
 
-@pytest.mark.parametrize("argv", [["profile", "{m}", "--sort", "size"], ["profile", "{m}", "--top", "-1"],
-                                  ["profile", "{m}", "--input-shape", "input=1x3"],
-                                  ["profile", "{m}", "--input-shape", "nosuch=1x3x8x8"],
-                                  ["profile", "{m}", "--input-shape", "garbage"],
-                                  ["groups", "{m}", "--bogus-flag"], ["frobnicate", "{m}"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["profile", "{m}", "--sort", "size"],
+        ["profile", "{m}", "--top", "-1"],
+        ["profile", "{m}", "--input-shape", "input=1x3"],
+        ["profile", "{m}", "--input-shape", "nosuch=1x3x8x8"],
+        ["profile", "{m}", "--input-shape", "garbage"],
+        ["groups", "{m}", "--bogus-flag"],
+        ["frobnicate", "{m}"],
+    ],
+)
 def test_usage_errors(tiny, argv, capsys):
     rc, _, err = run([a.format(m=tiny) for a in argv], capsys)
     assert_one_line_error(rc, err)
@@ -233,12 +262,26 @@ def test_every_opset_11_to_21(opset, tmp_path, capsys):
 @pytest.mark.parametrize("opset", [11, 13, 17])
 def test_torch_legacy_export_at_opset(opset, tmp_path, capsys):
     torch = pytest.importorskip("torch")
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                              torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()
     path = tmp_path / f"torch{opset}.onnx"
-    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), opset_version=opset, dynamo=False,
-                      input_names=["input"], output_names=["output"])
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 3, 8, 8),),
+        str(path),
+        opset_version=opset,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["output"],
+    )
     _profile_shrink_run(path, tmp_path, capsys)
 
 
@@ -279,17 +322,30 @@ def test_symbolic_batch_defaults_to_1_and_input_shape_overrides(tmp_path, capsys
 
 def _multi_io_net() -> onnx.ModelProto:
     rng = np.random.default_rng(3)
-    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.1).astype(np.float32), n) for n, s in
-             [("wa", (6, 3, 3, 3)), ("wb", (6, 1, 3, 3)), ("wc", (5, 12, 1, 1)), ("wd", (4, 6, 1, 1))]]
-    nodes = [helper.make_node("Conv", ["a", "wa"], ["ca"], name="conva", pads=[1, 1, 1, 1]),
-             helper.make_node("Conv", ["b", "wb"], ["cb"], name="convb", pads=[1, 1, 1, 1]),
-             helper.make_node("Concat", ["ca", "cb"], ["cat"], name="cat", axis=1),
-             helper.make_node("Conv", ["cat", "wc"], ["out1"], name="convc"),
-             helper.make_node("Conv", ["ca", "wd"], ["out2"], name="convd")]
-    graph = helper.make_graph(nodes, "multi", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 8, 8]),
-                                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 1, 8, 8])],
-                              [helper.make_tensor_value_info("out1", TensorProto.FLOAT, [1, 5, 8, 8]),
-                               helper.make_tensor_value_info("out2", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal(s) * 0.1).astype(np.float32), n)
+        for n, s in [("wa", (6, 3, 3, 3)), ("wb", (6, 1, 3, 3)), ("wc", (5, 12, 1, 1)), ("wd", (4, 6, 1, 1))]
+    ]
+    nodes = [
+        helper.make_node("Conv", ["a", "wa"], ["ca"], name="conva", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["b", "wb"], ["cb"], name="convb", pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["ca", "cb"], ["cat"], name="cat", axis=1),
+        helper.make_node("Conv", ["cat", "wc"], ["out1"], name="convc"),
+        helper.make_node("Conv", ["ca", "wd"], ["out2"], name="convd"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "multi",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 8, 8]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 1, 8, 8]),
+        ],
+        [
+            helper.make_tensor_value_info("out1", TensorProto.FLOAT, [1, 5, 8, 8]),
+            helper.make_tensor_value_info("out2", TensorProto.FLOAT, [1, 4, 8, 8]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -322,8 +378,12 @@ def test_external_data_mechanism(tmp_path, monkeypatch, capsys):
     assert rc == 0, err
     assert sorted(p.name for p in out.parent.iterdir()) == ["pruned.onnx", "pruned.onnx.data"]
     model = onnx.load(str(out), load_external_data=False)
-    locations = {e.value for t in onnx.external_data_helper._get_all_tensors(model) for e in t.external_data
-                 if e.key == "location"}
+    locations = {
+        e.value
+        for t in onnx.external_data_helper._get_all_tensors(model)
+        for e in t.external_data
+        if e.key == "location"
+    }
     assert locations == {"pruned.onnx.data"}
     ort_run(out)
     # and the tool reads it back (external data next to the model)
@@ -342,33 +402,53 @@ def _if_loop_net(kind: str) -> onnx.ModelProto:
     w1 = numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * 0.1).astype(np.float32), "w1")
     w2 = numpy_helper.from_array((rng.standard_normal((4, 8, 1, 1)) * 0.1).astype(np.float32), "w2")
     if kind == "If":
-        then_g = helper.make_graph([helper.make_node("Relu", ["c1"], ["t"])], "then", [],
-                                   [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 8, 8, 8])])
-        else_g = helper.make_graph([helper.make_node("Neg", ["c1"], ["e"])], "else", [],
-                                   [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 8, 8, 8])])
+        then_g = helper.make_graph(
+            [helper.make_node("Relu", ["c1"], ["t"])],
+            "then",
+            [],
+            [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 8, 8, 8])],
+        )
+        else_g = helper.make_graph(
+            [helper.make_node("Neg", ["c1"], ["e"])],
+            "else",
+            [],
+            [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 8, 8, 8])],
+        )
         control = helper.make_node("If", ["cond"], ["x"], name="branch", then_branch=then_g, else_branch=else_g)
         extra_inputs = [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])]
     else:
-        body = helper.make_graph([helper.make_node("Identity", ["keep"], ["keep_out"]),
-                                  helper.make_node("Relu", ["acc"], ["acc_out"])], "body",
-                                 [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                                  helper.make_tensor_value_info("keep", TensorProto.BOOL, []),
-                                  helper.make_tensor_value_info("acc", TensorProto.FLOAT, [1, 8, 8, 8])],
-                                 [helper.make_tensor_value_info("keep_out", TensorProto.BOOL, []),
-                                  helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, 8, 8, 8])])
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["keep"], ["keep_out"]), helper.make_node("Relu", ["acc"], ["acc_out"])],
+            "body",
+            [
+                helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("keep", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("acc", TensorProto.FLOAT, [1, 8, 8, 8]),
+            ],
+            [
+                helper.make_tensor_value_info("keep_out", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, 8, 8, 8]),
+            ],
+        )
         control = helper.make_node("Loop", ["trips", "", "c1"], ["x"], name="loop", body=body)
         extra_inputs = []
-    nodes = [helper.make_node("Conv", ["input", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
-             helper.make_node("Conv", ["r0", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-             control,
-             helper.make_node("Conv", ["x", "w2"], ["output"], name="conv2")]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        control,
+        helper.make_node("Conv", ["x", "w2"], ["output"], name="conv2"),
+    ]
     inits = [w0, w1, w2]
     if kind == "Loop":
         inits.append(numpy_helper.from_array(np.array(2, np.int64), "trips"))
-    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8]),
-                                            *extra_inputs],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    graph = helper.make_graph(
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8]), *extra_inputs],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -405,17 +485,28 @@ def test_control_flow_subgraphs_are_unprunable_not_a_crash(kind, tmp_path, capsy
 
 def _shuffle_net() -> onnx.ModelProto:
     rng = np.random.default_rng(9)
-    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.1).astype(np.float32), n) for n, s in
-             [("w0", (8, 3, 3, 3)), ("w1", (8, 8, 1, 1))]]
-    inits += [numpy_helper.from_array(np.array([1, 2, 4, 8, 8], np.int64), "s5"),
-              numpy_helper.from_array(np.array([1, 8, 8, 8], np.int64), "s4")]
-    nodes = [helper.make_node("Conv", ["input", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
-             helper.make_node("Reshape", ["c0", "s5"], ["g"], name="split_groups"),
-             helper.make_node("Transpose", ["g"], ["gt"], name="shuffle", perm=[0, 2, 1, 3, 4]),
-             helper.make_node("Reshape", ["gt", "s4"], ["sh"], name="merge_groups"),
-             helper.make_node("Conv", ["sh", "w1"], ["output"], name="conv1")]
-    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal(s) * 0.1).astype(np.float32), n)
+        for n, s in [("w0", (8, 3, 3, 3)), ("w1", (8, 8, 1, 1))]
+    ]
+    inits += [
+        numpy_helper.from_array(np.array([1, 2, 4, 8, 8], np.int64), "s5"),
+        numpy_helper.from_array(np.array([1, 8, 8, 8], np.int64), "s4"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["c0", "s5"], ["g"], name="split_groups"),
+        helper.make_node("Transpose", ["g"], ["gt"], name="shuffle", perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["gt", "s4"], ["sh"], name="merge_groups"),
+        helper.make_node("Conv", ["sh", "w1"], ["output"], name="conv1"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shuffle",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -441,10 +532,16 @@ def test_dequantize_then_conv(tmp_path, capsys):
     w = model.graph.initializer[0]
     q = numpy_helper.from_array((numpy_helper.to_array(w) * 100).astype(np.int8), "conv0.wq")
     model.graph.initializer.remove(w)
-    model.graph.initializer.extend([q, numpy_helper.from_array(np.array(0.01, np.float32), "scale"),
-                                    numpy_helper.from_array(np.array(0, np.int8), "zero")])
-    model.graph.node.insert(0, helper.make_node("DequantizeLinear", ["conv0.wq", "scale", "zero"], ["conv0.w"],
-                                                name="dq"))
+    model.graph.initializer.extend(
+        [
+            q,
+            numpy_helper.from_array(np.array(0.01, np.float32), "scale"),
+            numpy_helper.from_array(np.array(0, np.int8), "zero"),
+        ]
+    )
+    model.graph.node.insert(
+        0, helper.make_node("DequantizeLinear", ["conv0.wq", "scale", "zero"], ["conv0.w"], name="dq")
+    )
     onnx.checker.check_model(model, full_check=True)
     path = tmp_path / "qdq.onnx"
     onnx.save(model, str(path))
@@ -468,8 +565,9 @@ def test_input_never_modified_and_outputs_complete(tmp_path, capsys):
     onnx.save(bn_net(), str(path))
     data = path.read_bytes()
     out = tmp_path / "o.onnx"
-    rc, _, err = run(["shrink", path, "--mode", "PA", "--target", "0.5", "-o", out, "--report", tmp_path / "r.json"],
-                     capsys)
+    rc, _, err = run(
+        ["shrink", path, "--mode", "PA", "--target", "0.5", "-o", out, "--report", tmp_path / "r.json"], capsys
+    )
     assert rc == 0, err
     assert path.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "o.onnx", "r.json"]
@@ -481,8 +579,10 @@ def test_interrupt_inside_save_leaves_nothing(tmp_path, monkeypatch, capsys, whe
     path = tmp_path / "m.onnx"
     onnx.save(conv_net(), str(path))
     if when == "write":
+
         def boom(*a, **k):
             raise KeyboardInterrupt
+
         monkeypatch.setattr(onnxprune_io.os, "fsync", boom)
     else:
         real = os.replace
@@ -491,6 +591,7 @@ def test_interrupt_inside_save_leaves_nothing(tmp_path, monkeypatch, capsys, whe
             if str(dst).endswith("o.onnx"):
                 raise KeyboardInterrupt
             return real(src, dst)
+
         monkeypatch.setattr(onnxprune_io.os, "replace", boom)
     rc, _, err = run(["shrink", path, "--mode", "PA", "--target", "0.5", "-o", tmp_path / "o.onnx"], capsys)
     assert rc == 130
@@ -505,6 +606,7 @@ def test_save_over_existing_output_keeps_old_on_failure(tmp_path, monkeypatch):
 
     def fail(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(onnxprune_io.os, "fsync", fail)
     with pytest.raises(onnxprune_io.UserError, match="disk full"):
         onnxprune_io.save_model(conv_net(channels=(4, 4)), out)
@@ -529,8 +631,12 @@ def test_killed_mid_shrink_leaves_no_partial_output(sig, tmp_path, zoo_dir):
     outcomes = []
     for attempt in range(4):
         out = tmp_path / f"out{attempt}.onnx"
-        proc = subprocess.Popen([PYTHON, "-m", "onnxprune", "shrink", str(source), "--mode", "FA", "--target", "0.5",
-                                 "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "onnxprune", "shrink", str(source), "--mode", "FA", "--target", "0.5", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
         # after the imports (a signal during interpreter start-up is Python's, not ours), at a random point
         time.sleep(startup * 1.3 + rng.uniform(0.0, 2.5 + attempt))
         proc.send_signal(sig)
@@ -576,7 +682,10 @@ def test_non_utf8_names_exit_2(verb, tmp_path, capsys):
     data = conv_net().SerializeToString().replace(b"conv0.w", b"conv\xf10w")
     path = tmp_path / "bad.onnx"
     path.write_bytes(data)
-    argv = {**{v: verb_argv(v, path, tmp_path / "o.onnx") for v in VERBS},
-            "bench": ["bench", path, "--runs", "1", "--in-process"], "latency": ["latency", path]}[verb]
+    argv = {
+        **{v: verb_argv(v, path, tmp_path / "o.onnx") for v in VERBS},
+        "bench": ["bench", path, "--runs", "1", "--in-process"],
+        "latency": ["latency", path],
+    }[verb]
     rc, _, err = run(argv, capsys)
     assert_one_line_error(rc, err, "UTF-8", "bad.onnx")

@@ -1,5 +1,6 @@
 """`pipeline scratch|finetune`: --input-shape, --seed, the run folder checked first, file modes,
 literal names in the printed tables."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.read.shapes import input_shape_hint  # noqa: E402
-from tests.trainers.test_cli import one_line_error, pickles, private_cache, symbolic_hw_model  # noqa: E402,F401
+from tests.trainers.test_cli import one_line_error, symbolic_hw_model  # noqa: E402
 from trainers.testing import export_torch, tiny_classifier  # noqa: E402
 
 
@@ -25,14 +26,34 @@ def model(tmp_path) -> Path:
 
 
 def _scratch(model, out, *extra):
-    return main(["pipeline", "scratch", str(model), "--mode", "PA", "--target", "0.5", "--epochs", "1",
-                 "--batch-size", "8", "--threads", "1", "-q", "-o", str(out), *map(str, extra)])
+    return main(
+        [
+            "pipeline",
+            "scratch",
+            str(model),
+            "--mode",
+            "PA",
+            "--target",
+            "0.5",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+            *map(str, extra),
+        ]
+    )
 
 
 def test_scratch_with_input_shape_on_symbolic_hw(model, pickles, tmp_path, capsys):
     name = onnx.load(str(model)).graph.input[0].name
-    rc = _scratch(model, tmp_path / "run", "--data", f"cifar10={pickles}", "--input-shape", f"{name}=1x3x32x32",
-                  "--json")
+    rc = _scratch(
+        model, tmp_path / "run", "--data", f"cifar10={pickles}", "--input-shape", f"{name}=1x3x32x32", "--json"
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     saved = json.loads((tmp_path / "run" / "pipeline.json").read_text())
@@ -43,8 +64,23 @@ def test_scratch_with_input_shape_on_symbolic_hw(model, pickles, tmp_path, capsy
 @pytest.mark.parametrize("verb", ["scratch", "finetune"])
 def test_symbolic_hw_without_input_shape_names_the_hint(verb, model, pickles, tmp_path, capsys):
     hint = input_shape_hint(onnx.load(str(model)).graph.input[0])
-    rc = main(["pipeline", verb, str(model), "--mode", "PA", "--target", "0.5", "--data", f"cifar10={pickles}",
-               "-q", "-o", str(tmp_path / "run")] + (["--finetune-epochs", "1"] if verb == "finetune" else []))
+    rc = main(
+        [
+            "pipeline",
+            verb,
+            str(model),
+            "--mode",
+            "PA",
+            "--target",
+            "0.5",
+            "--data",
+            f"cifar10={pickles}",
+            "-q",
+            "-o",
+            str(tmp_path / "run"),
+        ]
+        + (["--finetune-epochs", "1"] if verb == "finetune" else [])
+    )
     one_line_error(rc, capsys, f"--input-shape {hint}")
     assert not (tmp_path / "run").exists()
 
@@ -59,8 +95,12 @@ def test_negative_seed_is_a_usage_error(model, tmp_path, capsys):
 def test_run_folder_checked_before_torch(where, model, read_only, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # would say "install onnxprune[train]" if reached
     monkeypatch.chdir(tmp_path)
-    out = {"new-in-read-only": read_only / "run", "existing-read-only": read_only, "missing": tmp_path / "no" / "run",
-           "dash": "-"}[where]
+    out = {
+        "new-in-read-only": read_only / "run",
+        "existing-read-only": read_only,
+        "missing": tmp_path / "no" / "run",
+        "dash": "-",
+    }[where]
     one_line_error(_scratch(model, out), capsys, "-o")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "sym.onnx"]
     assert list(read_only.iterdir()) == []
@@ -84,6 +124,7 @@ def test_pipeline_json_gets_the_umask_mode(pickles, tmp_path, capsys, monkeypatc
 
 # ------------------------------------------------------------------ pipeline scratch --quantize
 
+
 @pytest.fixture
 def plain_model(tmp_path) -> Path:
     torch.manual_seed(0)
@@ -98,8 +139,19 @@ def test_scratch_quantize_writes_the_int8_model(fmt, op, plain_model, tmp_path, 
 
     data = write_cifar_pickles(tmp_path / "many", per_batch=40, n_test=20)  # 200 training images
     run = tmp_path / "run"
-    rc = _scratch(plain_model, run, "--data", f"cifar10={data}", "--quantize", "--quantize-format", fmt,
-                  "--calibration-images", "32", "--no-guard", "--json")  # random pixels: nothing to learn
+    rc = _scratch(
+        plain_model,
+        run,
+        "--data",
+        f"cifar10={data}",
+        "--quantize",
+        "--quantize-format",
+        fmt,
+        "--calibration-images",
+        "32",
+        "--no-guard",
+        "--json",
+    )  # random pixels: nothing to learn
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     saved = json.loads((run / "pipeline.json").read_text())
@@ -110,10 +162,14 @@ def test_scratch_quantize_writes_the_int8_model(fmt, op, plain_model, tmp_path, 
     assert (run / "trained.onnx").is_file()  # the float model is kept too
 
 
-@pytest.mark.parametrize("extra, needle", [(["--calibration-images", "4"], "--calibration-images 4"),
-                                           (["--quantize-format", "int4"], "--quantize-format 'int4'")])
-def test_bad_quantize_settings_fail_before_training(extra, needle, plain_model, pickles, tmp_path, capsys,
-                                                    monkeypatch):
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--calibration-images", "4"], "--calibration-images 4"),
+        (["--quantize-format", "int4"], "--quantize-format 'int4'"),
+    ],
+)
+def test_bad_quantize_settings_fail_before_training(extra, needle, plain_model, pickles, tmp_path, capsys, monkeypatch):
     from trainers import loop
 
     monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained before the quantize check"))
@@ -128,8 +184,10 @@ def test_read_only_int8_file_is_refused_first(plain_model, pickles, tmp_path, ca
     int8 = run / "trained.int8.onnx"
     int8.write_bytes(b"old")
     real_access = os.access
-    monkeypatch.setattr("onnxprune.read.io.os.access",
-                        lambda p, m, *a, **k: False if Path(p) == int8 and m & os.W_OK else real_access(p, m, *a, **k))
+    monkeypatch.setattr(
+        "onnxprune.read.io.os.access",
+        lambda p, m, *a, **k: False if Path(p) == int8 and m & os.W_OK else real_access(p, m, *a, **k),
+    )
     rc = _scratch(plain_model, run, "--data", f"cifar10={pickles}", "--quantize")
     one_line_error(rc, capsys, "trained.int8.onnx", "cannot write")
     assert sorted(p.name for p in run.iterdir()) == ["trained.int8.onnx"]

@@ -1,4 +1,5 @@
 """profile: per-layer input/output shapes, --csv, and `profile A B` side by side (profile_views.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -65,5 +66,7 @@ def test_profile_side_by_side_lists_layers_only_in_one_model(tmp_path, capsys):
     onnx.save(model, str(tmp_path / "b.onnx"))
     assert main(["profile", str(a), str(tmp_path / "b.onnx"), "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)["layers"]
-    assert [(r["node"], r["params"]["a"] is None, r["params"]["b"] is None) for r in layers] == \
-        [("Conv#0", False, True), ("renamed", True, False)]
+    assert [(r["node"], r["params"]["a"] is None, r["params"]["b"] is None) for r in layers] == [
+        ("Conv#0", False, True),
+        ("renamed", True, False),
+    ]

@@ -1,4 +1,5 @@
 """shrink's provenance (provenance.py): file facts in the report, onnxprune.* metadata in the model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,26 @@ def test_report_and_model_record_where_the_model_came_from(zoo_model, tmp_path, 
     source = tmp_path / "alexnet.onnx"
     source.write_bytes(zoo_model("alexnet_cifar", "legacy", "kept").read_bytes())
     out, report_path = tmp_path / "small.onnx", tmp_path / "report.json"
-    assert main(["shrink", str(source), "--mode", "FA", "--target", "0.5", "--seed", "4", "-o", str(out),
-                 "--report", str(report_path), "--json"]) == 0
+    assert (
+        main(
+            [
+                "shrink",
+                str(source),
+                "--mode",
+                "FA",
+                "--target",
+                "0.5",
+                "--seed",
+                "4",
+                "-o",
+                str(out),
+                "--report",
+                str(report_path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     written = json.loads(report_path.read_text())
     for report in (printed, written):

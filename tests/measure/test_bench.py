@@ -1,4 +1,5 @@
 """onnxruntime benchmarking: fields present and sane on a tiny model, inputs, batch, ratios, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,17 @@ import numpy as np
 import pytest
 
 from onnxprune import profile
-from onnxprune.measure.bench import (BenchResult, bench, compare, estimate_energy_pj, input_specs, make_inputs,
-                             report_json)
 from onnxprune.cli import main
 from onnxprune.errors import UserError
+from onnxprune.measure.bench import (
+    BenchResult,
+    bench,
+    compare,
+    estimate_energy_pj,
+    input_specs,
+    make_inputs,
+    report_json,
+)
 from tests import tiny_models
 
 FAST = dict(runs=15, warmup=2)
@@ -45,8 +53,11 @@ def assert_sane(result: BenchResult, path: Path) -> None:
     assert result.cpu_util_pct > 0
     assert result.file_bytes == os.path.getsize(path) and result.size_bytes == result.file_bytes
     totals = profile(str(path), input_shapes=result.inputs).totals
-    assert (result.params, result.flops, result.memory_bytes) == (totals["params"], totals["flops"],
-                                                                  totals["memory_bytes"])
+    assert (result.params, result.flops, result.memory_bytes) == (
+        totals["params"],
+        totals["flops"],
+        totals["memory_bytes"],
+    )
     assert result.energy_model == "horowitz"  # the default: 640 pJ per 32-bit DRAM access
     assert result.energy_pj == pytest.approx(totals["flops"] * 2.3 + totals["memory_bytes"] / 4 * 640)
     assert result.energy_pj > 0 and result.energy_uj_per_image > 0
@@ -61,8 +72,17 @@ def test_bench_isolated_fields(big):
     assert result.inputs == {"input": [1, 3, 16, 16]}
     data = result.to_json()
     json.dumps(data)
-    for key in ("latency_ms", "throughput_ips", "peak_memory_bytes", "cpu_util_pct", "file_bytes",
-                "energy_pj", "energy_uj_per_image", "machine", "onnxruntime"):
+    for key in (
+        "latency_ms",
+        "throughput_ips",
+        "peak_memory_bytes",
+        "cpu_util_pct",
+        "file_bytes",
+        "energy_pj",
+        "energy_uj_per_image",
+        "machine",
+        "onnxruntime",
+    ):
         assert key in data
 
 
@@ -89,8 +109,10 @@ def test_energy_model_option(capsys, big):
 
     energies = {}
     for model in ("paper", "horowitz"):
-        assert main(["bench", str(big), "--runs", "2", "--warmup", "0", "--in-process", "--json",
-                     "--energy-model", model]) == 0
+        assert (
+            main(["bench", str(big), "--runs", "2", "--warmup", "0", "--in-process", "--json", "--energy-model", model])
+            == 0
+        )
         payload = json.loads(capsys.readouterr().out)
         energies[model] = payload["models"][0]["energy_pj"]
         assert payload["models"][0]["energy_model"] == model
@@ -169,21 +191,31 @@ def test_cli_json(capsys, big, small):
 def test_cli_table(capsys, big, small):
     rc, out, err = run(capsys, "bench", big, small, "--runs", 5, "--warmup", 1, "--in-process", "--threads", 2)
     assert rc == 0, err
-    for fragment in ("big.onnx (baseline)", "small.onnx", "latency median", "throughput", "peak memory",
-                     "ESTIMATE", "threads=2"):
+    for fragment in (
+        "big.onnx (baseline)",
+        "small.onnx",
+        "latency median",
+        "throughput",
+        "peak memory",
+        "ESTIMATE",
+        "threads=2",
+    ):
         assert fragment in out
     assert "x faster)" in out or "x slower)" in out  # the second model's speed against the baseline
 
 
-@pytest.mark.parametrize("args", [
-    ["MISSING.onnx"],
-    ["BIG", "--runs", "0"],
-    ["BIG", "--threads", "0"],
-    ["BIG", "--batch", "0"],
-    ["JUNK"],
-    ["BIG", "--input-shape", "nope=1x3x8x8"],
-    [],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["MISSING.onnx"],
+        ["BIG", "--runs", "0"],
+        ["BIG", "--threads", "0"],
+        ["BIG", "--batch", "0"],
+        ["JUNK"],
+        ["BIG", "--input-shape", "nope=1x3x8x8"],
+        [],
+    ],
+)
 def test_cli_bad_input_exits_2(capsys, tmp_path, big, args):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"definitely not protobuf \xff\xfe" * 4)

@@ -1,5 +1,6 @@
 """`bench --json` names the machine: arch, CPU, cores, vector extensions, onnxruntime version,
 threads, and whether the CPU is emulated, so ARM and x86 figures are never mixed."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,16 @@ import platform
 
 import onnxruntime
 
-from onnxprune.measure import bench as bench_module
 from onnxprune.cli import main
+from onnxprune.measure import bench as bench_module
 from tests import tiny_models
 
-X86_CPUINFO = {"processor": "0", "vendor_id": "AuthenticAMD", "model name": "AMD EPYC 9B14",
-               "flags": "fpu sse sse2 avx avx2 fma avx512f"}
+X86_CPUINFO = {
+    "processor": "0",
+    "vendor_id": "AuthenticAMD",
+    "model name": "AMD EPYC 9B14",
+    "flags": "fpu sse sse2 avx avx2 fma avx512f",
+}
 ARM_CPUINFO = {"processor": "0", "Features": "fp asimd evtstrm crc32 asimddp", "CPU implementer": "0x41"}
 
 

@@ -1,4 +1,5 @@
 """SI size parsing/formatting, budget TOML files with globs, and the check() API."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +7,17 @@ from pathlib import Path
 import pytest
 
 from onnxprune import profile
-from onnxprune.measure import budget
-from onnxprune.measure.budget import (CheckResult, check, format_bytes, format_count, load_budgets, parse_bytes,
-                              parse_count)
 from onnxprune.errors import UserError
+from onnxprune.measure import budget
+from onnxprune.measure.budget import (
+    CheckResult,
+    check,
+    format_bytes,
+    format_count,
+    load_budgets,
+    parse_bytes,
+    parse_count,
+)
 from tests.tiny_models import conv_model
 
 
@@ -20,20 +28,50 @@ def totals(path: Path) -> dict:
 # --- SI parsing --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2.5M", 2_500_000), ("40M", 40_000_000), ("1k", 1000), ("1K", 1000), ("3G", 3 * 10**9),
-    ("1T", 10**12), ("1500", 1500), ("1_500", 1500), ("1e6", 1_000_000), ("2.5e3", 2500), (".5M", 500_000),
-    (" 7 ", 7), (42, 42), (2.5e6, 2_500_000), ("0.1M", 100_000),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2.5M", 2_500_000),
+        ("40M", 40_000_000),
+        ("1k", 1000),
+        ("1K", 1000),
+        ("3G", 3 * 10**9),
+        ("1T", 10**12),
+        ("1500", 1500),
+        ("1_500", 1500),
+        ("1e6", 1_000_000),
+        ("2.5e3", 2500),
+        (".5M", 500_000),
+        (" 7 ", 7),
+        (42, 42),
+        (2.5e6, 2_500_000),
+        ("0.1M", 100_000),
+    ],
+)
 def test_parse_count(text, expected):
     assert parse_count(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("4MB", 4_000_000), ("4MiB", 4 * 2**20), ("4mib", 4 * 2**20), ("1KB", 1000), ("1kB", 1000),
-    ("1KiB", 1024), ("2GB", 2 * 10**9), ("2GiB", 2 * 2**30), ("1TiB", 2**40), ("512", 512), ("512B", 512),
-    ("1.5MiB", 3 * 2**19), ("4M", 4_000_000), (1024, 1024), ("4 MiB", 4 * 2**20),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("4MB", 4_000_000),
+        ("4MiB", 4 * 2**20),
+        ("4mib", 4 * 2**20),
+        ("1KB", 1000),
+        ("1kB", 1000),
+        ("1KiB", 1024),
+        ("2GB", 2 * 10**9),
+        ("2GiB", 2 * 2**30),
+        ("1TiB", 2**40),
+        ("512", 512),
+        ("512B", 512),
+        ("1.5MiB", 3 * 2**19),
+        ("4M", 4_000_000),
+        (1024, 1024),
+        ("4 MiB", 4 * 2**20),
+    ],
+)
 def test_parse_bytes(text, expected):
     assert parse_bytes(text) == expected
 
@@ -82,7 +120,9 @@ def test_toml_globs_are_relative_to_the_file(tmp_path, monkeypatch):
     conv_model(tmp_path / "cfg" / "models" / "a.onnx")
     conv_model(tmp_path / "cfg" / "models" / "b.onnx")
     conv_model(tmp_path / "cfg" / "other" / "c.onnx")
-    toml = write(tmp_path / "cfg" / "budgets.toml", """
+    toml = write(
+        tmp_path / "cfg" / "budgets.toml",
+        """
 [[budget]]
 name = "all"
 models = "models/*.onnx"
@@ -93,7 +133,8 @@ max_memory = "4MiB"
 [[budget]]
 models = ["other/*.onnx", "models/a.onnx"]
 max_params = "1k"
-""")
+""",
+    )
     monkeypatch.chdir(tmp_path)  # the working folder must not matter
     first, second = load_budgets(toml)
     assert first.limits == {"params": 2_500_000, "flops": 40_000_000, "memory": 4 * 2**20}
@@ -110,21 +151,24 @@ def test_recursive_glob(tmp_path):
     assert [p.name for p in entry.matched] == ["m.onnx"]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ('[[budget]]\nmodels = "*.onnx"\nmax_param = "1M"\n', "max_param"),  # typo'd key
-    ('[[budget]]\nmodels = "*.onnx"\n', "no limit"),
-    ('[[budget]]\nmax_params = "1M"\n', "models"),
-    ('[[budget]]\nmodels = "nothing/*.onnx"\nmax_params = "1M"\n', "matches no file"),
-    ('[[budget]]\nmodels = "*.onnx"\nmax_params = "lots"\n', "max_params"),
-    ('[[budget]]\nmodels = "*.onnx"\nmax_memory = "4 parsecs"\n', "max_memory"),
-    ('[[budget]]\nmodels = "*.onnx"\nmax_params = 0\n', "positive"),
-    ('[[budget]]\nmodels = 3\nmax_params = "1M"\n', "models"),
-    ('[budget]\nmodels = "*.onnx"\nmax_params = "1M"\n', "[[budget]]"),
-    ('[[budgets]]\nmodels = "*.onnx"\n', "budgets"),
-    ('', "no [[budget]]"),
-    ('[[budget]\nmodels = "*.onnx"', "not valid TOML"),
-    ('[[budget]]\nmodels = "*.onnx"\nmax_params = true\n', "max_params"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('[[budget]]\nmodels = "*.onnx"\nmax_param = "1M"\n', "max_param"),  # typo'd key
+        ('[[budget]]\nmodels = "*.onnx"\n', "no limit"),
+        ('[[budget]]\nmax_params = "1M"\n', "models"),
+        ('[[budget]]\nmodels = "nothing/*.onnx"\nmax_params = "1M"\n', "matches no file"),
+        ('[[budget]]\nmodels = "*.onnx"\nmax_params = "lots"\n', "max_params"),
+        ('[[budget]]\nmodels = "*.onnx"\nmax_memory = "4 parsecs"\n', "max_memory"),
+        ('[[budget]]\nmodels = "*.onnx"\nmax_params = 0\n', "positive"),
+        ('[[budget]]\nmodels = 3\nmax_params = "1M"\n', "models"),
+        ('[budget]\nmodels = "*.onnx"\nmax_params = "1M"\n', "[[budget]]"),
+        ('[[budgets]]\nmodels = "*.onnx"\n', "budgets"),
+        ("", "no [[budget]]"),
+        ('[[budget]\nmodels = "*.onnx"', "not valid TOML"),
+        ('[[budget]]\nmodels = "*.onnx"\nmax_params = true\n', "max_params"),
+    ],
+)
 def test_bad_budget_files(tmp_path, text, fragment):
     conv_model(tmp_path / "m.onnx")
     toml = write(tmp_path / "b.toml", text)
@@ -168,17 +212,20 @@ def test_several_entries_must_all_hold(tmp_path):
     conv_model(tmp_path / "models" / "small.onnx", cout=4)
     conv_model(tmp_path / "models" / "big.onnx", cout=16)
     small, big = totals(tmp_path / "models" / "small.onnx"), totals(tmp_path / "models" / "big.onnx")
-    toml = write(tmp_path / "budgets.toml", f"""
+    toml = write(
+        tmp_path / "budgets.toml",
+        f"""
 [[budget]]
 name = "loose"
 models = "models/*.onnx"
-max_params = {big['params'] * 10}
+max_params = {big["params"] * 10}
 
 [[budget]]
 name = "tight"
 models = "models/b*.onnx"
-max_params = {small['params']}
-""")
+max_params = {small["params"]}
+""",
+    )
     result = check(budgets_file=toml)  # no models: every model the globs match
     by_name = {Path(m.model).name: m for m in result.models}
     assert set(by_name) == {"small.onnx", "big.onnx"}

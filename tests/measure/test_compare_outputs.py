@@ -1,4 +1,5 @@
 """`verify A B` and `shrink --verify` (compare_outputs.py): polygraphy-style output checks."""
+
 from __future__ import annotations
 
 import copy
@@ -7,8 +8,8 @@ import json
 import pytest
 
 from onnxprune.cli import main
-from onnxprune.measure.compare_outputs import ZERO_MASK_TOL, zero_mask_error
 from onnxprune.errors import UserError
+from onnxprune.measure.compare_outputs import ZERO_MASK_TOL, zero_mask_error
 from tests.tiny_models import conv_model
 
 VGG = ("vgg16_cifar", "legacy", "kept")
@@ -44,8 +45,27 @@ def test_verify_tolerance_and_shapes_only(zoo_model, tmp_path, capsys):
 def test_shrink_verify_reports_the_zero_mask_error(zoo_model, tmp_path, capsys, init):
     source = str(zoo_model("resnet50_cifar", "dynamo", "folded"))
     report_path = tmp_path / "r.json"
-    assert main(["shrink", source, "--mode", "FA", "--target", "0.5", "--init", init, "--verify", "-o",
-                 str(tmp_path / "p.onnx"), "--report", str(report_path), "--json"]) == 0
+    assert (
+        main(
+            [
+                "shrink",
+                source,
+                "--mode",
+                "FA",
+                "--target",
+                "0.5",
+                "--init",
+                init,
+                "--verify",
+                "-o",
+                str(tmp_path / "p.onnx"),
+                "--report",
+                str(report_path),
+                "--json",
+            ]
+        )
+        == 0
+    )
     check = json.loads(capsys.readouterr().out)["verify"]
     assert check["runs"] and check["shapes_match"] and not check["problems"]
     assert check["outputs"][0]["shape_a"] == check["outputs"][0]["shape_b"]
@@ -60,13 +80,14 @@ def test_shrink_verify_reports_the_zero_mask_error(zoo_model, tmp_path, capsys, 
 
 def test_zero_mask_check_catches_a_wrong_cut(zoo_model, tmp_path, capsys):
     source, pruned = str(zoo_model(*VGG)), tmp_path / "p.onnx"
-    assert main(["shrink", source, "--mode", "PA", "--target", "0.5", "--init", "keep", "-o", str(pruned),
-                 "--json"]) == 0
+    assert (
+        main(["shrink", source, "--mode", "PA", "--target", "0.5", "--init", "keep", "-o", str(pruned), "--json"]) == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert zero_mask_error(source, str(pruned), report) < ZERO_MASK_TOL
     wrong = copy.deepcopy(report)
     row = next(r for r in wrong["layers"] if r["op"] == "Conv")
-    row["kept"] = [c for c in range(row["out_channels_before"]) if c not in set(row["kept"])][:len(row["kept"])]
+    row["kept"] = [c for c in range(row["out_channels_before"]) if c not in set(row["kept"])][: len(row["kept"])]
     assert zero_mask_error(source, str(pruned), wrong) > ZERO_MASK_TOL
 
 

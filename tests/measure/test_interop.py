@@ -1,6 +1,7 @@
 """Pruned graphs in other runtimes: OpenVINO reads the ONNX directly, ncnn runs it after pnnx converts
 it; both must agree with onnxruntime within 1e-4 (float). Each runtime's tests skip with the reason
 when it (the `interop` / `ncnn` extra) is absent."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,24 @@ from onnx import TensorProto, helper
 
 from onnxprune.cli import main
 from onnxprune.errors import UserError
-from onnxprune.measure.interop import RUNTIMES, TOLERANCE, compare_with_onnxruntime, rejection, run_in, runtime_available
+from onnxprune.measure.interop import (
+    RUNTIMES,
+    TOLERANCE,
+    compare_with_onnxruntime,
+    rejection,
+    run_in,
+    runtime_available,
+)
 from onnxprune.prune.shrink import shrink
 
 MISSING = runtime_available("openvino")
 needs_openvino = pytest.mark.skipif(MISSING is not None, reason=f"interop runtime absent: {MISSING}")
-NEEDS = {runtime: pytest.mark.skipif(runtime_available(runtime) is not None,
-                                     reason=f"interop runtime absent: {runtime_available(runtime)}")
-         for runtime in RUNTIMES}
+NEEDS = {
+    runtime: pytest.mark.skipif(
+        runtime_available(runtime) is not None, reason=f"interop runtime absent: {runtime_available(runtime)}"
+    )
+    for runtime in RUNTIMES
+}
 EVERY_RUNTIME = [pytest.param(runtime, marks=NEEDS[runtime]) for runtime in RUNTIMES]
 
 PRUNED_MODELS = ("vgg16_cifar", "mobilenetv2_cifar", "resnet50_cifar")
@@ -51,8 +62,27 @@ def tiny_trained(tmp_path: Path) -> tuple[Path, Path]:
     pruned = tmp_path / "pruned.onnx"
     onnx.save(shrink(source, "FA", 0.6)[0], pruned)
     trained = tmp_path / "trained.onnx"
-    assert main(["train", str(pruned), "-o", str(trained), "--data", f"cifar10={data}", "--epochs", "1",
-                 "--no-guard", "--quiet", "--device", "cpu", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(pruned),
+                "-o",
+                str(trained),
+                "--data",
+                f"cifar10={data}",
+                "--epochs",
+                "1",
+                "--no-guard",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     return trained, data
 
 
@@ -98,10 +128,15 @@ def test_interop_cli_verdict(runtime, tmp_path, capsys, zoo_model):
 
 def unknown_op_model(path: Path) -> Path:
     node = helper.make_node("Frobnicate", ["x"], ["y"], name="frob_node", domain="example.custom")
-    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["x"], name="relu"), node], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["x"], name="relu"), node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)]
+    )
     onnx.save(model, path)
     return path
 
@@ -112,20 +147,31 @@ def test_rejected_graph_is_one_line_naming_runtime_and_node(tmp_path, capsys):
     with pytest.raises(UserError) as caught:
         run_in("openvino", model, {"input": np.ones((1, 3, 4, 4), np.float32)})
     message = str(caught.value)
-    assert message.startswith("openvino rejects node 'frob_node' (Frobnicate) while reading it: ") and "\n" not in message
-    assert "Exception from" not in message and "Frobnicate" in message.split(": ", 1)[1]  # the reason, not a source line
+    assert (
+        message.startswith("openvino rejects node 'frob_node' (Frobnicate) while reading it: ") and "\n" not in message
+    )
+    assert (
+        "Exception from" not in message and "Frobnicate" in message.split(": ", 1)[1]
+    )  # the reason, not a source line
     assert main(["interop", str(model)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "openvino rejects node 'frob_node'" in err
 
 
 def test_rejection_names_the_node_from_any_runtime_message():
-    model = onnx.load_from_string(helper.make_model(helper.make_graph(
-        [helper.make_node("Relu", ["a"], ["b"], name="conv_7/relu")], "g",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])).SerializeToString())
-    error = rejection("someruntime", model, RuntimeError("Exception from src/x.cpp:12:\nmore\nnode conv_7/relu: bad"),
-                      "compiling it")
+    model = onnx.load_from_string(
+        helper.make_model(
+            helper.make_graph(
+                [helper.make_node("Relu", ["a"], ["b"], name="conv_7/relu")],
+                "g",
+                [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
+                [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
+            )
+        ).SerializeToString()
+    )
+    error = rejection(
+        "someruntime", model, RuntimeError("Exception from src/x.cpp:12:\nmore\nnode conv_7/relu: bad"), "compiling it"
+    )
     assert str(error) == "someruntime rejects node 'conv_7/relu' (Relu) while compiling it: node conv_7/relu: bad"
     unnamed = rejection("someruntime", model, RuntimeError("out of memory"), "running it")
     assert str(unnamed) == "someruntime rejects the graph while running it: out of memory"
@@ -140,6 +186,7 @@ def test_missing_runtime_is_a_one_line_error(monkeypatch, tmp_path, capsys):
         if name == "openvino" or name.startswith("openvino."):
             raise ImportError("No module named 'openvino'")
         return real_import(name, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "__import__", no_openvino)
     assert "install onnxprune[interop]" in runtime_available("openvino")
     assert main(["interop", str(unknown_op_model(tmp_path / "m.onnx"))]) == 2

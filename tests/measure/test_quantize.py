@@ -1,5 +1,6 @@
 """`onnxprune quantize`: int8 models that run and agree with float, profile/bench read them, and
 every bad input refused in one line (exit 2) with nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,22 @@ def int8_models(tmp_path_factory, float_model, cifar) -> dict[str, Path]:
     paths = {}
     for fmt in ("qdq", "qoperator"):
         paths[fmt] = out / f"{fmt}.onnx"
-        assert main(["quantize", str(float_model), "-o", str(paths[fmt]), "--calibrate", f"cifar10={cifar}",
-                     "--format", fmt, "--per-channel"]) == 0
+        assert (
+            main(
+                [
+                    "quantize",
+                    str(float_model),
+                    "-o",
+                    str(paths[fmt]),
+                    "--calibrate",
+                    f"cifar10={cifar}",
+                    "--format",
+                    fmt,
+                    "--per-channel",
+                ]
+            )
+            == 0
+        )
     return paths
 
 
@@ -72,8 +87,18 @@ def test_int8_models_are_integer_and_agree_with_float(int8_models, float_model):
 
 
 def test_json_summary(capsys, float_model, cifar, tmp_path):
-    code, out, err = run(capsys, "quantize", float_model, "-o", tmp_path / "q.onnx", "--calibrate",
-                         f"cifar10={cifar}", "--calibration-images", 20, "--json")
+    code, out, err = run(
+        capsys,
+        "quantize",
+        float_model,
+        "-o",
+        tmp_path / "q.onnx",
+        "--calibrate",
+        f"cifar10={cifar}",
+        "--calibration-images",
+        20,
+        "--json",
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["calibration_images"] == 20 and summary["format"] == "qdq"
@@ -94,6 +119,7 @@ def test_profile_counts_int8_weights(capsys, int8_models, float_model):
         code, out, err = run(capsys, "profile", path, "--json")
         assert code == 0, err
         return json.loads(out)
+
     base = profile(float_model)
     qdq, qop = profile(int8_models["qdq"]), profile(int8_models["qoperator"])
     # QDQ: the same float layers, counted with int8 weight bytes; QOperator: int8 layers and activations.
@@ -108,8 +134,19 @@ def test_profile_counts_int8_weights(capsys, int8_models, float_model):
 
 
 def test_bench_float_and_int8_side_by_side(capsys, int8_models, float_model):
-    code, out, err = run(capsys, "bench", float_model, int8_models["qdq"], int8_models["qoperator"], "--runs", 3,
-                         "--warmup", 1, "--in-process", "--json")
+    code, out, err = run(
+        capsys,
+        "bench",
+        float_model,
+        int8_models["qdq"],
+        int8_models["qoperator"],
+        "--runs",
+        3,
+        "--warmup",
+        1,
+        "--in-process",
+        "--json",
+    )
     assert code == 0, err
     results = json.loads(out)
     rows = results if isinstance(results, list) else results.get("models", results.get("results"))
@@ -154,8 +191,9 @@ def test_non_float_model(capsys, tmp_path, float_model, cifar):
     first = model.graph.input[0]
     for node in model.graph.node:
         node.input[:] = ["cast_pixels" if name == first.name else name for name in node.input]
-    model.graph.node.insert(0, onnx.helper.make_node("Cast", [first.name], ["cast_pixels"], name="cast",
-                                                     to=onnx.TensorProto.FLOAT))
+    model.graph.node.insert(
+        0, onnx.helper.make_node("Cast", [first.name], ["cast_pixels"], name="cast", to=onnx.TensorProto.FLOAT)
+    )
     first.type.tensor_type.elem_type = onnx.TensorProto.UINT8
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, uint8_input)
@@ -169,15 +207,24 @@ def test_already_quantized(capsys, tmp_path, int8_models, cifar):
 
 
 def test_too_few_calibration_images(capsys, tmp_path, float_model, cifar):
-    refused(capsys, tmp_path, float_model, "--calibrate", f"cifar10={cifar}", "--calibration-images",
-            MIN_CALIBRATION_IMAGES - 1, expect=f"at least {MIN_CALIBRATION_IMAGES}")
+    refused(
+        capsys,
+        tmp_path,
+        float_model,
+        "--calibrate",
+        f"cifar10={cifar}",
+        "--calibration-images",
+        MIN_CALIBRATION_IMAGES - 1,
+        expect=f"at least {MIN_CALIBRATION_IMAGES}",
+    )
     small = write_cifar_pickles(tmp_path / "small", per_batch=2)  # 10 training images in all
     refused(capsys, tmp_path, float_model, "--calibrate", f"cifar10={small}", expect="only 10 images")
 
 
 def test_unwritable_output_and_input_as_output(capsys, tmp_path, float_model, cifar):
-    code, _, err = run(capsys, "quantize", float_model, "-o", tmp_path / "missing" / "q.onnx", "--calibrate",
-                       f"cifar10={cifar}")
+    code, _, err = run(
+        capsys, "quantize", float_model, "-o", tmp_path / "missing" / "q.onnx", "--calibrate", f"cifar10={cifar}"
+    )
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     copy = tmp_path / "copy.onnx"
     copy.write_bytes(float_model.read_bytes())
@@ -204,8 +251,9 @@ def test_symbolic_input_needs_and_takes_input_shape(capsys, tmp_path):
     images = tmp_path / "images.npy"
     np.save(images, np.random.default_rng(2).standard_normal((MIN_CALIBRATION_IMAGES, 3, 16, 16)).astype(np.float32))
     refused(capsys, tmp_path, model, "--calibrate", images, expect="give --input-shape input=1xCxHxW")
-    code, _, err = run(capsys, "quantize", model, "-o", tmp_path / "q.onnx", "--calibrate", images,
-                       "--input-shape", "input=1x3x16x16")
+    code, _, err = run(
+        capsys, "quantize", model, "-o", tmp_path / "q.onnx", "--calibrate", images, "--input-shape", "input=1x3x16x16"
+    )
     assert code == 0, err
     x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
     expected, got = outputs(model, x), outputs(tmp_path / "q.onnx", x)

@@ -4,13 +4,14 @@ onnxruntime's Sigmoid is accurate to ~1e-7 absolute, so on a saturated map (PP-O
 random image: every probability ~1e-7) logits equal to 1e-6 relative gave a max relative error
 of 0.8 on the output, and the zero-mask oracle failed on a correctly pruned graph.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from onnxprune.analysis.groups import channel_groups
-from onnxprune.prune.surgery import prune_channels
 from onnxprune.measure.verify import logit_names, max_relative_error, output_errors, run, zero_mask
+from onnxprune.prune.surgery import prune_channels
 from tests.synthetic_graphs import GraphBuilder
 
 SATURATED = {"x": np.full((1, 3, 8, 8), -16.0, np.float32)}  # sigmoid(-16) ~ 1e-7

@@ -9,6 +9,7 @@ couplings listed in EXPECTED_REFUSALS. Skips when the corpus is not built.
 Cases that fail on the code this file was written against are `xfail(strict=True)` with the
 issue-11 item (and the helper) that fixes them: once fixed, the xpass fails, so the mark goes.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,9 @@ from onnxprune.measure.verify import max_relative_error, run
 
 CORPUS = load_manifest()
 if CORPUS is None:
-    pytest.skip(f"real-graph corpus absent from {default_dir()}: run `make corpus` (or set CORPUS_DIR)",
-                allow_module_level=True)
+    pytest.skip(
+        f"real-graph corpus absent from {default_dir()}: run `make corpus` (or set CORPUS_DIR)", allow_module_level=True
+    )
 BY_NAME = {entry["name"]: entry for entry in CORPUS}
 FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 
@@ -41,24 +43,22 @@ ALWAYS_REFUSED = {
 EXPECTED_REFUSALS = {
     "ppocrv4_rec": {
         r"\(ReduceMean\): reduces over the channel axis": "LayerNorm over channels in the SVTR neck",
-        r"\(Sub\): adds 'p2o.ReduceMean.\d+', computed, to every channel \(structural only": "LayerNorm's "
-                                                                                         "x - mean(x)",
+        r"\(Sub\): adds 'p2o.ReduceMean.\d+', computed, to every channel \(structural only": "LayerNorm's x - mean(x)",
         r"'p2o.Reshape.(67|73)' \(Reshape\): reshape splits or reorders channels": "attention QKV: 360 = 3 x heads "
-                                                                                 "x head dim (channel-level groups)",
+        "x head dim (channel-level groups)",
     },
     "nudenet_320n": {
         r"/dfl/Reshape' \(Reshape\): reshape splits or reorders channels": "DFL head: 64 = 4 boxes x 16 bins",
         r"/dfl/Softmax' \(Softmax\): channels spread over several axes": "DFL head: softmax over the 16 bins "
-                                                                          "of each box, after 64 -> 4 x 16",
-        r"/model.22/(Sub|Sub_1|Add_10|Add_11)' \((Sub|Add)\): (channels meet out of order|combined with opaque)":
-            "box decode: anchor points -/+ the sliced distances, the output's 1-2 coordinate channels",
+        "of each box, after 64 -> 4 x 16",
+        r"/model.22/(Sub|Sub_1|Add_10|Add_11)' \((Sub|Add)\): (channels meet out of order|combined with opaque)": "box decode: anchor points -/+ the sliced distances, the output's 1-2 coordinate channels",
     },
     "ddddocr_rec": {
         r"'LSTM_79' \(LSTM\): no channel rule": "the LSTM's input weights are not sliced (channel-level groups)",
     },
     "magika_v3_3": {
         r"MagikaV2/Reshape' \(Reshape\): reshape splits or reorders channels": "Keras flattens (positions x "
-                                                                              "channels) into one axis",
+        "channels) into one axis",
         r"LayerNorm_1/(Sum|Sum_1)' \(ReduceSum\): reduces over the channel axis": "LayerNorm over channels",
         r"LayerNorm_1/Mul_1' \(Mul\): combined with opaque data": "LayerNorm's normalised product",
         r"LayerNorm_1/Sub_1' \(Sub\): adds .* to every channel \(structural only": "LayerNorm's x - mean(x)",
@@ -85,8 +85,9 @@ VERB_ARGS = {
 }
 
 
-@pytest.mark.parametrize("case", _params("verb", [(m, v) for m in BY_NAME for v in VERB_ARGS],
-                                         pair=lambda c: f"{c[0]}-{c[1]}"))
+@pytest.mark.parametrize(
+    "case", _params("verb", [(m, v) for m in BY_NAME for v in VERB_ARGS], pair=lambda c: f"{c[0]}-{c[1]}")
+)
 def test_verbs_exit_0(case):
     name, verb = case
     entry = BY_NAME[name]

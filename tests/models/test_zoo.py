@@ -1,4 +1,5 @@
 """The model zoo: architecture figures, and the exported ONNX variants of the CIFAR models."""
+
 from __future__ import annotations
 
 import functools
@@ -15,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import BN_VARIANTS, CIFAR_MODELS, EXPORTERS, MODELS, REPO_ROOT
 from models import export as zoo_export
 from models.zoo import build
+from tests.conftest import BN_VARIANTS, CIFAR_MODELS, EXPORTERS, MODELS, REPO_ROOT
 
 VARIANTS = [(m, e, b) for m in CIFAR_MODELS for e in EXPORTERS for b in BN_VARIANTS]
 
@@ -30,6 +31,8 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
 VARIANT_IDS = [".".join(v) for v in VARIANTS]
 
 
@@ -138,14 +141,21 @@ def test_variant(zoo_model, name, exporter, bn):
 
     # Interface: one static-shape input and output, fixed opset.
     spec = MODELS[name]
-    dims = lambda vi: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+
+    def dims(vi):
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+
     assert [i.name for i in proto.graph.input] == ["input"]
     assert [o.name for o in proto.graph.output] == ["logits"]
     assert dims(proto.graph.input[0]) == list(spec.input_shape)
     assert dims(proto.graph.output[0]) == [1, spec.num_classes]
     assert {o.domain or "ai.onnx": o.version for o in proto.opset_import}["ai.onnx"] == zoo_export.OPSET
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert (meta["onnxprune.zoo.model"], meta["onnxprune.zoo.exporter"], meta["onnxprune.zoo.bn"]) == (name, exporter, bn)
+    assert (meta["onnxprune.zoo.model"], meta["onnxprune.zoo.exporter"], meta["onnxprune.zoo.bn"]) == (
+        name,
+        exporter,
+        bn,
+    )
 
     # BatchNorm kept or folded.
     ops = [n.op_type for n in proto.graph.node]
@@ -214,8 +224,14 @@ def test_ensure_zoo_concurrent_processes(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO_ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -229,8 +245,9 @@ def test_ensure_zoo_parallel_workers(tmp_path):
     """jobs=2 exports in spawned worker processes and records every file in the manifest."""
     names = ["mobilenetv2_cifar", "alexnet_cifar"]
     seen = []
-    paths = zoo_export.ensure_zoo(tmp_path, names, ["legacy"], ["folded"], jobs=2,
-                                  report=lambda n, done, s: seen.append((n, done)))
+    paths = zoo_export.ensure_zoo(
+        tmp_path, names, ["legacy"], ["folded"], jobs=2, report=lambda n, done, s: seen.append((n, done))
+    )
     assert sorted(seen) == sorted((n, ["legacy.folded"]) for n in names)
     manifest = json.loads((tmp_path / zoo_export.MANIFEST).read_text())
     assert sorted(manifest) == sorted(p.name for p in paths)

@@ -1,5 +1,6 @@
 """Re-initialisation (onnxprune/initialize.py): fan-in scaling per layer, zero biases, weights held in
 Constant nodes, heads (gain 1, output layout kept), non-weight constants untouched."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,10 +19,14 @@ def _detector() -> onnx.ModelProto:
     def arr(*shape):
         return (rng.standard_normal(shape) * 5).astype(np.float32)
 
-    inits = [numpy_helper.from_array(arr(32), "b0"), numpy_helper.from_array(arr(12, 32, 1, 1), "wh1"),
-             numpy_helper.from_array(arr(12), "bh1"), numpy_helper.from_array(arr(6, 32, 3, 3), "wh2"),
-             numpy_helper.from_array(np.array([1, 2, 3, 64], np.int64), "shape"),
-             numpy_helper.from_array(arr(1, 2, 3, 64), "grid")]
+    inits = [
+        numpy_helper.from_array(arr(32), "b0"),
+        numpy_helper.from_array(arr(12, 32, 1, 1), "wh1"),
+        numpy_helper.from_array(arr(12), "bh1"),
+        numpy_helper.from_array(arr(6, 32, 3, 3), "wh2"),
+        numpy_helper.from_array(np.array([1, 2, 3, 64], np.int64), "shape"),
+        numpy_helper.from_array(arr(1, 2, 3, 64), "grid"),
+    ]
     nodes = [
         helper.make_node("Constant", [], ["w0"], value=numpy_helper.from_array(arr(32, 3, 3, 3), "w0"), name=""),
         helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="backbone", pads=[1, 1, 1, 1]),
@@ -31,9 +36,16 @@ def _detector() -> onnx.ModelProto:
         helper.make_node("Reshape", ["h2", "shape"], ["h2r"], name="reshape"),
         helper.make_node("Add", ["h2r", "grid"], ["scores"], name="decode"),
     ]
-    graph = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 12, 8, 8]),
-                               helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2, 3, 64])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "det",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 12, 8, 8]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2, 3, 64]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
@@ -85,15 +97,20 @@ def _paddle_style_conv_bias() -> onnx.ModelProto:
     offset = numpy_helper.from_array(np.full((1, 1, 8, 8), 3.0, np.float32), "offset")
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(np.full(8, 7.0, np.float32), "b"),
-                         name="bias_value"),
+        helper.make_node(
+            "Constant", [], ["b"], value=numpy_helper.from_array(np.full(8, 7.0, np.float32), "b"), name="bias_value"
+        ),
         helper.make_node("Reshape", ["b", "bias_shape"], ["b4"], name="bias_reshape"),
         helper.make_node("Add", ["c", "b4"], ["y"], name="bias_add"),
         helper.make_node("Add", ["y", "offset"], ["out"], name="offset_add"),
     ]
-    graph = helper.make_graph(nodes, "paddle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 8, 8])],
-                              [w, shape, offset])
+    graph = helper.make_graph(
+        nodes,
+        "paddle",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [w, shape, offset],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model

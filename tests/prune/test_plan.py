@@ -1,4 +1,5 @@
 """shrink --dry-run writes nothing; groups shows each group's share and draw probability (plan.py)."""
+
 from __future__ import annotations
 
 import json

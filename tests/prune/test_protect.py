@@ -1,4 +1,5 @@
 """shrink --exclude / --max-ratio (protect.py): protected layers keep their channels, the report says so."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def test_exclude_by_op_type_keeps_every_gemm_and_reports_it(zoo_model, tmp_path,
     model = str(zoo_model(*VGG))
     plain = _shrink_json(capsys, model, "--mode", "PA", "--target", "0.2", "-o", str(tmp_path / "a.onnx"))
     assert any(row["op"] == "Gemm" for row in plain["layers"])  # unprotected, the classifier is cut
-    report = _shrink_json(capsys, model, "--mode", "PA", "--target", "0.2", "--exclude", "op:Gemm",
-                          "-o", str(tmp_path / "b.onnx"))
+    report = _shrink_json(
+        capsys, model, "--mode", "PA", "--target", "0.2", "--exclude", "op:Gemm", "-o", str(tmp_path / "b.onnx")
+    )
     assert not any(row["op"] == "Gemm" for row in report["layers"])
     assert report["after"]["params"] <= 0.2 * report["before"]["params"]
     (note,) = report["protected"]
@@ -34,8 +36,25 @@ def test_exclude_by_op_type_keeps_every_gemm_and_reports_it(zoo_model, tmp_path,
 
 def test_exclude_by_name_glob_and_table_lists_it(zoo_model, tmp_path, capsys):
     model = str(zoo_model(*VGG))
-    assert main(["shrink", model, "--mode", "FA", "--target", "0.3", "--exclude", "/features/features.0/*",
-                 "--exclude", "/features/features.3/Conv", "-o", str(tmp_path / "c.onnx")]) == 0
+    assert (
+        main(
+            [
+                "shrink",
+                model,
+                "--mode",
+                "FA",
+                "--target",
+                "0.3",
+                "--exclude",
+                "/features/features.0/*",
+                "--exclude",
+                "/features/features.3/Conv",
+                "-o",
+                str(tmp_path / "c.onnx"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "--exclude /features/features.0/*" in out and "not pruned" in out
     pruned = onnxprune.profile(str(tmp_path / "c.onnx")).rows()

@@ -1,5 +1,6 @@
 """`--round-to auto`, the default: kernel-friendly channel multiples per layer kind; the budget still
 holds; `--round-to 1` keeps the paper's exact counts; an unreachable target falls back to exact."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,12 +12,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
-from onnxprune.cli import main
 from onnxprune.analysis.complexity import build_layers
-from onnxprune.errors import UserError
-from onnxprune.read.graph import load_graph
 from onnxprune.analysis.groups import Tracer
+from onnxprune.cli import main
+from onnxprune.errors import UserError
 from onnxprune.prune.rounding import AUTO, KIND_MULTIPLES, group_multiples, parse_round_to, unbiased_count
+from onnxprune.read.graph import load_graph
 
 FIGURE = {"PA": "params", "FA": "flops", "MA": "memory_bytes"}
 
@@ -24,13 +25,22 @@ FIGURE = {"PA": "params", "FA": "flops", "MA": "memory_bytes"}
 def two_convs(path, mid: int = 32) -> str:
     """Conv 3->mid 3x3, Relu, Conv mid->4 3x3 on 1x3x8x8: one prunable group of `mid` channels."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-             for n, s in (("w1", (mid, 3, 3, 3)), ("w2", (4, mid, 3, 3)))]
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1] * 4),
-             helper.make_node("Relu", ["a"], ["r"], name="relu"),
-             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", pads=[1] * 4)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+        for n, s in (("w1", (mid, 3, 3, 3)), ("w2", (4, mid, 3, 3)))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1] * 4),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", pads=[1] * 4),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -40,13 +50,22 @@ def two_convs(path, mid: int = 32) -> str:
 def small_and_large(path) -> str:
     """A 32-channel group at 32x32 ("small") feeding a 256-channel group at 8x8 ("large")."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-             for n, s in (("w1", (32, 3, 3, 3)), ("w2", (256, 32, 3, 3)), ("w3", (4, 256, 3, 3)))]
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="small", pads=[1] * 4),
-             helper.make_node("Conv", ["a", "w2"], ["b"], name="large", pads=[1] * 4, strides=[4, 4]),
-             helper.make_node("Conv", ["b", "w3"], ["y"], name="head", pads=[1] * 4)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+        for n, s in (("w1", (32, 3, 3, 3)), ("w2", (256, 32, 3, 3)), ("w3", (4, 256, 3, 3)))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="small", pads=[1] * 4),
+        helper.make_node("Conv", ["a", "w2"], ["b"], name="large", pads=[1] * 4, strides=[4, 4]),
+        helper.make_node("Conv", ["b", "w3"], ["y"], name="head", pads=[1] * 4),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -114,12 +133,15 @@ def test_a_16_channel_group_stays_whole_under_auto(tmp_path):
     assert report["round_to_used"] == "auto" and report["layers"][0]["out_channels_after"] == 16
 
 
-@pytest.mark.parametrize("current,step,floor,multiple,values", [
-    (64, 0.1, 1, 16, {48, 64}),   # exact 58: 48 with p 6/16, else the group stays whole this draw
-    (512, 0.1, 1, 16, {448, 464}),  # exact 461
-    (48, 0.5, 1, 16, {16, 32}),   # exact 24
-    (32, 0.1, 16, 16, {16, 32}),  # the floor is a multiple
-])
+@pytest.mark.parametrize(
+    "current,step,floor,multiple,values",
+    [
+        (64, 0.1, 1, 16, {48, 64}),  # exact 58: 48 with p 6/16, else the group stays whole this draw
+        (512, 0.1, 1, 16, {448, 464}),  # exact 461
+        (48, 0.5, 1, 16, {16, 32}),  # exact 24
+        (32, 0.1, 16, 16, {16, 32}),  # the floor is a multiple
+    ],
+)
 def test_unbiased_count_keeps_the_papers_expected_step(current, step, floor, multiple, values):
     rng = np.random.default_rng(0)
     counts = [unbiased_count(current, step, floor, multiple, rng) for _ in range(4000)]

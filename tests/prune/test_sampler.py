@@ -1,4 +1,5 @@
 """The sampler: draws follow complexity shares; step arithmetic."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,9 @@ def test_draw_frequencies_follow_complexity_share(zoo_model, figure):
     weights = np.array([book.group_weight(g, figure) for g in candidates])
     assert np.all(weights > 0)
     rng, draws = np.random.default_rng(1234), 40_000
-    counts = np.bincount([candidates.index(draw_group(rng, candidates, weights)) for _ in range(draws)],
-                         minlength=len(candidates))
+    counts = np.bincount(
+        [candidates.index(draw_group(rng, candidates, weights)) for _ in range(draws)], minlength=len(candidates)
+    )
     expected = draws * weights / weights.sum()
     big = expected >= 5  # chi-square needs expected counts of at least ~5 per cell
     observed = np.append(counts[big], counts[~big].sum())
@@ -42,13 +44,16 @@ def test_draw_falls_back_to_uniform_when_weights_vanish():
     assert picks == {3, 5}
 
 
-@pytest.mark.parametrize("current,step,min_channels,round_to,expected", [
-    (64, 0.1, 1, 1, 58),
-    (5, 0.1, 1, 1, 4),    # at least one channel
-    (2, 0.1, 2, 1, None),  # at the minimum
-    (64, 0.1, 1, 8, 56),  # multiple of 8
-    (16, 0.1, 9, 8, None),  # minimum rounds up to 16
-    (100, 0.5, 1, 1, 50),
-])
+@pytest.mark.parametrize(
+    "current,step,min_channels,round_to,expected",
+    [
+        (64, 0.1, 1, 1, 58),
+        (5, 0.1, 1, 1, 4),  # at least one channel
+        (2, 0.1, 2, 1, None),  # at the minimum
+        (64, 0.1, 1, 8, 56),  # multiple of 8
+        (16, 0.1, 9, 8, None),  # minimum rounds up to 16
+        (100, 0.5, 1, 1, 50),
+    ],
+)
 def test_next_count(current, step, min_channels, round_to, expected):
     assert next_count(current, step, min_channels, round_to) == expected

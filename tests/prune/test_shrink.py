@@ -1,4 +1,5 @@
 """shrink: every zoo model x exporter x mode x target; reproducibility; report; CLI contract."""
+
 from __future__ import annotations
 
 import json
@@ -8,14 +9,30 @@ import onnx
 import pytest
 
 import onnxprune
-from onnxprune.cli import main
 from onnxprune.analysis.groups import channel_groups
+from onnxprune.cli import main
 from onnxprune.measure.verify import max_relative_error, run, zero_mask
 from tests.conftest import CIFAR_MODELS, EXPORTERS
 
 FIGURE = {"PA": "params", "FA": "flops", "MA": "memory_bytes"}
-REPORT_KEYS = {"mode", "target", "seed", "step", "init", "criterion", "strategy", "round_to", "round_to_used",
-               "before", "after", "iterations", "layers", "input_shapes", "pruned", "weights"}
+REPORT_KEYS = {
+    "mode",
+    "target",
+    "seed",
+    "step",
+    "init",
+    "criterion",
+    "strategy",
+    "round_to",
+    "round_to_used",
+    "before",
+    "after",
+    "iterations",
+    "layers",
+    "input_shapes",
+    "pruned",
+    "weights",
+}
 
 
 def keep_from_report(deps, report) -> dict:
@@ -78,15 +95,18 @@ def test_budget_with_si_suffix(zoo_model, capsys):
     assert report["after"]["params"] <= 2_500_000 < report["before"]["params"]
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--mode", "XA", "--target", "0.5"], "--mode"),
-    (["--mode", "PA", "--target", "0"], "--target"),
-    (["--mode", "PA", "--target", "1"], "--target"),
-    (["--mode", "PA", "--target", "-0.5"], "--target"),
-    (["--mode", "PA", "--budget", "lots"], "--budget"),
-    (["--mode", "PA"], "--target"),
-    (["--mode", "PA", "--target", "0.5", "--criterion", "magic"], "--criterion"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--mode", "XA", "--target", "0.5"], "--mode"),
+        (["--mode", "PA", "--target", "0"], "--target"),
+        (["--mode", "PA", "--target", "1"], "--target"),
+        (["--mode", "PA", "--target", "-0.5"], "--target"),
+        (["--mode", "PA", "--budget", "lots"], "--budget"),
+        (["--mode", "PA"], "--target"),
+        (["--mode", "PA", "--target", "0.5", "--criterion", "magic"], "--criterion"),
+    ],
+)
 def test_bad_flags_exit_2(zoo_model, capsys, args, needle):
     assert main(["shrink", str(zoo_model("alexnet_cifar", "legacy", "folded")), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -182,8 +202,12 @@ def test_shrink_unshares_deduplicated_biases_and_says_so(tmp_path, capsys):
     assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5
     _, tied = onnxprune.shrink(str(path), mode="FA", target=0.5, init="keep", seed=0, keep_tied=True)
     assert "unshared_constants" not in tied
-    assert main(["shrink", str(path), "--mode", "FA", "--target", "0.5", "--init", "keep",
-                 "-o", str(tmp_path / "out.onnx")]) == 0
+    assert (
+        main(
+            ["shrink", str(path), "--mode", "FA", "--target", "0.5", "--init", "keep", "-o", str(tmp_path / "out.onnx")]
+        )
+        == 0
+    )
     assert "got their own copy" in capsys.readouterr().out
 
 

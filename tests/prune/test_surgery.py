@@ -1,14 +1,15 @@
 """The zero-mask oracle on every zoo model, exporter and BatchNorm variant."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
 
-from onnxprune.errors import UserError
 from onnxprune.analysis.groups import channel_groups
-from onnxprune.prune.surgery import prune_channels
+from onnxprune.errors import UserError
 from onnxprune.measure.verify import max_relative_error, run, zero_mask
+from onnxprune.prune.surgery import prune_channels
 from tests.conftest import BN_VARIANTS, CIFAR_MODELS, EXPORTERS
 
 
@@ -94,10 +95,14 @@ def test_quantized_layers_are_refused_with_a_reason_and_the_float_rest_prunes(bu
     keep = {deps.group_of("conv2").id: np.array([1, 4])}
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
-    integer_weights = {i.name: i.SerializeToString() for i in original.graph.initializer
-                       if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
-    assert integer_weights and all(integer_weights[i.name] == i.SerializeToString()
-                                   for i in pruned.graph.initializer if i.name in integer_weights)
+    integer_weights = {
+        i.name: i.SerializeToString()
+        for i in original.graph.initializer
+        if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    }
+    assert integer_weights and all(
+        integer_weights[i.name] == i.SerializeToString() for i in pruned.graph.initializer if i.name in integer_weights
+    )
     assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5
 
 
@@ -114,8 +119,12 @@ def test_shared_constant_is_copied_for_readers_pruned_differently():
     onnx.checker.check_model(pruned, full_check=True)
     assert len(notes) == 1 and notes[0]["versions"] == 2 and notes[0]["readers"] == 2
     read = {name for n in pruned.graph.node for name in n.input}
-    assert all(any(o in read for o in n.output) or o_is_output(pruned, n) for n in pruned.graph.node)  # no dead Identity
-    noise = {g.id: np.arange(1, g.size) for g in deps.prunable if g.id not in keep}  # zeroed biases stay zero: add the rest
+    assert all(
+        any(o in read for o in n.output) or o_is_output(pruned, n) for n in pruned.graph.node
+    )  # no dead Identity
+    noise = {
+        g.id: np.arange(1, g.size) for g in deps.prunable if g.id not in keep
+    }  # zeroed biases stay zero: add the rest
     keep.update(noise)
     pruned = prune_channels(deps, keep)
     got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
@@ -140,8 +149,11 @@ def test_shared_constant_read_by_an_unpruned_node_keeps_its_original():
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
     sizes = {i.name: tuple(i.dims) for i in pruned.graph.initializer}
-    assert sizes[shared] == (8,) and sorted(sizes[n.input[2]] for n in pruned.graph.node if n.op_type == "Conv") \
-        == [(2,), (8,), (8,)]
+    assert sizes[shared] == (8,) and sorted(sizes[n.input[2]] for n in pruned.graph.node if n.op_type == "Conv") == [
+        (2,),
+        (8,),
+        (8,),
+    ]
     assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5
 
 
@@ -187,8 +199,11 @@ def paddle_flatten_head(batch_from_shape: bool = True) -> onnx.ModelProto:
     pooled = builder.node("GlobalAveragePool", [features], name="pool")[0]
     if batch_from_shape:
         shape = builder.node("Shape", [pooled], name="shape")[0]
-        batch = builder.node("Slice", [shape, builder.const(np.array([0])), builder.const(np.array([1])),
-                                       builder.const(np.array([0]))], name="batch")[0]
+        batch = builder.node(
+            "Slice",
+            [shape, builder.const(np.array([0])), builder.const(np.array([1])), builder.const(np.array([0]))],
+            name="batch",
+        )[0]
     else:
         batch = builder.const(np.array([1]))
     channels = builder.node("Cast", [builder.const(np.array([8], np.int32))], name="channels", to=7)[0]

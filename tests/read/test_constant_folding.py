@@ -6,6 +6,7 @@ graph with legacy-style names carries each variant: a conv bias through Reshape,
 scale through Unsqueeze, a float16 shift through Cast then Reshape, a second bias sharing the
 first's shape constant, and a Gemm weight through Transpose.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,10 +16,10 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune.read.graph import load_graph
 from onnxprune.analysis.groups import channel_groups
-from onnxprune.prune.surgery import prune_channels
 from onnxprune.measure.verify import max_relative_error, run, zero_mask
+from onnxprune.prune.surgery import prune_channels
+from onnxprune.read.graph import load_graph
 
 C, SIZE, CLASSES = 6, 8, 5
 
@@ -34,10 +35,13 @@ def reshaped_constants_cnn(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
     w = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
     shape_c = np.array([1, C, 1, 1], dtype=np.int64)
     axes = np.array([1, 2], dtype=np.int64)
-    unsqueeze = (helper.make_node("Unsqueeze", ["onnx::Unsqueeze_21", "onnx::Unsqueeze_22"], ["onnx::Mul_23"],
-                                  name="Unsqueeze_5") if opset >= 13 else
-                 helper.make_node("Unsqueeze", ["onnx::Unsqueeze_21"], ["onnx::Mul_23"], name="Unsqueeze_5",
-                                  axes=[1, 2]))
+    unsqueeze = (
+        helper.make_node(
+            "Unsqueeze", ["onnx::Unsqueeze_21", "onnx::Unsqueeze_22"], ["onnx::Mul_23"], name="Unsqueeze_5"
+        )
+        if opset >= 13
+        else helper.make_node("Unsqueeze", ["onnx::Unsqueeze_21"], ["onnx::Mul_23"], name="Unsqueeze_5", axes=[1, 2])
+    )
     nodes = [
         _constant("onnx::Reshape_11", w(C), "Constant_1"),
         _constant("onnx::Reshape_12", shape_c, "Constant_2"),
@@ -63,10 +67,18 @@ def reshaped_constants_cnn(opset: int = 17, seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Transpose", ["onnx::Transpose_51"], ["onnx::Gemm_52"], name="Transpose_15", perm=[1, 0]),
         helper.make_node("Gemm", ["onnx::Gemm_45", "onnx::Gemm_52", "fc.bias"], ["y"], name="Gemm_16", transB=1),
     ]
-    inits = [numpy_helper.from_array(w(C, 3, 3, 3), "conv0.weight"), numpy_helper.from_array(w(C, C, 1, 1), "conv9.weight"),
-             numpy_helper.from_array(w(CLASSES), "fc.bias")]
-    graph = helper.make_graph(nodes, "torch_jit", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, CLASSES])], inits)
+    inits = [
+        numpy_helper.from_array(w(C, 3, 3, 3), "conv0.weight"),
+        numpy_helper.from_array(w(C, C, 1, 1), "conv9.weight"),
+        numpy_helper.from_array(w(CLASSES), "fc.bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "torch_jit",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, CLASSES])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
 
 
@@ -81,8 +93,12 @@ def test_reshaped_constants_are_constants_with_their_folded_value(opset):
     tensors = {t.name: t for t in mg.graph.tensors().values()}
     values = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.op_type == "Constant"}
     assert mg.is_const(tensors["onnx::Add_13"])
-    np.testing.assert_array_equal(mg.const_value(tensors["onnx::Add_13"]), values["onnx::Reshape_11"].reshape(1, C, 1, 1))
-    np.testing.assert_array_equal(mg.const_value(tensors["onnx::Mul_23"]), values["onnx::Unsqueeze_21"].reshape(C, 1, 1))
+    np.testing.assert_array_equal(
+        mg.const_value(tensors["onnx::Add_13"]), values["onnx::Reshape_11"].reshape(1, C, 1, 1)
+    )
+    np.testing.assert_array_equal(
+        mg.const_value(tensors["onnx::Mul_23"]), values["onnx::Unsqueeze_21"].reshape(C, 1, 1)
+    )
     shift = mg.const_value(tensors["onnx::Add_33"])
     assert shift.dtype == np.float32 and shift.shape == (1, C, 1, 1)
     np.testing.assert_array_equal(mg.const_value(tensors["onnx::Gemm_52"]), values["onnx::Transpose_51"].T)
@@ -142,7 +158,10 @@ def test_a_chain_no_cut_reaches_is_left_as_the_user_wrote_it():
     for name in ("Reshape_3", "Unsqueeze_5", "Cast_7", "Reshape_8", "Constant_2"):
         assert list(nodes[name].input) == list(next(n for n in model.graph.node if n.name == name).input)
     assert "Reshape_11" not in nodes and "Transpose_15" not in nodes  # Conv_9's bias and the Gemm's weight
-    assert max_relative_error(run(pruned, FEEDS)[0], run(zero_mask(deps, {second.id: np.arange(0, C, 2)}), FEEDS)[0]) < 1e-5
+    assert (
+        max_relative_error(run(pruned, FEEDS)[0], run(zero_mask(deps, {second.id: np.arange(0, C, 2)}), FEEDS)[0])
+        < 1e-5
+    )
 
 
 def test_a_folded_constant_read_twice_is_cut_per_reader():
@@ -151,8 +170,10 @@ def test_a_folded_constant_read_twice_is_cut_per_reader():
     add_12 = next(n for n in model.graph.node if n.name == "Add_12")
     add_12.input[1] = "onnx::Add_13"  # Conv_9's bias is now Conv_0's reshaped one
     deps = channel_groups(model)
-    keep = {g.id: (np.arange(0, g.size, 2) if any("Conv_0" in p for p in g.producers) else np.arange(1, g.size, 2))
-            for g in deps.prunable}
+    keep = {
+        g.id: (np.arange(0, g.size, 2) if any("Conv_0" in p for p in g.producers) else np.arange(1, g.size, 2))
+        for g in deps.prunable
+    }
     assert len(keep) == 2  # old code: both refused ('combined with opaque data')
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
@@ -179,8 +200,10 @@ def paddle_style(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    constants = [helper.make_node("Constant", [], [init.name], name=f"Constant_{init.name}", value=init)
-                 for init in graph.initializer]
+    constants = [
+        helper.make_node("Constant", [], [init.name], name=f"Constant_{init.name}", value=init)
+        for init in graph.initializer
+    ]
     del graph.initializer[:]
     nodes = []
     for node in graph.node:
@@ -192,9 +215,11 @@ def paddle_style(model: onnx.ModelProto) -> onnx.ModelProto:
         node.output[0] = f"{result}__conv"
         shape = f"{result}__bias_shape"
         channels = next(len(onnx.numpy_helper.to_array(c.attribute[0].t)) for c in constants if c.output[0] == bias)
-        nodes += [_constant(shape, np.array([1, channels, 1, 1], dtype=np.int64), f"Constant_{shape}"),
-                  helper.make_node("Reshape", [bias, shape], [f"{result}__bias"], name=f"Reshape_{result}"),
-                  helper.make_node("Add", [node.output[0], f"{result}__bias"], [result], name=f"Add_{result}")]
+        nodes += [
+            _constant(shape, np.array([1, channels, 1, 1], dtype=np.int64), f"Constant_{shape}"),
+            helper.make_node("Reshape", [bias, shape], [f"{result}__bias"], name=f"Reshape_{result}"),
+            helper.make_node("Add", [node.output[0], f"{result}__bias"], [result], name=f"Add_{result}"),
+        ]
     del graph.node[:]
     graph.node.extend(constants + nodes)
     return out
@@ -207,10 +232,23 @@ def test_a_torch_net_rewritten_paddle_style_prunes_like_the_original(keep_seed):
     pytest.importorskip("torch")
     from tests.analysis.test_property_graphs import Spec, build, check_pruning, export
 
-    spec = Spec(blocks=[("conv", 4, 3, True), ("res", 4, 3), ("dense", 2, 2), ("dw", 2), ("group", 2, 4),
-                        ("se", 2, True, False), ("split", 2, "swap"), ("conv", 4, 1, False), ("c2f",)],
-                head=dict(gap=True, flatten="flatten", hidden=4, matmul=False, classes=3),
-                exporter="legacy-fold", seed=1, expect_prunable=True)
+    spec = Spec(
+        blocks=[
+            ("conv", 4, 3, True),
+            ("res", 4, 3),
+            ("dense", 2, 2),
+            ("dw", 2),
+            ("group", 2, 4),
+            ("se", 2, True, False),
+            ("split", 2, "swap"),
+            ("conv", 4, 1, False),
+            ("c2f",),
+        ],
+        head=dict(gap=True, flatten="flatten", hidden=4, matmul=False, classes=3),
+        exporter="legacy-fold",
+        seed=1,
+        expect_prunable=True,
+    )
     original = export(build(spec), spec.exporter)
     rewritten = paddle_style(original)
     assert sum(n.op_type == "Reshape" for n in rewritten.graph.node) >= 8
@@ -221,8 +259,13 @@ def test_a_torch_net_rewritten_paddle_style_prunes_like_the_original(keep_seed):
     assert figures["strict"]
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.data())
 def test_random_architectures_rewritten_paddle_style_prune_like_the_original(data):
     """The property test's random nets (tests/test_property_graphs.py), biases behind Reshape(Constant)."""

@@ -1,5 +1,6 @@
 """Patterns real exporters write (tests/pattern_models.py): Constant-node weights, unnamed nodes,
 computed Reshape targets, LSTMs, `?` dims, quantized ops; profile must read every one of them."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,11 @@ def test_constant_node_weights_equal_the_initializer_form():
     as_inits = onnx.ModelProto()
     as_inits.CopyFrom(model)
     for node in [n for n in as_inits.graph.node if n.op_type == "Constant"]:
-        value = onnx.numpy_helper.to_array(node.attribute[0].t) if node.attribute[0].name == "value" \
+        value = (
+            onnx.numpy_helper.to_array(node.attribute[0].t)
+            if node.attribute[0].name == "value"
             else np.asarray(node.attribute[0].floats, np.float32)
+        )
         as_inits.graph.initializer.append(onnx.numpy_helper.from_array(value, node.output[0]))
         as_inits.graph.node.remove(node)
     strip = lambda rows: [{k: v for k, v in row.items() if k != "node"} for row in rows]  # noqa: E731
@@ -63,8 +67,8 @@ def test_display_name_prefers_the_name():
 
 def test_pruning_constant_node_weights_keeps_the_zero_mask_oracle():
     from onnxprune.analysis.groups import channel_groups
-    from onnxprune.prune.surgery import prune_channels
     from onnxprune.measure.verify import max_relative_error, run, zero_mask
+    from onnxprune.prune.surgery import prune_channels
 
     model = pm.constant_weights(c1=4, c2=6)
     deps = channel_groups(model)
@@ -94,8 +98,14 @@ def test_qdq_conv_counts_int8_weights_like_the_float_op():
 
 def test_conv_integer_and_matmul_integer_are_counted():
     rows = _rows(pm.conv_integer(cin=3, cout=8, size=8))
-    assert rows["conv_int"] == {"node": "conv_int", "op": "ConvInteger", "out_channels": 8, "params": 216,
-                                "flops": 8 * 64 * 27, "memory_bytes": 216 + 8 * 64 * 4}  # int8 W, int32 output
+    assert rows["conv_int"] == {
+        "node": "conv_int",
+        "op": "ConvInteger",
+        "out_channels": 8,
+        "params": 216,
+        "flops": 8 * 64 * 27,
+        "memory_bytes": 216 + 8 * 64 * 4,
+    }  # int8 W, int32 output
     assert rows["matmul_int"]["params"] == 32 and rows["matmul_int"]["flops"] == 64 * 8 * 4
 
 
@@ -124,19 +134,31 @@ def quantized_models(tmp_path_factory):
         def get_next(self):
             return next(self.feeds, None)
 
-    paths = {"float": source, "dynamic": folder / "dynamic.onnx", "qdq": folder / "qdq.onnx",
-             "qoperator": folder / "qoperator.onnx"}
-    quantization.quantize_dynamic(source, paths["dynamic"], op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-                                  weight_type=quantization.QuantType.QInt8)
-    quantization.quantize_static(source, paths["qdq"], Reader(), quant_format=quantization.QuantFormat.QDQ,
-                                 per_channel=True)
-    quantization.quantize_static(source, paths["qoperator"], Reader(),
-                                 quant_format=quantization.QuantFormat.QOperator, per_channel=True)
+    paths = {
+        "float": source,
+        "dynamic": folder / "dynamic.onnx",
+        "qdq": folder / "qdq.onnx",
+        "qoperator": folder / "qoperator.onnx",
+    }
+    quantization.quantize_dynamic(
+        source,
+        paths["dynamic"],
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+        weight_type=quantization.QuantType.QInt8,
+    )
+    quantization.quantize_static(
+        source, paths["qdq"], Reader(), quant_format=quantization.QuantFormat.QDQ, per_channel=True
+    )
+    quantization.quantize_static(
+        source, paths["qoperator"], Reader(), quant_format=quantization.QuantFormat.QOperator, per_channel=True
+    )
     return {k: str(v) for k, v in paths.items()}
 
 
-@pytest.mark.parametrize("kind,ops", [("dynamic", {"ConvInteger", "MatMulInteger"}), ("qdq", {"Conv", "Gemm"}),
-                                      ("qoperator", {"QLinearConv", "QGemm"})])
+@pytest.mark.parametrize(
+    "kind,ops",
+    [("dynamic", {"ConvInteger", "MatMulInteger"}), ("qdq", {"Conv", "Gemm"}), ("qoperator", {"QLinearConv", "QGemm"})],
+)
 def test_quantizer_outputs_keep_the_float_macs(quantized_models, kind, ops):
     ours = profile(quantized_models[kind])
     floats = profile(quantized_models["float"])
@@ -166,8 +188,11 @@ def test_quantized_totals_match_onnx_tool(tmp_path, builder):
     for node in nodes.values():
         if node.op_type not in ("Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul"):
             continue
-        params = int(node.params) + sum(int(producers[i].params) for i in node.input
-                                        if i in producers and producers[i].op_type == "DequantizeLinear")
+        params = int(node.params) + sum(
+            int(producers[i].params)
+            for i in node.input
+            if i in producers and producers[i].op_type == "DequantizeLinear"
+        )
         bias = {"Conv": 2, "Gemm": 2, "QLinearConv": 8}.get(node.op_type)
         bias_macs = int(np.prod(node.outshape)) if bias is not None and len(node.input) > bias else 0
         assert ours[node.name]["params"] == params, node.name
@@ -210,9 +235,12 @@ def test_constant_first_matmul_is_reported():
 def test_embedding_table_is_reported():
     table = onnx.numpy_helper.from_array(np.ones((100, 8), np.float32), "table")
     graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Gather", ["table", "ids"], ["y"], name="embed")], "embedding",
+        [onnx.helper.make_node("Gather", ["table", "ids"], ["y"], name="embed")],
+        "embedding",
         [onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 5])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 5, 8])], [table])
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 5, 8])],
+        [table],
+    )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
     assert profile(model).uncounted == [{"node": "embed", "op": "Gather", "elements": 800}]
 

@@ -1,5 +1,6 @@
 """Shapes that always resolve: ONNX inference, then onnxruntime's symbolic inference, then a probe
 run; the method is reported; the `--input-shape` hint uses the model's own rank and dims."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """On the real-graph corpus (`make corpus`; skipped when absent): every tensor's shape resolves
 (ONNX, symbolic or probe) and equals the shape an onnxruntime run on random inputs produces."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`onnxprune sweep`: baseline + modes x targets, trained on a real CIFAR-10 slice, resumable, plotted."""
+
 from __future__ import annotations
 
 import csv
@@ -19,23 +20,28 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 needs_cifar = pytest.mark.skipif(not DEFAULT_CIFAR10.is_file(), reason="the shared CIFAR-10 zip is not here")
 
 
-@pytest.fixture(scope="module")
-def tiny_cnn(tmp_path_factory) -> Path:
-    import onnx
-
-    from trainers.testing import export_torch, tiny_classifier
-
-    torch.manual_seed(0)
-    model = export_torch(tiny_classifier(bn=True, width=8), "legacy", shape=(1, 3, 32, 32))
-    path = tmp_path_factory.mktemp("sweep_model") / "tiny.onnx"
-    onnx.save(model, str(path))
-    return path
-
-
 def _args(model: Path, out: Path, *extra: str) -> list[str]:
-    return ["sweep", str(model), "--modes", "PA,FA", "--targets", "0.5", "--epochs", "1",
-            "--limit-train", "256", "--limit-test", "256", "--bench-runs", "5", "--threads", "2",
-            "-o", str(out), *extra]
+    return [
+        "sweep",
+        str(model),
+        "--modes",
+        "PA,FA",
+        "--targets",
+        "0.5",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "256",
+        "--limit-test",
+        "256",
+        "--bench-runs",
+        "5",
+        "--threads",
+        "2",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 @needs_cifar
@@ -54,8 +60,15 @@ def test_sweep_writes_results_plots_and_resumes(tiny_cnn, tmp_path, capsys):
     assert set(COLUMNS) <= set(rows[0])
     for row in rows:
         assert 0.0 <= float(row["accuracy"]) <= 1.0
-        for key in ("params", "flops", "memory_bytes", "latency_ms", "energy_uj_per_image", "train_wall_seconds",
-                    "images_per_s"):
+        for key in (
+            "params",
+            "flops",
+            "memory_bytes",
+            "latency_ms",
+            "energy_uj_per_image",
+            "train_wall_seconds",
+            "images_per_s",
+        ):
             assert float(row[key]) > 0, key
     base, pa, fa = rows
     assert base["mode"] == "" and pa["mode"] == "PA" and fa["mode"] == "FA"
@@ -99,17 +112,20 @@ def test_sweep_writes_results_plots_and_resumes(tiny_cnn, tmp_path, capsys):
     assert "seed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--modes", "PA,XX"], "unknown mode"),
-    (["--targets", "0.5,1.0"], "outside (0, 1)"),
-    (["--targets", "0"], "outside (0, 1)"),
-    (["--targets", "abc"], "not a number"),
-    (["--bench-runs", "0"], "--bench-runs"),
-    (["--data", "cifar10=/nonexistent/zip"], "does not exist"),
-    (["--epochs", "0"], "--epochs"),
-    (["--device", "tpu"], "--device 'tpu'"),
-    (["--norm", "maybe"], "--norm 'maybe'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--modes", "PA,XX"], "unknown mode"),
+        (["--targets", "0.5,1.0"], "outside (0, 1)"),
+        (["--targets", "0"], "outside (0, 1)"),
+        (["--targets", "abc"], "not a number"),
+        (["--bench-runs", "0"], "--bench-runs"),
+        (["--data", "cifar10=/nonexistent/zip"], "does not exist"),
+        (["--epochs", "0"], "--epochs"),
+        (["--device", "tpu"], "--device 'tpu'"),
+        (["--norm", "maybe"], "--norm 'maybe'"),
+    ],
+)
 def test_bad_input_exits_2_before_any_work(tiny_cnn, tmp_path, capsys, extra, message):
     out = tmp_path / "run"
     argv = ["sweep", str(tiny_cnn), "-o", str(out), "--modes", "PA", "--targets", "0.5", *extra]
@@ -139,6 +155,7 @@ def test_parsers():
 
 # ------------------------------------------------------------ --input-shape, file modes (issue 16 item 10)
 
+
 @pytest.fixture
 def symbolic_cnn(tmp_path) -> Path:
     from tests.trainers.test_cli import symbolic_hw_model
@@ -159,9 +176,30 @@ def test_input_shape_reaches_every_run_and_files_get_the_umask_mode(symbolic_cnn
     out = tmp_path / "run"
     old = os.umask(0o027)
     try:
-        rc = main(["sweep", str(symbolic_cnn), "--modes", "PA", "--targets", "0.5", "--epochs", "1",
-                   "--bench-runs", "2", "--threads", "1", "--data", f"cifar10={pickles}", "-q", "--json",
-                   "--input-shape", f"{name}=1x3x32x32", "-o", str(out)])
+        rc = main(
+            [
+                "sweep",
+                str(symbolic_cnn),
+                "--modes",
+                "PA",
+                "--targets",
+                "0.5",
+                "--epochs",
+                "1",
+                "--bench-runs",
+                "2",
+                "--threads",
+                "1",
+                "--data",
+                f"cifar10={pickles}",
+                "-q",
+                "--json",
+                "--input-shape",
+                f"{name}=1x3x32x32",
+                "-o",
+                str(out),
+            ]
+        )
     finally:
         os.umask(old)
     captured = capsys.readouterr()

@@ -3,6 +3,7 @@
 Ray stays on loopback (docs/cluster.md, DESIGN.md): the single-node Ray is started by RayExecutor
 itself (which forces 127.0.0.1); the two-node cluster lives in a network namespace of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ ray = pytest.importorskip("ray")
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.sweep.executors import RayExecutor  # noqa: E402
 from onnxprune.sweep.grid import write_outputs  # noqa: E402
-from tests.sweep.test_sweep import needs_cifar, tiny_cnn  # noqa: E402,F401  (the same tiny model and data guard)
+from tests.sweep.test_sweep import needs_cifar  # noqa: E402  (the same data guard)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,9 +45,27 @@ def local_ray():
 
 
 def _args(model: Path, out: Path, *extra: str, targets: str = "0.5") -> list[str]:
-    return ["sweep", str(model), "--modes", "PA,FA", "--targets", targets, "--epochs", "1",
-            "--limit-train", "256", "--limit-test", "256", "--bench-runs", "3", "--threads", "1",
-            "-o", str(out), *extra]
+    return [
+        "sweep",
+        str(model),
+        "--modes",
+        "PA,FA",
+        "--targets",
+        targets,
+        "--epochs",
+        "1",
+        "--limit-train",
+        "256",
+        "--limit-test",
+        "256",
+        "--bench-runs",
+        "3",
+        "--threads",
+        "1",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def _files(out: Path) -> set[str]:
@@ -64,8 +83,13 @@ def test_ray_sweep_matches_local_resumes_and_reports_failed_runs(tiny_cnn, tmp_p
     assert main(_args(tiny_cnn, remote, "-q", "--executor", "ray", "--cpus-per-run", "1")) == 0
     capsys.readouterr()
     assert _files(remote) == _files(local)
-    assert {"baseline/trained.onnx", "PA-0.5/pruned.onnx", "FA-0.5/result.json", "results.csv",
-            "tradeoffs.png"} <= _files(remote)
+    assert {
+        "baseline/trained.onnx",
+        "PA-0.5/pruned.onnx",
+        "FA-0.5/result.json",
+        "results.csv",
+        "tradeoffs.png",
+    } <= _files(remote)
     ours, theirs = _results(remote), _results(local)
     assert sorted(ours) == sorted(theirs) == ["FA-0.5", "PA-0.5", "baseline"]
     for name in ours:
@@ -103,8 +127,29 @@ def test_ray_sweep_matches_local_resumes_and_reports_failed_runs(tiny_cnn, tmp_p
 @needs_cifar
 def test_local_executor_reports_a_failed_run_too(tiny_cnn, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["sweep", str(tiny_cnn), "--modes", "PA", "--targets", "0.001", "--epochs", "1", "--limit-train",
-               "64", "--limit-test", "64", "--bench-runs", "1", "--threads", "1", "-q", "-o", str(out)])
+    rc = main(
+        [
+            "sweep",
+            str(tiny_cnn),
+            "--modes",
+            "PA",
+            "--targets",
+            "0.001",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "64",
+            "--limit-test",
+            "64",
+            "--bench-runs",
+            "1",
+            "--threads",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "PA-0.001" in err and "target unreachable" in err
     assert (out / "baseline" / "result.json").is_file() and (out / "results.csv").is_file()
@@ -133,8 +178,18 @@ def test_plot_legend_warns_when_latency_comes_from_several_machines(tmp_path, mo
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", savefig)
-    row = {"mode": None, "target": None, "accuracy": 0.5, "params": 10, "flops": 10, "memory_bytes": 10,
-           "latency_ms": 1.0, "energy_uj_per_image": 1.0, "name": "baseline", "machine": {"hostname": "a"}}
+    row = {
+        "mode": None,
+        "target": None,
+        "accuracy": 0.5,
+        "params": 10,
+        "flops": 10,
+        "memory_bytes": 10,
+        "latency_ms": 1.0,
+        "energy_uj_per_image": 1.0,
+        "name": "baseline",
+        "machine": {"hostname": "a"},
+    }
     rows = [row, dict(row, mode="PA", target=0.5, name="PA-0.5", machine={"hostname": "b"})]
     write_outputs(rows, tmp_path)
     assert any("benched on 2 machines" in text for text in legends)
@@ -161,8 +216,11 @@ def test_two_nodes_both_run_sweep_runs(tiny_cnn, tmp_path):
     ray_bin = str(Path(sys.executable).with_name("ray"))
     netns = f"onnxprune-{uuid.uuid4().hex[:8]}"
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = dict(os.environ, RAY_AUTH_MODE="disabled",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        RAY_AUTH_MODE="disabled",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # it refuses a second node; the namespace isolates
     inside = ["ip", "netns", "exec", netns]
     nodes: list[subprocess.Popen] = []
@@ -170,24 +228,51 @@ def test_two_nodes_both_run_sweep_runs(tiny_cnn, tmp_path):
     try:
         subprocess.run(inside + ["ip", "link", "set", "lo", "up"], check=True)
         common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
-        for argv, log in (([ray_bin, "start", "--head", "--port", "6379", "--temp-dir", temp,
-                            "--include-dashboard", "false"], "head.log"),
-                          ([ray_bin, "start", "--address", "127.0.0.1:6379", "--resources", '{"second_node": 1}'],
-                           "worker.log")):
+        for argv, log in (
+            (
+                [ray_bin, "start", "--head", "--port", "6379", "--temp-dir", temp, "--include-dashboard", "false"],
+                "head.log",
+            ),
+            ([ray_bin, "start", "--address", "127.0.0.1:6379", "--resources", '{"second_node": 1}'], "worker.log"),
+        ):
             with open(tmp_path / log, "w") as handle:
-                nodes.append(subprocess.Popen(inside + argv + common, env=env, stdout=handle,
-                                              stderr=subprocess.STDOUT, start_new_session=True))
+                nodes.append(
+                    subprocess.Popen(
+                        inside + argv + common, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
             for _ in range(120):  # each node announces itself; the worker needs the head up first
                 if "Ray runtime started" in (tmp_path / log).read_text() or nodes[-1].poll() is not None:
                     break
                 time.sleep(0.5)
             assert "Ray runtime started" in (tmp_path / log).read_text(), (tmp_path / log).read_text()[-2000:]
         out = tmp_path / "run"
-        done = subprocess.run(inside + [sys.executable, "-m", "onnxprune"]
-                              + _args(tiny_cnn, out, "-q", "--json", "--executor", "ray", "--modes", "PA",
-                                      "--limit-test", "64", "--bench-runs", "1",  # where, not how well
-                                      "--address", "127.0.0.1:6379", "--cpus-per-run", "1"),
-                              env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            inside
+            + [sys.executable, "-m", "onnxprune"]
+            + _args(
+                tiny_cnn,
+                out,
+                "-q",
+                "--json",
+                "--executor",
+                "ray",
+                "--modes",
+                "PA",
+                "--limit-test",
+                "64",
+                "--bench-runs",
+                "1",  # where, not how well
+                "--address",
+                "127.0.0.1:6379",
+                "--cpus-per-run",
+                "1",
+            ),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         runs = json.loads(done.stdout)["runs"]
         assert [r["name"] for r in runs] == ["baseline", "PA-0.5"]

@@ -1,4 +1,5 @@
 """The `train` verb's shared options: --input-shape (symbolic H/W), --seed, outputs checked first."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ torch = pytest.importorskip("torch")
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.read.shapes import input_shape_hint  # noqa: E402
 from trainers import loop  # noqa: E402
-from trainers.testing import export_torch, tiny_classifier, write_cifar_pickles  # noqa: E402
+from trainers.testing import export_torch, tiny_classifier  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -39,11 +40,6 @@ def model(tmp_path) -> Path:
     return symbolic_hw_model(tmp_path / "sym.onnx")
 
 
-@pytest.fixture
-def pickles(tmp_path) -> Path:
-    return write_cifar_pickles(tmp_path / "data", per_batch=8, n_test=10)
-
-
 def one_line_error(rc, capsys, *needles) -> str:
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "Traceback" not in err, err
@@ -53,8 +49,22 @@ def one_line_error(rc, capsys, *needles) -> str:
 
 
 def _train(model, out, *extra):
-    return main(["train", str(model), "-o", str(out), "--epochs", "1", "--batch-size", "8", "--threads", "1",
-                 "--quiet", *map(str, extra)])
+    return main(
+        [
+            "train",
+            str(model),
+            "-o",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--quiet",
+            *map(str, extra),
+        ]
+    )
 
 
 def test_symbolic_hw_without_input_shape_names_the_hint(model, pickles, tmp_path, capsys, monkeypatch):
@@ -91,8 +101,9 @@ def test_negative_seed_is_a_usage_error(model, tmp_path, capsys):
 def test_outputs_checked_before_torch_or_data(where, model, read_only, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # would say "install onnxprune[train]" if reached
     monkeypatch.setattr(loop, "_load_data", lambda *a, **k: pytest.fail("data decoded before the output check"))
-    out, log = (read_only / "t.onnx", tmp_path / "t.jsonl") if where == "-o" else \
-        (tmp_path / "t.onnx", read_only / "t.jsonl")
+    out, log = (
+        (read_only / "t.onnx", tmp_path / "t.jsonl") if where == "-o" else (tmp_path / "t.onnx", read_only / "t.jsonl")
+    )
     rc = _train(model, out, "--log", log)
     one_line_error(rc, capsys, where, "cannot write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "sym.onnx"]

@@ -1,4 +1,5 @@
 """ONNX -> torch -> ONNX: the trainer's converter reproduces onnxruntime, trains in any batch size."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 from onnxprune.errors import UserError  # noqa: E402
 from trainers.convert import convert, export_onnx  # noqa: E402
@@ -29,8 +30,8 @@ class SmallNet(nn.Module):
 
     def forward(self, x):
         x = self.stem(x)
-        x = F.max_pool2d(x + self.dw(x), 2)                       # residual add, depthwise conv
-        x = self.pw(torch.cat([x, torch.sigmoid(x)], dim=1))      # concat
+        x = F.max_pool2d(x + self.dw(x), 2)  # residual add, depthwise conv
+        x = self.pw(torch.cat([x, torch.sigmoid(x)], dim=1))  # concat
         x = F.max_pool2d(F.relu(x), 2)
         x = torch.relu(torch.flatten(x, 1) @ self.head_w + self.head_b)  # MatMul + Add
         return self.fc(x)
@@ -46,8 +47,11 @@ def test_round_trip_small_cnn(exporter, tmp_path):
     shapes = {tuple(p.shape) for p in module.parameters()}
     assert (20, 768) in shapes and (20,) in shapes
     n_params = sum(p.numel() for p in module.parameters())
-    initializer_floats = sum(int(np.prod(i.dims)) for i in model.graph.initializer
-                             if i.data_type == TensorProto.FLOAT and "running" not in i.name)
+    initializer_floats = sum(
+        int(np.prod(i.dims))
+        for i in model.graph.initializer
+        if i.data_type == TensorProto.FLOAT and "running" not in i.name
+    )
     assert n_params >= initializer_floats - 64  # all weights (BN stats aside) are parameters
     # trains with batch > 1 and BatchNorm in train mode, gradients reach every parameter
     module.train()
@@ -69,17 +73,17 @@ class KitchenSink(nn.Module):
 
     def forward(self, x):
         x = self.prelu(self.b1(self.c1(x)))
-        a, b = torch.chunk(x, 2, dim=1)                                   # Split
+        a, b = torch.chunk(x, 2, dim=1)  # Split
         x = torch.cat([F.hardswish(a), torch.sigmoid(b) * F.hardsigmoid(b)], 1)
-        x = F.pad(x, (1, 0, 1, 0))[:, :, 1:, 1:]                           # Pad, Slice
-        x = self.ct(x)                                                     # ConvTranspose
+        x = F.pad(x, (1, 0, 1, 0))[:, :, 1:, 1:]  # Pad, Slice
+        x = self.ct(x)  # ConvTranspose
         x = F.elu(self.c2(torch.tanh(x))) - 0.5
         x = F.leaky_relu(F.gelu(x) / 2.0, 0.1)
         x = F.relu6(F.avg_pool2d(F.max_pool2d(x, 3, 2, 1), 2, ceil_mode=True))
-        g = F.adaptive_max_pool2d(x, 1) + F.adaptive_avg_pool2d(x, 1)      # GlobalMax/AveragePool
-        y = x.mean((2, 3)) + g.squeeze(-1).squeeze(-1)                     # ReduceMean, Squeeze
-        y = self.fc(y.unsqueeze(1)).squeeze(1)                             # MatMul on 3-d, Unsqueeze
-        return F.softmax(y.transpose(0, 1), dim=0).transpose(0, 1)         # Transpose, Softmax
+        g = F.adaptive_max_pool2d(x, 1) + F.adaptive_avg_pool2d(x, 1)  # GlobalMax/AveragePool
+        y = x.mean((2, 3)) + g.squeeze(-1).squeeze(-1)  # ReduceMean, Squeeze
+        y = self.fc(y.unsqueeze(1)).squeeze(1)  # MatMul on 3-d, Unsqueeze
+        return F.softmax(y.transpose(0, 1), dim=0).transpose(0, 1)  # Transpose, Softmax
 
 
 @pytest.mark.parametrize("opset", [11, 17])
@@ -100,6 +104,7 @@ def test_round_trip_many_ops_dynamo(tmp_path):
 
 def test_legacy_dynamic_shape_subgraph_is_folded(tmp_path):
     """x.view(x.size(0), -1) under dynamic axes: Shape/Gather/Unsqueeze/Concat -> Reshape(-1, ...)."""
+
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -109,6 +114,7 @@ def test_legacy_dynamic_shape_subgraph_is_folded(tmp_path):
         def forward(self, x):
             x = F.max_pool2d(self.conv(x), 2)
             return self.fc(x.view(x.size(0), -1))
+
     model = export_torch(Net(), "legacy", dynamic_batch=True)
     assert {"Shape", "Gather", "Unsqueeze", "Concat"} <= {n.op_type for n in model.graph.node}
     module = round_trip(model, tmp_path)
@@ -125,36 +131,48 @@ def _graph(nodes, inputs, outputs, inits, opset=17) -> onnx.ModelProto:
 
 
 def _arr(name, *shape, seed=0, scale=0.5):
-    return numpy_helper.from_array((np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32), name)
+    return numpy_helper.from_array(
+        (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32), name
+    )
 
 
 def test_static_batch_one_reshape_trains_with_larger_batches(tmp_path):
     """The dynamo exporter's Reshape(x, [1, 256]) is read as [-1, 256]: batch 8 runs, per sample."""
     shape = numpy_helper.from_array(np.array([1, 256], dtype=np.int64), "shape")
-    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("Reshape", ["r", "shape"], ["flat"], name="reshape"),
-             helper.make_node("Gemm", ["flat", "fc"], ["logits"], name="fc", transB=1)]
-    model = _graph(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
-                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-                   [_arr("w", 4, 4, 3, 3), shape, _arr("fc", 10, 256, seed=1, scale=0.05)])
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "shape"], ["flat"], name="reshape"),
+        helper.make_node("Gemm", ["flat", "fc"], ["logits"], name="fc", transB=1),
+    ]
+    model = _graph(
+        nodes,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [_arr("w", 4, 4, 3, 3), shape, _arr("fc", 10, 256, seed=1, scale=0.05)],
+    )
     module = round_trip(model, tmp_path, shape=(1, 4, 8, 8))
     x = torch.randn(8, 4, 8, 8)
     with torch.no_grad():
         batched = module(x)
-        single = torch.cat([module(x[i:i + 1]) for i in range(8)])
+        single = torch.cat([module(x[i : i + 1]) for i in range(8)])
     assert batched.shape == (8, 10)
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
 
 
 def test_gemm_attributes_become_parameters():
     """Gemm transA/transB/alpha/beta: the weight and the bias are Parameters, results match."""
-    nodes = [helper.make_node("Transpose", ["input"], ["t"], name="t", perm=[1, 0]),
-             helper.make_node("Gemm", ["t", "B", "C"], ["logits"], name="gemm", transA=1, transB=0, alpha=0.5,
-                              beta=2.0)]
-    model = _graph(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 6])],
-                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 5])],
-                   [_arr("B", 6, 5), _arr("C", 1, 5, seed=2)], opset=13)
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["t"], name="t", perm=[1, 0]),
+        helper.make_node("Gemm", ["t", "B", "C"], ["logits"], name="gemm", transA=1, transB=0, alpha=0.5, beta=2.0),
+    ]
+    model = _graph(
+        nodes,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 5])],
+        [_arr("B", 6, 5), _arr("C", 1, 5, seed=2)],
+        opset=13,
+    )
     x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
     module = convert(model).eval()
     with torch.no_grad():
@@ -164,11 +182,18 @@ def test_gemm_attributes_become_parameters():
 
 
 def test_opset6_clip_attributes():
-    nodes = [helper.make_node("Clip", ["input"], ["c"], name="clip", min=-0.5, max=0.7),
-             helper.make_node("LeakyRelu", ["c"], ["l"], name="lrelu", alpha=0.2),
-             helper.make_node("HardSigmoid", ["l"], ["logits"], name="hs", alpha=0.3, beta=0.4)]
-    model = _graph(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 6])],
-                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 6])], [], opset=6)
+    nodes = [
+        helper.make_node("Clip", ["input"], ["c"], name="clip", min=-0.5, max=0.7),
+        helper.make_node("LeakyRelu", ["c"], ["l"], name="lrelu", alpha=0.2),
+        helper.make_node("HardSigmoid", ["l"], ["logits"], name="hs", alpha=0.3, beta=0.4),
+    ]
+    model = _graph(
+        nodes,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 6])],
+        [],
+        opset=6,
+    )
     x = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
     with torch.no_grad():
         assert_close(convert(model).eval()(torch.from_numpy(x)).numpy(), run_ort(model, x))
@@ -177,20 +202,44 @@ def test_opset6_clip_attributes():
 def test_padding_pooling_variants_match_onnxruntime():
     """auto_pad SAME_UPPER, asymmetric pads, AveragePool without counting pads, ConvTranspose."""
     nodes = [
-        helper.make_node("Conv", ["input", "w1", "b1"], ["a"], name="same", auto_pad="SAME_UPPER", strides=[2, 2],
-                         kernel_shape=[3, 3]),
+        helper.make_node(
+            "Conv",
+            ["input", "w1", "b1"],
+            ["a"],
+            name="same",
+            auto_pad="SAME_UPPER",
+            strides=[2, 2],
+            kernel_shape=[3, 3],
+        ),
         helper.make_node("Conv", ["a", "w2"], ["b"], name="asym", pads=[0, 1, 2, 1], kernel_shape=[3, 3]),
         helper.make_node("MaxPool", ["b"], ["c"], name="mp", kernel_shape=[2, 2], pads=[1, 1, 0, 0], strides=[2, 2]),
-        helper.make_node("AveragePool", ["c"], ["d"], name="ap", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                         count_include_pad=0),
-        helper.make_node("ConvTranspose", ["d", "wt", "bt"], ["e"], name="ct", strides=[2, 2], kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        helper.make_node(
+            "AveragePool", ["c"], ["d"], name="ap", kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0
+        ),
+        helper.make_node(
+            "ConvTranspose",
+            ["d", "wt", "bt"],
+            ["e"],
+            name="ct",
+            strides=[2, 2],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            output_padding=[1, 1],
+        ),
         helper.make_node("Sigmoid", ["e"], ["logits"], name="sig"),
     ]
-    model = _graph(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 17, 17])],
-                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 10, 10])],
-                   [_arr("w1", 6, 3, 3, 3), _arr("b1", 6, seed=1), _arr("w2", 5, 6, 3, 3, seed=2),
-                    _arr("wt", 5, 4, 3, 3, seed=3), _arr("bt", 4, seed=4)])
+    model = _graph(
+        nodes,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 17, 17])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 10, 10])],
+        [
+            _arr("w1", 6, 3, 3, 3),
+            _arr("b1", 6, seed=1),
+            _arr("w2", 5, 6, 3, 3, seed=2),
+            _arr("wt", 5, 4, 3, 3, seed=3),
+            _arr("bt", 4, seed=4),
+        ],
+    )
     x = np.random.default_rng(0).standard_normal((1, 3, 17, 17)).astype(np.float32)
     module = convert(model).eval()
     with torch.no_grad():
@@ -212,10 +261,16 @@ def test_batchnorm_becomes_trainable_batchnorm():
 
 
 def test_unsupported_op_names_node_and_op():
-    nodes = [helper.make_node("Relu", ["input"], ["r"], name="relu"),
-             helper.make_node("Shrink", ["r"], ["logits"], name="weird_norm")]
-    model = _graph(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
-                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], [])
+    nodes = [
+        helper.make_node("Relu", ["input"], ["r"], name="relu"),
+        helper.make_node("Shrink", ["r"], ["logits"], name="weird_norm"),
+    ]
+    model = _graph(
+        nodes,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [],
+    )
     with pytest.raises(UserError, match=r"node 'weird_norm' \(op Shrink\) is not supported by the trainer's converter"):
         convert(model)
 

@@ -1,6 +1,7 @@
 """The converter on the real third-party corpus (`make corpus`; CORPUS_DIR): every float model's
 outputs equal onnxruntime's within 1e-4 (relative to max(1, |output|)); a quantized one is refused
 naming its ops. Skipped when the corpus is absent."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def test_converter_matches_onnxruntime(item):
     import onnxruntime as ort
 
     path = CORPUS / item["file"]
-    (name, shape), = item["input_shape"].items()
+    ((name, shape),) = item["input_shape"].items()
     if item.get("quantized"):
         with pytest.raises(UserError, match="is not supported by the trainer's converter"):
             convert(path, input_shape=shape)
@@ -49,6 +50,7 @@ def test_converter_matches_onnxruntime(item):
         assert np.abs(g.numpy().astype(np.float64) - e).max() <= 1e-4 * max(1.0, float(np.abs(e).max()))
     # the weights written back (initializers or Constant nodes) give the same graph, the same outputs
     import onnx
+
     source = onnx.load(str(path))
     back = write_back(module, source)
     assert [n.name for n in back.graph.node] == [n.name for n in source.graph.node]

@@ -1,9 +1,9 @@
 """Dataset loaders (pickles, image folders, zips, the shared CIFAR zip), cache and augmentation."""
+
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +12,7 @@ torch = pytest.importorskip("torch")
 
 from onnxprune.errors import UserError  # noqa: E402
 from trainers import data as data_mod  # noqa: E402
-from trainers.data import (  # noqa: E402
-    CIFAR10_CLASSES, DEFAULT_CIFAR10, Batches, augment_batch, load_dataset, parse_data_spec)
+from trainers.data import CIFAR10_CLASSES, DEFAULT_CIFAR10, Batches, augment_batch, load_dataset, parse_data_spec  # noqa: E402
 from trainers.testing import write_cifar_pickles, write_image_folder  # noqa: E402
 
 
@@ -33,9 +32,12 @@ def test_cifar10_pickles(tmp_path, where):
     assert data.classes == CIFAR10_CLASSES
     assert data.train_y[:6].tolist() == [(1 + i) % 10 for i in range(6)]  # data_batch_1 first, in order
     # the pickle's row layout is channel-major: R plane, G plane, B plane
-    raw = __import__("pickle").load(open(folder / "test_batch", "rb") if where != "tar" else
-                                    open(tmp_path / "d" / "cifar-10-batches-py" / "test_batch", "rb"),
-                                    encoding="bytes")
+    raw = __import__("pickle").load(
+        open(folder / "test_batch", "rb")
+        if where != "tar"
+        else open(tmp_path / "d" / "cifar-10-batches-py" / "test_batch", "rb"),
+        encoding="bytes",
+    )
     assert np.array_equal(data.test_x[0].numpy().reshape(-1), raw[b"data"][0])
 
 
@@ -137,7 +139,7 @@ def test_augment_batch_crops_and_flips_vectorised():
     out = augment_batch(x, gen, pad=4, flip=False)
     for i in range(6):  # each output is some 12x12 window of the zero-padded image
         padded = torch.nn.functional.pad(x[i], (4, 4, 4, 4))
-        assert any(torch.equal(padded[:, dy:dy + 12, dx:dx + 12], out[i]) for dy in range(9) for dx in range(9))
+        assert any(torch.equal(padded[:, dy : dy + 12, dx : dx + 12], out[i]) for dy in range(9) for dx in range(9))
     again = augment_batch(x, torch.Generator().manual_seed(3), pad=4)
     assert torch.equal(again, augment_batch(x, torch.Generator().manual_seed(3), pad=4))
 

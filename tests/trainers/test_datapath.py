@@ -1,5 +1,6 @@
 """`--data cifar10` without a path (trainers/datapath.py): $ONNXPRUNE_DATA, ~/.cache/onnxprune, the
 checkout's shared folder, in that order; not found: one line saying where it looked."""
+
 from __future__ import annotations
 
 import pytest

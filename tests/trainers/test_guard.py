@@ -1,4 +1,5 @@
 """The divergence guard (trainers/guard.py): a run that did not learn exits 2 and writes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ torch = pytest.importorskip("torch")
 
 from onnxprune.cli import main  # noqa: E402
 from trainers.guard import MIN_STEPS, uninformed, verdict  # noqa: E402
-from trainers.testing import (export_torch, folded_cnn, tiny_classifier, write_cifar_pickles,  # noqa: E402
-                              write_image_folder)
+from trainers.testing import export_torch, folded_cnn, tiny_classifier, write_cifar_pickles, write_image_folder  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +25,9 @@ def setup(tmp_path):
     folder = write_image_folder(tmp_path / "images", per_class=60, n_test=10, size=16)
     model = tmp_path / "model.onnx"
     torch.manual_seed(0)
-    onnx.save(export_torch(tiny_classifier(bn=True, width=8, classes=3), "legacy", keep_bn=True,
-                           shape=(1, 3, 16, 16)), model)
+    onnx.save(
+        export_torch(tiny_classifier(bn=True, width=8, classes=3), "legacy", keep_bn=True, shape=(1, 3, 16, 16)), model
+    )
     return model, folder
 
 
@@ -34,8 +35,26 @@ def test_diverging_lr_exits_2_and_writes_nothing(setup, tmp_path, capsys):
     model, folder = setup
     out = tmp_path / "out" / "trained.onnx"
     out.parent.mkdir()
-    argv = ["train", str(model), "-o", str(out), "--data", f"folder={folder}", "--epochs", "2", "--batch-size", "8",
-            "--lr", "1e6", "--schedule", "none", "--quiet", "--threads", "1", "--json"]
+    argv = [
+        "train",
+        str(model),
+        "-o",
+        str(out),
+        "--data",
+        f"folder={folder}",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e6",
+        "--schedule",
+        "none",
+        "--quiet",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert main(argv) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
@@ -50,8 +69,24 @@ def test_uninformed_loss_exits_2_unless_no_guard(tmp_path, capsys):
     model = tmp_path / "folded.onnx"
     onnx.save(folded_cnn(size=32), model)
     out = tmp_path / "trained.onnx"
-    argv = ["train", str(model), "-o", str(out), "--data", f"cifar10={pickles}", "--epochs", "1", "--batch-size", "8",
-            "--norm", "none", "--quiet", "--threads", "1", "--json"]
+    argv = [
+        "train",
+        str(model),
+        "-o",
+        str(out),
+        "--data",
+        f"cifar10={pickles}",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--norm",
+        "none",
+        "--quiet",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert "did not learn" in captured.err and "--norm insert" in captured.err
@@ -59,9 +94,13 @@ def test_uninformed_loss_exits_2_unless_no_guard(tmp_path, capsys):
     assert not out.exists() and not out.with_suffix(".train.jsonl").exists()
     assert main(argv + ["--no-guard"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["verdict"] == {"status": "did not learn", "guard": False, "epoch": 1,
-                                 "train_loss": result["history"][0]["train_loss_tail"],
-                                 "uninformed_loss": round(math.log(10), 6)}
+    assert result["verdict"] == {
+        "status": "did not learn",
+        "guard": False,
+        "epoch": 1,
+        "train_loss": result["history"][0]["train_loss_tail"],
+        "uninformed_loss": round(math.log(10), 6),
+    }
     assert onnx.load(str(out)).metadata_props  # written, and says so
     assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["onnxprune.verdict"] == "did not learn"
 
@@ -81,6 +120,8 @@ def test_bad_norm_refused_before_any_work(setup, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(loop, "convert", lambda *a, **k: (_ for _ in ()).throw(AssertionError("converted")))
     model, folder = setup
-    assert main(["train", str(model), "-o", str(tmp_path / "t.onnx"), "--data", f"folder={folder}",
-                 "--norm", "maybe"]) == 2
+    assert (
+        main(["train", str(model), "-o", str(tmp_path / "t.onnx"), "--data", f"folder={folder}", "--norm", "maybe"])
+        == 2
+    )
     assert "--norm 'maybe': expected one of auto, insert, none" in capsys.readouterr().err

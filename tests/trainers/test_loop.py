@@ -1,4 +1,5 @@
 """Training loop, checkpoints/resume, the `train` and `pipeline` verbs."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,7 @@ from trainers import loop  # noqa: E402
 from trainers.convert import convert  # noqa: E402
 from trainers.data import DEFAULT_CIFAR10, load_dataset  # noqa: E402
 from trainers.loop import RECIPES, lr_at, resolve_config, train  # noqa: E402
-from trainers.testing import (  # noqa: E402
-    dropout_model, export_torch, synthetic_dataset, tiny_classifier, write_cifar_pickles)
+from trainers.testing import dropout_model, export_torch, synthetic_dataset, tiny_classifier, write_cifar_pickles  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,21 +51,36 @@ def one_line_error(capsys) -> str:
 
 # ----------------------------------------------------------------------------------- real data
 
+
 @pytest.mark.skipif(not DEFAULT_CIFAR10.is_file(), reason="the shared CIFAR-10 zip is not here")
 def test_tiny_net_learns_real_cifar_and_onnx_agrees(tiny_model, tmp_path):
     torch.manual_seed(0)
     model = tmp_path / "small.onnx"
     onnx.save(export_torch(tiny_classifier(width=16), "legacy", keep_bn=True), model)
     out = tmp_path / "trained.onnx"
-    result = train(model, "cifar10", epochs=2, limit_train=512, limit_test=500, batch_size=16, lr=0.05,
-                   augment=False, seed=0, threads=1, progress=False, output=out)
+    result = train(
+        model,
+        "cifar10",
+        epochs=2,
+        limit_train=512,
+        limit_test=500,
+        batch_size=16,
+        lr=0.05,
+        augment=False,
+        seed=0,
+        threads=1,
+        progress=False,
+        output=out,
+    )
     first, last = result.history
     assert last["train_loss"] < first["train_loss"] < np.log(10) + 0.05
     assert result.accuracy >= 0.20, result.history  # chance is 0.10
     assert result.onnx_agreement == 1.0
     lines = [json.loads(line) for line in Path(result.log_path).read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
-    assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"} <= set(lines[0])
+    assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"} <= set(
+        lines[0]
+    )
     # the trained ONNX, fed as its metadata says, predicts what the torch module predicts
     trained = onnx.load(str(out))
     meta = {p.key: p.value for p in trained.metadata_props}
@@ -81,6 +96,7 @@ def test_tiny_net_learns_real_cifar_and_onnx_agrees(tiny_model, tmp_path):
 
 
 # -------------------------------------------------------------------------------- resume
+
 
 class _Stop(Exception):
     pass
@@ -104,8 +120,15 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     with pytest.raises(_Stop):
         train(source, data, checkpoint=tmp_path / "b", log=tmp_path / "b.jsonl", **common)
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
-    resumed = train(source, data, checkpoint=tmp_path / "b", log=tmp_path / "b.jsonl", resume=True,
-                    output=tmp_path / "b.onnx", **common)
+    resumed = train(
+        source,
+        data,
+        checkpoint=tmp_path / "b",
+        log=tmp_path / "b.jsonl",
+        resume=True,
+        output=tmp_path / "b.onnx",
+        **common,
+    )
     assert resumed.resumed_from_epoch == 1
 
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
@@ -130,11 +153,33 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------ the CLI
 
+
 def test_cli_train_json_on_pickled_cifar(tiny_model, pickles, tmp_path, capsys):
     out = tmp_path / "trained.onnx"
-    rc = main(["train", str(tiny_model), "--data", f"cifar10={pickles}", "--epochs", "1", "--batch-size", "8",
-               "--threads", "1", "--optimizer", "adam", "--lr", "0.001", "--schedule", "cosine", "--quiet",
-               "--json", "-o", str(out)])
+    rc = main(
+        [
+            "train",
+            str(tiny_model),
+            "--data",
+            f"cifar10={pickles}",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--schedule",
+            "cosine",
+            "--quiet",
+            "--json",
+            "-o",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     summary = json.loads(captured.out)  # stdout holds the JSON alone
@@ -149,8 +194,19 @@ def test_cli_corrupt_checkpoint_is_one_line(tiny_model, pickles, tmp_path, capsy
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "last.pt").write_bytes(b"\x00garbage" * 10)
-    rc = main(["train", str(tiny_model), "--data", f"cifar10={pickles}", "--checkpoint", str(ckpt), "--resume",
-               "-o", str(tmp_path / "t.onnx")])
+    rc = main(
+        [
+            "train",
+            str(tiny_model),
+            "--data",
+            f"cifar10={pickles}",
+            "--checkpoint",
+            str(ckpt),
+            "--resume",
+            "-o",
+            str(tmp_path / "t.onnx"),
+        ]
+    )
     assert rc == 2
     assert "checkpoint is unreadable" in one_line_error(capsys)
     assert not (tmp_path / "t.onnx").exists()
@@ -182,8 +238,10 @@ def test_cli_without_torch_says_what_to_install(tiny_model, tmp_path, capsys, mo
 
 
 def test_core_cli_does_not_import_torch():
-    code = ("import sys; from onnxprune.cli import main; rc = main(['--help']); "
-            "assert 'torch' not in sys.modules, 'torch imported'; print(rc)")
+    code = (
+        "import sys; from onnxprune.cli import main; rc = main(['--help']); "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(rc)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("0")
@@ -191,14 +249,22 @@ def test_core_cli_does_not_import_torch():
 
 # ------------------------------------------------------------------------------ configuration
 
+
 def test_recipes_and_overrides():
     paper = resolve_config("paper")
     assert (paper["optimizer"], paper["lr"], paper["batch_size"], paper["epochs"]) == ("rmsprop", 1e-3, 128, 150)
     cpu = resolve_config("cpu", epochs=1, lr=0.2, limit_train=0)
     assert cpu["epochs"] == 1 and cpu["lr"] == 0.2 and cpu["limit_train"] is None
     assert cpu["optimizer"] == RECIPES["cpu"]["optimizer"]
-    for bad in (dict(recipe="fast"), dict(optimizer="lion"), dict(schedule="step"), dict(epochs=0), dict(lr=-1.0),
-                dict(batch_size=0), dict(limit_test=-5)):
+    for bad in (
+        dict(recipe="fast"),
+        dict(optimizer="lion"),
+        dict(schedule="step"),
+        dict(epochs=0),
+        dict(lr=-1.0),
+        dict(batch_size=0),
+        dict(limit_test=-5),
+    ):
         recipe = bad.pop("recipe", "cpu")
         with pytest.raises(UserError):
             resolve_config(recipe, **bad)
@@ -218,8 +284,7 @@ def test_training_is_deterministic_given_a_seed(tmp_path):
     source = tmp_path / "drop.onnx"
     onnx.save(dropout_model(), source)
     data = synthetic_dataset(n_train=24, n_test=8)
-    runs = [train(source, data, epochs=1, batch_size=8, seed=7, threads=1, progress=False).history[0]
-            for _ in range(2)]
+    runs = [train(source, data, epochs=1, batch_size=8, seed=7, threads=1, progress=False).history[0] for _ in range(2)]
     other = train(source, data, epochs=1, batch_size=8, seed=8, threads=1, progress=False).history[0]
     assert runs[0]["train_loss"] == runs[1]["train_loss"]
     assert other["train_loss"] != runs[0]["train_loss"]
@@ -238,9 +303,29 @@ except ImportError:
 @pytest.mark.skipif(not HAVE_SHRINK, reason="onnxprune.shrink is not there yet")
 def test_pipeline_scratch_cli(tiny_model, pickles, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(["pipeline", "scratch", str(tiny_model), "--mode", "PA", "--target", "0.5", "--data",
-               f"cifar10={pickles}", "--epochs", "1", "--batch-size", "8", "--threads", "1", "-q", "--json",
-               "-o", str(run)])
+    rc = main(
+        [
+            "pipeline",
+            "scratch",
+            str(tiny_model),
+            "--mode",
+            "PA",
+            "--target",
+            "0.5",
+            "--data",
+            f"cifar10={pickles}",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "-q",
+            "--json",
+            "-o",
+            str(run),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     payload = json.loads(captured.out)
@@ -257,8 +342,18 @@ def test_pipeline_scratch_cli(tiny_model, pickles, tmp_path, capsys):
 def test_pipeline_finetune(tiny_model, pickles, tmp_path):
     from onnxprune.cli.commands.pipeline import run_finetune
 
-    payload = run_finetune(str(tiny_model), str(tmp_path / "ft"), mode="FA", target=0.5, finetune_epochs=1,
-                           progress=False, data=f"cifar10={pickles}", epochs=1, batch_size=8, threads=1)
+    payload = run_finetune(
+        str(tiny_model),
+        str(tmp_path / "ft"),
+        mode="FA",
+        target=0.5,
+        finetune_epochs=1,
+        progress=False,
+        data=f"cifar10={pickles}",
+        epochs=1,
+        batch_size=8,
+        threads=1,
+    )
     saved = json.loads((tmp_path / "ft" / "pipeline.json").read_text())
     assert saved == {k: v for k, v in payload.items() if k != "result_path"}
     assert saved["complexity"]["flops"]["after"] <= 0.5 * saved["complexity"]["flops"]["before"]
@@ -271,13 +366,27 @@ def test_pipeline_finetune(tiny_model, pickles, tmp_path):
 
 def test_pipeline_bad_data_fails_before_any_stage(tiny_model, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(["pipeline", "scratch", str(tiny_model), "--mode", "PA", "--target", "0.5", "--data",
-               f"cifar10={tmp_path / 'missing'}", "-o", str(run)])
+    rc = main(
+        [
+            "pipeline",
+            "scratch",
+            str(tiny_model),
+            "--mode",
+            "PA",
+            "--target",
+            "0.5",
+            "--data",
+            f"cifar10={tmp_path / 'missing'}",
+            "-o",
+            str(run),
+        ]
+    )
     assert rc == 2 and "does not exist" in one_line_error(capsys)
     assert not run.exists()
 
 
 # ------------------------------------------------------------------ the model is checked before the data
+
 
 def _no_data(*_args, **_kwargs):
     raise AssertionError("the dataset was decoded before the model was checked")
@@ -302,6 +411,7 @@ def test_model_checked_before_decoding_data(tmp_path, pickles, monkeypatch, caps
 def test_interrupted_train_leaves_no_empty_log(tiny_model, pickles, tmp_path, monkeypatch):
     def interrupt(*_args, **_kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(loop, "evaluate", interrupt)  # stopped in epoch 1, after the training pass
     out = tmp_path / "trained.onnx"
     with pytest.raises(KeyboardInterrupt):

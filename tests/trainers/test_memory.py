@@ -1,4 +1,5 @@
 """trainers.memory: after keep_freed_memory(), freeing and re-allocating a large block costs no page faults."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ print(json.dumps({"applied": applied, "faults": resource.getrusage(resource.RUSA
 
 
 def churn(mode: str, **env: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHURN, mode], cwd=ROOT, capture_output=True, text=True, check=True,
-                          env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env})
+    done = subprocess.run(
+        [sys.executable, "-c", CHURN, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env},
+    )
     return json.loads(done.stdout)
 
 

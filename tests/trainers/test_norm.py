@@ -1,5 +1,6 @@
 """`train --norm`: BatchNorm inserted for training after un-normalised layers, folded back at export
 into the source graph's own structure (trainers/convert/norms.py, writeback.py)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,15 @@ from trainers.convert.norms import insert_norms  # noqa: E402
 from trainers.convert.writeback import write_back  # noqa: E402
 from trainers.guard import DidNotLearn  # noqa: E402
 from trainers.loop import train  # noqa: E402
-from trainers.testing import (export_torch, folded_cnn, run_ort, synthetic_dataset, tiny_classifier,  # noqa: E402
-                              write_cifar_pickles, write_image_folder)
+from trainers.testing import (  # noqa: E402
+    export_torch,
+    folded_cnn,
+    run_ort,
+    synthetic_dataset,
+    tiny_classifier,
+    write_cifar_pickles,
+    write_image_folder,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -34,8 +42,11 @@ def _steps(module, n=4, lr=0.1, shape=(16, 3, 16, 16)):
     for _ in range(n):
         x = torch.randn(*shape, generator=gen)
         out = module(x)
-        loss = out.pow(2).mean() if out.dim() != 2 else torch.nn.functional.cross_entropy(
-            out, torch.randint(0, out.shape[1], (shape[0],), generator=gen))
+        loss = (
+            out.pow(2).mean()
+            if out.dim() != 2
+            else torch.nn.functional.cross_entropy(out, torch.randint(0, out.shape[1], (shape[0],), generator=gen))
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -61,10 +72,22 @@ def test_folded_cnn_learns_with_norm_auto_and_not_without():
     assert last["train_loss"] < first["train_loss_tail"] < 0.8 * np.log(10)
     assert learned.accuracy >= 0.3 and learned.verdict["status"] == "learned"
     with pytest.raises(DidNotLearn, match="did not learn.*--norm insert"):
-        train(proto, data, epochs=2, batch_size=16, lr=0.2, seed=0, threads=1, progress=False, augment=False,
-              norm="none")
-    stalled = train(proto, data, epochs=2, batch_size=16, lr=0.2, seed=0, threads=1, progress=False, augment=False,
-                    norm="none", guard=False)
+        train(
+            proto, data, epochs=2, batch_size=16, lr=0.2, seed=0, threads=1, progress=False, augment=False, norm="none"
+        )
+    stalled = train(
+        proto,
+        data,
+        epochs=2,
+        batch_size=16,
+        lr=0.2,
+        seed=0,
+        threads=1,
+        progress=False,
+        augment=False,
+        norm="none",
+        guard=False,
+    )
     assert min(h["train_loss"] for h in stalled.history) > 0.95 * np.log(10)
     assert stalled.verdict["status"] == "did not learn" and stalled.norm["inserted"] == []
 
@@ -90,8 +113,27 @@ def test_train_cli_writes_the_pruned_graph_structure(tmp_path, capsys):
     source = tmp_path / "folded.onnx"
     onnx.save(folded_cnn(classes=3), source)
     out = tmp_path / "trained.onnx"
-    assert main(["train", str(source), "-o", str(out), "--data", f"folder={folder}", "--epochs", "1",
-                 "--batch-size", "8", "--quiet", "--json", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(source),
+                "-o",
+                str(out),
+                "--data",
+                f"folder={folder}",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--quiet",
+                "--json",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert len(result["norm"]["inserted"]) == 7 and result["norm"]["mode"] == "auto"
     assert result["export"].startswith("written back") and result["verdict"]["status"] in ("learned", "not judged")
@@ -131,8 +173,13 @@ def _constant_weight_model(bias: bool) -> onnx.ModelProto:
     ]
     if bias:
         inits.append(numpy_helper.from_array(np.ones(8, np.float32), "b1"))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 16, 16])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 16, 16])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -161,8 +208,25 @@ def test_pipeline_scratch_inherits_norm_and_guard(tmp_path, capsys):
     model = tmp_path / "folded.onnx"
     onnx.save(folded_cnn(size=32), model)
     run = tmp_path / "run"
-    base = ["pipeline", "scratch", str(model), "--mode", "PA", "--target", "0.5", "--data", f"cifar10={pickles}",
-            "--epochs", "1", "--batch-size", "8", "--threads", "1", "-q", "--json"]
+    base = [
+        "pipeline",
+        "scratch",
+        str(model),
+        "--mode",
+        "PA",
+        "--target",
+        "0.5",
+        "--data",
+        f"cifar10={pickles}",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "-q",
+        "--json",
+    ]
     assert main(base + ["-o", str(run)]) == 0
     saved = json.loads((run / "pipeline.json").read_text())
     assert saved["train"]["norm"]["mode"] == "auto" and len(saved["train"]["norm"]["inserted"]) == 7
@@ -178,8 +242,8 @@ def test_pipeline_scratch_inherits_norm_and_guard(tmp_path, capsys):
 
 
 def test_resume_with_inserted_norms_and_refused_with_another_norm(tmp_path, monkeypatch):
-    from trainers import loop
     from onnxprune.errors import UserError
+    from trainers import loop
 
     data = synthetic_dataset(n_train=48, n_test=16, size=16)
     common = dict(epochs=2, batch_size=8, lr=0.05, seed=1, threads=1, progress=False)
@@ -192,6 +256,7 @@ def test_resume_with_inserted_norms_and_refused_with_another_norm(tmp_path, monk
     def save_then_die(folder, state):
         real_save(folder, state)
         raise Stop
+
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(Stop):
         train(folded_cnn(), data, checkpoint=tmp_path / "b", **common)

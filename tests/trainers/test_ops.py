@@ -1,10 +1,10 @@
 """Converter ops against onnxruntime (1e-4) on synthetic graphs: Resize/Upsample (ops_resize.py),
 LSTM/GRU (ops_rnn.py), the rarer ops the pruner lets through (ops_more.py); every op the pruner
 accepts converts; an unsupported op is refused before any node runs."""
+
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -17,9 +17,13 @@ from trainers.testing import run_ort  # noqa: E402
 
 
 def _model(nodes, x_shape, outputs, inits=(), opset=17, x_type=TensorProto.FLOAT):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", x_type, list(x_shape))],
-                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
-                              list(inits))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", x_type, list(x_shape))],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+        list(inits),
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
@@ -31,6 +35,7 @@ def _t(name, value, dtype=np.float32):
 
 def _run_all(model, x):
     import onnxruntime as ort
+
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"x": x})
 
@@ -53,10 +58,15 @@ def _check(model, x_shape, seed=0):
 # ------------------------------------------------------------------------------------------ Resize
 
 RESIZE_CASES = [
-    ("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),
-    ("nearest", "half_pixel", "round_prefer_ceil"), ("nearest", "align_corners", "round_prefer_floor"),
-    ("nearest", "tf_half_pixel_for_nn", "ceil"), ("nearest", "pytorch_half_pixel", "floor"),
-    ("linear", "half_pixel", None), ("linear", "pytorch_half_pixel", None), ("linear", "align_corners", None),
+    ("nearest", "asymmetric", "floor"),
+    ("nearest", "half_pixel", "round_prefer_floor"),
+    ("nearest", "half_pixel", "round_prefer_ceil"),
+    ("nearest", "align_corners", "round_prefer_floor"),
+    ("nearest", "tf_half_pixel_for_nn", "ceil"),
+    ("nearest", "pytorch_half_pixel", "floor"),
+    ("linear", "half_pixel", None),
+    ("linear", "pytorch_half_pixel", None),
+    ("linear", "align_corners", None),
     ("linear", "asymmetric", None),
 ]
 
@@ -91,8 +101,10 @@ def test_upsample_matches_onnxruntime(mode):
 
 def test_resize_in_a_trainable_graph_writes_back():
     w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("Resize", ["c", "", "scales"], ["y"], name="up", mode="nearest")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Resize", ["c", "", "scales"], ["y"], name="up", mode="nearest"),
+    ]
     model = _model(nodes, (1, 3, 4, 4), ["y"], [_t("w", w), _t("scales", [1, 1, 2, 2])])
     module = _check(model, (1, 3, 4, 4))
     with torch.no_grad():
@@ -106,13 +118,16 @@ def test_resize_in_a_trainable_graph_writes_back():
 
 # -------------------------------------------------------------------------------------- LSTM / GRU
 
+
 def _rnn_model(op, direction, layout, hidden=5, inputs=4, seq=6, batch=2, initial=False, lbr=0, outputs=3):
     rng = np.random.default_rng(1)
     gates = 4 if op == "LSTM" else 3
     dirs = 2 if direction == "bidirectional" else 1
-    inits = [_t("W", rng.standard_normal((dirs, gates * hidden, inputs)) * 0.5),
-             _t("R", rng.standard_normal((dirs, gates * hidden, hidden)) * 0.5),
-             _t("B", rng.standard_normal((dirs, 2 * gates * hidden)) * 0.5)]
+    inits = [
+        _t("W", rng.standard_normal((dirs, gates * hidden, inputs)) * 0.5),
+        _t("R", rng.standard_normal((dirs, gates * hidden, hidden)) * 0.5),
+        _t("B", rng.standard_normal((dirs, 2 * gates * hidden)) * 0.5),
+    ]
     ins = ["x", "W", "R", "B", ""]
     if initial:
         state_shape = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
@@ -147,7 +162,8 @@ def test_batch_first_layout_is_the_transposed_sequence_first(op):
     expected = _run_all(seq_first, x)
     with torch.no_grad():
         got = convert(batch_first, input_shape=[shape[1], shape[0], shape[2]]).eval()(
-            torch.from_numpy(x).transpose(0, 1).contiguous())
+            torch.from_numpy(x).transpose(0, 1).contiguous()
+        )
     assert np.abs(got[0].numpy() - expected[0].transpose(2, 0, 1, 3)).max() < 1e-5
     assert np.abs(got[1].numpy() - expected[1].transpose(1, 0, 2)).max() < 1e-5
 
@@ -169,26 +185,42 @@ def test_lstm_single_output_and_training():
 
 # ------------------------------------------------------------------------------------ the rest
 
-@pytest.mark.parametrize("node, shape, inits, opset", [
-    (helper.make_node("Celu", ["x"], ["y"], alpha=0.7), (2, 3, 4), [], 17),
-    (helper.make_node("ThresholdedRelu", ["x"], ["y"], alpha=0.3), (2, 3, 4), [], 17),
-    (helper.make_node("Hardmax", ["x"], ["y"], axis=1), (2, 5, 3), [], 17),
-    (helper.make_node("LpNormalization", ["x"], ["y"], axis=1, p=2), (2, 5, 3), [], 17),
-    (helper.make_node("LpNormalization", ["x"], ["y"], axis=-1, p=1), (2, 5, 3), [], 17),
-    (helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=1, reverse=1), (2, 5, 3),
-     [_t("axis", 1, np.int64)], 17),
-    (helper.make_node("LRN", ["x"], ["y"], size=3, alpha=1e-2, beta=0.75, bias=1.0), (1, 6, 4, 4), [], 17),
-    (helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], p=2), (1, 3, 6, 6), [], 17),
-    (helper.make_node("GlobalLpPool", ["x"], ["y"], p=3), (1, 3, 5, 5), [], 17),
-    (helper.make_node("ReduceL1", ["x"], ["y"], axes=[1], keepdims=0), (2, 5, 3), [], 17),
-    (helper.make_node("ReduceL2", ["x"], ["y"], axes=[2]), (2, 5, 3), [], 17),
-    (helper.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[1]), (2, 5, 3), [], 17),
-    (helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-5), (2, 3, 5, 5),
-     [_t("s", [1.0, 2.0, 0.5]), _t("b", [0.1, -0.2, 0.3])], 17),
-    (helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=1, epsilon=1e-5), (2, 3, 4, 4),
-     [_t("s", np.linspace(0.5, 2.0, 48).reshape(3, 4, 4)), _t("b", np.linspace(-0.3, 0.3, 48).reshape(3, 4, 4))], 17),
-    (helper.make_node("LayerNormalization", ["x", "s"], ["y"]), (2, 5, 6), [_t("s", np.linspace(0.5, 2.0, 6))], 17),
-])
+
+@pytest.mark.parametrize(
+    "node, shape, inits, opset",
+    [
+        (helper.make_node("Celu", ["x"], ["y"], alpha=0.7), (2, 3, 4), [], 17),
+        (helper.make_node("ThresholdedRelu", ["x"], ["y"], alpha=0.3), (2, 3, 4), [], 17),
+        (helper.make_node("Hardmax", ["x"], ["y"], axis=1), (2, 5, 3), [], 17),
+        (helper.make_node("LpNormalization", ["x"], ["y"], axis=1, p=2), (2, 5, 3), [], 17),
+        (helper.make_node("LpNormalization", ["x"], ["y"], axis=-1, p=1), (2, 5, 3), [], 17),
+        (
+            helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=1, reverse=1),
+            (2, 5, 3),
+            [_t("axis", 1, np.int64)],
+            17,
+        ),
+        (helper.make_node("LRN", ["x"], ["y"], size=3, alpha=1e-2, beta=0.75, bias=1.0), (1, 6, 4, 4), [], 17),
+        (helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], p=2), (1, 3, 6, 6), [], 17),
+        (helper.make_node("GlobalLpPool", ["x"], ["y"], p=3), (1, 3, 5, 5), [], 17),
+        (helper.make_node("ReduceL1", ["x"], ["y"], axes=[1], keepdims=0), (2, 5, 3), [], 17),
+        (helper.make_node("ReduceL2", ["x"], ["y"], axes=[2]), (2, 5, 3), [], 17),
+        (helper.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[1]), (2, 5, 3), [], 17),
+        (
+            helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-5),
+            (2, 3, 5, 5),
+            [_t("s", [1.0, 2.0, 0.5]), _t("b", [0.1, -0.2, 0.3])],
+            17,
+        ),
+        (
+            helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=1, epsilon=1e-5),
+            (2, 3, 4, 4),
+            [_t("s", np.linspace(0.5, 2.0, 48).reshape(3, 4, 4)), _t("b", np.linspace(-0.3, 0.3, 48).reshape(3, 4, 4))],
+            17,
+        ),
+        (helper.make_node("LayerNormalization", ["x", "s"], ["y"]), (2, 5, 6), [_t("s", np.linspace(0.5, 2.0, 6))], 17),
+    ],
+)
 def test_more_ops_match_onnxruntime(node, shape, inits, opset):
     node.name = node.op_type.lower()
     _check(_model([node], shape, ["y"], inits, opset=opset), shape)
@@ -221,9 +253,11 @@ def test_unsupported_op_refused_before_any_node_runs(monkeypatch):
     calls = []
     original = HANDLERS["Relu"]
     monkeypatch.setitem(HANDLERS, "Relu", lambda b, node: calls.append(node) or original(b, node))
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"),
-             helper.make_node("Shrink", ["r"], ["s"], name=""),
-             helper.make_node("Det", ["s"], ["y"], name="det")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="first"),
+        helper.make_node("Shrink", ["r"], ["s"], name=""),
+        helper.make_node("Det", ["s"], ["y"], name="det"),
+    ]
     model = _model(nodes, (2, 3, 3), ["y"])
     with pytest.raises(UserError, match=r"node 'Shrink#1' \(op Shrink\) is not supported.*nor are: Det"):
         convert(model)

@@ -1,4 +1,5 @@
 """The converter on the project's zoo (models/zoo.py) and on pruned zoo graphs."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +12,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainers.convert import convert  # noqa: E402
-
 from trainers.testing import assert_close, only_bn_buffers, round_trip, run_ort  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,17 +19,24 @@ REPO = Path(__file__).resolve().parents[2]
 # ------------------------------------------------------------------------------ the project's zoo
 
 # which variant of each model also makes the full round trip back to ONNX
-EXPORT_BACK = {"vgg16_cifar": ("legacy", "kept"), "alexnet_cifar": ("dynamo", "folded"),
-               "mobilenetv2_cifar": ("dynamo", "kept"), "resnet50_cifar": ("legacy", "folded")}
+EXPORT_BACK = {
+    "vgg16_cifar": ("legacy", "kept"),
+    "alexnet_cifar": ("dynamo", "folded"),
+    "mobilenetv2_cifar": ("dynamo", "kept"),
+    "resnet50_cifar": ("legacy", "folded"),
+}
 
 HAVE_ZOO = importlib.util.find_spec("models.zoo") is not None and importlib.util.find_spec("models.export") is not None
 ZOO_CASES = []
 if HAVE_ZOO:
     from models.zoo import BN_VARIANTS, CIFAR_MODELS, EXPORTERS
 
-    ZOO_CASES = [pytest.param(n, e, b, marks=[pytest.mark.slow] if n.startswith("resnet50") else [],
-                              id=f"{n}.{e}.{b}")
-                 for n in CIFAR_MODELS for e in EXPORTERS for b in BN_VARIANTS]
+    ZOO_CASES = [
+        pytest.param(n, e, b, marks=[pytest.mark.slow] if n.startswith("resnet50") else [], id=f"{n}.{e}.{b}")
+        for n in CIFAR_MODELS
+        for e in EXPORTERS
+        for b in BN_VARIANTS
+    ]
 
 
 @pytest.mark.skipif(not HAVE_ZOO, reason="models.zoo is not there yet")
@@ -66,7 +73,6 @@ except ImportError:
 @pytest.mark.parametrize("variant", ["vgg16_cifar.legacy.kept", "mobilenetv2_cifar.dynamo.folded"])
 def test_round_trip_after_pruning(variant, tmp_path):
     from models.export import ensure_zoo
-
     from onnxprune import shrink
 
     name, exporter, bn = variant.split(".")

@@ -34,8 +34,9 @@ trainer's converter")`.
 ~0.05 s against ~4 s for the dynamo exporter, gives a dynamic batch axis through `dynamic_axes`
 without `torch.export` constraints, and folds BatchNorm into the convolutions in eval mode.
 """
-from .builder import HANDLERS
+
 from . import ops_elementwise, ops_layers, ops_more, ops_resize, ops_rnn, ops_shape  # noqa: F401  (registers the op handlers)
+from .builder import HANDLERS
 from .export import convert, export_onnx
 from .modules import OnnxModule
 

@@ -1,5 +1,6 @@
 """`_Builder` turns an ONNX graph into an `OnnxModule`, node by node, folding what does not depend on
 the input; `HANDLERS` maps each op type to the function that converts it (`@handles("Op")`)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,10 +13,11 @@ from onnx import numpy_helper
 from torch import nn
 
 from onnxprune.errors import UserError
+
 from .modules import OnnxModule, _Op, _safe
 
-
 # ---------------------------------------------------------------------------------------- helpers
+
 
 def _torch_dtype(onnx_type: int) -> torch.dtype:
     np_type = onnx.helper.tensor_dtype_to_np_dtype(onnx_type)
@@ -186,7 +188,9 @@ class _Builder:
         value = self.probe.get(name, self.static.get(name))
         return list(value.shape)
 
-    def generic(self, node: onnx.NodeProto, fn: Callable, use: Sequence[int] | None = None) -> tuple[nn.Module, list[str]]:
+    def generic(
+        self, node: onnx.NodeProto, fn: Callable, use: Sequence[int] | None = None
+    ) -> tuple[nn.Module, list[str]]:
         """An _Op over the inputs `use` (default: all): constants become buffers, others run time."""
         positions = range(len(node.input)) if use is None else use
         slots, consts, runtime = [], {}, []
@@ -211,7 +215,9 @@ class _Builder:
             if id(node) in self.fused:
                 continue
             if node.domain not in ("", "ai.onnx"):
-                raise UserError(f"node {node.name!r} (op {node.domain}.{node.op_type}) is not supported by the trainer's converter")
+                raise UserError(
+                    f"node {node.name!r} (op {node.domain}.{node.op_type}) is not supported by the trainer's converter"
+                )
             if node.op_type in ("Shape", "Size"):
                 self._fold_shape(node)  # shapes are known from the probe: a constant
                 continue
@@ -226,7 +232,9 @@ class _Builder:
             try:
                 made = handler(self, node)
             except _Unsupported as exc:
-                raise UserError(f"node {node.name!r} (op {node.op_type}): {exc}; this form is not supported by the trainer's converter") from None
+                raise UserError(
+                    f"node {node.name!r} (op {node.op_type}): {exc}; this form is not supported by the trainer's converter"
+                ) from None
             module, ins = made[0], made[1]
             outs = list(made[2]) if len(made) > 2 else list(node.output)
             module.eval()
@@ -234,15 +242,21 @@ class _Builder:
                 with torch.no_grad():
                     result = module(*[self.probe[n] if n in self.probe else self.static[n] for n in ins])
             except _Unsupported as exc:
-                raise UserError(f"node {node.name!r} (op {node.op_type}): {exc}; this form is not supported by the trainer's converter") from None
+                raise UserError(
+                    f"node {node.name!r} (op {node.op_type}): {exc}; this form is not supported by the trainer's converter"
+                ) from None
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise UserError(f"node {node.name!r} (op {node.op_type}): cannot run it on the input shape {self.module.input_shape} ({first})") from None
+                raise UserError(
+                    f"node {node.name!r} (op {node.op_type}): cannot run it on the input shape {self.module.input_shape} ({first})"
+                ) from None
             results = list(result) if isinstance(result, (tuple, list)) and len(outs) > 1 else [result]
             if len(outs) > 1 and len(results) < len(outs):
-                extra = [o for o in outs[len(results):] if o and (self.consumers.get(o) or o in self.graph_outputs)]
+                extra = [o for o in outs[len(results) :] if o and (self.consumers.get(o) or o in self.graph_outputs)]
                 if extra:
-                    raise UserError(f"node {node.name!r} (op {node.op_type}): its output {extra[0]!r} is not supported by the trainer's converter")
+                    raise UserError(
+                        f"node {node.name!r} (op {node.op_type}): its output {extra[0]!r} is not supported by the trainer's converter"
+                    )
                 outs = outs[: len(results)]
             target = self.static if foldable else self.probe
             for name, value in zip(outs, results):
@@ -268,10 +282,15 @@ class _Builder:
 
     def _refuse_unsupported(self, nodes: list[onnx.NodeProto]) -> None:
         """Every op is looked up before any node runs: a graph the converter cannot train fails at once."""
+
         def op_name(node):
             return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        missing = [n for n in nodes if (n.domain not in ("", "ai.onnx")
-                                        or (n.op_type not in HANDLERS and n.op_type not in ("Shape", "Size")))]
+
+        missing = [
+            n
+            for n in nodes
+            if (n.domain not in ("", "ai.onnx") or (n.op_type not in HANDLERS and n.op_type not in ("Shape", "Size")))
+        ]
         if missing:
             first = missing[0]
             label = first.name or f"{first.op_type}#{self.node_index.get(id(first), '?')}"
@@ -300,6 +319,7 @@ def handles(*ops: str):
         for op in ops:
             HANDLERS[op] = fn
         return fn
+
     return register
 
 

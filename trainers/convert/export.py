@@ -1,4 +1,5 @@
 """Public entry points: `convert` (ONNX -> OnnxModule) and `export_onnx` (module -> ONNX)."""
+
 from __future__ import annotations
 
 import io
@@ -11,16 +12,18 @@ from torch import nn
 
 from onnxprune.errors import UserError
 from onnxprune.read.io import ModelLike, load_model, save_model
+
 from .builder import _Builder
 from .modules import OnnxModule
 
-
 # ---------------------------------------------------------------------------------------- public
+
 
 def _prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     if model.functions:
         try:
             from onnx import inliner
+
             model = inliner.inline_local_functions(model)
         except Exception as exc:  # pragma: no cover - depends on the model
             raise UserError(f"cannot inline the model's local functions ({type(exc).__name__})") from None
@@ -55,10 +58,19 @@ def _drop_dead_nodes(model: onnx.ModelProto) -> None:
             graph.initializer.remove(init)
 
 
-def export_onnx(module: nn.Module, sample_input: torch.Tensor | None, path, *, opset: int | None = None,
-                input_names: list[str] | None = None, output_names: list[str] | None = None,
-                dynamic_batch: bool = True, keep_bn: bool = False, refuse: Sequence[ModelLike] = (),
-                metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+def export_onnx(
+    module: nn.Module,
+    sample_input: torch.Tensor | None,
+    path,
+    *,
+    opset: int | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    dynamic_batch: bool = True,
+    keep_bn: bool = False,
+    refuse: Sequence[ModelLike] = (),
+    metadata: dict[str, str] | None = None,
+) -> onnx.ModelProto:
     """Export `module` (eval mode) with torch.onnx.export(dynamo=False) and save it atomically.
 
     Names default to the source graph's (an OnnxModule remembers them); the batch axis is dynamic
@@ -87,8 +99,14 @@ def export_onnx(module: nn.Module, sample_input: torch.Tensor | None, path, *, o
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, (sample,), buffer, dynamo=False, opset_version=opset,
-                input_names=input_names[:1], output_names=output_names, dynamic_axes=dynamic_axes,
+                module,
+                (sample,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=input_names[:1],
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
                 training=torch.onnx.TrainingMode.PRESERVE if keep_bn else torch.onnx.TrainingMode.EVAL,
             )

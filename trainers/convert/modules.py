@@ -1,5 +1,6 @@
 """The nn.Modules a converted graph is made of: stateless ops, trainable linear layers, and
 `OnnxModule`, which runs them in topological order passing tensors by their ONNX names."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,6 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 
 INT64_MAX = 2**63 - 1
 
@@ -19,6 +19,7 @@ def _safe(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------- modules
+
 
 class _Op(nn.Module):
     """A stateless op: `fn` over the node's inputs, runtime tensors or constants kept as buffers.
@@ -133,5 +134,3 @@ class OnnxModule(nn.Module):
 
     def sample_input(self, batch: int = 1) -> torch.Tensor:
         return torch.zeros([batch, *self.input_shape[1:]], dtype=self.input_dtype)
-
-

@@ -8,6 +8,7 @@ the layers that feed a graph output directly (classifier, detector heads: their 
 output's) -- and `fold()` folds each inserted BN back into its layer's weight and bias at export,
 so the trained ONNX keeps the pruned graph's structure (see writeback.py).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -83,6 +84,7 @@ def insert_norms(module: OnnxModule, proto: onnx.ModelProto, mode: str) -> list[
     """
     if mode not in NORM_MODES:
         from onnxprune.errors import UserError
+
         raise UserError(f"--norm {mode!r}: expected one of {', '.join(NORM_MODES)}")
     module.inserted_norms = {}
     if mode == "none" or (mode == "auto" and graph_has_norm(proto)):
@@ -96,14 +98,15 @@ def insert_norms(module: OnnxModule, proto: onnx.ModelProto, mode: str) -> list[
     ranks = _output_ranks(module)
     chosen: dict[str, nn.Module] = {}
     report = []
-    for (ins, outs, _free), (key, op) in zip(module.wiring, module.ops.items()):
+    for (_ins, outs, _free), (key, op) in zip(module.wiring, module.ops.items()):
         kind = _kind(op)
         if kind not in LAYER_KINDS or len(outs) != 1:
             continue
         layer, out = layer_of(op), outs[0]
         node = graph.node[op.onnx_node]
         if any(c.op_type in NORM_OPS for c in consumers.get(out, [])) or any(
-                c.op_type in NORM_OPS for c in consumers.get(node.output[0], [])):
+            c.op_type in NORM_OPS for c in consumers.get(node.output[0], [])
+        ):
             continue
         if _feeds_output_directly(proto, out, layer_nodes - {op.onnx_node}):
             continue  # a classifier or a detector head: its output scale is the model's
@@ -111,8 +114,11 @@ def insert_norms(module: OnnxModule, proto: onnx.ModelProto, mode: str) -> list[
         if kind in ("gemm", "matmul"):
             # a linear layer: only (batch, features) outputs, and a bias to fold the shift into
             # (MatMul has none unless a bias Add follows; a broadcast Gemm bias is left alone)
-            if rank != 2 or (kind == "matmul" and layer.bias is None) or (
-                    layer.bias is not None and not layer._bias_in_linear):
+            if (
+                rank != 2
+                or (kind == "matmul" and layer.bias is None)
+                or (layer.bias is not None and not layer._bias_in_linear)
+            ):
                 continue
             channels, cls = layer.weight.shape[0], nn.BatchNorm1d
         else:
@@ -121,8 +127,9 @@ def insert_norms(module: OnnxModule, proto: onnx.ModelProto, mode: str) -> list[
                 continue
             channels = layer.out_channels
         chosen[key] = cls(channels)
-        report.append({"layer": node.name or f"{node.op_type}#{op.onnx_node}", "op": node.op_type,
-                       "channels": int(channels)})
+        report.append(
+            {"layer": node.name or f"{node.op_type}#{op.onnx_node}", "op": node.op_type, "channels": int(channels)}
+        )
     if not chosen:
         return []
     ops, wiring = nn.ModuleDict(), []
@@ -142,7 +149,9 @@ def insert_norms(module: OnnxModule, proto: onnx.ModelProto, mode: str) -> list[
     return report
 
 
-def fold(layer: nn.Module, kind: str, norm: nn.modules.batchnorm._BatchNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fold(
+    layer: nn.Module, kind: str, norm: nn.modules.batchnorm._BatchNorm | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(weight, bias) of `layer` with the eval-mode `norm` after it folded in, in torch's layout."""
     weight = layer.weight.detach().clone()
     bias = None if layer.bias is None else layer.bias.detach().clone()

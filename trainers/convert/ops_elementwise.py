@@ -1,27 +1,44 @@
 """Op handlers for element-wise ops, activations, reductions, softmax and ArgMax."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .builder import HANDLERS, _Builder, _Unsupported, _attrs, _axes, _broadcast_dims, _torch_dtype, handles
+from .builder import HANDLERS, _attrs, _axes, _broadcast_dims, _Builder, _torch_dtype, _Unsupported, handles
 
 
 def _unary(fn):
     def handler(b: _Builder, node):
         return b.generic(node, fn, use=[0])
+
     return handler
 
 
 for _op, _fn in {
-    "Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Exp": torch.exp, "Log": torch.log,
-    "Sqrt": torch.sqrt, "Neg": torch.neg, "Abs": torch.abs, "Reciprocal": torch.reciprocal, "Erf": torch.erf,
-    "Floor": torch.floor, "Ceil": torch.ceil, "Softplus": F.softplus, "Softsign": F.softsign,
-    "Sin": torch.sin, "Cos": torch.cos, "Not": torch.logical_not, "Sign": torch.sign, "Round": torch.round,
-    "Mish": F.mish, "HardSwish": F.hardswish,
+    "Relu": F.relu,
+    "Sigmoid": torch.sigmoid,
+    "Tanh": torch.tanh,
+    "Exp": torch.exp,
+    "Log": torch.log,
+    "Sqrt": torch.sqrt,
+    "Neg": torch.neg,
+    "Abs": torch.abs,
+    "Reciprocal": torch.reciprocal,
+    "Erf": torch.erf,
+    "Floor": torch.floor,
+    "Ceil": torch.ceil,
+    "Softplus": F.softplus,
+    "Softsign": F.softsign,
+    "Sin": torch.sin,
+    "Cos": torch.cos,
+    "Not": torch.logical_not,
+    "Sign": torch.sign,
+    "Round": torch.round,
+    "Mish": F.mish,
+    "HardSwish": F.hardswish,
 }.items():
     HANDLERS[_op] = _unary(_fn)
 
@@ -90,7 +107,11 @@ def _dropout(b, node):
     if b.opset >= 12:
         r = b.const(node, 1)
         ratio = 0.5 if r is None else float(r.reshape(-1)[0])
-    if len(node.output) > 1 and node.output[1] and (b.consumers.get(node.output[1]) or node.output[1] in b.graph_outputs):
+    if (
+        len(node.output) > 1
+        and node.output[1]
+        and (b.consumers.get(node.output[1]) or node.output[1] in b.graph_outputs)
+    ):
         raise _Unsupported("its mask output")
     return nn.Dropout(float(ratio)), [node.input[0]], [node.output[0]]
 
@@ -112,7 +133,9 @@ def _binary(fn_float, fn_int=None):
             if fn_int is not None and not x.is_floating_point() and not y.is_floating_point():
                 return fn_int(x, y)
             return fn_float(x, y)
+
         return b.generic(node, run)
+
     return handler
 
 
@@ -138,7 +161,9 @@ def _variadic(fn):
             for x in xs[1:]:
                 out = fn(out, x)
             return out
+
         return b.generic(node, run)
+
     return handler
 
 
@@ -150,11 +175,13 @@ HANDLERS["Min"] = _variadic(torch.minimum)
 @handles("Mean")
 def _mean(b, node):
     count = len(node.input)
+
     def run(*xs):
         out = xs[0]
         for x in xs[1:]:
             out = out + x
         return out / count
+
     return b.generic(node, run)
 
 
@@ -177,6 +204,7 @@ def _split_to_sequence(b, node):
     def run(x):
         parts = torch.split(x, sizes, dim=axis)
         return [p if keep else p.squeeze(axis) for p in parts]
+
     return b.generic(node, run, use=[0])
 
 
@@ -189,7 +217,6 @@ def _sequence_at(b, node):
 @handles("Where")
 def _where(b, node):
     return b.generic(node, torch.where)
-
 
 
 def _reduce(fn_name: str):
@@ -227,7 +254,9 @@ def _reduce(fn_name: str):
             if fn_name == "logsumexp":
                 return torch.logsumexp(x, dim=dims, keepdim=keep)
             return x.pow(2).sum(dim=dims, keepdim=keep)
+
         return b.generic(node, reduce, use=[0])
+
     return handler
 
 
@@ -254,7 +283,9 @@ def _softmax(fn):
         def coerced(x):  # opset < 13: softmax over the flattened trailing dims
             shape = x.shape
             return fn(x.reshape(int(np.prod(shape[:axis])) if axis else 1, -1), dim=1).reshape(shape)
+
         return b.generic(node, coerced, use=[0])
+
     return handler
 
 
@@ -267,4 +298,3 @@ def _argmax(b, node):
     attrs = _attrs(node)
     axis, keep = int(attrs.get("axis", 0)), bool(attrs.get("keepdims", 1))
     return b.generic(node, lambda x: torch.argmax(x, dim=axis, keepdim=keep), use=[0])
-

@@ -1,4 +1,5 @@
 """Op handlers for the layers with weights: Conv, ConvTranspose, BatchNormalization, Gemm, MatMul, PRelu."""
+
 from __future__ import annotations
 
 import math
@@ -8,12 +9,19 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from .builder import _Builder, _Unsupported, _attrs, handles
-from .modules import _Linear, _PRelu, _PadThen
+from .builder import _attrs, _Builder, _Unsupported, handles
+from .modules import _Linear, _PadThen, _PRelu
 
 
-def _conv_padding(b: _Builder, node: onnx.NodeProto, attrs: dict, spatial: list[int], kernel: list[int],
-                  strides: list[int], dilations: list[int]) -> list[int]:
+def _conv_padding(
+    b: _Builder,
+    node: onnx.NodeProto,
+    attrs: dict,
+    spatial: list[int],
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+) -> list[int]:
     """ONNX pads [b1, b2, ..., e1, e2, ...], with auto_pad resolved from the probe shape."""
     n = len(kernel)
     auto = attrs.get("auto_pad", "NOTSET")
@@ -74,8 +82,17 @@ def _conv(b: _Builder, node):
     pads = _conv_padding(b, node, attrs, x_shape[2:], kernel, strides, dilations)
     symmetric = pads[:n] == pads[n:]
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[n]
-    conv = skip_init(cls, weight.shape[1] * groups, weight.shape[0], kernel, stride=strides, dilation=dilations,
-                     groups=groups, bias=bias is not None, padding=pads[:n] if symmetric else 0)
+    conv = skip_init(
+        cls,
+        weight.shape[1] * groups,
+        weight.shape[0],
+        kernel,
+        stride=strides,
+        dilation=dilations,
+        groups=groups,
+        bias=bias is not None,
+        padding=pads[:n] if symmetric else 0,
+    )
     _load(conv, weight, bias)
     conv.onnx_source = {"kind": "conv", "weight": node.input[1], "bias": _input(node, 2)}
     module = conv if symmetric else _PadThen(_torch_pad_order(pads), 0.0, conv)
@@ -91,7 +108,9 @@ def _conv_transpose(b: _Builder, node):
     spatial = x_shape[2:]
     auto = attrs.get("auto_pad", "NOTSET")
     if "output_shape" in attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
-        want = list(attrs["output_shape"])[-n:] if "output_shape" in attrs else [s * st for s, st in zip(spatial, strides)]
+        want = (
+            list(attrs["output_shape"])[-n:] if "output_shape" in attrs else [s * st for s, st in zip(spatial, strides)]
+        )
         for i in range(n):
             total = strides[i] * (spatial[i] - 1) + out_pad[i] + ((kernel[i] - 1) * dilations[i] + 1) - want[i]
             total = max(total, 0)
@@ -109,11 +128,22 @@ def _conv_transpose(b: _Builder, node):
     else:
         sym, extra = pads[:n], [0] * n
     cls = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n]
-    conv = skip_init(cls, weight.shape[0], weight.shape[1] * groups, kernel, stride=strides, padding=sym,
-                     output_padding=out_pad, groups=groups, bias=bias is not None, dilation=dilations)
+    conv = skip_init(
+        cls,
+        weight.shape[0],
+        weight.shape[1] * groups,
+        kernel,
+        stride=strides,
+        padding=sym,
+        output_padding=out_pad,
+        groups=groups,
+        bias=bias is not None,
+        dilation=dilations,
+    )
     _load(conv, weight, bias)
     conv.onnx_source = {"kind": "conv_transpose", "weight": node.input[1], "bias": _input(node, 2)}
     if any(extra):
+
         class _Crop(nn.Module):
             def __init__(self, inner, extra):
                 super().__init__()
@@ -123,6 +153,7 @@ def _conv_transpose(b: _Builder, node):
                 y = self.inner(x)
                 index = [slice(None), slice(None)] + [slice(0, y.shape[2 + i] - e) for i, e in enumerate(self.extra)]
                 return y[tuple(index)]
+
         return _Crop(conv, extra), [node.input[0]]
     return conv, [node.input[0]]
 
@@ -145,8 +176,13 @@ def _batchnorm(b: _Builder, node):
         bn.bias.copy_(bias)
         bn.running_mean.copy_(mean)
         bn.running_var.copy_(var)
-    bn.onnx_source = {"kind": "batchnorm", "scale": node.input[1], "bias": node.input[2], "mean": node.input[3],
-                      "var": node.input[4]}
+    bn.onnx_source = {
+        "kind": "batchnorm",
+        "scale": node.input[1],
+        "bias": node.input[2],
+        "mean": node.input[3],
+        "var": node.input[4],
+    }
     return bn, [node.input[0]]
 
 
@@ -176,12 +212,14 @@ def _gemm(b: _Builder, node):
     trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
     weight = b.static.get(node.input[1])
     if weight is None or node.input[0] in b.static:
+
         def gemm(a, w, c):
             a = a.transpose(0, 1) if trans_a else a
             w = w.transpose(0, 1) if trans_b else w
             y = torch.matmul(a, w)
             y = y * alpha if alpha != 1.0 else y
             return y if c is None else y + (c * beta if beta != 1.0 else c)
+
         return b.generic(node, gemm, use=[0, 1, 2])
     w = (weight if trans_b else weight.transpose(0, 1)) * alpha  # (out, in)
     c = b.const(node, 2) if len(node.input) > 2 and node.input[2] in b.static else None
@@ -191,8 +229,15 @@ def _gemm(b: _Builder, node):
     if bias is not None and bias.numel() == w.shape[0] and bias.dim() <= 2 and bias.shape[-1] == w.shape[0]:
         bias = bias.reshape(-1)
     linear = _Linear(w.clone(), None if bias is None else bias.clone(), bool(trans_a))
-    linear.onnx_source = {"kind": "gemm", "weight": node.input[1], "trans_b": bool(trans_b), "alpha": alpha,
-                          "bias": _input(node, 2), "beta": beta, "bias_shape": None if c is None else list(c.shape)}
+    linear.onnx_source = {
+        "kind": "gemm",
+        "weight": node.input[1],
+        "trans_b": bool(trans_b),
+        "alpha": alpha,
+        "bias": _input(node, 2),
+        "beta": beta,
+        "bias_shape": None if c is None else list(c.shape),
+    }
     return linear, [node.input[0]]
 
 
@@ -203,8 +248,12 @@ def _matmul(b: _Builder, node):
         return b.generic(node, torch.matmul)
     bias, out_name, bias_name = _fuse_bias_add(b, node, weight.shape[1])
     module = _Linear(weight.transpose(0, 1).clone(), bias)
-    module.onnx_source = {"kind": "matmul", "weight": node.input[1], "bias": bias_name,
-                          "bias_shape": None if bias_name is None else list(b.static[bias_name].shape)}
+    module.onnx_source = {
+        "kind": "matmul",
+        "weight": node.input[1],
+        "bias": bias_name,
+        "bias_shape": None if bias_name is None else list(b.static[bias_name].shape),
+    }
     return module, [node.input[0]], [out_name or node.output[0]]
 
 
@@ -218,9 +267,11 @@ def _prelu(b: _Builder, node):
     channels = x_shape[1] if rank > 1 else 1
     aligned = [1] * (rank - slope.dim()) + list(slope.shape)  # numpy broadcasting, right-aligned
     channelwise = slope.numel() == 1 or (
-        rank > 1 and len(aligned) == rank and aligned[1] == channels
-        and all(d == 1 for i, d in enumerate(aligned) if i != 1))
+        rank > 1
+        and len(aligned) == rank
+        and aligned[1] == channels
+        and all(d == 1 for i, d in enumerate(aligned) if i != 1)
+    )
     prelu = _PRelu(slope.clone(), channelwise)
     prelu.onnx_source = {"kind": "prelu", "weight": node.input[1], "shape": list(slope.shape)}
     return prelu, [node.input[0]]
-

@@ -1,13 +1,14 @@
 """The rest of what the pruner lets through (onnxprune/oprules): rarer activations, Lp pooling and
 normalisation, LRN, Hardmax, CumSum, InstanceNormalization and LayerNormalization (trainable scale
 and shift)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .builder import _Builder, _Unsupported, _attrs, handles
+from .builder import _attrs, _Builder, _Unsupported, handles
 
 
 @handles("Celu")
@@ -34,7 +35,9 @@ def _isinf(b: _Builder, node):
 
     def isinf(x):
         return (torch.isposinf(x) if pos else torch.zeros_like(x, dtype=torch.bool)) | (
-            torch.isneginf(x) if neg else torch.zeros_like(x, dtype=torch.bool))
+            torch.isneginf(x) if neg else torch.zeros_like(x, dtype=torch.bool)
+        )
+
     return b.generic(node, isinf, use=[0])
 
 
@@ -44,12 +47,13 @@ def _hardmax(b: _Builder, node):
     rank = len(b.shape_of(node.input[0]))
     axis = axis + rank if axis < 0 else axis
     if b.opset < 13:  # coerced to 2-D at `axis`
+
         def hardmax(x):
             flat = x.reshape(int(torch.tensor(x.shape[:axis]).prod()), -1)
             return F.one_hot(flat.argmax(1), flat.shape[1]).to(x.dtype).reshape(x.shape)
+
         return b.generic(node, hardmax, use=[0])
-    return b.generic(node, lambda x: F.one_hot(x.argmax(axis), x.shape[axis]).to(x.dtype).movedim(-1, axis),
-                     use=[0])
+    return b.generic(node, lambda x: F.one_hot(x.argmax(axis), x.shape[axis]).to(x.dtype).movedim(-1, axis), use=[0])
 
 
 @handles("LpNormalization")
@@ -73,6 +77,7 @@ def _cumsum(b: _Builder, node):
         if exclusive:
             out = out - y
         return out.flip(axis) if reverse else out
+
     return b.generic(node, cumsum, use=[0])
 
 
@@ -97,6 +102,7 @@ def _lp_pool_fn(p: int, kernel, strides, pads):
         powered = x.abs().pow(p)
         pooled = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[n](powered, kernel, strides)
         return (pooled * float(torch.tensor(kernel).prod())).pow(1.0 / p)
+
     return lp_pool
 
 
@@ -105,11 +111,19 @@ def _lp_pool(b: _Builder, node):
     attrs = _attrs(node)
     kernel = list(attrs["kernel_shape"])
     n = len(kernel)
-    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or attrs.get("ceil_mode", 0) or any(
-            d != 1 for d in attrs.get("dilations", [1] * n)):
+    if (
+        attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID")
+        or attrs.get("ceil_mode", 0)
+        or any(d != 1 for d in attrs.get("dilations", [1] * n))
+    ):
         raise _Unsupported("auto_pad SAME, ceil_mode or dilations")
-    return b.generic(node, _lp_pool_fn(int(attrs.get("p", 2)), kernel, list(attrs.get("strides", [1] * n)),
-                                       list(attrs.get("pads", [0] * (2 * n)))), use=[0])
+    return b.generic(
+        node,
+        _lp_pool_fn(
+            int(attrs.get("p", 2)), kernel, list(attrs.get("strides", [1] * n)), list(attrs.get("pads", [0] * (2 * n)))
+        ),
+        use=[0],
+    )
 
 
 @handles("GlobalLpPool")

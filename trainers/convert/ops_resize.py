@@ -7,6 +7,7 @@ and nearest_mode. Applying them is one `index_select` (plus a lerp) per axis: ex
 differentiable, and exported by torch as Gather/Mul/Add when the trained model goes through torch.
 Cubic mode, `tf_crop_and_resize`, antialiasing and aspect-ratio policies are refused by name.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .builder import _Builder, _Unsupported, _attrs, handles
+from .builder import _attrs, _Builder, _Unsupported, handles
 
 
 def _source_coords(mode: str, out_len: int, in_len: int, scale: float) -> np.ndarray:
@@ -81,8 +82,9 @@ class _Resize(nn.Module):
         return x
 
 
-def _build(b: _Builder, node, x_name: str, scales: list[float] | None, sizes: list[int] | None, attrs: dict,
-           upsample: bool):
+def _build(
+    b: _Builder, node, x_name: str, scales: list[float] | None, sizes: list[int] | None, attrs: dict, upsample: bool
+):
     shape = b.shape_of(x_name)
     rank = len(shape)
     mode = attrs.get("mode", "nearest")
@@ -138,8 +140,7 @@ def _resize(b: _Builder, node):
         return _build(b, node, node.input[0], _floats(b, node, 1), None, attrs, upsample=False)
     sizes = b.const_list(node, 3) if len(node.input) > 3 and node.input[3] else None
     sizes = sizes or None
-    return _build(b, node, node.input[0], _floats(b, node, 2) if sizes is None else None, sizes, attrs,
-                  upsample=False)
+    return _build(b, node, node.input[0], _floats(b, node, 2) if sizes is None else None, sizes, attrs, upsample=False)
 
 
 @handles("Upsample")

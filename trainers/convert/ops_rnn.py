@@ -8,19 +8,31 @@ constant or run time. The step loop is explicit (sequences here are tens of step
 activations only, no clip, no peepholes, no `input_forget`, and `sequence_lens` only when every
 sequence has the full length -- anything else is refused by name.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .builder import _Builder, _Unsupported, _attrs, handles
+from .builder import _attrs, _Builder, _Unsupported, handles
 
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 
 
 class _Recurrent(nn.Module):
-    def __init__(self, op: str, w, r, b, hidden: int, direction: str, layout: int, linear_before_reset: bool,
-                 init_slots: list[str], init_consts: dict[int, torch.Tensor]):
+    def __init__(
+        self,
+        op: str,
+        w,
+        r,
+        b,
+        hidden: int,
+        direction: str,
+        layout: int,
+        linear_before_reset: bool,
+        init_slots: list[str],
+        init_consts: dict[int, torch.Tensor],
+    ):
         super().__init__()
         self.op, self.hidden, self.direction, self.layout = op, hidden, direction, layout
         self.linear_before_reset = linear_before_reset
@@ -34,7 +46,7 @@ class _Recurrent(nn.Module):
 
     def _lstm_dir(self, x, d, h, c, reverse):
         H = self.hidden
-        wb, rb = self.B[d, :4 * H], self.B[d, 4 * H:]
+        wb, rb = self.B[d, : 4 * H], self.B[d, 4 * H :]
         xw = torch.matmul(x, self.W[d].t()) + wb + rb  # [seq, batch, 4H]
         steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
         out = [None] * x.shape[0]
@@ -48,7 +60,7 @@ class _Recurrent(nn.Module):
 
     def _gru_dir(self, x, d, h, reverse):
         H = self.hidden
-        wb, rb = self.B[d, :3 * H], self.B[d, 3 * H:]
+        wb, rb = self.B[d, : 3 * H], self.B[d, 3 * H :]
         xw = torch.matmul(x, self.W[d].t()) + wb  # [seq, batch, 3H]
         r_w = self.R[d]
         steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
@@ -56,13 +68,13 @@ class _Recurrent(nn.Module):
         for t in steps:
             xz, xr, xh = xw[t].split(H, dim=-1)
             hz = torch.matmul(h, r_w[:H].t()) + rb[:H]
-            hr = torch.matmul(h, r_w[H:2 * H].t()) + rb[H:2 * H]
+            hr = torch.matmul(h, r_w[H : 2 * H].t()) + rb[H : 2 * H]
             z = torch.sigmoid(xz + hz)
             r = torch.sigmoid(xr + hr)
             if self.linear_before_reset:
-                cand = torch.tanh(xh + r * (torch.matmul(h, r_w[2 * H:].t()) + rb[2 * H:]))
+                cand = torch.tanh(xh + r * (torch.matmul(h, r_w[2 * H :].t()) + rb[2 * H :]))
             else:
-                cand = torch.tanh(xh + torch.matmul(r * h, r_w[2 * H:].t()) + rb[2 * H:])
+                cand = torch.tanh(xh + torch.matmul(r * h, r_w[2 * H :].t()) + rb[2 * H :])
             h = (1 - z) * cand + z * h
             out[t] = h
         return torch.stack(out), h
@@ -93,7 +105,7 @@ class _Recurrent(nn.Module):
             ys.append(y)
             hs.append(h)
         y = torch.stack(ys, 1)  # [seq, dirs, batch, H]
-        y_h = torch.stack(hs)   # [dirs, batch, H]
+        y_h = torch.stack(hs)  # [dirs, batch, H]
         y_c = torch.stack(cs) if cs else None
         if self.layout == 1:
             y = y.permute(2, 0, 1, 3)
@@ -139,11 +151,16 @@ def _recurrent(b: _Builder, node, op: str, gates: int):
         else:
             slots.append("rt")
             runtime.append(name)
-    module = _Recurrent(op, w, r, bias, hidden, direction, layout, bool(attrs.get("linear_before_reset", 0)),
-                        slots, consts)
+    module = _Recurrent(
+        op, w, r, bias, hidden, direction, layout, bool(attrs.get("linear_before_reset", 0)), slots, consts
+    )
     module.n_out = len(node.output)
-    module.onnx_source = {"kind": "rnn", "W": node.input[1], "R": node.input[2],
-                          "B": node.input[3] if len(node.input) > 3 and node.input[3] else None}
+    module.onnx_source = {
+        "kind": "rnn",
+        "W": node.input[1],
+        "R": node.input[2],
+        "B": node.input[3] if len(node.input) > 3 and node.input[3] else None,
+    }
     return module, [node.input[0], *runtime]
 
 

@@ -1,5 +1,6 @@
 """Op handlers that move data rather than compute it: pools, Flatten/Reshape/Transpose, (Un)Squeeze,
 Concat/Split/Slice/Gather, constants, Expand/Tile, Pad, sequences."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from .builder import _Unsupported, _attrs, _axes, _broadcast_dims, _to_tensor, handles
+from .builder import _attrs, _axes, _broadcast_dims, _to_tensor, _Unsupported, handles
 from .modules import _Op
 from .ops_layers import _conv_padding, _torch_pad_order
 
@@ -31,14 +32,20 @@ def _pool_common(b, node, kind: str):
 @handles("MaxPool")
 def _maxpool(b, node):
     attrs, kernel, strides, dilations, pads, ceil, n = _pool_common(b, node, "max")
-    if len(node.output) > 1 and node.output[1] and (b.consumers.get(node.output[1]) or node.output[1] in b.graph_outputs):
+    if (
+        len(node.output) > 1
+        and node.output[1]
+        and (b.consumers.get(node.output[1]) or node.output[1] in b.graph_outputs)
+    ):
         raise _Unsupported("its Indices output")
     fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
     symmetric = pads[:n] == pads[n:] and all(p <= k // 2 for p, k in zip(pads[:n], kernel))
     if symmetric:
         return b.generic(node, lambda x: fn(x, kernel, strides, pads[:n], dilations, ceil), use=[0])
     torch_pads = _torch_pad_order(pads)
-    return b.generic(node, lambda x: fn(F.pad(x, torch_pads, value=float("-inf")), kernel, strides, 0, dilations, ceil), use=[0])
+    return b.generic(
+        node, lambda x: fn(F.pad(x, torch_pads, value=float("-inf")), kernel, strides, 0, dilations, ceil), use=[0]
+    )
 
 
 @handles("AveragePool")
@@ -59,6 +66,7 @@ def _avgpool(b, node):
         total = fn(F.pad(x, torch_pads), kernel, strides, 0, ceil, True)
         count = fn(F.pad(ones, torch_pads), kernel, strides, 0, ceil, True)
         return total / count
+
     return b.generic(node, avg_exclude, use=[0])
 
 
@@ -106,8 +114,13 @@ def _reshape(b, node):
     target = resolved
     # the leading dimension stays the batch: let any batch size through (see the module docstring)
     batch = b.probe_batch
-    if (len(x_shape) >= 1 and len(resolved) >= 1 and x_shape[0] == batch and resolved[0] == batch
-            and int(np.prod(x_shape[1:])) == int(np.prod(resolved[1:]))):
+    if (
+        len(x_shape) >= 1
+        and len(resolved) >= 1
+        and x_shape[0] == batch
+        and resolved[0] == batch
+        and int(np.prod(x_shape[1:])) == int(np.prod(resolved[1:]))
+    ):
         target = [-1] + resolved[1:]
     return b.generic(node, lambda x: x.reshape(target), use=[0])
 
@@ -129,6 +142,7 @@ def _unsqueeze(b, node):
         for a in axes:
             x = x.unsqueeze(a)
         return x
+
     return b.generic(node, run, use=[0])
 
 
@@ -201,6 +215,7 @@ def _slice(b, node):
         for axis, idx in flips:
             y = torch.index_select(y, axis, idx.to(y.device))
         return y
+
     return b.generic(node, run, use=[0])
 
 
@@ -216,7 +231,8 @@ def _gather(b, node):
         if idx.dim() == 0:
             return x.select(axis, int(idx))
         flat = torch.index_select(x, axis, idx.reshape(-1))
-        return flat.reshape(list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1:]))
+        return flat.reshape(list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1 :]))
+
     return b.generic(node, gather)
 
 
@@ -260,8 +276,13 @@ def _range(b, node):
 def _expand(b, node):
     shape = b.const_list(node, 1)
     x_shape = b.shape_of(node.input[0]) if not b.is_static(node.input[0]) else None
-    if (shape and x_shape and b.probe_batch > 1 and len(shape) >= len(x_shape) == len(shape)
-            and shape[0] == b.probe_batch == x_shape[0]):
+    if (
+        shape
+        and x_shape
+        and b.probe_batch > 1
+        and len(shape) >= len(x_shape) == len(shape)
+        and shape[0] == b.probe_batch == x_shape[0]
+    ):
         # a target folded from the probe's batch (Shape -> Expand) on a tensor that already has it:
         # 1 broadcasts to whatever batch comes at run time
         shape = [1] + list(shape[1:])
@@ -269,6 +290,7 @@ def _expand(b, node):
     def expand(x):
         target = torch.broadcast_shapes(tuple(x.shape), tuple(shape))
         return x.expand(target)
+
     return b.generic(node, expand, use=[0])
 
 
@@ -276,8 +298,6 @@ def _expand(b, node):
 def _tile(b, node):
     reps = b.const_list(node, 1)
     return b.generic(node, lambda x: x.repeat(reps), use=[0])
-
-
 
 
 @handles("Pad")
@@ -310,5 +330,3 @@ def _pad(b, node):
     if torch_mode == "constant":
         return b.generic(node, lambda x: F.pad(x, torch_pads, value=value), use=[0])
     return b.generic(node, lambda x: F.pad(x, torch_pads, mode=torch_mode), use=[0])
-
-

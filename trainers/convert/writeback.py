@@ -10,10 +10,11 @@ from the fold gets a new bias initializer as its optional input (no new node).
 `CannotWriteBack` says why a graph cannot be written back (a weight shared by two layers, or one
 computed rather than stored); the caller then exports through torch instead.
 """
+
 from __future__ import annotations
 
-import onnx
 import numpy as np
+import onnx
 import torch
 from onnx import numpy_helper
 
@@ -59,8 +60,11 @@ class _Tensors:
 
     def add(self, base: str, value: torch.Tensor) -> str:
         """A new initializer (a bias the fold created); returns its unique name."""
-        taken = self.inits.keys() | {o for n in self.proto.graph.node for o in n.output} | {
-            i.name for i in self.proto.graph.input}
+        taken = (
+            self.inits.keys()
+            | {o for n in self.proto.graph.node for o in n.output}
+            | {i.name for i in self.proto.graph.input}
+        )
         name, k = f"{base}_bias", 1
         while name in taken:
             k += 1
@@ -88,8 +92,12 @@ def write_back(module: OnnxModule, source: onnx.ModelProto) -> onnx.ModelProto:
         node = proto.graph.node[op.onnx_node]
         kind = src["kind"]
         if kind == "batchnorm":
-            for field, value in (("scale", layer.weight), ("bias", layer.bias), ("mean", layer.running_mean),
-                                 ("var", layer.running_var)):
+            for field, value in (
+                ("scale", layer.weight),
+                ("bias", layer.bias),
+                ("mean", layer.running_mean),
+                ("var", layer.running_var),
+            ):
                 tensors.set(src[field], value)
             continue
         if kind == "rnn":

@@ -6,6 +6,7 @@ Adding an op means adding one function, decorated with `@rule("OpType", ...)`, t
 its kind: `channelwise.py`, `reshaping.py` or `layers.py`. This file holds the registry itself.
 An op with no rule blocks every channel that reaches it: the graph stays correct.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -13,7 +14,8 @@ from typing import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxprune.analysis.channels import ChannelTracer as Tracer, Layout  # noqa: F401
+from onnxprune.analysis.channels import ChannelTracer as Tracer  # noqa: F401
+from onnxprune.analysis.channels import Layout
 
 Rule = Callable[[Tracer, gs.Node], None]
 RULES: dict[str, Rule] = {}
@@ -24,6 +26,7 @@ def rule(*op_types: str) -> Callable[[Rule], Rule]:
         for op in op_types:
             RULES[op] = fn
         return fn
+
     return register
 
 

@@ -1,4 +1,5 @@
 """Ops that keep channels where they are: activations, pooling, normalization, reductions, pads."""
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -6,12 +7,43 @@ import onnx_graphsurgeon as gs
 from onnxprune.analysis.channels import ChannelTracer as Tracer
 from onnxprune.analysis.oprules import _data, _int_list, _pass, _rank, barrier, rule
 
-
 # ---- channel-preserving ops ---------------------------------------------------------------
-ELEMENTWISE = ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
-               "Celu", "Gelu", "Softplus", "Softsign", "Mish", "Erf", "Abs", "Neg", "Sqrt", "Exp",
-               "Identity", "Cast", "Clip", "Dropout", "ThresholdedRelu", "Round", "Floor", "Ceil",
-               "Sign", "Reciprocal", "Log", "Sin", "Cos", "Not", "IsNaN", "IsInf")
+ELEMENTWISE = (
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Gelu",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Erf",
+    "Abs",
+    "Neg",
+    "Sqrt",
+    "Exp",
+    "Identity",
+    "Cast",
+    "Clip",
+    "Dropout",
+    "ThresholdedRelu",
+    "Round",
+    "Floor",
+    "Ceil",
+    "Sign",
+    "Reciprocal",
+    "Log",
+    "Sin",
+    "Cos",
+    "Not",
+    "IsNaN",
+    "IsInf",
+)
 
 
 @rule(*ELEMENTWISE)
@@ -63,8 +95,9 @@ def along_axis(t: Tracer, node: gs.Node) -> None:
     else:
         axis = int(node.attrs.get("axis", -1 if t.mg.opset >= 13 else 1))
     axis = axis % rank if rank else axis
-    across = axis == t.axis(_data(node)) or (node.op in ("Softmax", "LogSoftmax", "Hardmax") and t.mg.opset < 13
-                                               and axis <= t.axis(_data(node)))
+    across = axis == t.axis(_data(node)) or (
+        node.op in ("Softmax", "LogSoftmax", "Hardmax") and t.mg.opset < 13 and axis <= t.axis(_data(node))
+    )
     if across and node.op in ("Softmax", "LogSoftmax", "LpNormalization") and axis == t.axis(_data(node)):
         # normalises over the channels: the graph stays valid without some, the values change
         t.block(layout, f"{t.where(node)}: normalises over the channel axis", structural=True)
@@ -96,8 +129,18 @@ def layer_norm(t: Tracer, node: gs.Node) -> None:
     _pass(t, node, layout, channel, outputs=1)
 
 
-@rule("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL1", "ReduceL2", "ReduceProd",
-      "ReduceLogSumExp", "ReduceSumSquare", "ReduceLogSum")
+@rule(
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceProd",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "ReduceLogSum",
+)
 def reduce(t: Tracer, node: gs.Node) -> None:
     layout = t.layout(_data(node))
     if layout is None:

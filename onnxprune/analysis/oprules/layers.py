@@ -1,4 +1,5 @@
 """Broadcasting binary ops (which couple groups) and the layers that consume and produce channels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,13 +8,13 @@ import onnx_graphsurgeon as gs
 from onnxprune.analysis.channels import ChannelTracer as Tracer
 from onnxprune.analysis.oprules import _pass, _rank, barrier, rule
 
-
 # ---- binary ops: broadcasting couples channel-carrying operands ----------------------------
 SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) != 0: a removed channel would carry c
 
 
-def _shift_every_channel(t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor, layout, axis: int,
-                         rank: int) -> None:
+def _shift_every_channel(
+    t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor, layout, axis: int, rank: int
+) -> None:
     """A value added to every channel (x*a + b with a scalar b): a removed channel would hold b, not 0.
 
     A non-zero constant is expanded to one value per channel (surgery cuts it, the zero-mask oracle
@@ -32,8 +33,24 @@ def _shift_every_channel(t: Tracer, node: gs.Node, position: int, tensor: gs.Ten
     t.add_member("slice", node, tensor, axis, layout, "operand", extra=("expand", tuple(shape)), position=position)
 
 
-@rule("Add", "Sub", "Mul", "Div", "PRelu", "Max", "Min", "Sum", "Mean", "Pow", "Where", "Equal",
-      "Less", "Greater", "And", "Or")
+@rule(
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "PRelu",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "Pow",
+    "Where",
+    "Equal",
+    "Less",
+    "Greater",
+    "And",
+    "Or",
+)
 def broadcast(t: Tracer, node: gs.Node) -> None:
     out_rank = _rank(t, node.outputs[0])
     carried = [i for i in node.inputs if t.layout(i) is not None]
@@ -62,10 +79,13 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
         if node.op == "Pow" and i == 1 or node.op == "Where" and i == 0:
             t.block(first, f"{t.where(node)}: per-channel exponent or condition")
         elif t.mg.is_const(tensor):
-            t.add_member("slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand",
-                         position=i)
+            t.add_member(
+                "slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand", position=i
+            )
         else:
-            t.couple(first, t.layout_or_fixed(tensor, axis, f"{t.where(node)}: combined with opaque data"), t.where(node))
+            t.couple(
+                first, t.layout_or_fixed(tensor, axis, f"{t.where(node)}: combined with opaque data"), t.where(node)
+            )
     _pass(t, node, first, out_axis)
 
 
@@ -130,8 +150,13 @@ def conv_transpose(t: Tracer, node: gs.Node) -> None:
     x, weight = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     shape, in_layout = t.mg.shape(weight), t.layout(x)
-    if shape is None or not t.mg.is_const(weight) or int(node.attrs.get("group", 1)) != 1 \
-            or node.attrs.get("output_shape") or (in_layout is not None and t.axis(x) != 1):
+    if (
+        shape is None
+        or not t.mg.is_const(weight)
+        or int(node.attrs.get("group", 1)) != 1
+        or node.attrs.get("output_shape")
+        or (in_layout is not None and t.axis(x) != 1)
+    ):
         return barrier(t, node, f"{t.where(node)}: only constant, ungrouped ConvTranspose is pruned")
     if in_layout is not None:
         t.slice_const(node, weight, 0, in_layout, "consumer")

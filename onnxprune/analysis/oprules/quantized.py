@@ -5,6 +5,7 @@ the zero-mask oracle would need "zero" in the quantized domain; until that exist
 refused with a reason: their inputs keep their channels and their outputs are unprunable roots,
 so `groups` lists them and says why.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -25,8 +26,9 @@ def fixed_outputs(t: Tracer, node: gs.Node, reason: str) -> None:
     for out in node.outputs[:1]:
         shape = t.mg.shape(out)
         if shape is not None and len(shape) >= 2:
-            t.new_root(node, out, shape[1] if len(shape) > 2 else shape[-1], 1 if len(shape) > 2 else len(shape) - 1,
-                       reason)
+            t.new_root(
+                node, out, shape[1] if len(shape) > 2 else shape[-1], 1 if len(shape) > 2 else len(shape) - 1, reason
+            )
 
 
 @rule(*QUANTIZED_LAYERS)

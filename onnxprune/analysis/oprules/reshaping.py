@@ -1,10 +1,12 @@
 """Ops that move, merge, cut or join channel axes: Transpose, Flatten, Reshape, Concat, Split, Slice."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxprune.analysis.channels import ChannelTracer as Tracer, Layout
+from onnxprune.analysis.channels import ChannelTracer as Tracer
+from onnxprune.analysis.channels import Layout
 from onnxprune.analysis.oprules import _data, _int_list, _pass, _rank, barrier, rule
 
 
@@ -70,7 +72,7 @@ def flatten(t: Tracer, node: gs.Node) -> None:
     axis, split = t.axis(_data(node)), int(node.attrs.get("axis", 1)) % max(len(shape), 1)
     if split > axis:  # channels land in the leading dimension
         return barrier(t, node, f"{t.where(node)}: flattens channels into the leading dimension")
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
     outer = int(np.prod(shape[split:axis], dtype=np.int64))
     _pass(t, node, layout.repeat(inner).tile(outer), 1)
 
@@ -89,13 +91,13 @@ def reshape(t: Tracer, node: gs.Node) -> None:
         return barrier(t, node, f"{t.where(node)}: shapes unknown")
     axis, channels = t.axis(_data(node)), in_shape[t.axis(_data(node))]
     outer = int(np.prod(in_shape[:axis], dtype=np.int64))
-    inner = int(np.prod(in_shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(in_shape[axis + 1 :], dtype=np.int64))
 
     def fits(b: int) -> bool:
         if int(np.prod(out_shape[:b], dtype=np.int64)) != outer or out_shape[b] % channels:
             return False
         repeat = out_shape[b] // channels
-        return inner % repeat == 0 and int(np.prod(out_shape[b + 1:], dtype=np.int64)) == inner // repeat
+        return inner % repeat == 0 and int(np.prod(out_shape[b + 1 :], dtype=np.int64)) == inner // repeat
 
     # size-1 dims let several axes fit ([1, 1] -> [1, 1]): prefer the channel axis, else the last one
     fitting = [b for b in range(len(out_shape)) if fits(b)]
@@ -119,8 +121,11 @@ def reshape(t: Tracer, node: gs.Node) -> None:
 def _channel_split(in_shape: tuple, out_shape: tuple, axis: int) -> int | None:
     """The row count g when the reshape turns channel axis `axis` into two axes [g, c/g] in place."""
     channels = in_shape[axis]
-    if len(out_shape) != len(in_shape) + 1 or tuple(out_shape[:axis]) != tuple(in_shape[:axis]) \
-            or tuple(out_shape[axis + 2:]) != tuple(in_shape[axis + 1:]):
+    if (
+        len(out_shape) != len(in_shape) + 1
+        or tuple(out_shape[:axis]) != tuple(in_shape[:axis])
+        or tuple(out_shape[axis + 2 :]) != tuple(in_shape[axis + 1 :])
+    ):
         return None
     rows, columns = out_shape[axis], out_shape[axis + 1]
     return rows if rows * columns == channels and 1 < rows < channels else None
@@ -178,9 +183,14 @@ def _merge_rows(t: Tracer, node: gs.Node) -> None:
     """[.., a, b, ..] -> [.., a*b, ..]: the channels, spread over two axes, come back onto one."""
     layout, span, axis = t.layout(_data(node)), t.span(_data(node)), t.axis(_data(node))
     in_shape, out_shape = t.mg.shape(_data(node)), t.mg.shape(node.outputs[0])
-    if in_shape is None or out_shape is None or len(out_shape) != len(in_shape) - 1 \
-            or tuple(out_shape[:axis]) != tuple(in_shape[:axis]) or out_shape[axis] != len(layout) \
-            or tuple(out_shape[axis + 1:]) != tuple(in_shape[axis + 2:]):
+    if (
+        in_shape is None
+        or out_shape is None
+        or len(out_shape) != len(in_shape) - 1
+        or tuple(out_shape[:axis]) != tuple(in_shape[:axis])
+        or out_shape[axis] != len(layout)
+        or tuple(out_shape[axis + 1 :]) != tuple(in_shape[axis + 2 :])
+    ):
         return barrier(t, node, f"{t.where(node)}: reshape of channels spread over {len(span)} axes")
     if not _dim_follows(t, node, axis, layout, None):
         return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")

@@ -2,6 +2,7 @@
 
 Several models give one side-by-side table with ratios against the first. Methods: docs/bench.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,10 +34,12 @@ def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark
 
     ratios = compare(results)
     first = results[0]
-    caption = (f"runs={first.runs} warmup={first.warmup} threads={first.threads} batch={first.batch} "
-               f"seed={first.seed}; onnxruntime {first.onnxruntime} CPUExecutionProvider; "
-               f"{first.machine.get('arch', '?')} {first.machine.get('cpu', '')}. "
-               f"Ratios (in brackets) are against the first model. Energy: {energy_note(first.energy_model)}.")
+    caption = (
+        f"runs={first.runs} warmup={first.warmup} threads={first.threads} batch={first.batch} "
+        f"seed={first.seed}; onnxruntime {first.onnxruntime} CPUExecutionProvider; "
+        f"{first.machine.get('arch', '?')} {first.machine.get('cpu', '')}. "
+        f"Ratios (in brackets) are against the first model. Energy: {energy_note(first.energy_model)}."
+    )
     table = LiteralTable(title=title, caption=caption, caption_justify="left")
     table.add_column("")
     for index, name in enumerate(_columns([r.model for r in results])):
@@ -46,13 +49,17 @@ def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark
         table.add_row(label, *cells)
 
     def with_ratio(values: list[str], key: str, kind: str = "") -> list[str]:
-        return [v + (_ratio(ratio[key], kind) if i and v != "-" else "") for i, (v, ratio) in enumerate(zip(values, ratios))]
+        return [
+            v + (_ratio(ratio[key], kind) if i and v != "-" else "") for i, (v, ratio) in enumerate(zip(values, ratios))
+        ]
 
     row("input", [", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in r.inputs.items()) for r in results])
     row("file size", with_ratio([format_bytes(r.size_bytes) for r in results], "size_ratio"))
     row("params", with_ratio([format_count(r.params) for r in results], "params_ratio"))
     batches = {r.batch for r in results}
-    per_run = f", batch {first.batch}" if batches != {1} and len(batches) == 1 else (", per run" if batches != {1} else "")
+    per_run = (
+        f", batch {first.batch}" if batches != {1} and len(batches) == 1 else (", per run" if batches != {1} else "")
+    )
     row(f"FLOPs (MACs{per_run})", with_ratio([format_count(r.flops) for r in results], "flops_ratio"))
     row("latency median", with_ratio([f"{r.latency_ms['median']:.3f} ms" for r in results], "speedup", "speed"))
     row("latency p90", [f"{r.latency_ms['p90']:.3f} ms" for r in results])
@@ -60,35 +67,52 @@ def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark
     row("throughput", with_ratio([f"{r.throughput_ips:,.1f} img/s" for r in results], "throughput_ratio"))
     row("peak memory", with_ratio([format_bytes(r.peak_memory_bytes) for r in results], "peak_memory_ratio"))
     row("CPU utilisation", [f"{r.cpu_util_pct:.0f} %" for r in results])
-    row("energy / image (ESTIMATE)",
-        with_ratio([("-" if r.energy_uj_per_image is None else f"{r.energy_uj_per_image:.3f} µJ") for r in results],
-                   "energy_ratio"))
+    row(
+        "energy / image (ESTIMATE)",
+        with_ratio(
+            [("-" if r.energy_uj_per_image is None else f"{r.energy_uj_per_image:.3f} µJ") for r in results],
+            "energy_ratio",
+        ),
+    )
     return table
 
 
 @app.command()
 def bench(
-    models: List[str] = typer.Argument(..., metavar="MODEL", show_default=False,
-                                       help="ONNX models; the first is the baseline for the ratios."),
+    models: List[str] = typer.Argument(
+        ..., metavar="MODEL", show_default=False, help="ONNX models; the first is the baseline for the ratios."
+    ),
     runs: int = typer.Option(100, "--runs", help="Timed runs per model."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing."),
     threads: int = typer.Option(1, "--threads", help="onnxruntime intra-op threads (inter-op is 1)."),
     batch: int = typer.Option(1, "--batch", help="Images per run (models with a symbolic batch dimension)."),
     seed: int = seed_option("Seed of the random inputs."),
     input_shape: Optional[List[str]] = input_shape_option(),
-    energy_model: str = typer.Option("horowitz", "--energy-model",
-                                     help="Energy ESTIMATE: horowitz (640 pJ per 32-bit DRAM access) or paper "
-                                          "(640 pJ per MB, as printed in Zawish et al.); docs/bench.md."),
-    in_process: bool = typer.Option(False, "--in-process",
-                                    help="Measure in this process instead of a fresh one per model (memory less exact)."),
+    energy_model: str = typer.Option(
+        "horowitz",
+        "--energy-model",
+        help="Energy ESTIMATE: horowitz (640 pJ per 32-bit DRAM access) or paper "
+        "(640 pJ per MB, as printed in Zawish et al.); docs/bench.md.",
+    ),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Measure in this process instead of a fresh one per model (memory less exact)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="All fields as JSON on stdout."),
 ) -> None:
     """Benchmark models with onnxruntime on the CPU, side by side (energy is an estimate)."""
     from onnxprune.measure.bench import bench_many, report_json
 
-    results = bench_many(models, runs=runs, warmup=warmup, threads=threads, batch=batch, seed=seed,
-                         input_shapes=parse_input_shapes(input_shape, models[0]), isolate=not in_process,
-                         energy_model=energy_model)
+    results = bench_many(
+        models,
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        batch=batch,
+        seed=seed,
+        input_shapes=parse_input_shapes(input_shape, models[0]),
+        isolate=not in_process,
+        energy_model=energy_model,
+    )
     if json_out:
         emit_json(report_json(results))
     else:

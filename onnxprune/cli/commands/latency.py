@@ -1,4 +1,5 @@
 """`onnxprune latency MODEL -o PROFILE.json`: per-node times for `shrink --mode LA`, on this device."""
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -22,22 +23,29 @@ def latency_command(
     json_out: bool = typer.Option(False, "--json", help="Machine output on stdout."),
 ) -> None:
     """Measure each node's onnxruntime time; run it on the target board, then shrink --mode LA with it."""
-    from onnxprune.read.io import check_outputs_writable, load_model
     from onnxprune.analysis.latency import measure_node_latency, save_profile
+    from onnxprune.read.io import check_outputs_writable, load_model
 
     if runs < 1 or threads < 1:
         raise UserError("--runs and --threads must be at least 1")
     check_outputs_writable({"-o": output}, model)
-    times = measure_node_latency(load_model(model), runs=runs, threads=threads, seed=seed, label=model,
-                                 input_shapes=parse_input_shapes(input_shape, model))
+    times = measure_node_latency(
+        load_model(model),
+        runs=runs,
+        threads=threads,
+        seed=seed,
+        label=model,
+        input_shapes=parse_input_shapes(input_shape, model),
+    )
     if output:
         save_profile(times, output, model)
     total = sum(times.values())
     if json_out:
         emit_json({"model": model, "unit": "us", "total_us": total, "nodes": times})
         return
-    table = LiteralTable(title=f"{model}: {total / 1000:.2f} ms per inference (sum of node medians, "
-                               f"{threads} thread(s))")
+    table = LiteralTable(
+        title=f"{model}: {total / 1000:.2f} ms per inference (sum of node medians, {threads} thread(s))"
+    )
     for column in ("node", "us", "share"):
         table.add_column(column, justify="left" if column == "node" else "right")
     for name, value in sorted(times.items(), key=lambda kv: -kv[1])[:top]:

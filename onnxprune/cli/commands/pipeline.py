@@ -8,6 +8,7 @@ Every run writes its models, per-epoch logs and one `pipeline.json` into RUNDIR:
 params / FLOPs / memory before and after, and the wall time of every stage and in total.
 Python: `run_scratch(...)` / `run_finetune(...)` return the same dict.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,9 @@ from typing import Any, List, Optional
 import typer
 
 from onnxprune.cli.app import app, console, emit_json, err_console, parse_input_shapes
+from onnxprune.cli.commands.train import require_torch, train_options
 from onnxprune.errors import UserError
 from onnxprune.read.io import check_outputs_writable, save_json
-from onnxprune.cli.commands.train import require_torch, train_options
 
 pipeline_app = typer.Typer(no_args_is_help=True, help="Prune then train: from scratch, or train-prune-fine-tune.")
 app.add_typer(pipeline_app, name="pipeline")
@@ -49,8 +50,9 @@ def _run_dir(output: str | os.PathLike, model: str | os.PathLike) -> Path:
     return out
 
 
-def _shrink(model, mode: str, target: float, seed: int, step: float, init: str, criterion: str,
-            input_shapes: dict | None = None):
+def _shrink(
+    model, mode: str, target: float, seed: int, step: float, init: str, criterion: str, input_shapes: dict | None = None
+):
     try:
         from onnxprune import shrink
     except ImportError:  # pragma: no cover - the lead's API is part of the package
@@ -60,23 +62,46 @@ def _shrink(model, mode: str, target: float, seed: int, step: float, init: str, 
         raise UserError(f"--mode {mode!r}: choose PA (params), FA (FLOPs) or MA (memory)")
     if not 0.0 < float(target) < 1.0:
         raise UserError(f"--target {target}: a fraction of the baseline to keep, 0 < T < 1")
-    return shrink(model, mode=mode, target=float(target), seed=seed, step=step, init=init, criterion=criterion,
-                  input_shapes=input_shapes)
+    return shrink(
+        model,
+        mode=mode,
+        target=float(target),
+        seed=seed,
+        step=step,
+        init=init,
+        criterion=criterion,
+        input_shapes=input_shapes,
+    )
 
 
 def _complexity(report: dict) -> dict[str, Any]:
     out = {}
     for figure in FIGURES:
         before, after = report["before"].get(figure), report["after"].get(figure)
-        out[figure] = {"before": before, "after": after,
-                       "ratio": (after / before) if before else None}
+        out[figure] = {"before": before, "after": after, "ratio": (after / before) if before else None}
     return out
 
 
 def _train_summary(result) -> dict[str, Any]:
-    keep = ("accuracy", "test_loss", "train_loss", "train_accuracy", "epochs", "wall_seconds", "train_seconds",
-            "images_per_s", "log_path", "output_path", "device", "onnx_agreement", "params", "config", "norm",
-            "verdict", "export")
+    keep = (
+        "accuracy",
+        "test_loss",
+        "train_loss",
+        "train_accuracy",
+        "epochs",
+        "wall_seconds",
+        "train_seconds",
+        "images_per_s",
+        "log_path",
+        "output_path",
+        "device",
+        "onnx_agreement",
+        "params",
+        "config",
+        "norm",
+        "verdict",
+        "export",
+    )
     return {k: getattr(result, k) for k in keep}
 
 
@@ -106,8 +131,10 @@ def _check_quantize(quantize: dict | None, train_kwargs: dict) -> None:
         raise UserError(f"--quantize-format {quantize['fmt']!r}: expected one of {', '.join(FORMATS)}")
     count = quantize.get("calibration_images")
     if count is not None and count < MIN_CALIBRATION_IMAGES:
-        raise UserError(f"--calibration-images {count}: at least {MIN_CALIBRATION_IMAGES} images are needed for "
-                        f"meaningful activation ranges")
+        raise UserError(
+            f"--calibration-images {count}: at least {MIN_CALIBRATION_IMAGES} images are needed for "
+            f"meaningful activation ranges"
+        )
     if not isinstance(train_kwargs.get("data", "cifar10"), str):
         raise UserError("--quantize calibrates on the --data images: give data as a spec (e.g. cifar10=PATH)")
 
@@ -116,14 +143,25 @@ def _quantize(trained_path: str, run: Path, quantize: dict, data: str, input_sha
     from onnxprune.cli.commands.quantize import quantize_file
 
     options = {k: v for k, v in quantize.items() if v is not None}
-    summary, _ = quantize_file(str(trained_path), str(run / INT8_NAME), calibrate=data, input_shapes=input_shapes,
-                               **options)
+    summary, _ = quantize_file(
+        str(trained_path), str(run / INT8_NAME), calibrate=data, input_shapes=input_shapes, **options
+    )
     return summary
 
 
-def run_scratch(model: str, output: str, *, mode: str, target: float, step: float = 0.1, seed: int = 0,
-                progress: bool = True, input_shapes: dict | None = None, quantize: dict | None = None,
-                **train_kwargs) -> dict[str, Any]:
+def run_scratch(
+    model: str,
+    output: str,
+    *,
+    mode: str,
+    target: float,
+    step: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+    input_shapes: dict | None = None,
+    quantize: dict | None = None,
+    **train_kwargs,
+) -> dict[str, Any]:
     """Shrink (reinit) then train once; writes RUNDIR/{pruned.onnx, trained.onnx, train.jsonl, pipeline.json}.
     `input_shapes` ({"NAME": [1, 3, H, W]}) fixes symbolic input dimensions for both stages. `quantize`
     ({"fmt": "qdq", "per_channel": False, "calibration_images": N}) adds RUNDIR/trained.int8.onnx,
@@ -140,14 +178,22 @@ def run_scratch(model: str, output: str, *, mode: str, target: float, step: floa
     first_input_shape(source, input_shapes)  # a symbolic H/W needs --input-shape
     run = _run_dir(output, model)
     t0 = time.perf_counter()
-    pruned, report = _shrink(source, mode, target, seed, step, init="reinit", criterion="random",
-                             input_shapes=input_shapes)
+    pruned, report = _shrink(
+        source, mode, target, seed, step, init="reinit", criterion="random", input_shapes=input_shapes
+    )
     pruned_path = save_model(pruned, run / "pruned.onnx", model)
     shrink_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = train(pruned_path, seed=seed, output=run / "trained.onnx", log=run / "train.jsonl",
-                   progress=progress, console=err_console if progress else None, input_shapes=input_shapes,
-                   **train_kwargs)
+    result = train(
+        pruned_path,
+        seed=seed,
+        output=run / "trained.onnx",
+        log=run / "train.jsonl",
+        progress=progress,
+        console=err_console if progress else None,
+        input_shapes=input_shapes,
+        **train_kwargs,
+    )
     train_s = time.perf_counter() - t0
     quantized, quantize_s = None, None
     if quantize is not None:
@@ -155,11 +201,19 @@ def run_scratch(model: str, output: str, *, mode: str, target: float, step: floa
         quantized = _quantize(result.output_path, run, quantize, train_kwargs.get("data", "cifar10"), input_shapes)
         quantize_s = round(time.perf_counter() - t0, 3)
     payload = {
-        "pipeline": "scratch", "model": str(model), "mode": report["mode"], "target": report.get("target"),
-        "seed": seed, "accuracy": result.accuracy, "complexity": _complexity(report),
+        "pipeline": "scratch",
+        "model": str(model),
+        "mode": report["mode"],
+        "target": report.get("target"),
+        "seed": seed,
+        "accuracy": result.accuracy,
+        "complexity": _complexity(report),
         "files": {"pruned": str(pruned_path), "trained": result.output_path, "log": result.log_path},
-        "seconds": {"shrink": round(shrink_s, 3), "train": round(train_s, 3),
-                    "total": round(time.perf_counter() - started, 3)},
+        "seconds": {
+            "shrink": round(shrink_s, 3),
+            "train": round(train_s, 3),
+            "total": round(time.perf_counter() - started, 3),
+        },
         "train": _train_summary(result),
         "shrink": {k: report.get(k) for k in ("mode", "target", "seed", "step", "init", "criterion", "iterations")},
     }
@@ -173,9 +227,20 @@ def run_scratch(model: str, output: str, *, mode: str, target: float, step: floa
     return payload
 
 
-def run_finetune(model: str, output: str, *, mode: str, target: float, finetune_epochs: int,
-                 finetune_lr: float | None = None, step: float = 0.1, seed: int = 0, progress: bool = True,
-                 input_shapes: dict | None = None, **train_kwargs) -> dict[str, Any]:
+def run_finetune(
+    model: str,
+    output: str,
+    *,
+    mode: str,
+    target: float,
+    finetune_epochs: int,
+    finetune_lr: float | None = None,
+    step: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+    input_shapes: dict | None = None,
+    **train_kwargs,
+) -> dict[str, Any]:
     """Train the unpruned model, shrink (l1, keep), fine-tune; writes RUNDIR/{baseline,pruned,finetuned}.onnx."""
     check_run_dir(output, model)
     require_torch()
@@ -193,18 +258,32 @@ def run_finetune(model: str, output: str, *, mode: str, target: float, finetune_
     if progress:
         err_console.print("[bold]stage 1/3: train the unpruned model")
     # BN is kept in the baseline so that the pruned network fine-tunes with BatchNorm, as trained
-    base = train(model, seed=seed, output=run / "baseline.onnx", log=run / "baseline.train.jsonl", keep_bn=True,
-                 progress=progress, console=console_, input_shapes=input_shapes, **train_kwargs)
+    base = train(
+        model,
+        seed=seed,
+        output=run / "baseline.onnx",
+        log=run / "baseline.train.jsonl",
+        keep_bn=True,
+        progress=progress,
+        console=console_,
+        input_shapes=input_shapes,
+        **train_kwargs,
+    )
     base_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pruned, report = _shrink(base.output_path, mode, target, seed, step, init="keep", criterion="l1",
-                             input_shapes=input_shapes)
+    pruned, report = _shrink(
+        base.output_path, mode, target, seed, step, init="keep", criterion="l1", input_shapes=input_shapes
+    )
     pruned_path = save_model(pruned, run / "pruned.onnx", model)
     shrink_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     eval_keys = ("recipe", "limit_train", "limit_test", "device", "threads")
-    after_prune = evaluate_model(pruned_path, train_kwargs.get("data", "cifar10"), input_shapes=input_shapes,
-                                 **{k: train_kwargs[k] for k in eval_keys if k in train_kwargs})
+    after_prune = evaluate_model(
+        pruned_path,
+        train_kwargs.get("data", "cifar10"),
+        input_shapes=input_shapes,
+        **{k: train_kwargs[k] for k in eval_keys if k in train_kwargs},
+    )
     eval_s = time.perf_counter() - t0
     config = resolve_config(train_kwargs.get("recipe", "cpu"), lr=train_kwargs.get("lr"))
     tune_kwargs = dict(train_kwargs)
@@ -213,19 +292,43 @@ def run_finetune(model: str, output: str, *, mode: str, target: float, finetune_
     t0 = time.perf_counter()
     if progress:
         err_console.print(f"[bold]stage 3/3: fine-tune the pruned model (lr {tune_kwargs['lr']:g})")
-    tuned = train(pruned_path, seed=seed, output=run / "finetuned.onnx", log=run / "finetune.jsonl",
-                  progress=progress, console=console_, input_shapes=input_shapes, **tune_kwargs)
+    tuned = train(
+        pruned_path,
+        seed=seed,
+        output=run / "finetuned.onnx",
+        log=run / "finetune.jsonl",
+        progress=progress,
+        console=console_,
+        input_shapes=input_shapes,
+        **tune_kwargs,
+    )
     tune_s = time.perf_counter() - t0
     payload = {
-        "pipeline": "finetune", "model": str(model), "mode": report["mode"], "target": report.get("target"),
-        "seed": seed, "accuracy": tuned.accuracy, "baseline_accuracy": base.accuracy,
-        "pruned_accuracy_before_finetune": after_prune["accuracy"], "complexity": _complexity(report),
-        "files": {"baseline": base.output_path, "pruned": str(pruned_path), "finetuned": tuned.output_path,
-                  "baseline_log": base.log_path, "finetune_log": tuned.log_path},
-        "seconds": {"train_baseline": round(base_s, 3), "shrink": round(shrink_s, 3),
-                    "evaluate_pruned": round(eval_s, 3), "finetune": round(tune_s, 3),
-                    "total": round(time.perf_counter() - started, 3)},
-        "baseline": _train_summary(base), "finetune": _train_summary(tuned),
+        "pipeline": "finetune",
+        "model": str(model),
+        "mode": report["mode"],
+        "target": report.get("target"),
+        "seed": seed,
+        "accuracy": tuned.accuracy,
+        "baseline_accuracy": base.accuracy,
+        "pruned_accuracy_before_finetune": after_prune["accuracy"],
+        "complexity": _complexity(report),
+        "files": {
+            "baseline": base.output_path,
+            "pruned": str(pruned_path),
+            "finetuned": tuned.output_path,
+            "baseline_log": base.log_path,
+            "finetune_log": tuned.log_path,
+        },
+        "seconds": {
+            "train_baseline": round(base_s, 3),
+            "shrink": round(shrink_s, 3),
+            "evaluate_pruned": round(eval_s, 3),
+            "finetune": round(tune_s, 3),
+            "total": round(time.perf_counter() - started, 3),
+        },
+        "baseline": _train_summary(base),
+        "finetune": _train_summary(tuned),
         "shrink": {k: report.get(k) for k in ("mode", "target", "seed", "step", "init", "criterion", "iterations")},
     }
     save_json(payload, run / RESULT_NAME, model)
@@ -236,8 +339,10 @@ def run_finetune(model: str, output: str, *, mode: str, target: float, finetune_
 def _print(payload: dict) -> None:
     from onnxprune.report import LiteralTable, nbytes, si
 
-    table = LiteralTable(title=f"pipeline {payload['pipeline']}: {payload['model']} ({payload['mode']} target "
-                        f"{payload['target']})", show_header=True)
+    table = LiteralTable(
+        title=f"pipeline {payload['pipeline']}: {payload['model']} ({payload['mode']} target {payload['target']})",
+        show_header=True,
+    )
     for column in ("figure", "before", "after", "kept"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for figure in FIGURES:
@@ -255,8 +360,11 @@ def _print(payload: dict) -> None:
     times.add_row("final test accuracy", f"{100 * payload['accuracy']:.2f}%")
     if payload.get("quantize"):
         q = payload["quantize"]
-        times.add_row("int8 model", f"{q['output']} ({q['format']}), top-1 equals float on "
-                                    f"{100 * q['top1_agreement']:.1f}% of {q['calibration_images']} calibration images")
+        times.add_row(
+            "int8 model",
+            f"{q['output']} ({q['format']}), top-1 equals float on "
+            f"{100 * q['top1_agreement']:.1f}% of {q['calibration_images']} calibration images",
+        )
     for stage, seconds in payload["seconds"].items():
         times.add_row(f"{stage} time", f"{seconds:.1f} s")
     times.add_row("results", payload["result_path"])
@@ -278,32 +386,68 @@ def scratch_command(
     mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs) or MA (memory)"),
     target: float = typer.Option(..., "--target", help="fraction of the baseline to keep, 0<T<1"),
     step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
-    data: str = _S["data"], epochs: Optional[int] = _S["epochs"], batch_size: Optional[int] = _S["batch_size"],
-    optimizer: Optional[str] = _S["optimizer"], lr: Optional[float] = _S["lr"],
-    schedule: Optional[str] = _S["schedule"], weight_decay: Optional[float] = _S["weight_decay"],
-    recipe: str = _S["recipe"], seed: int = _S["seed"], device: str = _S["device"],
+    data: str = _S["data"],
+    epochs: Optional[int] = _S["epochs"],
+    batch_size: Optional[int] = _S["batch_size"],
+    optimizer: Optional[str] = _S["optimizer"],
+    lr: Optional[float] = _S["lr"],
+    schedule: Optional[str] = _S["schedule"],
+    weight_decay: Optional[float] = _S["weight_decay"],
+    recipe: str = _S["recipe"],
+    seed: int = _S["seed"],
+    device: str = _S["device"],
     input_shape: Optional[List[str]] = _S["input_shape"],
-    limit_train: Optional[int] = _S["limit_train"], limit_test: Optional[int] = _S["limit_test"],
-    threads: Optional[int] = _S["threads"], augment: bool = _S["augment"],
-    norm: str = _S["norm"], guard: bool = _S["guard"],
-    quantize: bool = typer.Option(False, "--quantize", help=f"also write RUNDIR/{INT8_NAME}: the trained model "
-                                                             "quantized to int8, calibrated on --data's training images"),
+    limit_train: Optional[int] = _S["limit_train"],
+    limit_test: Optional[int] = _S["limit_test"],
+    threads: Optional[int] = _S["threads"],
+    augment: bool = _S["augment"],
+    norm: str = _S["norm"],
+    guard: bool = _S["guard"],
+    quantize: bool = typer.Option(
+        False,
+        "--quantize",
+        help=f"also write RUNDIR/{INT8_NAME}: the trained model "
+        "quantized to int8, calibrated on --data's training images",
+    ),
     quantize_format: str = typer.Option("qdq", "--quantize-format", help="qdq | qoperator (see `quantize --help`)"),
     quantize_per_channel: bool = typer.Option(False, "--quantize-per-channel", help="one weight scale per channel"),
-    calibration_images: Optional[int] = typer.Option(None, "--calibration-images", metavar="N",
-                                                     help="calibration images for --quantize (default: quantize's)"),
+    calibration_images: Optional[int] = typer.Option(
+        None, "--calibration-images", metavar="N", help="calibration images for --quantize (default: quantize's)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print pipeline.json on stdout"),
 ) -> None:
     """Shrink MODEL with fresh weights, then train it from scratch."""
-    payload = run_scratch(model, output, mode=mode, target=target, step=step, seed=seed, progress=not quiet,
-                          input_shapes=parse_input_shapes(input_shape, model),
-                          quantize=dict(fmt=quantize_format, per_channel=quantize_per_channel,
-                                        calibration_images=calibration_images) if quantize else None,
-                          **_train_kwargs(data=data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                                          lr=lr, schedule=schedule, weight_decay=weight_decay, recipe=recipe,
-                                          device=device, limit_train=limit_train, limit_test=limit_test,
-                                          threads=threads, augment=augment, norm=norm, guard=guard))
+    payload = run_scratch(
+        model,
+        output,
+        mode=mode,
+        target=target,
+        step=step,
+        seed=seed,
+        progress=not quiet,
+        input_shapes=parse_input_shapes(input_shape, model),
+        quantize=dict(fmt=quantize_format, per_channel=quantize_per_channel, calibration_images=calibration_images)
+        if quantize
+        else None,
+        **_train_kwargs(
+            data=data,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            schedule=schedule,
+            weight_decay=weight_decay,
+            recipe=recipe,
+            device=device,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            threads=threads,
+            augment=augment,
+            norm=norm,
+            guard=guard,
+        ),
+    )
     emit_json(payload) if json_out else _print(payload)
 
 
@@ -316,23 +460,54 @@ def finetune_command(
     finetune_epochs: int = typer.Option(..., "--finetune-epochs", help="epochs of fine-tuning after pruning"),
     finetune_lr: Optional[float] = typer.Option(None, "--finetune-lr", help="default: a tenth of the lr"),
     step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
-    data: str = _F["data"], epochs: Optional[int] = _F["epochs"], batch_size: Optional[int] = _F["batch_size"],
-    optimizer: Optional[str] = _F["optimizer"], lr: Optional[float] = _F["lr"],
-    schedule: Optional[str] = _F["schedule"], weight_decay: Optional[float] = _F["weight_decay"],
-    recipe: str = _F["recipe"], seed: int = _F["seed"], device: str = _F["device"],
+    data: str = _F["data"],
+    epochs: Optional[int] = _F["epochs"],
+    batch_size: Optional[int] = _F["batch_size"],
+    optimizer: Optional[str] = _F["optimizer"],
+    lr: Optional[float] = _F["lr"],
+    schedule: Optional[str] = _F["schedule"],
+    weight_decay: Optional[float] = _F["weight_decay"],
+    recipe: str = _F["recipe"],
+    seed: int = _F["seed"],
+    device: str = _F["device"],
     input_shape: Optional[List[str]] = _F["input_shape"],
-    limit_train: Optional[int] = _F["limit_train"], limit_test: Optional[int] = _F["limit_test"],
-    threads: Optional[int] = _F["threads"], augment: bool = _F["augment"],
-    norm: str = _F["norm"], guard: bool = _F["guard"],
+    limit_train: Optional[int] = _F["limit_train"],
+    limit_test: Optional[int] = _F["limit_test"],
+    threads: Optional[int] = _F["threads"],
+    augment: bool = _F["augment"],
+    norm: str = _F["norm"],
+    guard: bool = _F["guard"],
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print pipeline.json on stdout"),
 ) -> None:
     """Train MODEL, shrink it keeping the largest-L1 channels' weights, then fine-tune."""
-    payload = run_finetune(model, output, mode=mode, target=target, finetune_epochs=finetune_epochs,
-                           finetune_lr=finetune_lr, step=step, seed=seed, progress=not quiet,
-                           input_shapes=parse_input_shapes(input_shape, model),
-                           **_train_kwargs(data=data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                                           lr=lr, schedule=schedule, weight_decay=weight_decay, recipe=recipe,
-                                           device=device, limit_train=limit_train, limit_test=limit_test,
-                                           threads=threads, augment=augment, norm=norm, guard=guard))
+    payload = run_finetune(
+        model,
+        output,
+        mode=mode,
+        target=target,
+        finetune_epochs=finetune_epochs,
+        finetune_lr=finetune_lr,
+        step=step,
+        seed=seed,
+        progress=not quiet,
+        input_shapes=parse_input_shapes(input_shape, model),
+        **_train_kwargs(
+            data=data,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            schedule=schedule,
+            weight_decay=weight_decay,
+            recipe=recipe,
+            device=device,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            threads=threads,
+            augment=augment,
+            norm=norm,
+            guard=guard,
+        ),
+    )
     emit_json(payload) if json_out else _print(payload)

@@ -1,4 +1,5 @@
 """`onnxprune profile MODEL`: per-layer params, FLOPs and memory."""
+
 from __future__ import annotations
 
 import sys
@@ -10,28 +11,44 @@ from onnxprune.cli.app import app, console, emit_json, input_shape_option, parse
 from onnxprune.errors import UserError
 from onnxprune.report import LiteralTable, nbytes, pct, si
 
-SHAPE_METHODS = {"onnx": "ONNX inference", "symbolic": "onnxruntime's symbolic inference",
-                 "probe": "a probe run on zero inputs"}
+SHAPE_METHODS = {
+    "onnx": "ONNX inference",
+    "symbolic": "onnxruntime's symbolic inference",
+    "probe": "a probe run on zero inputs",
+}
 SORT_KEYS = {"graph": None, "params": "params", "flops": "flops", "memory": "memory_bytes"}
 
 
 @app.command("profile")
 def profile_command(
     model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file"),
-    other: Optional[str] = typer.Argument(None, metavar="MODEL_B", show_default=False,
-                                          help="A second model (e.g. the pruned one): both side by side, layers "
-                                               "matched by node name, with the ratio."),
+    other: Optional[str] = typer.Argument(
+        None,
+        metavar="MODEL_B",
+        show_default=False,
+        help="A second model (e.g. the pruned one): both side by side, layers matched by node name, with the ratio.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="machine output on stdout"),
     input_shape: Optional[List[str]] = input_shape_option(),
     sort: str = typer.Option("graph", "--sort", help="graph|params|flops|memory"),
     top: int = typer.Option(0, "--top", help="show only the N largest layers (0 = all)"),
-    csv_path: Optional[str] = typer.Option(None, "--csv", metavar="PATH", help="Also write one CSV line per layer "
-                                           "(shapes, params, FLOPs, memory); - for stdout instead of the table."),
+    csv_path: Optional[str] = typer.Option(
+        None,
+        "--csv",
+        metavar="PATH",
+        help="Also write one CSV line per layer (shapes, params, FLOPs, memory); - for stdout instead of the table.",
+    ),
 ) -> None:
     """Per layer: input and output shapes, params, FLOPs (MACs), memory and their shares of the totals.
 
     With a second model: both side by side, layers matched by node name, before → after and the ratio."""
-    from onnxprune.cli.profile_views import compare_profiles, print_comparison, profile_with_shapes, shape_text, write_csv
+    from onnxprune.cli.profile_views import (
+        compare_profiles,
+        print_comparison,
+        profile_with_shapes,
+        shape_text,
+        write_csv,
+    )
 
     if sort not in SORT_KEYS:
         raise UserError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
@@ -65,11 +82,30 @@ def profile_command(
         table.add_column(column, justify="left" if column in ("node", "op") else "right")
     totals = result.totals
     for r in rows:
-        table.add_row(r["node"], r["op"], shape_text(r["input_shape"]), shape_text(r["output_shape"]),
-                      si(r["params"]), pct(r["params"], totals["params"]),
-                      si(r["flops"]), pct(r["flops"], totals["flops"]), nbytes(r["memory_bytes"]),
-                      pct(r["memory_bytes"], totals["memory_bytes"]))
+        table.add_row(
+            r["node"],
+            r["op"],
+            shape_text(r["input_shape"]),
+            shape_text(r["output_shape"]),
+            si(r["params"]),
+            pct(r["params"], totals["params"]),
+            si(r["flops"]),
+            pct(r["flops"], totals["flops"]),
+            nbytes(r["memory_bytes"]),
+            pct(r["memory_bytes"], totals["memory_bytes"]),
+        )
     table.add_section()
-    table.add_row("total", f"{len(result.layers)} layers", "", "", si(totals["params"]), "", si(totals["flops"]), "",
-                  nbytes(totals["memory_bytes"]), "", style="bold")
+    table.add_row(
+        "total",
+        f"{len(result.layers)} layers",
+        "",
+        "",
+        si(totals["params"]),
+        "",
+        si(totals["flops"]),
+        "",
+        nbytes(totals["memory_bytes"]),
+        "",
+        style="bold",
+    )
     console.print(table)

@@ -1,4 +1,5 @@
 """`onnxprune shrink MODEL --mode PA|FA|MA --target T`: the main job."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,35 +37,56 @@ def shrink_command(
     criterion: str = typer.Option("random", "--criterion", help="Channels removed in a group: random | l1."),
     strategy: str = typer.Option("complexity", "--strategy", help="complexity (the paper's draw) | uniform."),
     min_channels: int = typer.Option(1, "--min-channels", help="Fewest channels a group keeps."),
-    round_to: str = typer.Option("auto", "--round-to", help="auto: kernel-friendly multiples per layer kind | R: "
-                                 "multiples of R | 1: the paper's exact counts."),
-    output: Optional[str] = typer.Option(None, "-o", "--output",
-                                         help="Pruned model; default <stem>.<mode>-<target>.onnx. A no-op "
-                                              "shrink writes a file only when -o is given."),
+    round_to: str = typer.Option(
+        "auto",
+        "--round-to",
+        help="auto: kernel-friendly multiples per layer kind | R: multiples of R | 1: the paper's exact counts.",
+    ),
+    output: Optional[str] = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Pruned model; default <stem>.<mode>-<target>.onnx. A no-op shrink writes a file only when -o is given.",
+    ),
     report: Optional[str] = typer.Option(None, "--report", help="Write the JSON report here."),
     input_shape: Optional[List[str]] = input_shape_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the report on stdout."),
-    verify: bool = typer.Option(False, "--verify", help="Check the result: onnxruntime runs it, its output shapes "
-                                "match the original's; with --init keep, the zero-mask oracle's max error. Exit 1 "
-                                "if a check fails."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the report (what would be removed, totals before "
-                                 "and after) and write nothing."),
-    latency_profile: Optional[str] = typer.Option(None, "--latency-profile",
-                                                  help="LA: per-node times measured on the target device."),
-    keep_tied: bool = typer.Option(False, "--keep-tied", help="Layers that read one shared weight stay pruned alike "
-                                   "(default: sharing is storage; differing readers get their own copies)."),
-    exclude: Optional[List[str]] = typer.Option(None, "--exclude", metavar="PATTERN",
-                                                help="Never prune this layer's group: a node-name glob ('head*') or "
-                                                     "op:TYPE (op:Gemm). Repeatable."),
-    max_ratio: Optional[List[str]] = typer.Option(None, "--max-ratio", metavar="NODE=R",
-                                                  help="Remove at most the fraction R of NODE's output channels "
-                                                       "(NODE may be a glob), e.g. fc1=0.3. Repeatable."),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Check the result: onnxruntime runs it, its output shapes "
+        "match the original's; with --init keep, the zero-mask oracle's max error. Exit 1 "
+        "if a check fails.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the report (what would be removed, totals before and after) and write nothing."
+    ),
+    latency_profile: Optional[str] = typer.Option(
+        None, "--latency-profile", help="LA: per-node times measured on the target device."
+    ),
+    keep_tied: bool = typer.Option(
+        False,
+        "--keep-tied",
+        help="Layers that read one shared weight stay pruned alike "
+        "(default: sharing is storage; differing readers get their own copies).",
+    ),
+    exclude: Optional[List[str]] = typer.Option(
+        None,
+        "--exclude",
+        metavar="PATTERN",
+        help="Never prune this layer's group: a node-name glob ('head*') or op:TYPE (op:Gemm). Repeatable.",
+    ),
+    max_ratio: Optional[List[str]] = typer.Option(
+        None,
+        "--max-ratio",
+        metavar="NODE=R",
+        help="Remove at most the fraction R of NODE's output channels (NODE may be a glob), e.g. fc1=0.3. Repeatable.",
+    ),
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
-    from onnxprune import shrink
-    from onnxprune import __version__
-    from onnxprune.prune.protect import parse_max_ratios
+    from onnxprune import __version__, shrink
     from onnxprune.cli.provenance import file_facts, shrink_record, stamp
+    from onnxprune.prune.protect import parse_max_ratios
 
     mode = mode.upper()
     if mode not in ("PA", "FA", "MA", "LA"):
@@ -80,14 +102,29 @@ def shrink_command(
     # every output location is checked before any work; both are then written, or neither
     out, report_path = None, None
     if not dry_run:
-        out, *rest = check_outputs_writable({"-o": output or default_output(model, mode, target, budget),
-                                             "--report": report}, model)
+        out, *rest = check_outputs_writable(
+            {"-o": output or default_output(model, mode, target, budget), "--report": report}, model
+        )
         report_path = rest[0] if rest else None
     absolute = parse_budget(mode, budget) if budget is not None else None
-    pruned, result = shrink(model, mode=mode, target=target, budget=absolute, step=step, seed=seed, init=init,
-                            criterion=criterion, strategy=strategy, min_channels=min_channels, round_to=round_to,
-                            input_shapes=parse_input_shapes(input_shape, model), latency_profile=latency_profile,
-                            keep_tied=keep_tied, exclude=exclude, max_ratio=parse_max_ratios(max_ratio))
+    pruned, result = shrink(
+        model,
+        mode=mode,
+        target=target,
+        budget=absolute,
+        step=step,
+        seed=seed,
+        init=init,
+        criterion=criterion,
+        strategy=strategy,
+        min_channels=min_channels,
+        round_to=round_to,
+        input_shapes=parse_input_shapes(input_shape, model),
+        latency_profile=latency_profile,
+        keep_tied=keep_tied,
+        exclude=exclude,
+        max_ratio=parse_max_ratios(max_ratio),
+    )
     written = out if (result["pruned"] or output) and not dry_run else None
     result["output"] = str(written) if written else None
     if dry_run:
@@ -96,16 +133,20 @@ def shrink_command(
     result["provenance"] = {"tool": "onnxprune", "version": __version__, "input": source_facts, "output": None}
     if written:
         stamp(pruned, shrink_record(source_facts, result))
-    save_outputs([(path, payload) for path, payload in ((written, pruned), (report_path, result)) if path],
-                 model, flags=[flag for flag, path in (("-o", written), ("--report", report_path)) if path])
+    save_outputs(
+        [(path, payload) for path, payload in ((written, pruned), (report_path, result)) if path],
+        model,
+        flags=[flag for flag, path in (("-o", written), ("--report", report_path)) if path],
+    )
     if written:  # the written file's own hash: the report is rewritten (atomically) once it is known
         result["provenance"]["output"] = file_facts(written)
     problems = []
     if verify:
         from onnxprune.measure.compare_outputs import verify_shrink
 
-        result["verify"], problems = verify_shrink(model, written or pruned, result,
-                                                   parse_input_shapes(input_shape, model), keep_tied)
+        result["verify"], problems = verify_shrink(
+            model, written or pruned, result, parse_input_shapes(input_shape, model), keep_tied
+        )
     if report_path and (written or verify):
         save_json(result, report_path, model, flag="--report")
     if json_out:
@@ -124,13 +165,21 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
     if "verify" in result:
         check = result["verify"]
         zero = check.get("zero_mask_max_rel_error")
-        console.print(f"verify: onnxruntime runs it: {'yes' if check['runs'] else 'NO'}; output shapes match the "
-                      f"original's: {'yes' if check['shapes_match'] else 'NO'}"
-                      + (f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g})"
-                         if zero is not None else "; zero-mask check: only at --init keep"),
-                      markup=False, highlight=False)
+        console.print(
+            f"verify: onnxruntime runs it: {'yes' if check['runs'] else 'NO'}; output shapes match the "
+            f"original's: {'yes' if check['shapes_match'] else 'NO'}"
+            + (
+                f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g})"
+                if zero is not None
+                else "; zero-mask check: only at --init keep"
+            ),
+            markup=False,
+            highlight=False,
+        )
     if result.get("pruned") and result.get("round_to_used") != result.get("round_to"):
-        console.print("note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples")
+        console.print(
+            "note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples"
+        )
 
 
 def _shape_text(shapes: dict) -> str:
@@ -139,40 +188,60 @@ def _shape_text(shapes: dict) -> str:
 
 def _print_protected(result: dict) -> None:
     for note in result.get("protected", []):
-        what = (f"at most {note['max_ratio']:.0%} of channels removed" if "max_ratio" in note else "not pruned")
-        console.print(f"{note['option']} {note['pattern']}: {len(note['nodes'])} node(s), {len(note['groups'])} "
-                      f"group(s) {what}: {', '.join(note['nodes'][:6])}{' ...' if len(note['nodes']) > 6 else ''}",
-                      markup=False, highlight=False)
+        what = f"at most {note['max_ratio']:.0%} of channels removed" if "max_ratio" in note else "not pruned"
+        console.print(
+            f"{note['option']} {note['pattern']}: {len(note['nodes'])} node(s), {len(note['groups'])} "
+            f"group(s) {what}: {', '.join(note['nodes'][:6])}{' ...' if len(note['nodes']) > 6 else ''}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _print_summary(model: str, out: Optional[Path], result: dict) -> None:
     shapes = _shape_text(result.get("input_shapes", {}))
     if not result["pruned"]:
         where = f"; the unchanged model was written to {out}" if out else "; no file written (give -o to get a copy)"
-        console.print(f"{literal(model)}: already within the budget: nothing pruned; weights unchanged "
-                      f"(no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}.")
+        console.print(
+            f"{literal(model)}: already within the budget: nothing pruned; weights unchanged "
+            f"(no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}."
+        )
         return
-    table = LiteralTable(title=f"{model} → {out or '(dry run)'}  (mode {result['mode']}, seed {result['seed']}, "
-                               f"{result['iterations']} steps)")
+    table = LiteralTable(
+        title=f"{model} → {out or '(dry run)'}  (mode {result['mode']}, seed {result['seed']}, "
+        f"{result['iterations']} steps)"
+    )
     for column in ("layer", "op", "channels", "kept"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
     for row in result["layers"]:
-        table.add_row(row["node"], row["op"], f"{row['out_channels_before']} → {row['out_channels_after']}",
-                      pct(row["out_channels_after"], row["out_channels_before"]))
+        table.add_row(
+            row["node"],
+            row["op"],
+            f"{row['out_channels_before']} → {row['out_channels_after']}",
+            pct(row["out_channels_after"], row["out_channels_before"]),
+        )
     console.print(table)
     totals = LiteralTable(title=f"totals at input shape {shapes}; weights {result.get('weights', '')}")
     for column in ("figure", "before", "after", "reduction"):
         totals.add_column(column, justify="left" if column == "figure" else "right")
     before, after = result["before"], result["after"]
-    for key, label, fmt in (("params", "params", si), ("flops", "FLOPs (MACs)", si), ("memory_bytes", "memory", nbytes)):
+    for key, label, fmt in (
+        ("params", "params", si),
+        ("flops", "FLOPs (MACs)", si),
+        ("memory_bytes", "memory", nbytes),
+    ):
         totals.add_row(label, fmt(before[key]), fmt(after[key]), f"-{pct(before[key] - after[key], before[key])}")
     if "latency_us" in result:
         lat = result["latency_us"]
-        totals.add_row("latency (estimated)", f"{lat['before_measured'] / 1000:.2f} ms",
-                       f"{lat['after_estimated'] / 1000:.2f} ms",
-                       f"-{pct(lat['before_measured'] - lat['after_estimated'], lat['before_measured'])}")
+        totals.add_row(
+            "latency (estimated)",
+            f"{lat['before_measured'] / 1000:.2f} ms",
+            f"{lat['after_estimated'] / 1000:.2f} ms",
+            f"-{pct(lat['before_measured'] - lat['after_estimated'], lat['before_measured'])}",
+        )
     console.print(totals)
     for note in result.get("unshared_constants", []):
-        console.print(f"shared constant {note['constant']!r} ({note['readers']} readers) now has {note['versions']} "
-                      f"versions: readers pruned differently got their own copy (--keep-tied keeps them alike)",
-                      markup=False)
+        console.print(
+            f"shared constant {note['constant']!r} ({note['readers']} readers) now has {note['versions']} "
+            f"versions: readers pruned differently got their own copy (--keep-tied keeps them alike)",
+            markup=False,
+        )

@@ -1,4 +1,5 @@
 """`onnxprune sweep MODEL --modes PA,FA,MA --targets 0.8,0.6,0.4,0.2 -o RUNDIR`: measured trade-offs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,17 +28,22 @@ def sweep_command(
     input_shape: Optional[List[str]] = input_shape_option(),
     bench_runs: int = typer.Option(50, "--bench-runs", help="timed inference runs per model (1 thread, batch 1)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="training CPU threads (default: all cores)"),
-    device: str = typer.Option("auto", "--device", help="training device: auto | cpu | cuda (benching is always "
-                                                        "onnxruntime on the CPU)"),
+    device: str = typer.Option(
+        "auto", "--device", help="training device: auto | cpu | cuda (benching is always onnxruntime on the CPU)"
+    ),
     norm: str = typer.Option("auto", "--norm", help="auto | insert | none (see `onnxprune train --help`)"),
     guard: bool = typer.Option(True, "--guard/--no-guard", help="stop when a run does not learn (see `train`)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     train_progress: bool = typer.Option(False, "--train-progress", help="also print each training's epoch lines"),
     json_out: bool = typer.Option(False, "--json", help="print all results as JSON on stdout"),
-    executor: str = typer.Option("local", "--executor", help="local (one run after another here) | ray (each "
-                                                             "run a Ray task; see docs/cluster.md)"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (default: start a "
-                                                                   "local Ray on loopback, stopped at the end)"),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (one run after another here) | ray (each run a Ray task; see docs/cluster.md)",
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to join (default: start a local Ray on loopback, stopped at the end)"
+    ),
     gpus_per_run: float = typer.Option(0, "--gpus-per-run", help="GPUs each Ray run reserves"),
     cpus_per_run: float = typer.Option(1, "--cpus-per-run", help="CPUs each Ray run reserves"),
 ) -> None:
@@ -61,16 +67,40 @@ def sweep_command(
     from onnxprune.sweep.executors import RunsFailed, make_executor
 
     if executor == "ray" and device == "cuda" and not gpus_per_run:
-        raise UserError("--device cuda with --executor ray: give --gpus-per-run (e.g. 1), so that Ray "
-                        "reserves a GPU for each run")
+        raise UserError(
+            "--device cuda with --executor ray: give --gpus-per-run (e.g. 1), so that Ray reserves a GPU for each run"
+        )
 
-    runner = make_executor(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                           console=err_console if train_progress and not quiet else None)
+    runner = make_executor(
+        executor,
+        address=address,
+        cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run,
+        console=err_console if train_progress and not quiet else None,
+    )
     try:
-        rows = sweep(model, mode_list, target_list, data, output, recipe=recipe, seed=seed, bench_runs=bench_runs,
-                     progress=not quiet, train_progress=train_progress and not quiet, console=err_console,
-                     epochs=epochs, limit_train=limit_train, limit_test=limit_test, threads=threads,
-                     device=device, norm=norm, guard=guard, executor=runner, input_shapes=shapes)
+        rows = sweep(
+            model,
+            mode_list,
+            target_list,
+            data,
+            output,
+            recipe=recipe,
+            seed=seed,
+            bench_runs=bench_runs,
+            progress=not quiet,
+            train_progress=train_progress and not quiet,
+            console=err_console,
+            epochs=epochs,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            threads=threads,
+            device=device,
+            norm=norm,
+            guard=guard,
+            executor=runner,
+            input_shapes=shapes,
+        )
     except RunsFailed as exc:
         if json_out:
             emit_json({"output": output, "runs": exc.rows, "failed": [{"name": n, "error": e} for n, e in exc.failed]})
@@ -83,11 +113,20 @@ def sweep_command(
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in rows:
         energy = row.get("energy_uj_per_image")
-        table.add_row(row["name"], f"{100 * row['accuracy']:.1f}%", si(row["params"]) if row["params"] else "-",
-                      si(row["flops"]) if row["flops"] else "-",
-                      nbytes(row["memory_bytes"]) if row["memory_bytes"] else "-",
-                      f"{row['latency_ms']:.3f}", f"{energy:.2f}" if energy is not None else "-",
-                      f"{row['train_wall_seconds']:.1f}")
+        table.add_row(
+            row["name"],
+            f"{100 * row['accuracy']:.1f}%",
+            si(row["params"]) if row["params"] else "-",
+            si(row["flops"]) if row["flops"] else "-",
+            nbytes(row["memory_bytes"]) if row["memory_bytes"] else "-",
+            f"{row['latency_ms']:.3f}",
+            f"{energy:.2f}" if energy is not None else "-",
+            f"{row['train_wall_seconds']:.1f}",
+        )
     console.print(table)
-    console.print(literal(f"results: {output}/results.csv, {output}/results.json; plots: {output}/tradeoffs.png, "
-                          f"{output}/accuracy_vs_*.png"))
+    console.print(
+        literal(
+            f"results: {output}/results.csv, {output}/results.json; plots: {output}/tradeoffs.png, "
+            f"{output}/accuracy_vs_*.png"
+        )
+    )

@@ -2,6 +2,7 @@
 
 torch is imported only when the verb runs: the core CLI works without the `train` extra.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -18,11 +19,13 @@ from onnxprune.read.io import check_outputs_writable
 def require_torch() -> None:
     """Import the trainer (and torch) or explain how to get them."""
     try:
-        import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
         import torch  # noqa: F401
+
+        import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
     except ImportError:
-        raise UserError("training needs PyTorch, which is not installed: install onnxprune[train] "
-                        "(pip install 'onnxprune[train]')") from None
+        raise UserError(
+            "training needs PyTorch, which is not installed: install onnxprune[train] (pip install 'onnxprune[train]')"
+        ) from None
 
 
 def train_options() -> dict[str, Any]:
@@ -35,8 +38,11 @@ def train_options() -> dict[str, Any]:
         lr=typer.Option(None, "--lr", help="(peak) learning rate (default: the recipe's)"),
         schedule=typer.Option(None, "--schedule", help="cosine | onecycle | none (default: the recipe's)"),
         weight_decay=typer.Option(None, "--weight-decay", help="weight decay (default: the recipe's)"),
-        recipe=typer.Option("cpu", "--recipe", help="paper (RMSprop 1e-3, batch 128, 150 epochs) | cpu (short "
-                                                   "SGD one-cycle run for a 2-core CPU)"),
+        recipe=typer.Option(
+            "cpu",
+            "--recipe",
+            help="paper (RMSprop 1e-3, batch 128, 150 epochs) | cpu (short SGD one-cycle run for a 2-core CPU)",
+        ),
         seed=seed_option("Random seed (weights order, shuffling, augmentation), a non-negative integer."),
         input_shape=input_shape_option(),
         device=typer.Option("auto", "--device", help="auto | cpu | cuda"),
@@ -44,11 +50,19 @@ def train_options() -> dict[str, Any]:
         limit_test=typer.Option(None, "--limit-test", help="test on the first N images; 0: all"),
         threads=typer.Option(None, "--threads", help="CPU threads (default: the cores available)"),
         augment=typer.Option(True, "--augment/--no-augment", help="random crop + flip while training"),
-        norm=typer.Option("auto", "--norm", help="auto | insert | none: insert a trainable BatchNorm after each "
-                                                 "conv/linear layer without normalisation (auto: when the graph has "
-                                                 "none, e.g. BN folded at export), folded back at export"),
-        guard=typer.Option(True, "--guard/--no-guard", help="stop (exit 2, nothing written) when the first epoch "
-                                                            "leaves the loss at ln(classes), i.e. nothing learned"),
+        norm=typer.Option(
+            "auto",
+            "--norm",
+            help="auto | insert | none: insert a trainable BatchNorm after each "
+            "conv/linear layer without normalisation (auto: when the graph has "
+            "none, e.g. BN folded at export), folded back at export",
+        ),
+        guard=typer.Option(
+            True,
+            "--guard/--no-guard",
+            help="stop (exit 2, nothing written) when the first epoch "
+            "leaves the loss at ln(classes), i.e. nothing learned",
+        ),
     )
 
 
@@ -78,11 +92,16 @@ def train_command(
     guard: bool = _O["guard"],
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="save a checkpoint here after every epoch"),
     resume: bool = typer.Option(False, "--resume", help="continue from --checkpoint DIR's last checkpoint"),
-    log: Optional[str] = typer.Option(None, "--log", help="JSONL log, one line per epoch (default: OUTPUT "
-                                                          "with .train.jsonl)"),
-    keep_bn: bool = typer.Option(False, "--keep-bn", help="keep the graph's own BatchNormalization nodes in the "
-                                                         "output (default: folded into the convolutions; a graph "
-                                                         "without BN keeps its exact structure either way)"),
+    log: Optional[str] = typer.Option(
+        None, "--log", help="JSONL log, one line per epoch (default: OUTPUT with .train.jsonl)"
+    ),
+    keep_bn: bool = typer.Option(
+        False,
+        "--keep-bn",
+        help="keep the graph's own BatchNormalization nodes in the "
+        "output (default: folded into the convolutions; a graph "
+        "without BN keeps its exact structure either way)",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
 ) -> None:
@@ -94,11 +113,33 @@ def train_command(
     from trainers.loop import train
 
     with verdict_on_stdout(json_out):
-        result = train(model, data, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                       schedule=schedule, weight_decay=weight_decay, recipe=recipe, seed=seed, device=device,
-                       limit_train=limit_train, limit_test=limit_test, checkpoint=checkpoint, resume=resume, log=log,
-                       output=output, progress=not quiet, threads=threads, keep_bn=keep_bn, augment=augment,
-                       console=err_console, norm=norm, guard=guard, input_shapes=shapes)
+        result = train(
+            model,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            schedule=schedule,
+            weight_decay=weight_decay,
+            recipe=recipe,
+            seed=seed,
+            device=device,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            checkpoint=checkpoint,
+            resume=resume,
+            log=log,
+            output=output,
+            progress=not quiet,
+            threads=threads,
+            keep_bn=keep_bn,
+            augment=augment,
+            console=err_console,
+            norm=norm,
+            guard=guard,
+            input_shapes=shapes,
+        )
     if json_out:
         emit_json(result.to_dict())
         return
@@ -127,19 +168,28 @@ def print_summary(model: str, result, title: str | None = None) -> None:
     cfg = result.config
     limits = ", ".join(f"{k.split('_')[1]} {cfg[k]}" for k in ("limit_train", "limit_test") if cfg.get(k))
     table.add_row("data", f"{cfg.get('data')}" + (f" ({limits} images)" if limits else ""))
-    table.add_row("recipe", f"{cfg.get('recipe')}: {cfg.get('optimizer')} lr {cfg.get('lr')} {cfg.get('schedule')}, "
-                            f"batch {cfg.get('batch_size')}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}")
+    table.add_row(
+        "recipe",
+        f"{cfg.get('recipe')}: {cfg.get('optimizer')} lr {cfg.get('lr')} {cfg.get('schedule')}, "
+        f"batch {cfg.get('batch_size')}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}",
+    )
     table.add_row("test accuracy", f"{100 * result.accuracy:.2f}%")
     if result.train_accuracy == result.train_accuracy:  # not NaN
-        table.add_row("train accuracy", f"{100 * result.train_accuracy:.2f}%" + (" (augmented)" if cfg.get("augment") else ""))
+        table.add_row(
+            "train accuracy", f"{100 * result.train_accuracy:.2f}%" + (" (augmented)" if cfg.get("augment") else "")
+        )
     table.add_row("parameters", f"{result.params:,}")
     table.add_row("throughput", f"{result.images_per_s:.0f} images/s on {result.device}")
     table.add_row("time", f"{result.wall_seconds:.1f} s in total, {result.train_seconds:.1f} s training")
     if result.onnx_agreement is not None:
-        table.add_row("ONNX check", f"onnxruntime agrees with torch on {100 * result.onnx_agreement:.1f}% of test images")
+        table.add_row(
+            "ONNX check", f"onnxruntime agrees with torch on {100 * result.onnx_agreement:.1f}% of test images"
+        )
     inserted = (getattr(result, "norm", None) or {}).get("inserted") or []
     if inserted:
-        table.add_row("normalisation", f"BatchNorm inserted after {len(inserted)} layers for training, folded at export")
+        table.add_row(
+            "normalisation", f"BatchNorm inserted after {len(inserted)} layers for training, folded at export"
+        )
     if getattr(result, "verdict", None):
         table.add_row("verdict", result.verdict.get("status", ""))
     if getattr(result, "export", None):

@@ -1,4 +1,5 @@
 """`onnxprune verify A B`: polygraphy-style: both models on the same random inputs, per output."""
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -19,9 +20,13 @@ def print_comparison(result: dict, title: str) -> None:
     for column in ("output", "shape A", "shape B", "max abs error", "max rel error"):
         table.add_column(column, justify="left" if column == "output" else "right")
     for row in result["outputs"]:
-        table.add_row(row["output"], _shape(row["shape_a"]), _shape(row["shape_b"]),
-                      "-" if row["max_abs"] is None else f"{row['max_abs']:.3g}",
-                      "-" if row["max_rel"] is None else f"{row['max_rel']:.3g}")
+        table.add_row(
+            row["output"],
+            _shape(row["shape_a"]),
+            _shape(row["shape_b"]),
+            "-" if row["max_abs"] is None else f"{row['max_abs']:.3g}",
+            "-" if row["max_rel"] is None else f"{row['max_rel']:.3g}",
+        )
     console.print(table)
 
 
@@ -29,10 +34,14 @@ def print_comparison(result: dict, title: str) -> None:
 def verify_command(
     model_a: str = typer.Argument(..., help="Reference ONNX model (e.g. the original)."),
     model_b: str = typer.Argument(..., help="ONNX model compared with it (e.g. the pruned one)."),
-    tol: float = typer.Option(1e-4, "--tol", help="Largest allowed relative error per output (max |A-B| over the "
-                              "largest |A| or |B|)."),
-    shapes_only: bool = typer.Option(False, "--shapes-only", help="Check only that B runs and its output shapes "
-                                     "match A's (re-initialised weights differ by design)."),
+    tol: float = typer.Option(
+        1e-4, "--tol", help="Largest allowed relative error per output (max |A-B| over the largest |A| or |B|)."
+    ),
+    shapes_only: bool = typer.Option(
+        False,
+        "--shapes-only",
+        help="Check only that B runs and its output shapes match A's (re-initialised weights differ by design).",
+    ),
     seed: int = seed_option("Seed of the random inputs."),
     input_shape: Optional[List[str]] = input_shape_option(),
     json_out: bool = typer.Option(False, "--json", help="Per-output errors as JSON on stdout."),

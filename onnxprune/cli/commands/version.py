@@ -1,4 +1,5 @@
 """`onnxprune version` (or `onnxprune --version`): the package and runtime versions, for bug reports."""
+
 from __future__ import annotations
 
 import typer
