@@ -1,6 +1,6 @@
 """Where do onnxruntime's CPU kernels lose speed? Time per multiply-accumulate of small conv chains
 whose pruned channel count c runs over a range, grouped by the largest power of two dividing c.
-It picks the channel multiple `--round-to auto` uses per layer kind (onnxprune/rounding.py).
+It picks the channel multiple `--round-to auto` uses per layer kind (onnxprune/prune/rounding.py).
 
     .venv/bin/python benchmarks/kernel_multiples.py [--counts 48-64] [--size 28] [--runs 30] [--rounds 3]
 
