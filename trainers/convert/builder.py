@@ -14,6 +14,7 @@ from torch import nn
 
 from onnxprune.errors import UserError
 
+from .batch_axis import BatchTrack
 from .modules import OnnxModule, _Op, _safe
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -67,6 +68,7 @@ class _Builder:
         self.names_used: set[str] = set()
         self.input_shape_override = list(input_shape) if input_shape else None
         self.probe_batch = 1
+        self.batch = BatchTrack(self, 1, None)  # where the batch is (batch_axis.py), set up with the inputs
         self.node_index: dict[int, int] = {}  # id(node) -> position in graph.node (same wrappers as _toposort's)
 
     # ---- graph bookkeeping
@@ -112,6 +114,7 @@ class _Builder:
             if index == 0:
                 self.module.input_shape = list(dims)
                 self.module.input_dtype = dtype
+                self.batch = BatchTrack(self, dims[0], value_info.name)
         self.module.output_names = list(self.graph_outputs)
         nodes = self._toposort()
         for node in nodes:
@@ -258,6 +261,8 @@ class _Builder:
                         f"node {node.name!r} (op {node.op_type}): its output {extra[0]!r} is not supported by the trainer's converter"
                     )
                 outs = outs[: len(results)]
+            foldable = foldable and all(n in self.static for n in ins)  # unless it reads the run-time batch
+            self.batch.after(node, module, list(ins), outs, results, folded=foldable)
             target = self.static if foldable else self.probe
             for name, value in zip(outs, results):
                 if name:
@@ -302,11 +307,12 @@ class _Builder:
         shape = self.shape_of(node.input[0])
         if node.op_type == "Size":
             self.static[node.output[0]] = torch.tensor(int(np.prod(shape)), dtype=torch.int64)
+            self.batch.fold_shape(node.output[0], node.input[0], shape, None)
             return
         attrs = _attrs(node)
-        start, end = attrs.get("start", 0), attrs.get("end", None)
-        sliced = shape[start:end] if end is not None else shape[start:]
-        self.static[node.output[0]] = torch.tensor(sliced, dtype=torch.int64)
+        axes = list(range(len(shape)))[attrs.get("start", 0) : attrs.get("end", None)]
+        self.static[node.output[0]] = torch.tensor([shape[a] for a in axes], dtype=torch.int64)
+        self.batch.fold_shape(node.output[0], node.input[0], shape, axes)
 
 
 # --------------------------------------------------------------------------------------- handlers

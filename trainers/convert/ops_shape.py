@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from .batch_axis import reshape_position, with_batch
 from .builder import _attrs, _axes, _broadcast_dims, _to_tensor, _Unsupported, handles
 from .modules import _Op
 from .ops_layers import _conv_padding, _torch_pad_order
@@ -111,18 +112,19 @@ def _reshape(b, node):
     if -1 in resolved:
         known = int(np.prod([d for d in resolved if d != -1])) or 1
         resolved[resolved.index(-1)] = int(np.prod(x_shape)) // known
-    target = resolved
-    # the leading dimension stays the batch: let any batch size through (see the module docstring)
-    batch = b.probe_batch
-    if (
-        len(x_shape) >= 1
-        and len(resolved) >= 1
-        and x_shape[0] == batch
-        and resolved[0] == batch
-        and int(np.prod(x_shape[1:])) == int(np.prod(resolved[1:]))
-    ):
-        target = [-1] + resolved[1:]
-    return b.generic(node, lambda x: x.reshape(target), use=[0])
+    # the axis that holds the batch becomes -1, wherever it is ([N, C], [T, N, C], [T * N, C]), so that
+    # any batch size runs: the entry a Shape read off the batch, or the axis the input's batch maps to
+    marks = b.batch.marked(node, 1)
+    position = b.batch.axis.get(node.input[0])
+    only = next(iter(marks)) if len(marks) == 1 else None
+    found = reshape_position(x_shape, position, resolved, b.batch.batch, only) if position else None
+    index = only if only is not None and (found or not position) else (found[0] if found else None)
+    target = list(resolved)
+    if index is not None:
+        target[index] = -1
+    module, ins = b.generic(node, lambda x: x.reshape(target), use=[0])
+    module.batch_index = index
+    return module, ins
 
 
 @handles("Transpose")
@@ -261,6 +263,9 @@ def _constant_of_shape(b, node):
     attrs = _attrs(node)
     value = attrs.get("value")
     fill = _to_tensor(numpy_helper.to_array(value)).reshape(-1) if value is not None else torch.zeros(1)
+    marks = b.batch.marked(node, 0)
+    if marks:  # a shape read off the batch (an LSTM's zero state): made at run time, at the batch that comes
+        return b.batch.runtime_op(node, lambda f, batch: f.expand(with_batch(shape, marks, batch)), [], marks, [fill])
     out = fill.expand(shape).clone() if shape else fill.reshape([]).clone()
     return _Op("ConstantOfShape", lambda: out, []), []
 
@@ -275,28 +280,28 @@ def _range(b, node):
 @handles("Expand")
 def _expand(b, node):
     shape = b.const_list(node, 1)
-    x_shape = b.shape_of(node.input[0]) if not b.is_static(node.input[0]) else None
-    if (
-        shape
-        and x_shape
-        and b.probe_batch > 1
-        and len(shape) >= len(x_shape) == len(shape)
-        and shape[0] == b.probe_batch == x_shape[0]
-    ):
-        # a target folded from the probe's batch (Shape -> Expand) on a tensor that already has it:
-        # 1 broadcasts to whatever batch comes at run time
-        shape = [1] + list(shape[1:])
+    marks = b.batch.marked(node, 1)
 
-    def expand(x):
-        target = torch.broadcast_shapes(tuple(x.shape), tuple(shape))
-        return x.expand(target)
+    def expand(x, target):
+        return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(target)))
 
-    return b.generic(node, expand, use=[0])
+    if marks:  # a target read off the batch: taken from the batch that comes at run time
+        return b.batch.runtime_op(node, lambda x, batch: expand(x, with_batch(shape, marks, batch)), [0], marks)
+    position = b.batch.axis.get(node.input[0])
+    if shape and position and position[1] == 1:
+        # a target equal to a run-time tensor's batch: 1 broadcasts to whatever batch comes
+        k = position[0] + len(shape) - len(b.shape_of(node.input[0]))
+        if 0 <= k < len(shape) and shape[k] == b.shape_of(node.input[0])[position[0]]:
+            shape = shape[:k] + [1] + shape[k + 1 :]
+    return b.generic(node, lambda x: expand(x, shape), use=[0])
 
 
 @handles("Tile")
 def _tile(b, node):
     reps = b.const_list(node, 1)
+    marks = b.batch.marked(node, 1)
+    if marks:
+        return b.batch.runtime_op(node, lambda x, batch: x.repeat(with_batch(reps, marks, batch)), [0], marks)
     return b.generic(node, lambda x: x.repeat(reps), use=[0])
 
 
