@@ -92,7 +92,8 @@ class Member:
     kind: "slice" (a constant loses positions along `axis`), "group_attr" (a Conv's `group`
     becomes the kept count), "dim" (entry `axis` of a shape constant becomes the kept count),
     "split" (a Split's sizes become the kept counts of `extra` layouts), "slice_bounds".
-    role: "producer", "consumer", "norm", "operand" (for the zero-mask oracle and reports).
+    role: "producer", "consumer", "norm", "operand", "divisor", "factor" (a constant inside a computed
+    operand that multiplies the channels: not zeroed) -- for the zero-mask oracle and reports.
     """
 
     kind: str

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.channels import ChannelTracer as Tracer
 from onnxprune.analysis.oprules import _pass, _rank, barrier, rule
+from onnxprune.analysis.oprules.broadcasts import SHIFTING, TRACED, broadcast_operand, shift_every_channel
+
 
 # ---- binary ops: broadcasting couples channel-carrying operands ----------------------------
-SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) != 0: a removed channel would carry c
-
-
-def _shift_every_channel(
-    t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor, layout, axis: int, rank: int
-) -> None:
-    """A value added to every channel (x*a + b with a scalar b): a removed channel would hold b, not 0.
-
-    A non-zero constant is expanded to one value per channel (surgery cuts it, the zero-mask oracle
-    zeroes it: pruning stays exact); a computed one freezes the channels."""
-    if not t.mg.is_const(tensor):  # e.g. x - mean(x) in a decomposed LayerNorm
-        return t.block(layout, f"{t.where(node)}: adds {tensor.name!r}, computed, to every channel", structural=True)
-    value = t.mg.const_value(tensor)
-    if value is None or not np.any(value):
-        return
-    # expanded shape: one entry per channel on the channel axis, broadcast-compatible with the output
-    shape = list(value.shape)
-    if axis < 0:
-        shape = [1] * (rank - len(shape)) + shape
-        axis = 0
-    shape[axis] = len(layout)
-    t.add_member("slice", node, tensor, axis, layout, "operand", extra=("expand", tuple(shape)), position=position)
-
-
 @rule(
     "Add",
     "Sub",
@@ -74,7 +51,7 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
         axis = out_axis - (out_rank - len(shape))
         if axis < 0 or shape[axis] == 1:  # the same value for every channel
             if node.op in SHIFTING:
-                _shift_every_channel(t, node, i, tensor, first, axis, out_rank - out_axis)
+                shift_every_channel(t, node, i, tensor, first, axis, out_rank - out_axis)
             continue
         if node.op == "Pow" and i == 1 or node.op == "Where" and i == 0:
             t.block(first, f"{t.where(node)}: per-channel exponent or condition")
@@ -82,6 +59,8 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
             t.add_member(
                 "slice", node, tensor, axis, first, "divisor" if node.op == "Div" and i == 1 else "operand", position=i
             )
+        elif node.op in TRACED and broadcast_operand(t, node, i, tensor, first, out_rank - out_axis):
+            continue
         else:
             t.couple(
                 first, t.layout_or_fixed(tensor, axis, f"{t.where(node)}: combined with opaque data"), t.where(node)

@@ -101,9 +101,10 @@ def reshape(t: Tracer, node: gs.Node) -> None:
 
     # size-1 dims let several axes fit ([1, 1] -> [1, 1]): prefer the channel axis, else the last one
     fitting = [b for b in range(len(out_shape)) if fits(b)]
-    if fitting:
-        b = axis if axis in fitting else fitting[-1]
-        out_layout = layout.repeat(out_shape[b] // channels)
+    merged = None if fitting else _merged_from_before(in_shape, out_shape, axis)
+    if fitting or merged:
+        b = (axis if axis in fitting else fitting[-1]) if fitting else merged[0]
+        out_layout = layout.repeat(out_shape[b] // channels) if fitting else layout.repeat(merged[2]).tile(merged[1])
         if not _dim_follows(t, node, b, out_layout, None):
             return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
         return _pass(t, node, out_layout, b)
@@ -116,6 +117,25 @@ def reshape(t: Tracer, node: gs.Node) -> None:
         return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
     t.couple_blocks(layout, rows, f"{t.where(node)} (splits the channels into {rows} rows)")
     t.set(node.outputs[0], layout, axis, (rows, channels // rows))
+
+
+def _merged_from_before(in_shape: tuple, out_shape: tuple, axis: int) -> tuple[int, int, int] | None:
+    """(b, tile, repeat) when output axis b holds the channels with part of the axes before them merged
+    in ([N, W, C] -> [N, W/2, 2C] or [N, W*C], channels last): position (o, c, r) of the merged axis is
+    channel c, so the layout is tiled `tile` times (Torch-Pruning's flatten index mapping). The batch
+    axis is never merged into the channels."""
+    channels = in_shape[axis]
+    outer = int(np.prod(in_shape[:axis], dtype=np.int64))
+    inner = int(np.prod(in_shape[axis + 1 :], dtype=np.int64))
+    for b in range(1, len(out_shape)):
+        before = int(np.prod(out_shape[:b], dtype=np.int64))
+        if before == 0 or outer % before or out_shape[b] % (channels * (outer // before)):
+            continue
+        tile = outer // before
+        repeat = out_shape[b] // (channels * tile)
+        if tile > 1 and inner % repeat == 0 and int(np.prod(out_shape[b + 1 :], dtype=np.int64)) == inner // repeat:
+            return b, tile, repeat
+    return None
 
 
 def _channel_split(in_shape: tuple, out_shape: tuple, axis: int) -> int | None:
@@ -205,6 +225,34 @@ def _runtime_shape(tensor: gs.Tensor, depth: int = 0) -> bool:
     if producer.op == "Shape":
         return True
     return any(_runtime_shape(i, depth + 1) for i in producer.inputs if isinstance(i, gs.Variable))
+
+
+@rule("Expand")
+def expand(t: Tracer, node: gs.Node) -> None:
+    """Broadcasting a tensor that carries channels: they stay on their (right-aligned) axis, and the
+    target shape's entry there must follow them."""
+    layout = t.layout(_data(node))
+    if layout is None:
+        return
+    in_rank, out_rank = _rank(t, _data(node)), _rank(t, node.outputs[0])
+    if in_rank is None or out_rank is None:
+        return barrier(t, node, f"{t.where(node)}: shapes unknown")
+    axis = t.axis(_data(node)) + out_rank - in_rank
+    if t.mg.shape(node.outputs[0])[axis] != len(layout):
+        return barrier(t, node, f"{t.where(node)}: broadcasts the channel axis")
+    if not expand_follows(t, node, axis, layout):
+        return barrier(t, node, f"{t.where(node)}: target shape is computed with a fixed channel count")
+    _pass(t, node, layout, axis)
+
+
+def expand_follows(t: Tracer, node: gs.Node, axis: int, layout: Layout) -> bool:
+    """Register the entry of an Expand's target shape that lies on output axis `axis` (the shape is
+    right-aligned with the output); False if it cannot follow the channels."""
+    length, out_rank = t.mg.shape(node.inputs[1]), _rank(t, node.outputs[0])
+    if not length or not isinstance(length[0], int) or out_rank is None:
+        return False
+    entry = axis - (out_rank - length[0])
+    return entry < 0 or _dim_follows(t, node, entry, layout, None)
 
 
 @rule("Concat")
