@@ -93,7 +93,8 @@ class Member:
     becomes the kept count), "dim" (entry `axis` of a shape constant becomes the kept count),
     "split" (a Split's sizes become the kept counts of `extra` layouts), "slice_bounds".
     role: "producer", "consumer", "norm", "operand", "divisor", "factor" (a constant inside a computed
-    operand that multiplies the channels: not zeroed) -- for the zero-mask oracle and reports.
+    operand that multiplies the channels: not zeroed), "quant_param" (a per-channel scale or zero
+    point of a quantized weight: not zeroed) -- for the zero-mask oracle and reports.
     """
 
     kind: str
@@ -242,8 +243,11 @@ class ChannelTracer:
     ) -> None:
         self.members.append(Member(kind, node, tensor, axis, layout, role, extra, self.label(node), position))
 
-    def slice_const(self, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout, role: str) -> bool:
-        """Register a constant to be sliced; False (and the layout blocked) if it is computed."""
+    def slice_const(
+        self, node: gs.Node, tensor: gs.Tensor | None, axis: int, layout: Layout, role: str, extra: object = None
+    ) -> bool:
+        """Register a constant to be sliced; False (and the layout blocked) if it is computed.
+        `extra` ("zero_point", values): an integer weight whose zero is its zero point (oracle)."""
         if tensor is None or tensor.name == "":
             return True
         if not self.mg.is_const(tensor):
@@ -263,5 +267,5 @@ class ChannelTracer:
         taken = self._cut_sites.setdefault(id(node), set())
         position = next((p for p in positions if (p, axis) not in taken), positions[-1])
         taken.add((position, axis))
-        self.add_member("slice", node, tensor, axis, layout, role, position=position)
+        self.add_member("slice", node, tensor, axis, layout, role, extra, position=position)
         return True

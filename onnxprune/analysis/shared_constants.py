@@ -18,8 +18,9 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.channels import Member, storage_key, storage_root
 
-# transform(original value, {axis: keep mask}) -> the value one reader should see
-Transform = Callable[[np.ndarray, dict], np.ndarray]
+# transform(original value, {axis: keep mask}, fill) -> the value one reader should see; `fill`: what
+# a zeroed position holds (an integer weight's zero point, broadcast to the value), None for 0
+Transform = Callable[[np.ndarray, dict, "np.ndarray | None"], np.ndarray]
 
 
 def reader_sites(root: gs.Tensor, graph_outputs: set[str]) -> list[tuple]:
@@ -58,6 +59,8 @@ class StorageEdit:
         axes[member.axis] = mask if member.axis not in axes else axes[member.axis] & mask
         if isinstance(member.extra, tuple) and member.extra[0] == "expand":  # one value per channel first
             entry[2]["shape"] = member.extra[1]
+        if isinstance(member.extra, tuple) and member.extra[0] == "zero_point":  # quantized: zero is the zp
+            entry[2]["fill"] = member.extra[1]
 
     def value(self, original: np.ndarray, sid, transform: Transform) -> np.ndarray:
         """What reader `sid` should read: the original, expanded if asked, then transformed."""
@@ -66,14 +69,15 @@ class StorageEdit:
             original = np.broadcast_to(
                 original.reshape([1] * (len(expand["shape"]) - original.ndim) + list(original.shape)), expand["shape"]
             )
-        return transform(original, axes)
+        fill = expand.get("fill")
+        return transform(original, axes, None if fill is None else np.broadcast_to(fill, original.shape))
 
     def variants(self, graph_outputs: set[str]) -> dict:
         """Site id -> what that reader wants (empty tuple: the original value)."""
         wanted = {(id(node), position): () for node, position in reader_sites(self.root, graph_outputs)}
         for sid, (_, axes, expand) in self.cuts.items():
             cuts = tuple(sorted((axis, mask.tobytes()) for axis, mask in axes.items() if not mask.all()))
-            wanted[sid] = cuts + ((expand.get("shape"),) if cuts and expand else ())
+            wanted[sid] = cuts + ((expand.get("shape"),) if cuts and "shape" in expand else ())
         return wanted
 
 
@@ -131,17 +135,18 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
     return notes
 
 
-def cut(value: np.ndarray, axes: dict) -> np.ndarray:
+def cut(value: np.ndarray, axes: dict, fill: np.ndarray | None = None) -> np.ndarray:
     for axis, mask in axes.items():
         if not mask.all():
             value = np.compress(mask, value, axis=axis)
     return value
 
 
-def zero(value: np.ndarray, axes: dict) -> np.ndarray:
+def zero(value: np.ndarray, axes: dict, fill: np.ndarray | None = None) -> np.ndarray:
     value = np.array(value, copy=True)
     for axis, mask in axes.items():
         shape = [1] * value.ndim
         shape[axis] = -1
-        value = value * mask.reshape(shape).astype(value.dtype)
+        kept = mask.reshape(shape)
+        value = np.where(kept, value, fill if fill is not None else 0).astype(value.dtype)
     return value

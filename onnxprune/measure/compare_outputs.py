@@ -84,9 +84,10 @@ def zero_mask_error(
     seed: int = 0,
 ) -> float:
     """Largest relative difference, over the outputs, between the pruned model and the original with
-    the report's removed channels zeroed (exact at `--init keep`: ≤ ZERO_MASK_TOL)."""
+    the report's removed channels zeroed (exact at `--init keep`: ≤ ZERO_MASK_TOL). QDQ graphs are
+    compared with their activations' quantize/dequantize pairs taken out (`verify.dequantized`)."""
     from onnxprune.analysis.groups import channel_groups
-    from onnxprune.measure.verify import zero_mask
+    from onnxprune.measure.verify import dequantized, zero_mask
 
     deps = channel_groups(source, input_shapes, keep_tied=keep_tied)
     kept = {row["node"]: row["kept"] for row in report["layers"]}
@@ -98,9 +99,10 @@ def zero_mask_error(
             if found is not None and len(found) < group.size:
                 keep[group.id] = found
                 break
-    result = compare_outputs(
-        zero_mask(deps, keep), pruned, input_shapes, seed, ("the zero-masked original", "the pruned model")
-    )
+    masked, pruned = zero_mask(deps, keep), load_model(pruned)
+    if dequantized(pruned) is not None:  # QDQ: compared with activation quantization taken out (verify.py)
+        masked, pruned = dequantized(masked), dequantized(pruned)
+    result = compare_outputs(masked, pruned, input_shapes, seed, ("the zero-masked original", "the pruned model"))
     problems = verdict(result, None)
     if problems:
         raise UserError("; ".join(problems))

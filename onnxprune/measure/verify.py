@@ -48,6 +48,59 @@ def _is_scale_or_shift(deps: Dependencies, member) -> bool:
     return member.position in (1, 2)
 
 
+def dequantized(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """A QDQ graph with its activations' per-tensor QuantizeLinear -> DequantizeLinear pairs taken out
+    (each DequantizeLinear's readers read the float tensor the pair quantized); None when it has none.
+
+    What the zero-mask oracle compares on QDQ graphs: the pruned graph's integer weights, scales and
+    zero points against the zero-masked original's, all dequantized as in the files. The quantized
+    graphs themselves agree exactly where onnxruntime computes in integers (QLinearConv, ConvInteger,
+    ...), but onnxruntime leaves some QDQ convs in float (one whose bias is not quantized): there a
+    sum over fewer channels, accumulated in another order, can make the next requantization round
+    the other way, and one step can grow through the layers after it (a QDQ ResNet-50: 0.5 relative
+    on the logits; benchmarks/RESULTS.md, "Pruning quantized graphs")."""
+    graph = model.graph
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    values = {init.name: init for init in graph.initializer}
+
+    def per_tensor(node) -> bool:
+        scale = values.get(node.input[1])
+        return scale is not None and int(np.prod(scale.dims)) == 1
+
+    replace, dropped = {}, set()
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or not per_tensor(node) or node.output[0] in outputs:
+            continue
+        after = readers.get(node.output[0], [])
+        if after and all(r.op_type == "DequantizeLinear" and r.input[0] == node.output[0] for r in after):
+            dropped.update(id(r) for r in [node, *after])
+            replace.update({r.output[0]: node.input[0] for r in after})
+    if not replace:
+        return None
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    kept = [n for n in model.graph.node if id(n) not in dropped]
+    del out.graph.node[:]
+    for node in kept:
+        copy = out.graph.node.add()
+        copy.CopyFrom(node)
+        for i, name in enumerate(copy.input):
+            copy.input[i] = replace.get(name, name)
+    for output in out.graph.output:  # a graph output that was a DequantizeLinear's: keep its name
+        if output.name in replace:
+            out.graph.node.append(onnx.helper.make_node("Identity", [replace[output.name]], [output.name]))
+    del out.graph.value_info[:]
+    read = {name for node in out.graph.node for name in node.input}
+    unread = [init for init in out.graph.initializer if init.name not in read]  # the pairs' scales
+    for init in unread:
+        out.graph.initializer.remove(init)
+    return out
+
+
 def run(model: onnx.ModelProto, feeds: dict | None = None, seed: int = 0) -> list[np.ndarray]:
     """onnxruntime outputs on random inputs (seeded, never zeros)."""
     import onnxruntime as ort

@@ -82,28 +82,26 @@ def test_constant_node_weights_are_sliced_in_place_like_initializers():
 
 
 @pytest.mark.parametrize("build", ["qdq_cnn", "conv_integer_cnn", "qlinear_cnn"])
-def test_quantized_layers_are_refused_with_a_reason_and_the_float_rest_prunes(build):
-    """Issue 11.4: a group touching quantized weights is refused (named, with why); never a wrong graph."""
+def test_quantized_layers_prune_with_their_scales_and_zero_points(build):
+    """Issue 25.6: an integer weight is cut with its per-channel scales and zero points (a per-tensor
+    one stays); the pruned graph equals the zero-masked original, where a weight's zero is its zero point."""
     from tests import synthetic_graphs
 
     original = getattr(synthetic_graphs, build)()
     deps = channel_groups(original)
-    quantized = deps.group_of("qconv")
-    assert quantized is not None and not quantized.prunable
-    assert any("quantized" in r for r in quantized.reasons)
-    assert [g.producers for g in deps.prunable] == [["conv2"]]
-    keep = {deps.group_of("conv2").id: np.array([1, 4])}
+    assert [g.producers for g in deps.prunable] == [["qconv"], ["conv2"]]
+    keep = {deps.group_of("qconv").id: np.array([0, 3, 6]), deps.group_of("conv2").id: np.array([1, 4])}
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
-    integer_weights = {
-        i.name: i.SerializeToString()
-        for i in original.graph.initializer
-        if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    integers = {
+        i.name: i for i in pruned.graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
     }
-    assert integer_weights and all(
-        integer_weights[i.name] == i.SerializeToString() for i in pruned.graph.initializer if i.name in integer_weights
-    )
-    assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+    assert [tuple(integers[n].dims) for n in integers if n.startswith("w_q")] == [(3, 3, 3, 3)]
+    per_channel = [tuple(i.dims) for i in pruned.graph.initializer if i.name.startswith(("w_scale", "w_zp"))]
+    assert all(dims in ((3,), ()) for dims in per_channel)
+    assert (3,) in per_channel or build == "conv_integer_cnn"  # its weight scale is one scalar
+    got, want = run(pruned)[0], run(zero_mask(deps, keep))[0]
+    assert max_relative_error(got, want) == 0.0 and max_relative_error(got, run(original)[0]) > 1e-3
 
 
 def test_shared_constant_is_copied_for_readers_pruned_differently():

@@ -3,7 +3,8 @@
 A rule gets the tracer and the node. It reads its inputs' layouts, sets its outputs' layouts,
 couples or blocks roots, and registers the constants and attributes that surgery must change.
 Adding an op means adding one function, decorated with `@rule("OpType", ...)`, to the module of
-its kind: `channelwise.py`, `reshaping.py` or `layers.py`. This file holds the registry itself.
+its kind: `channelwise.py`, `reshaping.py`, `layers.py`, `quantized.py` or `qoperator.py` (an op of
+another domain is registered as "domain.OpType"). This file holds the registry itself.
 An op with no rule blocks every channel that reaches it: the graph stays correct.
 """
 
@@ -50,7 +51,8 @@ def apply_rule(t: Tracer, node: gs.Node) -> None:
         return barrier(t, node, reason)
     if node.op not in ("Transpose", "Reshape") and any(t.span(i) for i in node.inputs):
         return barrier(t, node, f"{t.where(node)}: channels spread over several axes")
-    fn = RULES.get(node.op) if (node.domain or "") in ("", "ai.onnx") else None
+    domain = node.domain or ""
+    fn = RULES.get(node.op if domain in ("", "ai.onnx") else f"{domain}.{node.op}")
     if fn is None:
         barrier(t, node, f"{t.where(node)}: no channel rule for this op")
         return
@@ -88,4 +90,4 @@ def _rank(t: Tracer, tensor: gs.Tensor) -> int | None:
 
 
 # Importing the rule modules fills RULES; a new op goes into the module of its kind.
-from onnxprune.analysis.oprules import channelwise, layers, quantized, reshaping  # noqa: E402,F401
+from onnxprune.analysis.oprules import channelwise, layers, qoperator, quantized, reshaping  # noqa: E402,F401

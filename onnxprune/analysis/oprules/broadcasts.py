@@ -17,18 +17,17 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.channels import ChannelTracer as Tracer
-from onnxprune.analysis.oprules.reshaping import expand_follows
+from onnxprune.analysis.oprules.reshaping import _dim_follows, expand_follows
 
 SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) != 0: a removed channel would carry c
 TRACED = ("Add", "Sub", "Mul", "Div", "Max", "Min")  # binary ops whose computed operands are traced
 # ops a traced operand may be computed with: position by position, so channel c's value depends
-# only on channel c's constants; MOVES also map a zero to a zero
-MOVES = ("Expand", "Identity", "Cast")
-ARITHMETIC = (
-    *MOVES,
-    *("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sqrt", "Reciprocal", "Neg", "Exp", "Log", "Abs"),
-    *("Relu", "Sigmoid", "Tanh", "Erf", "Softplus", "Clip", "Floor", "Ceil", "Round", "Sign"),
-)
+# only on channel c's constants; ZERO_PRESERVING ones map a zero input to a zero output
+ZERO_PRESERVING = ("Expand", "Identity", "Cast", "Mul", "Neg", "Abs", "Sqrt", "Relu", "Tanh", "Erf")
+ZERO_PRESERVING += ("Floor", "Ceil", "Round", "Sign")
+ARITHMETIC = (*ZERO_PRESERVING, "Add", "Sub", "Div", "Pow", "Max", "Min", "Reciprocal", "Exp", "Log")
+ARITHMETIC += ("Sigmoid", "Softplus", "Clip")
+VECTOR_RESHAPES = ("Reshape", "Unsqueeze", "Squeeze", "Flatten")
 
 
 def shift_every_channel(
@@ -74,9 +73,16 @@ def _under_a_denominator(node: gs.Node) -> bool:
 @dataclass
 class _Traced:
     varies: bool = False  # some per-channel constant feeds it
-    pure: bool = True  # only MOVES between those constants and the operand: zeroed constants give zeros
-    slices: list = field(default_factory=list)  # (reader, constant, its channel axis)
-    expands: list = field(default_factory=list)  # (Expand node, its output's channel axis)
+    zero: bool = True  # zeroing the `zeroable` constants makes it 0 on the removed channels
+    slices: list = field(default_factory=list)  # (reader, constant, its channel axis, zeroable)
+    follows: list = field(default_factory=list)  # (Expand or Reshape node, its output's channel axis)
+
+
+def _zero_preserving(op: str, position: int, inputs: int) -> bool:
+    """f(.., 0 at `position`, ..) == 0 whatever the other (finite) inputs are."""
+    if op == "Div":
+        return position == 0
+    return op in ZERO_PRESERVING or (op in ("Add", "Sub") and inputs == 1)
 
 
 def _trace(t: Tracer, tensor: gs.Tensor, k: int, depth: int = 0) -> _Traced | None:
@@ -86,27 +92,49 @@ def _trace(t: Tracer, tensor: gs.Tensor, k: int, depth: int = 0) -> _Traced | No
         return None
     axis = len(shape) - k
     if axis < 0 or shape[axis] == 1:
-        return _Traced()  # the same value for every channel
+        return _Traced(zero=False)  # the same value for every channel
     if t.mg.is_const(tensor):
         return _Traced(True, True)
     producer = tensor.inputs[0] if tensor.inputs else None
-    if producer is None or producer.op not in ARITHMETIC or (producer.domain or "") not in ("", "ai.onnx"):
+    if producer is None or (producer.domain or "") not in ("", "ai.onnx"):
         return None
-    out = _Traced(pure=producer.op in MOVES)
+    if producer.op in VECTOR_RESHAPES:  # a per-channel vector moved onto the channel axis
+        source = producer.inputs[0]
+        in_shape = t.mg.shape(source)
+        if in_shape is None or int(np.prod(shape)) != shape[axis] or int(np.prod(in_shape)) != shape[axis]:
+            return None
+        inner = _trace(t, source, len(in_shape) - next(i for i, d in enumerate(in_shape) if d > 1), depth + 1)
+        if inner is not None and producer.op == "Reshape":
+            inner.follows.append((producer, axis))
+        return _leaf(t, producer, 0, source, inner, k=len(in_shape) - next(i for i, d in enumerate(in_shape) if d > 1))
+    if producer.op not in ARITHMETIC:
+        return None
     data = producer.inputs[:1] if producer.op == "Expand" else [i for i in producer.inputs if i.name]
-    for operand in data:
-        inner = _trace(t, operand, k, depth + 1)
+    parts = []
+    for position, operand in enumerate(data):
+        inner = _leaf(t, producer, position, operand, _trace(t, operand, k, depth + 1), k)
         if inner is None:
             return None
-        if inner.varies and t.mg.is_const(operand):  # a per-channel constant, read right here
-            inner.slices = [(producer, operand, len(t.mg.shape(operand)) - k)]
-        out.varies |= inner.varies
-        out.pure &= inner.pure or not inner.varies
-        out.slices += inner.slices
-        out.expands += inner.expands
+        parts.append((position, inner))
+    out = _Traced(varies=any(p.varies for _, p in parts), zero=False)
+    for position, inner in parts:
+        keeps_zero = _zero_preserving(producer.op, position, sum(p.varies for _, p in parts))
+        for reader, constant, c_axis, zeroable in inner.slices:
+            out.slices.append((reader, constant, c_axis, zeroable and keeps_zero))
+        out.follows += inner.follows
+        out.zero |= inner.varies and inner.zero and keeps_zero
+    if producer.op in ("Add", "Sub", "Max", "Min"):  # 0 + c is c: every input must be zero
+        out.zero = all(p.varies and p.zero for _, p in parts)
     if producer.op == "Expand":
-        out.expands.append((producer, axis))
+        out.follows.append((producer, axis))
     return out
+
+
+def _leaf(t: Tracer, reader: gs.Node, position: int, operand: gs.Tensor, inner: _Traced | None, k: int):
+    """A per-channel constant read right here becomes a slice of `reader` (zeroable on its own)."""
+    if inner is not None and inner.varies and t.mg.is_const(operand):
+        inner.slices = [(reader, operand, len(t.mg.shape(operand)) - k, True)]
+    return inner
 
 
 def broadcast_operand(t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor, layout, k: int) -> bool:
@@ -117,17 +145,25 @@ def broadcast_operand(t: Tracer, node: gs.Node, position: int, tensor: gs.Tensor
     traced = _trace(t, tensor, k)
     if traced is None:
         return False
-    for expand, axis in traced.expands:
-        if not expand_follows(t, expand, axis, layout):
-            t.block(layout, f"{t.where(expand)}: target shape is computed with a fixed channel count")
+    for follower, axis in traced.follows:
+        follows = (
+            expand_follows(t, follower, axis, layout)
+            if follower.op == "Expand"
+            else _dim_follows(t, follower, axis, layout, None)
+        )
+        if not follows:
+            t.block(layout, f"{t.where(follower)}: target shape is computed with a fixed channel count")
     if not traced.varies:
         if node.op in SHIFTING:
             shift_every_channel(t, node, position, tensor, layout, -1, k)
         return True
-    if node.op in SHIFTING and not traced.pure:  # a removed channel would carry f(constants), not 0
+    # zeroing a constant that also divides (b / (s * w) with w per channel) would give 0 / 0: then none
+    zeroable = {id(c) for _, c, _, z in traced.slices if z} - {id(c) for _, c, _, z in traced.slices if not z}
+    zero = traced.zero and zeroable
+    if node.op in SHIFTING and not zero:  # a removed channel would carry f(constants), not 0
         t.block(layout, f"{t.where(node)}: adds a per-channel value computed from constants", structural=True)
-    # a removed channel is zero (x = 0) times or divided by the operand; `pure` operands are zeroed too
-    role = "divisor" if node.op == "Div" else ("operand" if traced.pure else "factor")
-    for reader, constant, axis in traced.slices:
-        t.slice_const(reader, constant, axis, layout, role)
+    # a removed channel is x = 0 times, divided by, or (when `zero`) plus an operand that is 0 there
+    for reader, constant, axis, _ in traced.slices:
+        role = "operand" if zero and id(constant) in zeroable else "factor"
+        t.slice_const(reader, constant, axis, layout, "divisor" if node.op == "Div" else role)
     return True

@@ -7,6 +7,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.analysis.channels import ChannelTracer as Tracer
 from onnxprune.analysis.oprules import _pass, _rank, barrier, rule
 from onnxprune.analysis.oprules.broadcasts import SHIFTING, TRACED, broadcast_operand, shift_every_channel
+from onnxprune.analysis.oprules.quantized import LAYER_INPUTS, fixed_outputs, is_weight, slice_weight
 
 
 # ---- binary ops: broadcasting couples channel-carrying operands ----------------------------
@@ -69,38 +70,35 @@ def broadcast(t: Tracer, node: gs.Node) -> None:
 
 
 # ---- layers: consume channels on their input, produce new roots ---------------------------
-def _dequantized(weight: gs.Tensor) -> bool:
-    return bool(weight.inputs) and weight.inputs[0].op == "DequantizeLinear"
-
-
 def computed_weights(t: Tracer, node: gs.Node, weight: gs.Tensor, shape) -> None:
     """A layer whose weights are not a constant: its input is frozen, its output an unprunable root."""
-    if _dequantized(weight):  # QDQ: the int8 weight, its scales and zero points would all need slicing
-        reason = f"{t.where(node)}: weights are dequantized (QDQ); pruning quantized weights is not supported yet"
+    if weight is not None and weight.inputs and weight.inputs[0].op == "DequantizeLinear":
+        reason = f"{t.where(node)}: weights are dequantized from computed values or in blocks"
     else:
         reason = f"{t.where(node)}: weights are computed, not constant"
     barrier(t, node, reason)
     out_shape = t.mg.shape(node.outputs[0])
     if out_shape is not None and len(out_shape) >= 2:
-        axis = 1 if node.op == "Conv" else len(out_shape) - 1
+        axis = 1 if "Conv" in node.op else len(out_shape) - 1
         t.new_root(node, node.outputs[0], out_shape[axis], axis, reason)
 
 
-@rule("Conv")
+@rule("Conv", "QLinearConv", "ConvInteger")
 def conv(t: Tracer, node: gs.Node) -> None:
-    x, weight = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    w_pos, b_pos = LAYER_INPUTS[node.op]
+    x, weight = node.inputs[0], node.inputs[w_pos]
+    bias = node.inputs[b_pos] if b_pos is not None and len(node.inputs) > b_pos else None
     out, shape = node.outputs[0], t.mg.shape(weight)
     in_layout = t.layout(x)
     if in_layout is not None and t.axis(x) != 1:
         return barrier(t, node, f"{t.where(node)}: channels off axis 1")
-    if shape is None or not t.mg.is_const(weight) or (bias is not None and bias.name and not t.mg.is_const(bias)):
+    if shape is None or not is_weight(t, weight) or (bias is not None and bias.name and not is_weight(t, bias)):
         return computed_weights(t, node, weight, shape)
     groups, out_channels = int(node.attrs.get("group", 1)), shape[0]
     in_channels = shape[1] * groups
     if groups == 1:
         if in_layout is not None:
-            t.slice_const(node, weight, 1, in_layout, "consumer")
+            slice_weight(t, node, w_pos, 1, in_layout, "consumer")
         out_layout = t.new_root(node, out, out_channels, 1)
     elif groups == in_channels and out_channels % groups == 0:
         # depthwise: output channel j reads input channel j // multiplier; `group` follows
@@ -117,65 +115,70 @@ def conv(t: Tracer, node: gs.Node) -> None:
         if in_layout is None or len(in_layout) != in_channels or out_channels % groups:
             return barrier(t, node, f"{t.where(node)}: grouped conv with unknown or uneven channels")
         t.couple_blocks(in_layout, groups, f"{t.where(node)} (group={groups})")
-        t.slice_const(node, weight, 1, in_layout.cut(0, in_channels // groups), "consumer")
+        slice_weight(t, node, w_pos, 1, in_layout.cut(0, in_channels // groups), "consumer")
         out_layout = t.new_root(node, out, out_channels, 1)
         t.couple_blocks(out_layout, groups, f"{t.where(node)} (group={groups})")
-    t.slice_const(node, weight, 0, out_layout, "producer")
-    t.slice_const(node, bias, 0, out_layout, "producer")
+    slice_weight(t, node, w_pos, 0, out_layout, "producer")
+    slice_weight(t, node, b_pos, 0, out_layout, "producer")
 
 
 @rule("ConvTranspose")
 def conv_transpose(t: Tracer, node: gs.Node) -> None:
     x, weight = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
     shape, in_layout = t.mg.shape(weight), t.layout(x)
     if (
         shape is None
-        or not t.mg.is_const(weight)
+        or not is_weight(t, weight)
         or int(node.attrs.get("group", 1)) != 1
         or node.attrs.get("output_shape")
         or (in_layout is not None and t.axis(x) != 1)
     ):
         return barrier(t, node, f"{t.where(node)}: only constant, ungrouped ConvTranspose is pruned")
     if in_layout is not None:
-        t.slice_const(node, weight, 0, in_layout, "consumer")
+        slice_weight(t, node, 1, 0, in_layout, "consumer")
     out_layout = t.new_root(node, node.outputs[0], shape[1], 1)
-    t.slice_const(node, weight, 1, out_layout, "producer")
-    t.slice_const(node, bias, 0, out_layout, "producer")
+    slice_weight(t, node, 1, 1, out_layout, "producer")
+    slice_weight(t, node, 2, 0, out_layout, "producer")
 
 
-@rule("Gemm")
+@rule("Gemm", "com.microsoft.QGemm")
 def gemm(t: Tracer, node: gs.Node) -> None:
-    a, b = node.inputs[0], node.inputs[1]
-    c = node.inputs[2] if len(node.inputs) > 2 else None
+    w_pos, c_pos = (3, 6) if node.op == "QGemm" else (1, 2)
+    a, b = node.inputs[0], node.inputs[w_pos]
+    c = node.inputs[c_pos] if len(node.inputs) > c_pos else None
     trans_a, trans_b = int(node.attrs.get("transA", 0)), int(node.attrs.get("transB", 0))
     shape, in_layout = t.mg.shape(b), t.layout(a)
-    if shape is None or not t.mg.is_const(b) or t.layout(b) is not None:
+    if shape is None or not is_weight(t, b) or t.layout(b) is not None:
         return computed_weights(t, node, b, None)
     if in_layout is not None:
         if t.axis(a) != (0 if trans_a else 1):  # blocks the input; the Gemm's own outputs still prune
             t.block(in_layout, f"{t.where(node)}: channels on the batch axis of A")
         else:
-            t.slice_const(node, b, 1 if trans_b else 0, in_layout, "consumer")
+            slice_weight(t, node, w_pos, 1 if trans_b else 0, in_layout, "consumer")
     out_layout = t.new_root(node, node.outputs[0], shape[0] if trans_b else shape[1], 1)
-    t.slice_const(node, b, 0 if trans_b else 1, out_layout, "producer")
+    slice_weight(t, node, w_pos, 0 if trans_b else 1, out_layout, "producer")
     c_shape = t.mg.shape(c) if c is not None and c.name else None
     if c_shape and c_shape[-1] == len(out_layout) and len(out_layout) > 1:
-        t.slice_const(node, c, len(c_shape) - 1, out_layout, "producer")
+        slice_weight(t, node, c_pos, len(c_shape) - 1, out_layout, "producer")
 
 
-@rule("MatMul")
+@rule("MatMul", "QLinearMatMul", "MatMulInteger")
 def matmul(t: Tracer, node: gs.Node) -> None:
-    a, b = node.inputs
+    """A @ B with a constant (float, QDQ or integer) B [K, N]: rows follow A's last axis, columns are
+    new channels."""
+    w_pos = 3 if node.op == "QLinearMatMul" else 1
+    a, b = node.inputs[0], node.inputs[w_pos]
     a_shape, b_shape, in_layout = t.mg.shape(a), t.mg.shape(b), t.layout(a)
-    if _dequantized(b):
-        return computed_weights(t, node, b, None)
-    if b_shape is None or len(b_shape) != 2 or not t.mg.is_const(b) or a_shape is None:
-        return barrier(t, node, f"{t.where(node)}: only MatMul by a constant 2-D weight is pruned")
+    if b_shape is None or len(b_shape) != 2 or not is_weight(t, b) or a_shape is None:
+        if node.op == "MatMul" and b.inputs and b.inputs[0].op == "DequantizeLinear":
+            return computed_weights(t, node, b, None)
+        reason = f"{t.where(node)}: only {node.op} by a constant 2-D weight is pruned"
+        barrier(t, node, reason)
+        return fixed_outputs(t, node, reason) if node.op != "MatMul" else None
     if in_layout is not None:
         if t.axis(a) != len(a_shape) - 1:  # blocks the input; the MatMul's own outputs still prune
             t.block(in_layout, f"{t.where(node)}: channels not on the contracted axis")
         else:
-            t.slice_const(node, b, 0, in_layout, "consumer")
+            slice_weight(t, node, w_pos, 0, in_layout, "consumer")
     out_layout = t.new_root(node, node.outputs[0], b_shape[1], len(a_shape) - 1)
-    t.slice_const(node, b, 1, out_layout, "producer")
+    slice_weight(t, node, w_pos, 1, out_layout, "producer")

@@ -256,8 +256,10 @@ def expand_follows(t: Tracer, node: gs.Node, axis: int, layout: Layout) -> bool:
 
 
 @rule("Concat")
-def concat(t: Tracer, node: gs.Node) -> None:
-    carried = [i for i in node.inputs if t.layout(i) is not None]
+def concat(t: Tracer, node: gs.Node, inputs: list | None = None) -> None:
+    """`inputs`: the tensors joined (QLinearConcat interleaves them with their scales)."""
+    inputs = node.inputs if inputs is None else inputs
+    carried = [i for i in inputs if t.layout(i) is not None]
     if not carried:
         return
     axis = t.axis(carried[0])
@@ -268,11 +270,11 @@ def concat(t: Tracer, node: gs.Node) -> None:
     if cat_axis != axis:  # concatenating along another axis: channels must match position-wise
         for other in carried[1:]:
             t.couple(t.layout(carried[0]), t.layout(other), t.where(node))
-        for i in node.inputs:
+        for i in inputs:
             if t.layout(i) is None:
                 t.block(t.layout(carried[0]), f"{t.where(node)}: joined with opaque data")
         return _pass(t, node, t.layout(carried[0]), axis)
-    parts = [t.layout_or_fixed(i, axis, f"{t.where(node)}: concatenated with a fixed input") for i in node.inputs]
+    parts = [t.layout_or_fixed(i, axis, f"{t.where(node)}: concatenated with a fixed input") for i in inputs]
     if any(p is None for p in parts):
         return barrier(t, node, f"{t.where(node)}: an input's shape is unknown")
     _pass(t, node, Layout.concat(parts), axis)
