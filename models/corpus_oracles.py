@@ -133,7 +133,7 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
     Returns rc, err, keep (group id -> kept channels), flops before/after, check (None or the
     checker's message) and max_errors (one per output).
     """
-    from onnxprune.measure.verify import output_errors, run, zero_mask
+    from onnxprune.measure.verify import dequantized, output_errors, run, zero_mask
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         out, report_path = Path(tmp) / "pruned.onnx", Path(tmp) / "report.json"
@@ -171,6 +171,8 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
         result["check"] = " ".join(str(exc).split())[:200]
     inputs = feeds(entry, seed=seed)
     reference = zero_mask(deps, keep)
+    if dequantized(pruned) is not None:  # QDQ: activation quantize/dequantize pairs taken out (verify.py)
+        pruned, reference = dequantized(pruned), dequantized(reference)
     got, want = run(pruned, inputs), run(reference, inputs)
     result["shapes_equal"] = [a.shape for a in got] == [b.shape for b in want]
     result["max_errors"] = output_errors(pruned, reference, inputs) if result["shapes_equal"] else []

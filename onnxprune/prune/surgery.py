@@ -279,6 +279,14 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
 def refresh_value_info(model: onnx.ModelProto) -> None:
     """Drop stale intermediate shapes and record freshly inferred ones."""
     del model.graph.value_info[:]
+    stored = {i.name for i in model.graph.initializer}
+    if any(
+        not d.HasField("dim_value")
+        for i in model.graph.input
+        if i.name not in stored
+        for d in i.type.tensor_type.shape.dim
+    ):  # a symbolic batch: shapes inferred at batch 1 would bake it in (onnxruntime folds Shape on them)
+        return _symbolic_value_info(model)
     try:
         infos = infer_shapes(model)
     except UserError:  # symbolic H/W (measured at a given --input-shape): value_info is optional
@@ -297,6 +305,19 @@ def refresh_value_info(model: onnx.ModelProto) -> None:
                 and name not in getattr(infos, "probed", ())
             ):  # a probe's shapes hold for its input only
                 model.graph.value_info.append(helper.make_tensor_value_info(name, info.elem_type, list(info.shape)))
+
+
+def _symbolic_value_info(model: onnx.ModelProto) -> None:
+    """Intermediate shapes as ONNX infers them on the model as it is: symbolic dims stay symbolic."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton(model), data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError):
+        return
+    produced = {name for node in model.graph.node for name in node.output if name}
+    declared = {o.name for o in model.graph.output} | {i.name for i in model.graph.input}
+    for value in inferred.graph.value_info:
+        if value.name in produced and value.name not in declared and value.type.HasField("tensor_type"):
+            model.graph.value_info.append(value)
 
 
 def check_structure(model: onnx.ModelProto) -> None:

@@ -95,3 +95,15 @@ def test_reshape_merging_an_inner_axis_into_the_channels_prunes(layout):
     pruned = prune_channels(deps, keep)
     onnx.checker.check_model(pruned, full_check=True)
     assert max_relative_error(run(pruned)[0], run(zero_mask(deps, keep))[0]) <= 1e-5
+
+
+@pytest.mark.parametrize("init", ["keep", "reinit"])
+def test_pruned_graph_runs_at_any_batch_under_onnxruntime_optimizations(init):
+    """The written value_info keeps the symbolic batch: with batch-1 shapes recorded, onnxruntime's
+    optimizer folded Shape(x) and the computed Reshapes failed at batch 3."""
+    import onnxruntime as ort
+
+    pruned, _ = onnxprune.shrink(jax2tf_classifier(), mode="FA", target=0.5, init=init, seed=1, round_to=1)
+    session = ort.InferenceSession(pruned.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(3).standard_normal((3, 32, 4)).astype(np.float32)
+    assert session.run(None, {"x": x})[0].shape == (3, 10)

@@ -158,15 +158,15 @@ def test_shrink_prunes_with_zero_mask_oracle_or_refuses_only_listed_couplings(na
 
 
 @pytest.mark.parametrize("name", [entry["name"] for entry in CORPUS if entry["quantized"]])
-def test_shrink_on_quantized_graph_prunes_correctly_or_refuses(name, tmp_path):
-    """Never a wrong graph: a one-line refusal (exit 2), or a pruned graph that checks, runs and
-    equals the zero-mask model on every output."""
+def test_shrink_on_quantized_graph_prunes_correctly(name, tmp_path):
+    """Issue 25.6: a quantized graph is pruned like a float one (integer weights with their scales and
+    zero points): the target is met, the result checks, runs and equals the zero-mask model."""
     entry = BY_NAME[name]
     deps = channel_groups(entry["path"], entry["input_shape"])
+    assert deps.prunable, [g.reasons[:1] for g in deps.groups]
     result = shrink_and_verify(entry, deps, tmp_path)
-    if result["rc"] != 0:
-        assert result["rc"] == 2 and result["err"].startswith("onnxprune: error: "), result["err"]
-        return
+    assert result["rc"] == 0, result["err"]
+    assert result["flops_after"] <= 0.5 * result["flops_before"]
     assert result["check"] is None, result["check"]
     assert result["shapes_equal"]
     assert max(result["max_errors"]) < 1e-5, result["max_errors"]
