@@ -13,6 +13,7 @@ fuses them). Writes the section "## Pruning quantized graphs (issue 25)" of benc
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -68,6 +69,14 @@ def raw_errors(source: Path, report: dict) -> tuple[float, float]:
     return errors[0], errors[1]
 
 
+def _cpu() -> str:
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
+        return line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="vgg16_cifar,resnet50_cifar,mobilenetv2_cifar,alexnet_cifar")
@@ -104,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{SECTION} — {started}",
         "",
         f"Command: `python benchmarks/quantized_pruning.py --models {args.models} --calibration-images "
-        f"{args.calibration_images}` (code: commit {commit.stdout.strip()}). Machine: {platform.machine()}, "
-        f"Python {platform.python_version()}. The zoo's untrained CIFAR exports (BN folded), quantized by onnxruntime "
+        f"{args.calibration_images}` (code: commit {commit.stdout.strip()}). Machine: {_cpu()} ({platform.machine()}), "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}. The zoo's untrained CIFAR exports (BN folded), quantized by onnxruntime "
         "(static: `onnxprune quantize --calibrate cifar10`, int8 weights; dynamic: `quantize_dynamic`, int8 "
         'weights), then `shrink --mode FA --target 0.5 --init keep --verify` (seed 0). "verify": the zero-mask '
         "error shrink reports (QDQ graphs: compared with their activation quantize/dequantize pairs taken out, "

@@ -40,7 +40,10 @@ def l1_importance(deps: Dependencies, group: Group) -> np.ndarray:
     for member in deps.members_of(group):
         if member.kind != "slice" or member.role != "producer":
             continue
-        values = np.abs(np.asarray(deps.mg.const_value(member.tensor), dtype=np.float64))
+        values = np.asarray(deps.mg.const_value(member.tensor), dtype=np.float64)
+        if isinstance(member.extra, tuple) and member.extra[0] == "zero_point":  # an integer weight: q - zp
+            values = values - np.asarray(member.extra[1], dtype=np.float64)
+        values = np.abs(values)
         per_position = (
             values.sum(axis=tuple(a for a in range(values.ndim) if a != member.axis)) if values.ndim > 1 else values
         )

@@ -144,3 +144,15 @@ def test_dequantized_takes_out_activation_pairs_and_keeps_weights(quantized):
     keep = {g.id: np.arange(0, g.size, 3) for g in deps.prunable}
     pruned, masked = prune_channels(deps, keep), zero_mask(deps, keep)
     assert max_relative_error(run(dequantized(pruned))[0], run(dequantized(masked))[0]) < 1e-5
+
+
+def test_l1_importance_of_an_integer_weight_is_measured_from_its_zero_point():
+    from onnxprune.prune.sampler import l1_importance
+    from tests.synthetic_graphs import qlinear_cnn
+
+    model = qlinear_cnn()  # uint8 weights, zero point 128
+    deps = channel_groups(model)
+    group = deps.group_of("qconv")
+    weights = next(onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.startswith("w_q"))
+    expected = np.abs(weights.astype(np.float64) - 128).sum(axis=(1, 2, 3))
+    assert np.allclose(l1_importance(deps, group), expected)
