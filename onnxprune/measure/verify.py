@@ -55,7 +55,7 @@ def dequantized(model: onnx.ModelProto) -> onnx.ModelProto | None:
     What the zero-mask oracle compares on QDQ graphs: the pruned graph's integer weights, scales and
     zero points against the zero-masked original's, all dequantized as in the files. The quantized
     graphs themselves agree exactly where onnxruntime computes in integers (QLinearConv, ConvInteger,
-    ...), but onnxruntime leaves some QDQ convs in float (one whose bias is not quantized): there a
+    ...), but onnxruntime leaves some QDQ convs in float even when it optimizes: there a
     sum over fewer channels, accumulated in another order, can make the next requantization round
     the other way, and one step can grow through the layers after it (a QDQ ResNet-50: 0.5 relative
     on the logits; benchmarks/RESULTS.md, "Pruning quantized graphs")."""
