@@ -17,6 +17,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.channels import Member, storage_key, storage_root
+from onnxprune.read import lazy_weights
 
 # transform(original value, {axis: keep mask}) -> the value one reader should see
 Transform = Callable[[np.ndarray, dict], np.ndarray]
@@ -132,6 +133,10 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
 
 
 def cut(value: np.ndarray, axes: dict) -> np.ndarray:
+    cuts = {axis: mask for axis, mask in axes.items() if not mask.all()}
+    from_file = lazy_weights.cut_from_file(value, cuts) if cuts else None
+    if from_file is not None:  # a weight left in its file: read and cut a block at a time
+        return from_file
     for axis, mask in axes.items():
         if not mask.all():
             value = np.compress(mask, value, axis=axis)

@@ -92,7 +92,10 @@ class _Editor:
                     init.ClearField(field)  # external: a weight left in the input file (lazy_weights)
                 del init.dims[:]
                 init.dims.extend(value.shape)
-                init.raw_data = np.ascontiguousarray(value).tobytes()
+                data = np.ascontiguousarray(value).tobytes()
+                del value  # the array goes before protobuf copies the bytes in: two copies alive, not three
+                init.raw_data = data
+                del data
                 continue
             if kind == "initializer":
                 tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)

@@ -129,6 +129,8 @@ def _load_external_data(model: onnx.ModelProto, path: Path, lazy: bool) -> None:
         location, offset, length = lazy_weights.source(tensor)
         if offset + length > os.path.getsize(location):
             raise OSError(f"{Path(location).name} ends before the {length} bytes of {tensor.name!r} at offset {offset}")
+        if length < lazy_weights.LAZY_MIN_BYTES:  # small ones in memory, as from the model file itself
+            lazy_weights.materialize_tensor(tensor)
     for tensor in onnx.external_data_helper._get_all_tensors(model):  # subgraphs and attributes
         if tensor.data_location == onnx.TensorProto.EXTERNAL and not lazy_weights.is_lazy(tensor):
             onnx.external_data_helper.load_external_data_for_tensor(tensor, str(path.parent))

@@ -204,16 +204,49 @@ def read_bytes(tensor: onnx.TensorProto) -> bytes:
 
 
 def read_array(tensor: onnx.TensorProto) -> np.ndarray:
-    """A lazy tensor's value, read from its file (read-only)."""
+    """A lazy tensor's value: a read-only map of its bytes in the file (pages are read as they are
+    touched; `cut_from_file` reads a cut of it one block of rows at a time)."""
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
     path, offset, length = source(tensor)
-    count = length // dtype.itemsize
-    value = np.fromfile(path, dtype=dtype, count=count, offset=offset)
-    if value.size != count:
-        raise OSError(f"{path}: {length} bytes expected at offset {offset}")
-    value = value.reshape(tuple(tensor.dims))
-    value.flags.writeable = False
-    return value
+    shape = tuple(int(d) for d in tensor.dims)
+    if length != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or offset + length > os.path.getsize(path):
+        raise OSError(f"{path}: {length} bytes at offset {offset} do not hold {tensor.name!r} {list(shape)}")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+CUT_BLOCK = 32 << 20  # bytes of rows read at a time by cut_from_file
+
+
+def cut_from_file(value: np.ndarray, masks: dict[int, np.ndarray]) -> np.ndarray | None:
+    """`value` with each axis cut to its mask ({axis: keep}), read from its file a block of rows at
+    a time so the whole weight is never in memory at once (a 400 MB fully connected layer is cut
+    in 32 MB steps); None unless `value` is read_array's map of a weight left in its file."""
+    if not (isinstance(value, np.memmap) and isinstance(value.base, mmap.mmap)) or value.ndim == 0:
+        return None
+    rows = value.shape[0]
+    keep = np.flatnonzero(masks[0]) if 0 in masks else np.arange(rows)
+    others = {axis: mask for axis, mask in masks.items() if axis != 0}
+    shape = [len(keep)] + [int(others[a].sum()) if a in others else value.shape[a] for a in range(1, value.ndim)]
+    out = np.empty(shape, dtype=value.dtype)
+    per_row = int(np.prod(value.shape[1:], dtype=np.int64))
+    step = max(1, CUT_BLOCK // max(per_row * value.dtype.itemsize, 1))
+    filled = 0
+    for start in range(0, rows, step):
+        stop = min(start + step, rows)
+        wanted = keep[(keep >= start) & (keep < stop)]
+        if not len(wanted):
+            continue
+        block = np.fromfile(
+            value.filename,
+            dtype=value.dtype,
+            count=(stop - start) * per_row,
+            offset=value.offset + start * per_row * value.dtype.itemsize,
+        ).reshape((stop - start, *value.shape[1:]))[wanted - start]
+        for axis, mask in others.items():
+            block = np.compress(mask, block, axis=axis)
+        out[filled : filled + len(wanted)] = block
+        filled += len(wanted)
+    return out
 
 
 def materialize_tensor(tensor: onnx.TensorProto) -> None:

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 import onnxprune
 from onnxprune.cli import main
@@ -171,3 +171,35 @@ def test_load_graph_of_a_path_holds_no_weight_bytes(tmp_path):
     onnx.save(big, str(path))
     mg = load_graph(path)
     assert mg.proto.ByteSize() < path.stat().st_size / 10
+
+
+def test_small_tensors_of_a_side_file_are_read_in(net_path, tmp_path):
+    """Shape inference reads small constants (the skeleton keeps them): they must be in memory."""
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    onnx.save(onnx.load(str(net_path)), str(folder / "m.onnx"), save_as_external_data=True, size_threshold=0)
+    lazy = load_model(folder / "m.onnx", lazy=True)
+    assert {t.name for t in lazy_weights.lazy_initializers(lazy)} == {
+        "w1",
+        "w2",
+    }  # 18 KB and 36 KB; the rest is under 4 KB
+    assert onnxprune.profile(folder / "m.onnx").totals == onnxprune.profile(net_path).totals
+
+
+@pytest.mark.parametrize("axes", [(0,), (1,), (0, 1), (1, 3)])
+def test_a_cut_read_block_by_block_equals_the_cut_of_the_whole(tmp_path, monkeypatch, axes):
+    from onnxprune.analysis.shared_constants import cut
+
+    rng = np.random.default_rng(1)
+    value = rng.standard_normal((37, 20, 3, 3)).astype(np.float32)
+    model = helper.make_model(helper.make_graph([], "g", [], [], [numpy_helper.from_array(value, "w")]), ir_version=8)
+    path = tmp_path / "w.onnx"
+    path.write_bytes(model.SerializeToString())
+    tensor = lazy_weights.scan(path).graph.initializer[0]
+    monkeypatch.setattr(lazy_weights, "CUT_BLOCK", 5 * 20 * 9 * 4)  # five rows at a time: eight blocks
+    masks = {axis: rng.random(value.shape[axis]) < 0.6 for axis in axes}
+    expected = value
+    for axis, mask in masks.items():
+        expected = np.compress(mask, expected, axis=axis)
+    np.testing.assert_array_equal(lazy_weights.cut_from_file(lazy_weights.read_array(tensor), masks), expected)
+    np.testing.assert_array_equal(cut(lazy_weights.read_array(tensor), masks), expected)
