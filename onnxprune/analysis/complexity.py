@@ -14,9 +14,9 @@ Definitions (the README repeats them):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.layer import Layer, ParamTensor
@@ -58,7 +58,7 @@ FIGURES = ("params", "flops", "memory_bytes")
 
 
 def _prod(values) -> int:
-    return int(np.prod(list(values), dtype=np.int64))
+    return math.prod(int(v) for v in values)
 
 
 class _LayerBuilder:

@@ -16,6 +16,7 @@ materialize it first.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from pathlib import Path
@@ -167,7 +168,7 @@ def expected_bytes(tensor: onnx.TensorProto) -> int | None:
         itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
     except (KeyError, TypeError, ValueError):
         return None
-    count = int(np.prod(tensor.dims, dtype=np.int64))
+    count = math.prod(tensor.dims)
     if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
         return (count + 1) // 2
     return count * itemsize
@@ -209,7 +210,7 @@ def read_array(tensor: onnx.TensorProto) -> np.ndarray:
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
     path, offset, length = source(tensor)
     shape = tuple(int(d) for d in tensor.dims)
-    if length != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or offset + length > os.path.getsize(path):
+    if length != math.prod(shape) * dtype.itemsize or offset + length > os.path.getsize(path):
         raise OSError(f"{path}: {length} bytes at offset {offset} do not hold {tensor.name!r} {list(shape)}")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
@@ -228,7 +229,7 @@ def cut_from_file(value: np.ndarray, masks: dict[int, np.ndarray]) -> np.ndarray
     others = {axis: mask for axis, mask in masks.items() if axis != 0}
     shape = [len(keep)] + [int(others[a].sum()) if a in others else value.shape[a] for a in range(1, value.ndim)]
     out = np.empty(shape, dtype=value.dtype)
-    per_row = int(np.prod(value.shape[1:], dtype=np.int64))
+    per_row = math.prod(value.shape[1:])
     step = max(1, CUT_BLOCK // max(per_row * value.dtype.itemsize, 1))
     filled = 0
     for start in range(0, rows, step):

@@ -7,7 +7,8 @@ data propagation still resolves Reshape targets.
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import onnx
 from onnx import helper
 
@@ -33,7 +34,7 @@ def skeleton(model: onnx.ModelProto, keep_output_shapes: bool = False) -> onnx.M
     skeleton_graph.input.extend(graph.input)
     seen_inputs = {i.name for i in graph.input}
     for init in graph.initializer:
-        if int(np.prod(init.dims, dtype=np.int64)) <= SMALL_INITIALIZER:
+        if math.prod(init.dims) <= SMALL_INITIALIZER:  # (math.prod: np.prod costs 10 us a call)
             skeleton_graph.initializer.append(init)
         elif init.name not in seen_inputs:
             skeleton_graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
