@@ -14,9 +14,9 @@ Definitions (the README repeats them):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.layer import Layer, ParamTensor
@@ -58,7 +58,7 @@ FIGURES = ("params", "flops", "memory_bytes")
 
 
 def _prod(values) -> int:
-    return int(np.prod(list(values), dtype=np.int64))
+    return math.prod(int(v) for v in values)
 
 
 class _LayerBuilder:
@@ -70,7 +70,7 @@ class _LayerBuilder:
         shape = self.mg.shape(tensor)
         if shape is None:
             tried = "; ".join(getattr(self.mg.infos, "failures", [])) or "ONNX inference left it unknown"
-            hint = input_shape_hints(self.mg.model, only_symbolic=True)
+            hint = input_shape_hints(self.mg.proto, only_symbolic=True)
             advice = f"give the input size with {hint}" if hint else "no tool can evaluate the ops it depends on"
             raise UserError(
                 f"node {self.mg.display_name(node)!r} ({node.op}): the shape of {tensor.name!r} cannot be "
@@ -262,6 +262,8 @@ class Profile:
     totals: dict[str, int]
     shape_method: str = "onnx"  # how the shapes were resolved: "onnx", "symbolic" or "probe"
     uncounted: list[dict] = field(default_factory=list)  # nodes holding weights no layer counts
+    # which shape fallback ran and why, and the unknown tensors nothing reads (no fallback for them)
+    shape_fallbacks: dict = field(default_factory=lambda: {"fallbacks": [], "unknown_unread": []})
 
     def rows(self) -> list[dict]:
         rows = []
@@ -286,6 +288,7 @@ class Profile:
         return {
             "model": self.model,
             "shape_method": self.shape_method,
+            "shape_fallbacks": self.shape_fallbacks,
             "totals": dict(self.totals),
             "layers": self.rows(),
             "uncounted": [dict(u) for u in self.uncounted],
@@ -310,4 +313,12 @@ def profile(source: ModelLike | ModelGraph, input_shapes: dict | None = None) ->
     mg = load_graph(source, input_shapes)
     layers, counted = _build(mg)
     costs = [layer.cost() for layer in layers]
-    return Profile(mg.name, layers, costs, totals_of(costs), mg.shape_method, uncounted_weights(mg, layers, counted))
+    return Profile(
+        mg.name,
+        layers,
+        costs,
+        totals_of(costs),
+        mg.shape_method,
+        uncounted_weights(mg, layers, counted),
+        mg.shape_fallbacks,
+    )

@@ -17,6 +17,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.channels import Member, storage_key, storage_root
+from onnxprune.read import lazy_weights
 
 # transform(original value, {axis: keep mask}, fill) -> the value one reader should see; `fill`: what
 # a zeroed position holds (an integer weight's zero point, broadcast to the value), None for 0
@@ -136,6 +137,10 @@ def apply_storage_edits(editor, edits: dict[tuple, StorageEdit], transform: Tran
 
 
 def cut(value: np.ndarray, axes: dict, fill: np.ndarray | None = None) -> np.ndarray:
+    cuts = {axis: mask for axis, mask in axes.items() if not mask.all()}
+    from_file = lazy_weights.cut_from_file(value, cuts) if cuts else None
+    if from_file is not None:  # a weight left in its file: read and cut a block at a time
+        return from_file
     for axis, mask in axes.items():
         if not mask.all():
             value = np.compress(mask, value, axis=axis)

@@ -1,5 +1,9 @@
 """The CLI, a thin shell over the Python API: `main()` runs a verb and maps errors to exit codes; every
-verb is a module in onnxprune/cli/commands/, registered on the typer app in `app.py`."""
+verb is a module in onnxprune/cli/commands/, registered on the typer app in `app.py`.
+
+Start-up is part of the product: a run imports only its own verb's module (and that module imports
+onnx, onnxruntime or torch inside the function that needs them), so `--version`, `--help` and a
+usage error never load the model stack. `tests/cli/test_startup.py` checks what each imports."""
 
 from __future__ import annotations
 
@@ -21,10 +25,19 @@ from onnxprune.cli.app import app
 from onnxprune.errors import CheckFailed, UserError
 
 
-def _register_commands() -> None:
-    # Importing a command module registers its verb on `app`; a new verb is a new file.
-    for info in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{info.name}")
+def verb_names() -> list[str]:
+    """Every verb: one module per verb in onnxprune/cli/commands/ (a new verb is a new file)."""
+    return [info.name for info in pkgutil.iter_modules(commands.__path__)]
+
+
+def _register_commands(argv: list[str] | None = None) -> None:
+    """Importing a command module registers its verb on `app`. Given the arguments, only the verb
+    they name is imported; `--help`, no verb or an unknown one import them all (the help lists
+    every verb, and the modules are light at import)."""
+    names = verb_names()
+    verb = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    for name in [verb] if verb in names else names:
+        importlib.import_module(f"{commands.__name__}.{name}")
 
 
 def _one_line(message: str) -> str:
@@ -68,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    _register_commands()
+    _register_commands(sys.argv[1:] if argv is None else argv)
     try:
         rc = app(args=argv, prog_name="onnxprune", standalone_mode=False)
     except UserError as exc:

@@ -149,10 +149,40 @@ def _plain_help_types() -> None:
     """typer >= 0.20 prints each parameter's Python type (`<bool>`, `<str>`, `<list[str]>`) in the
     help; one override here gives every verb, present and future, plain words instead."""
     core = getattr(typer, "core", None)
+    patched = False
     for name in ("TyperOption", "TyperArgument"):
         cls = getattr(core, name, None)
         if cls is not None and hasattr(cls, "display_type_rich"):
             cls.display_type_rich = _display_type
+            patched = True
+    if not patched:
+        _plain_metavars(core)
+
+
+_WORDS = {"int": "INTEGER", "int range": "INTEGER", "float": "NUMBER", "float range": "NUMBER", "str": "TEXT"}
+
+
+def _plain_metavars(core: Any) -> None:
+    """typer 0.26-0.28 (before 0.29's `display_type_rich`): the help takes an argument's type and an
+    option's metavar from the click type's `get_metavar`, `<name>` when it has none."""
+    try:
+        from typer._click.types import ParamType  # type: ignore[attr-defined]
+    except ImportError:  # typer < 0.26 uses click's own help
+        return
+    argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
+    original = ParamType.get_metavar
+
+    def get_metavar(self, param, ctx):  # noqa: ANN001
+        found = original(self, param, ctx)
+        if found is not None or param is None:
+            return found
+        if argument is not None and isinstance(param, argument):
+            return ""  # the argument's name is already there
+        if option is not None and isinstance(param, option):
+            return _WORDS.get(self.name, "")
+        return None
+
+    ParamType.get_metavar = get_metavar
 
 
 _plain_help_types()

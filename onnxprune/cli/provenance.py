@@ -27,6 +27,29 @@ def file_facts(path: str | Path) -> dict:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
+def file_facts_meanwhile(path: str | Path):
+    """Start hashing a file on a daemon thread (hashlib lets go of the GIL: the hash of a 500 MB
+    model costs no time while the analysis runs on the other core); call the result for the facts."""
+    import threading
+
+    found: dict = {}
+
+    def work():
+        try:
+            found["facts"] = file_facts(path)
+        except OSError as exc:  # read again, and raised, by the caller
+            found["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)  # an error or Ctrl-C elsewhere need not wait for it
+    thread.start()
+
+    def result() -> dict:
+        thread.join()
+        return found["facts"] if "facts" in found else file_facts(path)
+
+    return result
+
+
 def stamp(model: onnx.ModelProto, record: dict) -> onnx.ModelProto:
     """Set `onnxprune.<key>` metadata_props from `record` (replacing an earlier run's)."""
     from onnxprune import __version__

@@ -10,11 +10,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import onnx
+from typing import TYPE_CHECKING
 
 from onnxprune.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover  (numpy and onnx load where used: `onnxprune --help` imports this module)
+    import numpy as np
+    import onnx
 
 # Fewer images than this give min/max ranges set by a handful of outliers or none at all.
 MIN_CALIBRATION_IMAGES = 16
@@ -44,7 +46,7 @@ QUANTIZED_OPS = {
     "DynamicQuantizeMatMul",
 }
 WEIGHTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}  # op -> weight input index
-FLOAT = onnx.TensorProto.FLOAT
+FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
 @dataclass
@@ -71,6 +73,8 @@ class QuantizeResult:
 
 def refuse_unquantizable(model: onnx.ModelProto, where: str) -> None:
     """One line (exit 2) for a model that static int8 quantization cannot start from."""
+    import onnx
+
     quantized = next((n for n in model.graph.node if n.op_type in QUANTIZED_OPS), None)
     if quantized is not None:
         raise UserError(
@@ -149,6 +153,7 @@ def _reader(name: str, images: np.ndarray, batch: int):
 
 
 def _outputs(model: onnx.ModelProto, name: str, images: np.ndarray, batch: int) -> np.ndarray:
+    import numpy as np
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -170,6 +175,8 @@ def quantize(
 ) -> QuantizeResult:
     """Static quantization: int8 weights, 8-bit activations (int8 for QDQ, uint8 for QOperator),
     MinMax ranges calibrated on `images`."""
+    import numpy as np
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

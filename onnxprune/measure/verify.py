@@ -28,10 +28,11 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
     """
     from onnxprune.analysis.shared_constants import apply_storage_edits, group_by_storage, zero
     from onnxprune.prune.surgery import _Editor
+    from onnxprune.read.lazy_weights import materialize
 
     flags = deps.keep_flags({int(g): np.asarray(k) for g, k in keep.items()})
     model = onnx.ModelProto()
-    model.CopyFrom(deps.mg.model)
+    model.CopyFrom(deps.mg.proto)  # weights left in the file: a small copy
     zeroed = []
     for member in deps.members:
         if member.kind != "slice":
@@ -41,7 +42,7 @@ def zero_mask(deps: Dependencies, keep: dict) -> onnx.ModelProto:
     editor = _Editor(deps, model)
     apply_storage_edits(editor, group_by_storage(zeroed), zero, lambda node: node.name)
     editor.flush()
-    return model
+    return materialize(model)  # a model loaded from a path left its other weights in the file
 
 
 def _is_scale_or_shift(deps: Dependencies, member) -> bool:

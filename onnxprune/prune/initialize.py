@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from onnxprune.read import lazy_weights
 from onnxprune.read.constant_folding import FOLDABLE_OPS
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
@@ -145,7 +146,9 @@ def _out_channels(layer: onnx.NodeProto, weight: onnx.TensorProto) -> int:
 
 
 def _write(tensor: onnx.TensorProto, value: np.ndarray) -> None:
-    if tensor.HasField("raw_data"):
+    if tensor.HasField("raw_data") or lazy_weights.is_lazy(tensor):  # a weight left in the input file: never read
+        tensor.ClearField("external_data")
+        tensor.ClearField("data_location")
         tensor.raw_data = np.ascontiguousarray(value).tobytes()  # one copy, not from_array + CopyFrom
     else:
         tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))

@@ -20,6 +20,7 @@ from onnxprune.prune.sampler import channels_to_remove, draw_group, l1_importanc
 from onnxprune.prune.surgery import prune_channels
 from onnxprune.read.graph import load_graph
 from onnxprune.read.io import ModelLike
+from onnxprune.read.lazy_weights import materialize, materialized_copy
 from onnxprune.report import si
 
 MODES = {"PA": 0, "FA": 1, "MA": 2, "LA": 0}  # LA: index into the latency terms' costs
@@ -236,7 +237,7 @@ def shrink(
         times = (
             load_profile(latency_profile)
             if latency_profile
-            else measure_node_latency(mg.model, input_shapes=input_shapes)
+            else measure_node_latency(materialized_copy(mg.proto), input_shapes=input_shapes)
         )
         book = Bookkeeper(deps, latency_terms(deps, layers, times))
         baseline = book.total(0)
@@ -270,9 +271,10 @@ def shrink(
     keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
     # edit in place when we loaded the model ourselves: no copy of the weights
     copies: list[dict] = []
-    model = prune_channels(deps, keep, inplace=not isinstance(source, onnx.ModelProto), notes=copies)
+    model = prune_channels(deps, keep, inplace=not isinstance(source, onnx.ModelProto), notes=copies, materialize=False)
     if opts.init == "reinit" and keep:  # nothing pruned: the weights stay as they were
         reinitialize(model, np.random.default_rng(opts.seed))
+    materialize(model)  # the weights no step replaced, read from the input file now
     after = profile(model, input_shapes).totals  # at the shape `before` and the loop used
     report = {
         "mode": opts.mode,
@@ -356,9 +358,9 @@ def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list
 
 def _measured_shapes(mg) -> dict[str, list]:
     """The graph inputs' shapes every figure of the report was measured at."""
-    initializers = {i.name for i in mg.model.graph.initializer}
+    initializers = {i.name for i in mg.proto.graph.initializer}
     return {
         v.name: list(mg.infos[v.name].shape)
-        for v in mg.model.graph.input
+        for v in mg.proto.graph.input
         if v.name not in initializers and v.name in mg.infos and mg.infos[v.name].shape is not None
     }

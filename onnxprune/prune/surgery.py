@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 from onnxprune.analysis.groups import Dependencies, Member, node_label
 from onnxprune.analysis.shared_constants import apply_storage_edits, cut, group_by_storage
 from onnxprune.errors import UserError
+from onnxprune.read import lazy_weights
 from onnxprune.read.constant_folding import REMOVABLE_WHEN_UNREAD
 from onnxprune.read.graph import ModelGraph, constant_nodes, set_constant_node_value
 from onnxprune.read.shapes import infer_shapes, skeleton
@@ -75,17 +76,26 @@ class _Editor:
     def flush(self) -> None:
         if any(kind == "constant_node" for kind, _ in self.new_values):
             self.constant_nodes = constant_nodes(self.model)
-        for (kind, name), value in self.new_values.items():
+        while self.new_values:  # each array freed once in the proto: one model's worth of weights alive, not two
+            (kind, name), value = self.new_values.popitem()
             if kind == "initializer" and value.dtype.byteorder in "=|" and value.dtype != object:
                 # one copy of the bytes, straight into the proto (from_array + CopyFrom makes two)
                 init = self.graph.initializer[self.initializers[name]]
-                init.ClearField("float_data")
-                init.ClearField("int64_data")
-                init.ClearField("int32_data")
-                init.ClearField("double_data")
+                for field in (
+                    "float_data",
+                    "int64_data",
+                    "int32_data",
+                    "double_data",
+                    "external_data",
+                    "data_location",
+                ):
+                    init.ClearField(field)  # external: a weight left in the input file (lazy_weights)
                 del init.dims[:]
                 init.dims.extend(value.shape)
-                init.raw_data = np.ascontiguousarray(value).tobytes()
+                data = np.ascontiguousarray(value).tobytes()
+                del value  # the array goes before protobuf copies the bytes in: two copies alive, not three
+                init.raw_data = data
+                del data
                 continue
             if kind == "initializer":
                 tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
@@ -187,11 +197,15 @@ def prune_channels(
     check: bool = True,
     inplace: bool = False,
     notes: list | None = None,
+    materialize: bool = True,
 ) -> onnx.ModelProto:
     """A new model in which each group keeps only the given channel indices.
 
     `inplace=True` edits the analysed model itself (no 100 MB copy): for callers that loaded it.
     `notes`, if given, receives one entry per shared constant that readers now each hold a copy of.
+    `materialize=False` leaves the weights surgery did not cut in the input file (a model loaded
+    from a path keeps them there, lazy_weights): for callers that replace them (re-initialisation)
+    or materialize the model themselves.
     """
     keep = validate_keep(deps, keep)
     empty = empty_cuts(deps, keep)
@@ -203,12 +217,12 @@ def prune_channels(
             f"(surgery.fill_empty_cuts does)"
         )
     if inplace:
-        model = deps.mg.model
+        model = deps.mg.proto
     else:
         model = onnx.ModelProto()
-        model.CopyFrom(deps.mg.model)
+        model.CopyFrom(deps.mg.proto)  # weights left in the file are references: a small copy
     if not keep:
-        return model
+        return lazy_weights.materialize(model) if materialize else model
     flags = deps.keep_flags(keep)
     editor = _Editor(deps, model)
     slices = []
@@ -232,7 +246,7 @@ def prune_channels(
     refresh_value_info(model)
     if check:
         check_structure(model)
-    return model
+    return lazy_weights.materialize(model) if materialize else model
 
 
 def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
@@ -270,10 +284,9 @@ def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     used = {name for node in model.graph.node for name in node.input}
     used |= {o.name for o in model.graph.output}
-    keep = [init for init in model.graph.initializer if init.name in used]
-    if len(keep) != len(model.graph.initializer):
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
+    unused = [i for i, init in enumerate(model.graph.initializer) if init.name not in used]
+    for index in reversed(unused):  # in place: re-adding the kept ones would copy every weight
+        del model.graph.initializer[index]
 
 
 def refresh_value_info(model: onnx.ModelProto) -> None:

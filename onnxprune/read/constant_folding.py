@@ -25,7 +25,7 @@ class ConstantSource(Protocol):
     """What folding reads from the graph (graph.ModelGraph is one; this module does not import it,
     since ModelGraph asks this module what is foldable)."""
 
-    model: onnx.ModelProto
+    proto: onnx.ModelProto
     opset: int
 
     def const_value(self, tensor: gs.Tensor) -> np.ndarray | None: ...
@@ -64,7 +64,7 @@ def folded_value(mg: ConstantSource, tensor: gs.Tensor) -> np.ndarray | None:
 def _evaluate(mg: ConstantSource, node: gs.Node, operands: list) -> np.ndarray | None:
     from onnx.reference import ReferenceEvaluator
 
-    original = mg.model.graph.node[mg.node_index(node)]  # its attributes as the file holds them
+    original = mg.proto.graph.node[mg.node_index(node)]  # its attributes as the file holds them
     if original.op_type != node.op:  # the proto was edited since the analysis: not a value to trust
         return None
     names = [f"in{i}" if t.name else "" for i, t in enumerate(node.inputs)]

@@ -14,6 +14,7 @@ import onnx.numpy_helper
 import onnx_graphsurgeon as gs
 
 from onnxprune.errors import UserError
+from onnxprune.read import lazy_weights
 from onnxprune.read.constant_folding import folded_value, is_foldable
 from onnxprune.read.io import ModelLike, load_model
 from onnxprune.read.names import display_name  # noqa: F401 - re-exported: graph.display_name
@@ -22,7 +23,7 @@ from onnxprune.read.shapes import TensorInfo, infer_shapes
 
 @dataclass
 class ModelGraph:
-    model: onnx.ModelProto
+    proto: onnx.ModelProto  # the analysed model; from a path its weights stay in the file (lazy_weights)
     graph: gs.Graph
     infos: dict[str, TensorInfo]
     name: str = "model"
@@ -31,15 +32,29 @@ class ModelGraph:
     _folded: dict = field(default_factory=dict, init=False, repr=False)  # tensor name -> value or None
 
     @property
+    def model(self) -> onnx.ModelProto:
+        """The model, self-contained (weights left in the file are read in, once, in place): what
+        to hand to onnxruntime or a user. The analysis itself reads `proto`."""
+        return lazy_weights.materialize(self.proto)
+
+    @property
     def opset(self) -> int:
         if not self._opset:
-            self._opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+            self._opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
         return self._opset
 
     @property
     def shape_method(self) -> str:
         """How the shapes were resolved: "onnx", "symbolic" (onnxruntime's) or "probe" (a run)."""
         return getattr(self.infos, "method", "onnx")
+
+    @property
+    def shape_fallbacks(self) -> dict:
+        """Which fallback ran and why (`fallbacks`), and the unknown tensors nothing reads, for which none ran."""
+        return {
+            "fallbacks": list(getattr(self.infos, "fallbacks", [])),
+            "unknown_unread": list(getattr(self.infos, "unknown_unread", [])),
+        }
 
     @property
     def nodes(self) -> list[gs.Node]:
@@ -177,8 +192,11 @@ def set_constant_node_value(node: onnx.NodeProto, value: np.ndarray) -> None:
 
 
 def _zero_copy(constant: gs.Constant) -> np.ndarray:
-    """A read-only view on an initializer's raw bytes (gs would copy them twice)."""
+    """A read-only view on an initializer's raw bytes (gs would copy them twice); a weight left in
+    the file (lazy_weights) is read from there."""
     proto = getattr(getattr(constant, "_values", None), "tensor", None)
+    if isinstance(proto, onnx.TensorProto) and lazy_weights.is_lazy(proto):
+        return lazy_weights.read_array(proto)
     if (
         isinstance(proto, onnx.TensorProto)
         and proto.HasField("raw_data")
@@ -195,14 +213,17 @@ def _zero_copy(constant: gs.Constant) -> np.ndarray:
 
 
 def load_graph(source: ModelLike | ModelGraph, input_shapes: dict | None = None) -> ModelGraph:
-    """Load, infer shapes, import into gs. Accepts a path, a ModelProto or a ModelGraph."""
+    """Load, infer shapes, import into gs. Accepts a path, a ModelProto or a ModelGraph.
+
+    From a path the weights stay in the file (lazy_weights): the analysis reads only the ones it
+    needs the values of, so a model's size costs neither time nor memory here."""
     if isinstance(source, ModelGraph):
         return source
-    model = load_model(source)
+    model = load_model(source, lazy=True)
     name = str(source) if not isinstance(source, onnx.ModelProto) else (model.graph.name or "model")
     infos = infer_shapes(model, input_shapes)
     try:
         graph = gs.import_onnx(model)
     except Exception as exc:  # gs raises assorted errors on malformed graphs
         raise UserError(f"{name}: cannot read the graph ({type(exc).__name__}: {exc})") from None
-    return ModelGraph(model=model, graph=graph, infos=infos, name=name)
+    return ModelGraph(proto=model, graph=graph, infos=infos, name=name)

@@ -1,4 +1,8 @@
-"""Load ONNX models with one clear error per failure, and save them atomically."""
+"""Load ONNX models with one clear error per failure, and save them atomically.
+
+onnx and numpy are imported where they are used: the CLI imports this module to check output
+paths before any work, and `--help` must not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,14 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Union
-
-import numpy as np
-import onnx
-from google.protobuf.message import DecodeError
+from typing import TYPE_CHECKING, Union
 
 from onnxprune.errors import UserError
 
-ModelLike = Union[str, os.PathLike, onnx.ModelProto]
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+ModelLike = Union[str, os.PathLike, "onnx.ModelProto"]
 
 # protobuf cannot serialise a single message over 2 GiB: larger models keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -23,6 +26,8 @@ EXTERNAL_DATA_THRESHOLD = 1024  # bytes; tensors above this go to the side file 
 
 def _external_locations(model: onnx.ModelProto) -> list[tuple[str, str]]:
     """(tensor name, location) for every tensor whose bytes live in an external file."""
+    import onnx
+
     found = []
     for tensor in onnx.external_data_helper._get_all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -32,9 +37,13 @@ def _external_locations(model: onnx.ModelProto) -> list[tuple[str, str]]:
 
 
 def _confine_external_data(model: onnx.ModelProto, path: Path) -> None:
-    """Refuse external data outside the model's folder (path traversal) or missing files."""
+    """Refuse external data outside the model's folder (path traversal) or missing files.
+    (A lazy load's own references point at the model file itself, by its absolute path.)"""
     base = path.parent.resolve()
+    itself = str(path.resolve())
     for tensor_name, location in _external_locations(model):
+        if location == itself:
+            continue
         target = (base / location).resolve()
         if os.path.isabs(location) or not target.is_relative_to(base):
             raise UserError(
@@ -48,8 +57,15 @@ def _confine_external_data(model: onnx.ModelProto, path: Path) -> None:
             )
 
 
-def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
-    """Load a model from a path (or pass a ModelProto through), raising UserError on bad input."""
+def load_model(source: ModelLike, *, check: bool = True, lazy: bool = False) -> onnx.ModelProto:
+    """Load a model from a path (or pass a ModelProto through), raising UserError on bad input.
+
+    `lazy`: large weights stay in the file (lazy_weights), read when something needs their
+    values; the analysis needs only their shapes. Such a model must be materialized
+    (`lazy_weights.materialize`) before onnxruntime or a user sees it; `save_model` streams them.
+    """
+    import onnx
+
     if isinstance(source, onnx.ModelProto):
         return source
     path = Path(source)
@@ -59,8 +75,33 @@ def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
         raise UserError(f"{path}: is a directory; give the path of an .onnx model file")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty; give the path of an .onnx model")
+    model = _parse(path, lazy)
+    if not model.graph.node and not model.graph.output:
+        raise UserError(f"{path}: not an ONNX model (no graph); is the file truncated or of another format?")
+    _require_utf8_names(model, path)
+    _confine_external_data(model, path)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        _load_external_data(model, path, lazy)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read its external data ({exc}); is the data file complete?") from None
+    if check:
+        check_model(model, where=str(path))
+    return model
+
+
+def _parse(path: Path, lazy: bool) -> onnx.ModelProto:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from onnxprune.read import lazy_weights
+
+    try:
+        if lazy:
+            try:
+                return lazy_weights.scan(path)
+            except (lazy_weights.NotScannable, ValueError, OSError):
+                pass  # not a well-formed message: the ordinary parse below says what is wrong
+        return onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeWarning, ValueError, TypeError, UnicodeDecodeError, OSError) as exc:
         raise UserError(
             f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?"
@@ -69,17 +110,32 @@ def load_model(source: ModelLike, *, check: bool = True) -> onnx.ModelProto:
         raise UserError(
             f"{path}: not a readable ONNX model ({type(exc).__name__}); is the file truncated or of another format?"
         ) from None
-    if not model.graph.node and not model.graph.output:
-        raise UserError(f"{path}: not an ONNX model (no graph); is the file truncated or of another format?")
-    _require_utf8_names(model, path)
-    _confine_external_data(model, path)
-    try:
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path, lazy: bool) -> None:
+    """Weights in side files: read (eager), or left there with an absolute location (lazy; only
+    the main graph's initializers: tensors in subgraphs and attributes are always read)."""
+    import onnx
+
+    from onnxprune.read import lazy_weights
+
+    if not lazy:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read its external data ({exc}); is the data file complete?") from None
-    if check:
-        check_model(model, where=str(path))
-    return model
+        return
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL or lazy_weights.is_lazy(tensor):
+            continue
+        lazy_weights.make_absolute(tensor, path.parent)
+        location, offset, length = lazy_weights.source(tensor)
+        if offset + length > os.path.getsize(location):
+            raise OSError(f"{Path(location).name} ends before the {length} bytes of {tensor.name!r} at offset {offset}")
+        if length < lazy_weights.LAZY_MIN_BYTES:  # small ones in memory, as from the model file itself
+            lazy_weights.materialize_tensor(tensor)
+    for tensor in onnx.external_data_helper._get_all_tensors(model):  # subgraphs and attributes
+        if tensor.data_location == onnx.TensorProto.EXTERNAL and not lazy_weights.is_lazy(tensor):
+            onnx.external_data_helper.load_external_data_for_tensor(tensor, str(path.parent))
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
 
 
 def _require_utf8_names(model: onnx.ModelProto, path: Path) -> None:
@@ -117,6 +173,8 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
     value_info shape the graph cannot produce), which later stages would trip over with an
     internal error instead of a clear message naming the file. `full` is kept for callers.
     """
+    import onnx
+
     from onnxprune.read.shapes import skeleton
 
     _check_initializer_sizes(model, where)
@@ -137,20 +195,25 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
 
 
 def _check_initializer_sizes(model: onnx.ModelProto, where: str) -> None:
-    """Raw weight bytes must match their declared shape (the skeleton check cannot see them)."""
+    """Raw weight bytes must match their declared shape (the skeleton check cannot see them);
+    weights left in the file (lazy) are checked by their recorded length, without reading them."""
+    import onnx
+
+    from onnxprune.read import lazy_weights
+
     for init in model.graph.initializer:
-        if not init.HasField("raw_data"):
+        lazy = lazy_weights.is_lazy(init)
+        if not lazy and not init.HasField("raw_data"):
             continue
-        try:
-            itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{where}: initializer {init.name!r} has an unknown data type {init.data_type}") from None
-        expected = int(np.prod(init.dims, dtype=np.int64)) * itemsize
+        expected = lazy_weights.expected_bytes(init)
+        if expected is None:
+            raise UserError(f"{where}: initializer {init.name!r} has an unknown data type {init.data_type}")
         if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
             continue  # packed types: two values per byte
-        if len(init.raw_data) != expected:
+        held = lazy_weights.source(init)[2] if lazy else len(init.raw_data)
+        if held != expected:
             raise UserError(
-                f"{where}: initializer {init.name!r} holds {len(init.raw_data)} bytes but its shape "
+                f"{where}: initializer {init.name!r} holds {held} bytes but its shape "
                 f"{list(init.dims)} needs {expected}; is the file truncated or corrupted?"
             )
 
@@ -228,17 +291,7 @@ def _new_file_mode(target: Path) -> int:
 
 def _stage_bytes(data: bytes, out: Path) -> Path:
     """Write `data` to a synced temp file next to `out` with the mode `out` should get."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.chmod(tmp_name, _new_file_mode(out))  # mkstemp makes 0600 whatever the umask
-            os.fsync(handle.fileno())
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
-    return Path(tmp_name)
+    return _stage(out, lambda handle: handle.write(data))
 
 
 def atomic_write(path: ModelLike, write, mode: str = "w") -> Path:
@@ -283,7 +336,7 @@ def save_outputs(outputs, *inputs: ModelLike, flags=None) -> list[Path]:
     try:
         for out, (_, payload) in zip(paths, outputs):
             current = out
-            if isinstance(payload, onnx.ModelProto):
+            if type(payload).__name__ == "ModelProto":  # (not importing onnx for a JSON report)
                 staged += _stage_model(payload, out)
             else:
                 staged.append((_stage_bytes(json_bytes(payload), out), out))
@@ -312,26 +365,63 @@ def save_model(model: onnx.ModelProto, output: ModelLike, *inputs: ModelLike) ->
 
 
 def _stage_model(model: onnx.ModelProto, out: Path) -> list[tuple[Path, Path]]:
-    big = model.ByteSize() > PROTOBUF_LIMIT if not _external_locations(model) else True
-    if not big:
-        return [(_stage_bytes(model.SerializeToString(), out), out)]
+    """Stage the model (and its side file past 2 GiB), written field by field (model_writer):
+    never one bytes object of the whole model, weights left in the input file streamed from it."""
+    from onnxprune.read import lazy_weights, model_writer
+
+    plan = model_writer.Plan(model)
+    if plan.size <= PROTOBUF_LIMIT:
+        return [(_stage(out, plan.write), out)]
+    if (
+        plan.outside_initializers > PROTOBUF_LIMIT
+    ):  # too big even without its initializers: onnx converts Constant nodes too
+        return _stage_with_onnx_save(lazy_weights.materialized_copy(model), out)
+    data_name = out.name + ".data"
+    fd, data_name_tmp = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=out.parent)
+    data_tmp, model_tmp = Path(data_name_tmp), None
+    try:
+        with os.fdopen(fd, "wb") as data:
+            model_tmp = _stage(
+                out,
+                lambda handle: model_writer.write_model(
+                    model, handle, data=data, data_name=data_name, threshold=EXTERNAL_DATA_THRESHOLD
+                ),
+            )
+            model_writer.sync(data)
+        os.chmod(data_tmp, _new_file_mode(out.parent / data_name))
+    except BaseException:
+        for leftover in (data_tmp, model_tmp):
+            if leftover is not None and leftover.exists():
+                leftover.unlink()
+        raise
+    return [(data_tmp, out.parent / data_name), (model_tmp, out)]
+
+
+def _stage(out: Path, write) -> Path:
+    """A synced temp file next to `out`, filled by `write(handle)`, with the mode `out` should get."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.chmod(tmp_name, _new_file_mode(out))  # mkstemp makes 0600 whatever the umask
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return Path(tmp_name)
+
+
+def _stage_with_onnx_save(model: onnx.ModelProto, out: Path) -> list[tuple[Path, Path]]:
+    from onnxprune.read.model_writer import save_with_onnx
+
     data_name = out.name + ".data"
     tmp_data = out.parent / f".{data_name}.{os.getpid()}.tmp"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        to_write = onnx.ModelProto()
-        to_write.CopyFrom(model)
-        onnx.save_model(
-            to_write,
-            str(tmp),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=tmp_data.name,
-            size_threshold=EXTERNAL_DATA_THRESHOLD,
-        )
-        _retarget_external_data(tmp, data_name)
+        save_with_onnx(model, tmp, tmp_data, data_name, EXTERNAL_DATA_THRESHOLD)
         for path, final in ((tmp, out), (tmp_data, out.parent / data_name)):
             os.chmod(path, _new_file_mode(final))
     except BaseException:
@@ -340,16 +430,3 @@ def _stage_model(model: onnx.ModelProto, out: Path) -> list[tuple[Path, Path]]:
                 leftover.unlink()
         raise
     return [(tmp_data, out.parent / data_name), (tmp, out)]
-
-
-def _retarget_external_data(model_path: Path, location: str) -> None:
-    """Point the saved model's external references at the final data file name."""
-    model = onnx.load(str(model_path), load_external_data=False)
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = location
-    with open(model_path, "wb") as handle:
-        handle.write(model.SerializeToString())
-        handle.flush()
-        os.fsync(handle.fileno())

@@ -5,6 +5,11 @@ shapes. onnxruntime's symbolic shape inference propagates computed shape values 
 is still unknown is read off one onnxruntime run on zero inputs of the given shape, with every
 unresolved tensor exposed as an output. Both are imported lazily: a graph without gaps (the
 zoo, ResNet-50) never pays for sympy or a session.
+
+Only gaps that matter start a fallback: a tensor that some node reads (or a graph output). An
+output nothing reads (a Dropout's mask, an unused Split or TopK output) has no cost and couples
+nothing; on the ONNX Model Zoo's classic CNNs such a mask was the only gap, and the probe run it
+started doubled the memory and quadrupled the time of `profile`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,41 @@ def gaps(model: onnx.ModelProto, infos: dict, non_tensor: set) -> list[str]:
             if info is None or not info.known:
                 missing.append(name)
     return missing
+
+
+def readers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """Tensor name -> the first main-graph node that reads it (directly or inside its subgraphs)."""
+    found: dict[str, onnx.NodeProto] = {}
+    for node in model.graph.node:
+        for name in _reads(node):
+            found.setdefault(name, node)
+    return found
+
+
+def _reads(node: onnx.NodeProto) -> list[str]:
+    names = list(node.input)
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else []) + list(attr.graphs):
+            for inner in sub.node:
+                names += _reads(inner)
+    return names
+
+
+def split_by_use(model: onnx.ModelProto, missing: list[str]) -> tuple[list[str], list[str]]:
+    """(unknown tensors something reads or the graph outputs, unknown tensors nothing reads)."""
+    read = readers(model)
+    outputs = {o.name for o in model.graph.output}
+    used = [name for name in missing if name in read or name in outputs]
+    return used, [name for name in missing if name not in read and name not in outputs]
+
+
+def reason(model: onnx.ModelProto, names: list[str]) -> str:
+    """Why a fallback runs: how many tensors, and the first one with the node that reads it."""
+    read = readers(model)
+    first = names[0]
+    node = read.get(first)
+    by = f"read by {node.op_type} {node.name!r}" if node is not None else "a graph output"
+    return f"ONNX inference left {len(names)} tensor(s) unknown that the graph uses, e.g. {first!r} ({by})"
 
 
 def merge(infos: dict, found: dict, names: list[str]) -> int:
@@ -71,8 +111,9 @@ def probe(model: onnx.ModelProto, inputs: list[onnx.ValueInfoProto], names: list
             raise RuntimeError(f"input {value.name!r} has no concrete shape")
         dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
         feeds[value.name] = np.zeros(dims, dtype=dtype)
-    probed = onnx.ModelProto()
-    probed.CopyFrom(model)
+    from onnxprune.read.lazy_weights import materialized_copy
+
+    probed = materialized_copy(model)  # the run needs the weights' bytes
     del probed.graph.value_info[:]  # exporters' stale or `?` shapes must not fight the run
     declared = {o.name for o in probed.graph.output}
     probed.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in declared)

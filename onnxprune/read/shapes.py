@@ -7,7 +7,8 @@ data propagation still resolves Reshape targets.
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import onnx
 from onnx import helper
 
@@ -33,7 +34,7 @@ def skeleton(model: onnx.ModelProto, keep_output_shapes: bool = False) -> onnx.M
     skeleton_graph.input.extend(graph.input)
     seen_inputs = {i.name for i in graph.input}
     for init in graph.initializer:
-        if int(np.prod(init.dims, dtype=np.int64)) <= SMALL_INITIALIZER:
+        if math.prod(init.dims) <= SMALL_INITIALIZER:  # (math.prod: np.prod costs 10 us a call)
             skeleton_graph.initializer.append(init)
         elif init.name not in seen_inputs:
             skeleton_graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
@@ -124,14 +125,16 @@ def _fix_input_dims(skeleton: onnx.ModelProto, input_shapes: dict | None, initia
 
 
 class ShapeInfos(dict):
-    """Tensor name -> TensorInfo, plus how the shapes were resolved ("onnx", "symbolic", "probe")
-    and, where some stayed unknown, why each fallback failed."""
+    """Tensor name -> TensorInfo, plus how the shapes were resolved ("onnx", "symbolic", "probe"),
+    which fallback ran and why (`fallbacks`), and, where some stayed unknown, why each failed."""
 
     def __init__(self, *args, method: str = "onnx", failures: list[str] | None = None):
         super().__init__(*args)
         self.method = method
         self.failures = list(failures or [])
         self.probed: set = set()  # shapes read off one run: true for that input, not to be written as value_info
+        self.fallbacks: list[dict] = []  # {"method", "reason", "tensors", "resolved", "error"} per fallback run
+        self.unknown_unread: list[str] = []  # unknown tensors nothing reads: no fallback runs for them
 
 
 def infer_shapes(model: onnx.ModelProto, input_shapes: dict | None = None) -> ShapeInfos:
@@ -169,26 +172,43 @@ def _fill_gaps(model, skeleton_model, infos: ShapeInfos, non_tensor: set, initia
     """Resolve what ONNX inference left unknown; returns the tensors still unknown."""
     from onnxprune.read import shape_fallbacks
 
-    missing = shape_fallbacks.gaps(model, infos, non_tensor)
+    def still_missing() -> list[str]:
+        unknown = shape_fallbacks.gaps(model, infos, non_tensor)
+        if not unknown:
+            return unknown
+        used, unread = shape_fallbacks.split_by_use(model, unknown)
+        infos.unknown_unread = unread  # no cost, no coupling: never worth a fallback
+        return used
+
+    def record(method: str, missing: list[str]) -> dict:
+        entry = {"method": method, "reason": shape_fallbacks.reason(model, missing), "tensors": len(missing)}
+        infos.fallbacks.append(entry)
+        return entry
+
+    missing = still_missing()
     if not missing:
         return missing
+    entry = record("symbolic", missing)
     try:
-        shape_fallbacks.merge(infos, shape_fallbacks.symbolic(skeleton_model), missing)
+        entry["resolved"] = shape_fallbacks.merge(infos, shape_fallbacks.symbolic(skeleton_model), missing)
         infos.method = "symbolic"
     except Exception as exc:  # noqa: BLE001 - any failure of the optional tool means: try the probe
+        entry["resolved"], entry["error"] = 0, _first_line(exc)
         infos.failures.append(f"symbolic inference: {_first_line(exc)}")
-    missing = shape_fallbacks.gaps(model, infos, non_tensor)
+    missing = still_missing()
     if not missing:
         return missing
+    entry = record("probe", missing)
     inputs = [i for i in skeleton_model.graph.input if i.name not in initializer_names]
     try:
         found = shape_fallbacks.probe(model, inputs, missing)
-        shape_fallbacks.merge(infos, found, missing)
+        entry["resolved"] = shape_fallbacks.merge(infos, found, missing)
         infos.probed = {name for name in missing if name in found}
         infos.method = "probe"
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises assorted errors on graphs it cannot run
+        entry["resolved"], entry["error"] = 0, _first_line(exc)
         infos.failures.append(f"probe run: {_first_line(exc)}")
-    missing = shape_fallbacks.gaps(model, infos, non_tensor)
+    missing = still_missing()
     if missing and not infos.failures:
         infos.failures.append("probe run: some tensors have no value on a zero input")
     return missing

@@ -139,8 +139,9 @@ def test_profile_cli_json(zoo_model, capsys):
     path = zoo_model("vgg16_cifar", "dynamo", "kept")
     assert main(["profile", str(path), "--json", "--sort", "flops", "--top", "3"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == {"model", "shape_method", "totals", "layers", "uncounted"}
+    assert set(payload) == {"model", "shape_method", "shape_fallbacks", "totals", "layers", "uncounted"}
     assert payload["shape_method"] == "onnx" and payload["uncounted"] == []
+    assert payload["shape_fallbacks"] == {"fallbacks": [], "unknown_unread": []}
     assert set(payload["totals"]) == {"params", "flops", "memory_bytes"}
     assert len(payload["layers"]) == 3
     assert set(payload["layers"][0]) == {

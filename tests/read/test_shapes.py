@@ -108,3 +108,61 @@ def test_probe_resolves_when_symbolic_inference_is_unavailable(monkeypatch):
     infos = infer_shapes(pm.computed_reshape(channels=4), {"x": [1, 3, 8, 8]})
     assert infos.method == "probe" and infos["y"].shape == (1, 128, 3)
     assert infos.failures == ["symbolic inference: No module named 'sympy'"]
+
+
+def _dropout_net(read_mask: bool) -> onnx.ModelProto:
+    """Conv -> Dropout (opset 9: ONNX inference leaves the mask's shape unknown) -> output;
+    the mask is read by a Cast to a second output only if `read_mask`."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Dropout", ["c"], ["y", "mask"], name="drop", ratio=0.5),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])]
+    if read_mask:
+        nodes.append(helper.make_node("Cast", ["mask"], ["m"], name="cast", to=TensorProto.FLOAT))
+        outputs.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 4, 8, 8]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], outputs, [w]
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=4)
+
+
+def test_an_unread_dropout_mask_starts_no_fallback(monkeypatch):
+    from onnxprune.read import shape_fallbacks
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a fallback ran for a tensor nothing reads")
+
+    monkeypatch.setattr(shape_fallbacks, "symbolic", must_not_run)
+    monkeypatch.setattr(shape_fallbacks, "probe", must_not_run)
+    infos = infer_shapes(_dropout_net(read_mask=False))
+    assert infos.method == "onnx" and infos.fallbacks == [] and infos.failures == []
+    assert infos.unknown_unread == ["mask"]
+    assert profile(_dropout_net(read_mask=False)).totals["flops"] == 4 * 27 * 64
+
+
+def test_profile_json_says_which_fallback_ran_and_why(tmp_path, capsys):
+    assert main(["profile", _save(tmp_path, _dropout_net(read_mask=True)), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    fallbacks = payload["shape_fallbacks"]["fallbacks"]
+    assert "'mask' (read by Cast 'cast')" in fallbacks[0]["reason"]
+    assert [f["method"] for f in fallbacks][-1] == payload["shape_method"] != "onnx"
+    assert fallbacks[-1]["resolved"] == fallbacks[-1]["tensors"] == 2  # the mask and its Cast
+    assert payload["shape_fallbacks"]["unknown_unread"] == []
+
+
+def test_a_failed_fallback_is_reported_with_its_error(monkeypatch):
+    from onnxprune.read import shape_fallbacks
+
+    def missing(_):
+        raise ImportError("No module named 'sympy'")
+
+    monkeypatch.setattr(shape_fallbacks, "symbolic", missing)
+    infos = infer_shapes(pm.computed_reshape(channels=4), {"x": [1, 3, 8, 8]})
+    symbolic, probe = infos.fallbacks
+    assert symbolic["method"] == "symbolic" and symbolic["resolved"] == 0 and "sympy" in symbolic["error"]
+    assert probe["method"] == "probe" and probe["resolved"] == probe["tensors"] > 0 and "error" not in probe

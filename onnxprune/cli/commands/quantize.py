@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
-import numpy as np
-import onnx
 import typer
 
 from onnxprune.cli.app import app, console, emit_json, input_shape_option, parse_input_shapes
 from onnxprune.errors import UserError
 from onnxprune.measure.quantize import DEFAULT_CALIBRATION_IMAGES, FORMATS, MIN_CALIBRATION_IMAGES
+
+if TYPE_CHECKING:  # pragma: no cover  (imported where used: `--help` loads this module)
+    import numpy as np
+    import onnx
 
 CALIBRATE_HELP = (
     "calibration images: cifar10 | cifar10=PATH | cifar100=PATH | folder=PATH (as train's --data; "
@@ -37,6 +39,8 @@ def _normalisation(model: onnx.ModelProto) -> tuple[list[float], list[float]] | 
 def load_calibration_images(spec: str, count: int, model: onnx.ModelProto) -> np.ndarray:
     """`count` float32 images normalised like `train` does (the model's recorded mean/std, else the
     slice's own statistics)."""
+    import numpy as np
+
     if spec.lower().endswith(".npy"):
         path = Path(spec)
         if not path.is_file():

@@ -85,7 +85,7 @@ def shrink_command(
 ) -> None:
     """Prune output channels, chosen by complexity-weighted sampling, until under the target."""
     from onnxprune import __version__, shrink
-    from onnxprune.cli.provenance import file_facts, shrink_record, stamp
+    from onnxprune.cli.provenance import file_facts, file_facts_meanwhile, shrink_record, stamp
     from onnxprune.prune.protect import parse_max_ratios
 
     mode = mode.upper()
@@ -107,6 +107,7 @@ def shrink_command(
         )
         report_path = rest[0] if rest else None
     absolute = parse_budget(mode, budget) if budget is not None else None
+    hashing = file_facts_meanwhile(model)  # the input's sha256, computed while shrink works
     pruned, result = shrink(
         model,
         mode=mode,
@@ -129,7 +130,7 @@ def shrink_command(
     result["output"] = str(written) if written else None
     if dry_run:
         result["dry_run"] = True
-    source_facts = file_facts(model)
+    source_facts = hashing()
     result["provenance"] = {"tool": "onnxprune", "version": __version__, "input": source_facts, "output": None}
     if written:
         stamp(pruned, shrink_record(source_facts, result))
