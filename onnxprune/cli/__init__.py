@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover
 
 from onnxprune.cli import commands
 from onnxprune.cli.app import app
-from onnxprune.errors import CheckFailed, UserError
+from onnxprune.errors import INTERNAL_ERROR_EXIT, CheckFailed, UserError
 
 
 def _register_commands() -> None:
@@ -50,7 +50,8 @@ INTERRUPTED_MESSAGE = "onnxprune: interrupted; no partial output left behind (ou
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI: 0 success, 1 a check failed, 2 bad input or usage, 130 interrupted. Never a traceback."""
+    """Run the CLI: 0 success, 1 a check failed, 2 bad input or usage, 70 an internal error (a bug of
+    ours), 130 interrupted. Never a traceback."""
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    from onnxprune.read import io as onnxprune_io
+
     _register_commands()
+    onnxprune_io.WRITTEN.clear()
     try:
         rc = app(args=argv, prog_name="onnxprune", standalone_mode=False)
     except UserError as exc:
@@ -94,6 +98,12 @@ def _main(argv: list[str] | None) -> int:
     except MemoryError:
         print("onnxprune: error: out of memory while processing the model", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001  (a bug of ours: one line and its own exit code, never a traceback)
+        from onnxprune.cli.internal_errors import internal_error_line
+
+        line = internal_error_line(exc, sys.argv[1:] if argv is None else argv, list(onnxprune_io.WRITTEN))
+        print(line, file=sys.stderr)
+        return INTERNAL_ERROR_EXIT
     # standalone_mode=False: typer *returns* the code of a typer.Exit, and turns a
     # KeyboardInterrupt into Exit(130); it raises neither.
     if isinstance(rc, int) and not isinstance(rc, bool):

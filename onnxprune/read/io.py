@@ -16,6 +16,9 @@ from onnxprune.errors import UserError
 
 ModelLike = Union[str, os.PathLike, onnx.ModelProto]
 
+# Every file an invocation wrote, in order (the CLI clears it per run: an internal error removes them).
+WRITTEN: list[Path] = []
+
 # protobuf cannot serialise a single message over 2 GiB: larger models keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = 1024  # bytes; tensors above this go to the side file of a big model
@@ -253,6 +256,7 @@ def atomic_write(path: ModelLike, write, mode: str = "w") -> Path:
             os.chmod(tmp_name, _new_file_mode(out))
             os.fsync(handle.fileno())
         os.replace(tmp_name, out)
+        WRITTEN.append(out)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -291,6 +295,7 @@ def save_outputs(outputs, *inputs: ModelLike, flags=None) -> list[Path]:
             current = final
             os.replace(tmp, final)
             renamed.append(final)
+            WRITTEN.append(final)
     except OSError as exc:  # checked beforehand, so rare: a full disk, a folder changed meanwhile
         done = f"only {', '.join(map(str, renamed))} was written" if renamed else "nothing was written"
         raise UserError(f"cannot write {current}: {exc.strerror or exc}; {done}") from None
