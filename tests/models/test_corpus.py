@@ -184,3 +184,20 @@ def test_shrink_on_quantized_graph_prunes_correctly_or_refuses(name, tmp_path):
     assert result["check"] is None, result["check"]
     assert result["shapes_equal"]
     assert max(result["max_errors"]) < 1e-5, result["max_errors"]
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_bookkeeping_starts_at_profile_totals(name):
+    """Issue 25 item 3: the shrink loop's totals, every layer recounted from the channel layouts (as
+    the refusal and the uniform strategy do), are `profile`'s totals."""
+    from onnxprune.analysis.complexity import FIGURES, build_layers, profile
+    from onnxprune.analysis.groups import Tracer
+    from onnxprune.prune.shrink import Bookkeeper
+    from onnxprune.read.graph import load_graph
+
+    entry = BY_NAME[name]
+    _skip_heavy(entry)
+    mg = load_graph(entry["path"], entry["input_shape"])
+    book = Bookkeeper(Tracer(mg).run(), build_layers(mg))
+    book.reset()
+    assert {figure: book.total(i) for i, figure in enumerate(FIGURES)} == profile(mg).totals
