@@ -189,7 +189,7 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
             f"verify: onnxruntime runs it: {'yes' if check['runs'] else 'NO'}; output shapes match the "
             f"original's: {'yes' if check['shapes_match'] else 'NO'}"
             + (
-                f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g})"
+                f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g}){_on_logits(check)}"
                 if zero is not None
                 else "; zero-mask check: only at --init keep"
             ),
@@ -200,6 +200,21 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
         console.print(
             "note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples"
         )
+
+
+def _on_logits(check: dict) -> str:
+    """Which outputs the zero-mask check compared on their logits, and why (compare_outputs.py)."""
+    notes = [
+        f"output {name!r} on its {basis} (the output itself: {check['zero_mask_output_rel_error'][name]:.3g})"
+        for name, basis in (check.get("zero_mask_compared_on") or {}).items()
+        if basis != "output"
+    ]
+    if not notes:
+        return ""
+    return (
+        f"; compared {', '.join(notes)}: a saturated activation's output, whose onnxruntime value is "
+        f"exact to ~2e-7 absolute only"
+    )
 
 
 def _shape_text(shapes: dict) -> str:
