@@ -78,9 +78,9 @@ def _logit_errors(model_a, model_b, feeds: dict) -> dict[int, tuple[str, str, fl
 
     saturated = {}
     ops_a, ops_b = _activations(model_a), _activations(model_b)
-    for i, (name_a, name_b) in enumerate(zip(logit_names(model_a), logit_names(model_b))):
-        if i < len(ops_a) and i < len(ops_b) and ops_a[i] and ops_a[i] == ops_b[i]:
-            saturated[i] = (ops_a[i], name_a)
+    for i, (name, op_a, op_b) in enumerate(zip(logit_names(model_a), ops_a, ops_b)):
+        if op_a and op_a == op_b:
+            saturated[i] = (op_a, name)
     if not saturated:
         return {}
     try:
