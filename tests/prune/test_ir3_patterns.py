@@ -109,3 +109,21 @@ def test_sync_drops_the_input_of_a_dropped_initializer_and_keeps_real_inputs():
     sync_initializer_inputs(model, mirrored)
     names = [v.name for v in model.graph.input]
     assert "fc_b" not in names and names[0] == "data"
+
+
+def test_lrn_is_a_structural_coupling_refused_at_keep_and_pruned_at_reinit(tmp_path):
+    """LRN normalises each channel over its neighbours: cutting channels keeps the graph valid but
+    changes the kept ones, like a Softmax over channels (exact pruning refuses it, --init reinit prunes)."""
+    model = lrn()
+    keep_groups = channel_groups(model)
+    first = keep_groups.group_of("n1")  # the conv before the LRN
+    assert not first.prunable and all("(LRN): normalises over the channel axis" in r for r in first.reasons)
+    assert first.structural_only
+    assert channel_groups(model, exact=False).group_of("n1").prunable
+    path = tmp_path / "lrn.onnx"
+    onnx.save(model, path)
+    out = tmp_path / "reinit.onnx"
+    assert main(["shrink", str(path), "--mode", "FA", "--target", "0.3", "--init", "reinit", "-o", str(out)]) == 0
+    pruned = onnx.load(out)
+    onnx.checker.check_model(pruned, full_check=True)
+    _inputs_mirror_initializers(pruned)
