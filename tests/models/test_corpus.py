@@ -1,10 +1,13 @@
 """The real-graph corpus (models/corpus.py, `make corpus`): CNNs from paddle2onnx, torch 1.9 and
-2.x, tf2onnx, keras2onnx and a dynamically quantized graph, none written by us.
+2.x, tf2onnx, keras2onnx, a dynamically quantized graph and the ONNX Model Zoo's nine IR 3 classics
+(onnx-caffe2 layout, random weights: models/zoo_classics.py), none written by us.
 
 On every model: profile/groups/check/bench exit 0 with the manifest's --input-shape; profile
-agrees with onnx-tool per weighted node; the trainer's converter matches onnxruntime; shrink FA 0.5
---init keep either prunes with the zero-mask oracle holding on every output, or refuses only the
-couplings listed in EXPECTED_REFUSALS. Skips when the corpus is not built.
+agrees with onnx-tool per weighted node; the trainer's converter matches onnxruntime; shrink's loop
+totals start at profile's; shrink FA 0.5 --init keep either prunes with the zero-mask oracle holding
+on every output, or refuses only the couplings listed in EXPECTED_REFUSALS. VGG-19 (575 MB) is
+shrunk only with ONNXPRUNE_CORPUS_HEAVY=1 (benchmarks/corpus.py always does). Skips when the corpus
+is not built.
 
 Cases that fail on the code this file was written against are `xfail(strict=True)` with the
 issue-11 item (and the helper) that fixes them: once fixed, the xpass fails, so the mark goes.

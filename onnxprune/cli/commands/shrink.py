@@ -237,7 +237,7 @@ def _print_summary(model: str, out: Optional[Path], result: dict) -> None:
     if not result["pruned"]:
         where = f"; the unchanged model was written to {out}" if out else "; no file written (give -o to get a copy)"
         console.print(
-            f"{literal(model)}: already within the budget ({literal(result['goal'])}): nothing pruned; "
+            f"{literal(model)}: already within the budget: nothing pruned ({literal(result['goal'])}); "
             f"weights unchanged (no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}."
         )
         return
