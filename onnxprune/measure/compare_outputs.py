@@ -176,17 +176,11 @@ def zero_mask_comparison(
     return result
 
 
-def zero_mask_error(
-    source: ModelLike,
-    pruned: ModelLike,
-    report: dict,
-    input_shapes: dict | None = None,
-    keep_tied: bool = False,
-    seed: int = 0,
-) -> float:
+def zero_mask_error(source: ModelLike, pruned: ModelLike, report: dict, *args, **kwargs) -> float:
     """Largest relative difference, over the outputs, between the pruned model and the zero-masked
-    original (a saturated output compared on its logits): ≤ ZERO_MASK_TOL at `--init keep`."""
-    result = zero_mask_comparison(source, pruned, report, input_shapes, keep_tied, seed)
+    original (a saturated output compared on its logits; arguments as zero_mask_comparison's):
+    ≤ ZERO_MASK_TOL at `--init keep`."""
+    result = zero_mask_comparison(source, pruned, report, *args, **kwargs)
     return max((row["checked_rel"] or 0.0) for row in result["outputs"])
 
 
