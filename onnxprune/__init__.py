@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from onnxprune.analysis.complexity import Profile, profile  # noqa: E402
 from onnxprune.analysis.groups import Dependencies, Group, channel_groups  # noqa: E402
-from onnxprune.errors import CheckFailed, UserError  # noqa: E402
+from onnxprune.errors import CheckFailed, InternalError, UserError  # noqa: E402
 from onnxprune.prune.shrink import shrink  # noqa: E402  (bound eagerly: the submodule has the same name)
 
 
@@ -37,6 +37,7 @@ __all__ = [
     "check",
     "UserError",
     "CheckFailed",
+    "InternalError",
     "Dependencies",
     "Group",
 ]
