@@ -54,3 +54,28 @@ def _dims(value: onnx.ValueInfoProto) -> list | None:
     if not tensor_type.HasField("shape"):
         return None
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor_type.shape.dim]
+
+
+def mismatched_initializer_inputs(model: onnx.ModelProto) -> list[str]:
+    """Graph inputs that declare another type or shape than the initializer of the same name (the
+    checker does not compare them; onnxruntime refuses such a graph): one description each."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    found = []
+    for value in model.graph.input:
+        init = initializers.get(value.name)
+        if init is None:
+            continue
+        declared = value.type.tensor_type.elem_type
+        if declared and declared != init.data_type:
+            found.append(
+                f"initializer {value.name!r} is stored as {onnx.TensorProto.DataType.Name(init.data_type)} but the "
+                f"graph input of that name declares {onnx.TensorProto.DataType.Name(declared)}"
+            )
+            continue
+        dims = _dims(value)
+        if dims is not None and all(isinstance(d, int) and d > 0 for d in dims) and dims != list(init.dims):
+            found.append(
+                f"initializer {value.name!r} has shape {list(init.dims)} but the graph input of that name "
+                f"declares {dims}"
+            )
+    return found

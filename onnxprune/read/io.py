@@ -120,9 +120,13 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
     value_info shape the graph cannot produce), which later stages would trip over with an
     internal error instead of a clear message naming the file. `full` is kept for callers.
     """
+    from onnxprune.read.initializer_inputs import mismatched_initializer_inputs
     from onnxprune.read.shapes import skeleton
 
     _check_initializer_sizes(model, where)
+    mismatched = mismatched_initializer_inputs(model)
+    if mismatched:
+        raise UserError(f"{where}: {mismatched[0]}; fix or re-export the model")
     light = skeleton(model, keep_output_shapes=True)
     light.graph.value_info.extend(model.graph.value_info)
     try:

@@ -127,3 +127,20 @@ def test_lrn_is_a_structural_coupling_refused_at_keep_and_pruned_at_reinit(tmp_p
     pruned = onnx.load(out)
     onnx.checker.check_model(pruned, full_check=True)
     _inputs_mirror_initializers(pruned)
+
+
+@pytest.mark.parametrize("change", ["dtype", "shape"])
+def test_input_declaring_another_type_or_shape_than_its_initializer_is_refused_at_load(change, tmp_path, capsys):
+    """Found by the fuzzer (case 612, IR 3 with an int8 weight under a FLOAT input): the checker does
+    not compare them, onnxruntime refuses the graph; so does load, with one line (exit 2)."""
+    model = dropout_mask()
+    value = next(v for v in model.graph.input if v.name == "fc_w")
+    if change == "dtype":
+        value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    else:
+        value.type.tensor_type.shape.dim[0].dim_value = 7
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, path)
+    assert main(["profile", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "initializer 'fc_w'" in err and "graph input of that name declares" in err
