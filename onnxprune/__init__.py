@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from onnxprune.errors import CheckFailed, UserError  # noqa: E402  (light: no dependency)
+from onnxprune.errors import CheckFailed, InternalError, UserError  # noqa: E402  (light: no dependency)
 
 # public name -> the module that defines it
 _LAZY = {
@@ -70,6 +70,7 @@ __all__ = [
     "check",
     "UserError",
     "CheckFailed",
+    "InternalError",
     "Dependencies",
     "Group",
 ]

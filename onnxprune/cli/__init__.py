@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover
 
 from onnxprune.cli import commands
 from onnxprune.cli.app import app
-from onnxprune.errors import CheckFailed, UserError
+from onnxprune.errors import INTERNAL_ERROR_EXIT, CheckFailed, UserError
 
 
 def verb_names() -> list[str]:
@@ -63,7 +63,8 @@ INTERRUPTED_MESSAGE = "onnxprune: interrupted; no partial output left behind (ou
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI: 0 success, 1 a check failed, 2 bad input or usage, 130 interrupted. Never a traceback."""
+    """Run the CLI: 0 success, 1 a check failed, 2 bad input or usage, 70 an internal error (a bug of
+    ours), 130 interrupted. Never a traceback."""
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -80,8 +81,19 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, signal.SIG_IGN if _AS_PROCESS else handler)
 
 
+def _written_files(clear: bool = False) -> list:
+    """The files onnxprune.read.io wrote in this run (none if no verb imported it: a `--version`
+    stays free of onnx)."""
+    io_module = sys.modules.get("onnxprune.read.io")
+    written = list(io_module.WRITTEN) if io_module else []
+    if io_module and clear:
+        io_module.WRITTEN.clear()
+    return written
+
+
 def _main(argv: list[str] | None) -> int:
     _register_commands(sys.argv[1:] if argv is None else argv)
+    _written_files(clear=True)  # a new run: the journal of files this run wrote starts empty
     try:
         rc = app(args=argv, prog_name="onnxprune", standalone_mode=False)
     except UserError as exc:
@@ -107,6 +119,12 @@ def _main(argv: list[str] | None) -> int:
     except MemoryError:
         print("onnxprune: error: out of memory while processing the model", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001  (a bug of ours: one line and its own exit code, never a traceback)
+        from onnxprune.cli.internal_errors import internal_error_line
+
+        line = internal_error_line(exc, sys.argv[1:] if argv is None else argv, _written_files())
+        print(line, file=sys.stderr)
+        return INTERNAL_ERROR_EXIT
     # standalone_mode=False: typer *returns* the code of a typer.Exit, and turns a
     # KeyboardInterrupt into Exit(130); it raises neither.
     if isinstance(rc, int) and not isinstance(rc, bool):

@@ -61,13 +61,10 @@ def write_csv(rows: list[dict], destination: str) -> None:
 
 
 def _save_text(text: str, path: Path) -> None:
-    import os
-
-    from onnxprune.read.io import _stage_bytes, check_outputs_writable  # the atomic write every output gets
+    from onnxprune.read.io import atomic_write, check_outputs_writable  # the atomic write every output gets
 
     (out,) = check_outputs_writable({"--csv": path})
-    tmp = _stage_bytes(text.encode(), out)
-    os.replace(tmp, out)
+    atomic_write(out, lambda handle: handle.write(text))
 
 
 def _ratio(before: float, after: float) -> float | None:

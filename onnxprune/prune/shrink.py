@@ -17,7 +17,7 @@ from onnxprune.prune.initialize import reinitialize
 from onnxprune.prune.protect import resolve
 from onnxprune.prune.rounding import AUTO, group_multiples, parse_round_to, unbiased_count
 from onnxprune.prune.sampler import channels_to_remove, draw_group, l1_importance, next_count
-from onnxprune.prune.surgery import prune_channels
+from onnxprune.prune.surgery import fill_empty_cuts, prune_channels
 from onnxprune.read.graph import load_graph
 from onnxprune.read.io import ModelLike
 from onnxprune.read.lazy_weights import materialize, materialized_copy
@@ -81,8 +81,10 @@ class Bookkeeper:
         self.deps = deps
         self.layers = layers
         self.flags = deps.keep_flags({})
-        self.in_layouts = [deps.layouts.get(layer.in_tensor) if layer.in_tensor else None for layer in layers]
-        self.out_layouts = [deps.layouts.get(layer.out_tensor) for layer in layers]
+        # a layout counts a layer's channels only when it describes them: a tensor whose traced channels
+        # lie on another axis (an NHWC map fed to a Conv, issue 25) keeps the layer's own fixed count
+        self.in_layouts = [_describing(deps, layer.in_tensor, layer.cin) for layer in layers]
+        self.out_layouts = [_describing(deps, layer.out_tensor, layer.cout) for layer in layers]
         self.costs = [layer.cost() for layer in layers]
         self.touching: dict[int, list[int]] = {}  # group -> layers whose counts it changes
         self.producing: dict[int, list[int]] = {}  # group -> layers whose outputs it holds
@@ -119,6 +121,12 @@ class Bookkeeper:
 
     def group_weight(self, gid: int, figure: int) -> float:
         return float(sum(self.costs[i][figure] for i in self.producing.get(gid, [])))
+
+
+def _describing(deps: Dependencies, tensor: str | None, channels: int):
+    """The layout of `tensor` if it holds exactly the layer's `channels` positions, else None."""
+    layout = deps.layouts.get(tensor) if tensor else None
+    return layout if layout is not None and len(layout) == channels else None
 
 
 def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rng, importance) -> int:
@@ -267,7 +275,8 @@ def shrink(
         kept = {g.id: np.arange(g.size) for g in deps.prunable if g.id not in protection.frozen}
         iterations = run(book, kept, opts, limit, rng, importance)
     if iterations < 0:
-        _unreachable(deps, book, opts, baseline, protection.frozen)
+        inplace = not isinstance(source, onnx.ModelProto)
+        _unreachable(deps, opts, baseline, protection.frozen, input_shapes, inplace)
     keep = {gid: channels for gid, channels in kept.items() if len(channels) < deps.groups[gid].size}
     # edit in place when we loaded the model ourselves: no copy of the weights
     copies: list[dict] = []
@@ -314,21 +323,39 @@ def shrink(
 
 
 def _unreachable(
-    deps: Dependencies, book: Bookkeeper, opts: ShrinkOptions, baseline: float, frozen: dict | None = None
+    deps: Dependencies,
+    opts: ShrinkOptions,
+    baseline: float,
+    frozen: dict | None = None,
+    input_shapes: dict | None = None,
+    inplace: bool = False,
 ) -> None:
-    book.reset()
+    """Refuse: the target is below what pruning every group to its minimum reaches. The figure quoted
+    is measured: that floor is cut out of the graph and profiled (for LA, whose figure would be an
+    estimate, none is quoted)."""
+    name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]
+    advice = "raise --target or lower --min-channels/--round-to (or protect fewer layers)"
+    if opts.mode == "LA":
+        raise UserError(f"target unreachable: every prunable group is at its minimum; {advice}")
+    keep = {}
     for group in deps.prunable:
         if group.id in (frozen or {}):
             continue
         count = max(opts.floor(group.id), 1)
         count = min(group.size, -(-count // opts.multiples[group.id]) * opts.multiples[group.id])
-        book.remove(group.id, np.arange(count, group.size))
-    lowest = book.total(MODES[opts.mode])
-    name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]
+        if count < group.size:
+            keep[group.id] = np.arange(count)
+    if not keep:
+        raise UserError(
+            f"target unreachable: no channel group can lose a channel ({len(deps.prunable)} of {len(deps.groups)} "
+            f"prunable; `onnxprune groups` says why the others are not); the {name} stay {si(baseline)}; {advice}"
+        )
+    floor = prune_channels(deps, fill_empty_cuts(deps, keep), inplace=inplace)
+    lowest = profile(floor, input_shapes).totals[FIGURES[MODES[opts.mode]]]
     raise UserError(
-        f"target unreachable: every prunable group is at its minimum; the lowest reachable {name} is "
-        f"{si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of {si(baseline)}); "
-        f"raise --target or lower --min-channels/--round-to (or protect fewer layers)"
+        f"target unreachable: every prunable group is at its minimum; the lowest reachable {name}, measured "
+        f"on the graph pruned that far, is {si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of "
+        f"{si(baseline)}); {advice}"
     )
 
 

@@ -16,10 +16,11 @@ from onnx import helper, numpy_helper
 
 from onnxprune.analysis.groups import Dependencies, Member, node_label
 from onnxprune.analysis.shared_constants import apply_storage_edits, cut, group_by_storage
-from onnxprune.errors import UserError
+from onnxprune.errors import InternalError, UserError
 from onnxprune.read import lazy_weights
 from onnxprune.read.constant_folding import REMOVABLE_WHEN_UNREAD
 from onnxprune.read.graph import ModelGraph, constant_nodes, set_constant_node_value
+from onnxprune.read.initializer_inputs import initializer_inputs, sync_initializer_inputs
 from onnxprune.read.shapes import infer_shapes, skeleton
 
 
@@ -223,6 +224,7 @@ def prune_channels(
         model.CopyFrom(deps.mg.proto)  # weights left in the file are references: a small copy
     if not keep:
         return lazy_weights.materialize(model) if materialize else model
+    mirrored = initializer_inputs(model)  # IR < 4 lists every initializer as an input too
     flags = deps.keep_flags(keep)
     editor = _Editor(deps, model)
     slices = []
@@ -243,6 +245,7 @@ def prune_channels(
     if editor.unhooked:
         drop_dead_constants(model, editor.unhooked)
     _drop_unused_initializers(model)
+    sync_initializer_inputs(model, mirrored)
     refresh_value_info(model)
     if check:
         check_structure(model)
@@ -339,5 +342,7 @@ def check_structure(model: onnx.ModelProto) -> None:
     light.graph.value_info.extend(model.graph.value_info)
     try:
         onnx.checker.check_model(light, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:  # pragma: no cover
-        raise RuntimeError(f"internal error: surgery produced an invalid graph: {exc}") from exc
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = " ".join(str(exc).strip().splitlines()[0].split()) if str(exc).strip() else type(exc).__name__
+        check = "shape inference" if isinstance(exc, onnx.shape_inference.InferenceError) else "the ONNX checker"
+        raise InternalError(f"surgery produced a graph that {check} rejects: {first}") from exc

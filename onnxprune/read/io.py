@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ModelLike = Union[str, os.PathLike, "onnx.ModelProto"]
 
+# Every file an invocation wrote, in order (the CLI clears it per run: an internal error removes them).
+WRITTEN: list[Path] = []
+
 # protobuf cannot serialise a single message over 2 GiB: larger models keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = 1024  # bytes; tensors above this go to the side file of a big model
@@ -175,9 +178,13 @@ def check_model(model: onnx.ModelProto, *, where: str = "model", full: bool = Fa
     """
     import onnx
 
+    from onnxprune.read.initializer_inputs import mismatched_initializer_inputs
     from onnxprune.read.shapes import skeleton
 
     _check_initializer_sizes(model, where)
+    mismatched = mismatched_initializer_inputs(model)
+    if mismatched:
+        raise UserError(f"{where}: {mismatched[0]}; fix or re-export the model")
     light = skeleton(model, keep_output_shapes=True)
     light.graph.value_info.extend(model.graph.value_info)
     try:
@@ -306,6 +313,7 @@ def atomic_write(path: ModelLike, write, mode: str = "w") -> Path:
             os.chmod(tmp_name, _new_file_mode(out))
             os.fsync(handle.fileno())
         os.replace(tmp_name, out)
+        WRITTEN.append(out)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -344,6 +352,7 @@ def save_outputs(outputs, *inputs: ModelLike, flags=None) -> list[Path]:
             current = final
             os.replace(tmp, final)
             renamed.append(final)
+            WRITTEN.append(final)
     except OSError as exc:  # checked beforehand, so rare: a full disk, a folder changed meanwhile
         done = f"only {', '.join(map(str, renamed))} was written" if renamed else "nothing was written"
         raise UserError(f"cannot write {current}: {exc.strerror or exc}; {done}") from None

@@ -1,10 +1,12 @@
 """Issue 7: seeded fuzzing of every verb with mutants of small valid models.
 
 Each case (benchmarks/fuzz.py: byte flips, deleted nodes, wrong shapes, dangling inputs, renamed
-outputs, truncated initializers, wrong attribute types, wrong dtypes, wrong op types/opsets) runs
-profile, groups, shrink, check --max-params and bench --runs 2 in-process. Any exception escaping
-`onnxprune.cli.main`, an exit code outside {0, 1, 2}, a traceback on stderr, an exit 2 without
-exactly one stderr line, or a modified input file is a failure. `benchmarks/fuzz.py --cases 1000`
+outputs, truncated initializers, wrong attribute types, wrong dtypes, wrong op types/opsets; seed
+models include an IR 3 graph with initializers listed as inputs) runs profile, groups, shrink,
+check --max-params and bench --runs 2 in-process. Any exception escaping `onnxprune.cli.main`, an
+exit code outside {0, 1, 2, 70}, a traceback on stderr, an exit 2 without exactly one stderr line,
+or a modified input file is a failure; exit 70 (internal error) only where a case plants a bug in
+our code, and then as one line naming the model, with nothing written (issue 25). `benchmarks/fuzz.py --cases 1000`
 runs the same at scale.
 """
 
@@ -32,7 +34,8 @@ def test_fuzz_cases(start, tmp_path):
             continue
         outcomes += run_case(case, seed=0, workdir=str(tmp_path))
     _check(outcomes)
-    assert {o["rc"] for o in outcomes} <= {0, 1, 2}
+    assert {o["rc"] for o in outcomes} <= {0, 1, 2, 70}
+    assert all(o["fault"] for o in outcomes if o["rc"] == 70)
 
 
 @pytest.mark.parametrize("case", sorted(KNOWN_BUGS))
@@ -63,11 +66,11 @@ def _clean_case(name: str) -> int:
     """A case that runs seed model `name` unmutated, with usable options (plain outputs, seed >= 0)."""
     import tempfile
 
-    from benchmarks.fuzz import CLEAN_CASE_EVERY, SYMBOLIC_SEEDS, options_for
+    from benchmarks.fuzz import CLEAN_CASE_EVERY, SYMBOLIC_SEEDS, fault_for, options_for
 
     with tempfile.TemporaryDirectory() as tmp:
         for case in range(CLEAN_CASE_EVERY - 1, 20_000, CLEAN_CASE_EVERY):
-            if mutant(case)[0] != f"{name}:clean":
+            if mutant(case)[0] != f"{name}:clean" or fault_for(case) is not None:
                 continue
             options = options_for(case, 0, name, tmp)
             if (
@@ -110,3 +113,39 @@ def test_read_only_and_dash_outputs_are_refused(tmp_path):
                 if outcome["verb"] in ("shrink", "latency"):
                     assert outcome["rc"] == 2
     assert seen, "no clean case with a read-only or dash output in the first 200"
+
+
+# which verbs reach each planted bug on a valid model
+FAULT_VERBS = {
+    "surgery-invalid-graph": {"shrink"},
+    "rule-raises": {"groups", "shrink"},
+    "cost-raises": {"profile", "groups", "shrink", "check", "bench"},
+}
+
+
+@pytest.mark.parametrize("base", ["conv", "ir3"])
+@pytest.mark.parametrize("fault", sorted(FAULT_VERBS))
+def test_planted_internal_errors_exit_70_in_one_line_and_write_nothing(fault, base, tmp_path):
+    """Issue 25 item 2: a bug of ours is one stderr line (internal error, the model, a request for
+    `onnxprune version --json`), exit 70 (not 1, which CI reads as over budget), nothing written."""
+    import contextlib
+    import io
+    import os
+
+    from benchmarks.fuzz import FAULTS, SEEDS, _internal_error_failure, planted, verbs
+    from onnxprune.cli import main
+
+    assert set(FAULT_VERBS) == set(FAULTS)
+    path = str(tmp_path / f"{base}.onnx")
+    with open(path, "wb") as handle:
+        handle.write(SEEDS[base]().SerializeToString())
+    for verb, argv in verbs(path, str(tmp_path)):
+        before = set(os.listdir(tmp_path))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), planted(fault):
+            rc = main(argv)
+        if verb in FAULT_VERBS[fault]:
+            assert rc == 70, (verb, rc, err.getvalue())
+            assert _internal_error_failure(err.getvalue(), path, set(os.listdir(tmp_path)) - before) is None
+        else:
+            assert rc in (0, 1), (verb, rc, err.getvalue())

@@ -177,7 +177,6 @@ def tiny(tmp_path) -> Path:
         (["--mode", "FA", "--budget", "abc"], "--budget"),
         (["--mode", "MA", "--budget", "4 parsecs"], "--budget"),
         (["--mode", "FA", "--budget", "-3M"], "--budget"),
-        (["--mode", "FA"], "--target"),
         (["--mode", "FA", "--target", "0.5", "--budget", "1M"], "--budget"),
         (["--mode", "FA", "--target", "0.5", "--step", "0"], "--step"),
     ],

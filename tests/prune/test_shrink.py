@@ -103,7 +103,6 @@ def test_budget_with_si_suffix(zoo_model, capsys):
         (["--mode", "PA", "--target", "1"], "--target"),
         (["--mode", "PA", "--target", "-0.5"], "--target"),
         (["--mode", "PA", "--budget", "lots"], "--budget"),
-        (["--mode", "PA"], "--target"),
         (["--mode", "PA", "--target", "0.5", "--criterion", "magic"], "--criterion"),
     ],
 )

@@ -18,12 +18,17 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from onnxprune.read.initializer_inputs import initializer_inputs, sync_initializer_inputs
+
 from .modules import OnnxModule
 from .norms import fold, layer_of
 
 
 class CannotWriteBack(Exception):
     pass
+
+
+RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")  # same values, row-major, another shape
 
 
 class _Tensors:
@@ -37,8 +42,18 @@ class _Tensors:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 self.constants[node.output[0]] = node.attribute[0]
         self.written: set[str] = set()
+        # a weight an exporter stores in another layout and reshapes in the graph (onnx-caffe2's
+        # GoogLeNet classifier: Reshape(initializer, shape initializer)): written into the stored tensor
+        stored = self.inits.keys() | self.constants.keys()
+        self.reshaped = {
+            node.output[0]: node.input[0]
+            for node in proto.graph.node
+            if node.op_type in RESHAPES and node.input and node.input[0] in stored
+        }
 
     def set(self, name: str, value: torch.Tensor, shape: list[int] | None = None) -> None:
+        if name in self.reshaped:
+            name, shape = self.reshaped[name], None
         if name in self.written:
             raise CannotWriteBack(f"tensor {name!r} is read by several layers (trained apart)")
         self.written.add(name)
@@ -147,6 +162,7 @@ def write_back(module: OnnxModule, source: onnx.ModelProto) -> onnx.ModelProto:
                 node.input.append(name)
             else:
                 node.input[2] = name
+    sync_initializer_inputs(proto, initializer_inputs(source))  # IR < 4: a new bias is listed as an input
     return proto
 
 
@@ -155,12 +171,17 @@ def dynamic_batch(proto: onnx.ModelProto) -> bool:
     a batch of 2 (a Reshape to a constant [1, ...] would not); in place. True when it did."""
     import onnxruntime as ort
 
-    first = proto.graph.input[0].type.tensor_type.shape
+    initializers = {init.name for init in proto.graph.initializer}
+    image = next((v for v in proto.graph.input if v.name not in initializers), None)  # IR < 4 lists weights too
+    if image is None:
+        return False
+    first = image.type.tensor_type.shape
     if not first.dim or first.dim[0].dim_param or not first.dim[0].HasField("dim_value"):
         return False
     trial = onnx.ModelProto()
     trial.CopyFrom(proto)
-    for value in [trial.graph.input[0], *trial.graph.output]:
+    trial_image = next(v for v in trial.graph.input if v.name == image.name)
+    for value in [trial_image, *trial.graph.output]:
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].dim_param = "batch"
@@ -171,7 +192,7 @@ def dynamic_batch(proto: onnx.ModelProto) -> bool:
         session = ort.InferenceSession(trial.SerializeToString(), options, providers=["CPUExecutionProvider"])
         inp = session.get_inputs()[0]
         shape = [2] + [d.dim_value for d in first.dim[1:]]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(proto.graph.input[0].type.tensor_type.elem_type)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(image.type.tensor_type.elem_type)
         outs = session.run(None, {inp.name: np.zeros(shape, dtype=dtype)})
         if any(getattr(o, "shape", (0,))[:1] != (2,) for o in outs):
             return False

@@ -98,8 +98,9 @@ def along_axis(t: Tracer, node: gs.Node) -> None:
     across = axis == t.axis(_data(node)) or (
         node.op in ("Softmax", "LogSoftmax", "Hardmax") and t.mg.opset < 13 and axis <= t.axis(_data(node))
     )
-    if across and node.op in ("Softmax", "LogSoftmax", "LpNormalization") and axis == t.axis(_data(node)):
-        # normalises over the channels: the graph stays valid without some, the values change
+    if across and node.op in ("Softmax", "LogSoftmax", "LpNormalization", "LRN") and axis == t.axis(_data(node)):
+        # normalises over the channels (LRN: over each channel's neighbours): the graph stays valid
+        # without some, the values change
         t.block(layout, f"{t.where(node)}: normalises over the channel axis", structural=True)
     elif across:
         return barrier(t, node, f"{t.where(node)}: mixes values across channels")

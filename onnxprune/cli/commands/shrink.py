@@ -12,6 +12,15 @@ from onnxprune.errors import CheckFailed, UserError
 from onnxprune.read.io import check_outputs_writable, save_json, save_outputs
 from onnxprune.report import LiteralTable, literal, nbytes, pct, si
 
+DEFAULT_TARGET = 0.5  # half the chosen measure: the setting every benchmark here uses
+
+
+def target_text(target: Optional[float], budget: Optional[str], target_from: str) -> str:
+    """How the summary states the goal: `target 0.5, the default`, `target 0.3` or `budget 2.5M`."""
+    if budget is not None:
+        return f"budget {budget}"
+    return f"target {target:g}" + (", the default" if target_from == "default" else "")
+
 
 def default_output(model: str, mode: str, target: Optional[float], budget: Optional[str]) -> Path:
     source = Path(model)
@@ -29,8 +38,16 @@ def parse_budget(mode: str, budget: str) -> float:
 def shrink_command(
     model: str = typer.Argument(..., metavar="MODEL", show_default=False, help="ONNX model file (never modified)."),
     mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs), MA (memory) or LA (measured latency)."),
-    target: Optional[float] = typer.Option(None, "--target", help="Fraction of the baseline to keep, 0<t<1."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="Absolute figure instead: 2.5M, 40M, 4MB, 4MiB."),
+    target: Optional[float] = typer.Option(
+        None,
+        "--target",
+        help=f"Fraction of the baseline to keep, 0<t<1; default {DEFAULT_TARGET:g} (half the chosen measure) "
+        "unless --budget is given.",
+        show_default=False,
+    ),
+    budget: Optional[str] = typer.Option(
+        None, "--budget", help="Absolute figure instead of --target: 2.5M, 40M, 4MB, 4MiB."
+    ),
     step: float = typer.Option(0.1, "--step", help="Fraction of a drawn group's channels removed per step."),
     seed: int = seed_option("Seed of the group draws and of re-initialised weights."),
     init: str = typer.Option("reinit", "--init", help="reinit (train from scratch) | keep (slice weights)."),
@@ -95,10 +112,11 @@ def shrink_command(
         raise UserError("--budget is not available with --mode LA; give --target, a fraction of measured latency")
     if latency_profile and mode != "LA":
         raise UserError("--latency-profile goes with --mode LA")
-    if target is None and budget is None:
-        raise UserError("give --target FRACTION (e.g. 0.5) or --budget FIGURE (e.g. 2.5M)")
     if target is not None and budget is not None:
         raise UserError("give either --target or --budget, not both")
+    target_from = "--budget" if budget is not None else "--target" if target is not None else "default"
+    if target is None and budget is None:
+        target = DEFAULT_TARGET
     # every output location is checked before any work; both are then written, or neither
     out, report_path = None, None
     if not dry_run:
@@ -126,6 +144,8 @@ def shrink_command(
         exclude=exclude,
         max_ratio=parse_max_ratios(max_ratio),
     )
+    result["target_from"] = target_from  # "default", "--target" or "--budget"
+    result["goal"] = target_text(target, budget, target_from)
     written = out if (result["pruned"] or output) and not dry_run else None
     result["output"] = str(written) if written else None
     if dry_run:
@@ -170,7 +190,7 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
             f"verify: onnxruntime runs it: {'yes' if check['runs'] else 'NO'}; output shapes match the "
             f"original's: {'yes' if check['shapes_match'] else 'NO'}"
             + (
-                f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g})"
+                f"; zero-mask max relative error {zero:.3g} (tolerance {check['tolerance']:g}){_on_logits(check)}"
                 if zero is not None
                 else "; zero-mask check: only at --init keep"
             ),
@@ -181,6 +201,21 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
         console.print(
             "note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples"
         )
+
+
+def _on_logits(check: dict) -> str:
+    """Which outputs the zero-mask check compared on their logits, and why (compare_outputs.py)."""
+    notes = [
+        f"output {name!r} on its {basis} (the output itself: {check['zero_mask_output_rel_error'][name]:.3g})"
+        for name, basis in (check.get("zero_mask_compared_on") or {}).items()
+        if basis != "output"
+    ]
+    if not notes:
+        return ""
+    return (
+        f"; compared {', '.join(notes)}: a saturated activation's output, whose onnxruntime value is "
+        f"exact to ~2e-7 absolute only"
+    )
 
 
 def _shape_text(shapes: dict) -> str:
@@ -203,13 +238,13 @@ def _print_summary(model: str, out: Optional[Path], result: dict) -> None:
     if not result["pruned"]:
         where = f"; the unchanged model was written to {out}" if out else "; no file written (give -o to get a copy)"
         console.print(
-            f"{literal(model)}: already within the budget: nothing pruned; weights unchanged "
-            f"(no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}."
+            f"{literal(model)}: already within the budget: nothing pruned ({literal(result['goal'])}); "
+            f"weights unchanged (no re-initialisation){literal(where)}. Measured at input shape {literal(shapes)}."
         )
         return
     table = LiteralTable(
-        title=f"{model} → {out or '(dry run)'}  (mode {result['mode']}, seed {result['seed']}, "
-        f"{result['iterations']} steps)"
+        title=f"{model} → {out or '(dry run)'}  (mode {result['mode']}, {result['goal']}, seed "
+        f"{result['seed']}, {result['iterations']} steps)"
     )
     for column in ("layer", "op", "channels", "kept"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
