@@ -4,8 +4,6 @@
   the onnx wheel ships structure-only copies in `onnx/backend/test/data/light/` whose weights are
   `ConstantOfShape` fills; each fill becomes a seeded random initializer of its shape (listed as a
   graph input, as the originals do), which gives the real files' layout and size.
-- The same in the IR 4 layout (weights not listed as inputs), for `shrink` until surgery keeps an
-  IR 3 model's input list in step (another branch's issue).
 - A synthetic plain CNN of 5 GiB, saved with external data (one side file), since protobuf
   cannot hold it in one message; `shrink --mode FA --target 0.5` of it is still over 2 GiB, so
   the output is written with external data too.
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "build" / "bench_models"
@@ -28,55 +26,16 @@ LIGHT = ("squeezenet", "resnet50", "bvlc_alexnet", "vgg19")  # 5, 102, 244, 575 
 BIG_NAME = "synthetic_big"
 
 
-def light_dir() -> Path:
-    return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-
-
 def rebuild_light(name: str, out: Path, seed: int = 0) -> Path:
-    """light_<name>.onnx with every ConstantOfShape fill replaced by a random initializer (IR 3 layout)."""
+    """light_<name>.onnx with every ConstantOfShape fill replaced by a random initializer (IR 3
+    layout), by the corpus's own builder (models/zoo_classics.py) without its BN calibration."""
+    from models.zoo_classics import LIGHT_DIR, materialise
+
     target = out / f"{name}.onnx"
     if target.exists():
         return target
-    model = onnx.load(str(light_dir() / f"light_{name}.onnx"))
-    graph = model.graph
-    shapes = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    rng = np.random.default_rng(seed)
-    weights, nodes, shape_inputs = [], [], set()
-    for node in graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in shapes:
-            dims = [int(d) for d in shapes[node.input[0]]]
-            value = (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float32)
-            weights.append(numpy_helper.from_array(value, node.output[0]))
-            shape_inputs.add(node.input[0])
-        else:
-            nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    kept_inits = [i for i in graph.initializer if i.name not in shape_inputs]
-    del graph.initializer[:]
-    graph.initializer.extend(kept_inits + weights)
-    kept_inputs = [i for i in graph.input if i.name not in shape_inputs]
-    del graph.input[:]
-    graph.input.extend(kept_inputs)
-    graph.input.extend(helper.make_tensor_value_info(w.name, w.data_type, list(w.dims)) for w in weights)
+    model = materialise(onnx.load(str(LIGHT_DIR / f"light_{name}.onnx")), seed)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(target)
-    return target
-
-
-def ir4_copy(path: Path) -> Path:
-    """The same model in the IR 4 layout (initializers no longer listed as graph inputs)."""
-    target = path.with_name(path.stem + ".ir4.onnx")
-    if target.exists():
-        return target
-    model = onnx.load(str(path))
-    weights = {init.name for init in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
-    model.ir_version = max(model.ir_version, 4)
     tmp = target.with_suffix(".tmp")
     onnx.save(model, str(tmp))
     tmp.replace(target)
@@ -135,10 +94,8 @@ def synthetic_big(out: Path, gib: float = 5.0, seed: int = 0) -> Path:
     return target
 
 
-def build_all(out: Path = DEFAULT_OUT, big: bool = False, ir4: bool = True) -> dict[str, Path]:
+def build_all(out: Path = DEFAULT_OUT, big: bool = False) -> dict[str, Path]:
     models = {name: rebuild_light(name, out) for name in LIGHT}
-    if ir4:
-        models.update({f"{name}.ir4": ir4_copy(models[name]) for name in LIGHT})
     if big:
         models[BIG_NAME] = synthetic_big(out)
     return models
