@@ -58,7 +58,8 @@ class OutputRule:
     axis: int  # class axis (class kinds), feature axis (regression); -1 = none (sigmoid)
     reason: str
     flatten: bool = False  # opset < 13 softmax: classes are the axes from `axis` on
-    scale: torch.Tensor | None = None  # regression: per-feature std of the teacher
+    scale: torch.Tensor | None = None  # regression: per-feature root mean square of the teacher
+    batch_axis: int = 0
 
     def describe(self) -> dict:
         return {
@@ -66,6 +67,7 @@ class OutputRule:
             "compared": self.tensor,
             "kind": self.kind,
             "axis": self.axis,
+            "batch_axis": self.batch_axis,
             "rule": self.reason,
         }
 
@@ -131,6 +133,7 @@ def output_rules(
     for name, value in zip(outputs, probe):
         node = _through(producer.get(name), producer, ("Identity",))
         batch = batch_axes.get(name, 0)
+        count = len(rules)
         rank = value.dim()
         want = overrides.get(name)
         if want is not None and want not in OVERRIDES:
@@ -156,6 +159,7 @@ def output_rules(
             rules.append(OutputRule(name, name, "logits", rank - 1, why))
         else:
             rules.append(OutputRule(name, name, "regression", feature_axis(tuple(value.shape), batch), "other"))
+        rules[count].batch_axis = batch
     return rules
 
 

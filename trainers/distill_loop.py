@@ -129,7 +129,7 @@ def distill(
     lr: float | None = None,
     schedule: str | None = None,
     weight_decay: float | None = None,
-    recipe: str = "cpu",
+    recipe: str = "distill",
     seed: int = 0,
     device: str = "auto",
     limit_train: int | None = None,

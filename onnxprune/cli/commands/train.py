@@ -120,6 +120,7 @@ def distill_options() -> dict[str, Any]:
 
 def distill_kwargs(**given) -> dict[str, Any]:
     """Parsed distillation flags (only those given), for trainers.distill_loop.distill."""
+    require_torch()
     from trainers.preprocess import parse_stats
 
     out = {k: v for k, v in given.items() if v is not None and k not in ("mean", "std", "output_loss", "recalibrate")}
