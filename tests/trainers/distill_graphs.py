@@ -13,8 +13,6 @@ import onnx
 import torch
 from torch import nn
 
-from trainers.testing import export_torch
-
 
 class TwoHeads(nn.Module):
     """Class scores (Softmax) and a 4-value regression head."""
