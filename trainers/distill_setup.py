@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from onnxprune.errors import UserError
 
-from .data import Dataset, parse_data_spec, per_class_for
+from .data import Dataset, parse_data_spec
 from .distill import CLASS_KINDS, Measures, OutputRule, ScaleMeter, compared, output_loss, output_rules
 from .hints import Hint, candidates, hint_loss, meters, read_report, select, teacher_view
 from .hints import match as match_channels
@@ -141,17 +141,9 @@ def load_data(data, spec: InputSpec, config: dict, log) -> tuple[Dataset, Skippe
             limit_test=config.get("limit_test"),
             log=log,
         )
-    from .data import load_dataset
+    from .loop import _load_data
 
-    classes = 100 if kind == "cifar100" else 10
-    dataset = load_dataset(
-        data,
-        train_per_class=per_class_for(config.get("limit_train"), classes),
-        test_per_class=per_class_for(config.get("limit_test"), classes),
-        log=log,
-    ).limited(config.get("limit_train"), config.get("limit_test"))
-    if dataset.train_x.shape[0] == 0 or dataset.test_x.shape[0] == 0:
-        raise UserError(f"--data {data!r}: no training or no test images")
+    dataset = _load_data(data, config, log)
     return dataset, Skipped()
 
 

@@ -301,6 +301,7 @@ def distill_command(
             guard=guard,
         ),
         **distill_kwargs(
+            model,
             alpha=alpha,
             temperature=temperature,
             hints=hints,

@@ -91,7 +91,8 @@ def sweep_command(
     # the run folder (or, while it does not exist, the folder it goes in) must be writable before any work
     check_outputs_writable({"-o": run_dir / "results.json" if run_dir.is_dir() else run_dir}, model)
     shapes = parse_input_shapes(input_shape, model)
-    flags = dict(
+    distill = distill_kwargs(
+        teacher,
         alpha=alpha,
         temperature=temperature,
         hints=hints,
@@ -102,10 +103,6 @@ def sweep_command(
         mean=mean,
         std=std,
     )
-    distill = distill_kwargs(**flags) if teacher is not None else None
-    if teacher is None and any(v for v in flags.values()):
-        given = next(k for k, v in flags.items() if v)
-        raise UserError(f"--{given.replace('_', '-')} is a distillation setting: give --teacher ORIGINAL.onnx")
     from onnxprune.sweep.executors import RunsFailed, make_executor
 
     if executor == "ray" and device == "cuda" and not gpus_per_run:

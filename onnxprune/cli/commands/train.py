@@ -118,8 +118,14 @@ def distill_options() -> dict[str, Any]:
     )
 
 
-def distill_kwargs(**given) -> dict[str, Any]:
-    """Parsed distillation flags (only those given), for trainers.distill_loop.distill."""
+def distill_kwargs(teacher: str | None, **given) -> dict[str, Any] | None:
+    """Parsed distillation flags (only those given), for trainers.distill_loop.distill; None without a
+    teacher, where any of them given is refused in one line."""
+    if teacher is None:
+        named = [k for k, v in given.items() if v is not None and v != [] and v != ()]
+        if named:
+            raise UserError(f"--{named[0].replace('_', '-')} is a distillation setting: give --teacher ORIGINAL.onnx")
+        return None
     require_torch()
     from trainers.preprocess import parse_stats
 
@@ -201,7 +207,8 @@ def train_command(
     # every output location is checked before torch loads or any image is decoded
     check_outputs_writable({"-o": output, "--log": log or Path(output).with_suffix(".train.jsonl")}, model, teacher)
     shapes = parse_input_shapes(input_shape, model)
-    flags = dict(
+    distilling = distill_kwargs(
+        teacher,
         alpha=alpha,
         temperature=temperature,
         hints=hints,
@@ -214,10 +221,6 @@ def train_command(
         mean=mean,
         std=std,
     )
-    if teacher is None:
-        given = [k for k, v in flags.items() if v]
-        if given:
-            raise UserError(f"--{given[0].replace('_', '-')} is a distillation setting: give --teacher ORIGINAL.onnx")
     require_torch()
     common = dict(
         epochs=epochs,
@@ -246,7 +249,7 @@ def train_command(
         if teacher is not None:
             from trainers.distill_loop import distill
 
-            result = distill(model, teacher, data, recipe=recipe or "distill", **common, **distill_kwargs(**flags))
+            result = distill(model, teacher, data, recipe=recipe or "distill", **common, **distilling)
         else:
             from trainers.loop import train
 
