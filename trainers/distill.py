@@ -1,6 +1,7 @@
 """Distillation losses: what each graph output is, how it is compared, and the error measures.
 
-The rule, per graph output (the first that applies; `--output-loss NAME=kl|mse` overrides it):
+The rule, per graph output (the first that applies; `--output-loss NAME=kl|mse` overrides it, `mse`
+comparing a Softmax / Sigmoid output on its logits):
 
 1. made by Softmax or LogSoftmax (through Identity): **class scores**. Compared on the op's input,
    the logits, with KL divergence at temperature T over the op's axis (opset < 13: the flattened
@@ -45,6 +46,7 @@ from onnxprune.errors import UserError
 CLASS_KINDS = ("softmax", "probabilities", "logits")
 KINDS = CLASS_KINDS + ("sigmoid", "regression")
 OVERRIDES = ("kl", "mse")
+SATURATING = ("Softmax", "LogSoftmax", "Sigmoid")
 PASS_THROUGH = ("Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
 SCALE_FLOOR = 1e-3
 LOG_FLOOR = 1e-8
@@ -138,8 +140,10 @@ def output_rules(
         want = overrides.get(name)
         if want is not None and want not in OVERRIDES:
             raise UserError(f"--output-loss {name}={want}: expected kl or mse")
-        if want == "mse":
-            rules.append(OutputRule(name, name, "regression", feature_axis(tuple(value.shape), batch), "--output-loss"))
+        saturating = node is not None and node.op_type in SATURATING and node.input[0] not in constants
+        if want == "mse":  # on the logits of a Softmax / Sigmoid output (their shape is the output's)
+            tensor = node.input[0] if saturating else name
+            rules.append(OutputRule(name, tensor, "regression", feature_axis(tuple(value.shape), batch), "--output-loss"))
         elif node is not None and node.op_type in ("Softmax", "LogSoftmax") and node.input[0] not in constants:
             default = -1 if opset >= 13 else 1
             axis = int(next((a.i for a in node.attribute if a.name == "axis"), default)) % rank
