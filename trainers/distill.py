@@ -143,7 +143,9 @@ def output_rules(
         saturating = node is not None and node.op_type in SATURATING and node.input[0] not in constants
         if want == "mse":  # on the logits of a Softmax / Sigmoid output (their shape is the output's)
             tensor = node.input[0] if saturating else name
-            rules.append(OutputRule(name, tensor, "regression", feature_axis(tuple(value.shape), batch), "--output-loss"))
+            rules.append(
+                OutputRule(name, tensor, "regression", feature_axis(tuple(value.shape), batch), "--output-loss")
+            )
         elif node is not None and node.op_type in ("Softmax", "LogSoftmax") and node.input[0] not in constants:
             default = -1 if opset >= 13 else 1
             axis = int(next((a.i for a in node.attribute if a.name == "axis"), default)) % rank

@@ -48,7 +48,8 @@ def train_options() -> dict[str, Any]:
             None,
             "--recipe",
             help="paper (RMSprop 1e-3, batch 128, 150 epochs) | cpu (short SGD one-cycle run for a 2-core CPU; "
-            "the default) | distill (Adam 1e-3, batch 16, 2 epochs, cosine; the default with --teacher)",
+            "the default) | distill (Adam 1e-3, a tenth for a student that kept its weights, batch 16, 2 epochs, "
+            "cosine; the default with --teacher)",
         ),
         seed=seed_option("Random seed (weights order, shuffling, augmentation), a non-negative integer."),
         input_shape=input_shape_option(),
