@@ -43,6 +43,7 @@ class Batches:
         generator: torch.Generator | None = None,
         channels_last: bool = False,
         augment: bool = True,
+        transform=None,
     ):
         self.x = x.to(device)
         self.y = y.to(device)
@@ -52,6 +53,7 @@ class Batches:
         self.generator = generator
         self.device = torch.device(device)
         self.channels_last = channels_last
+        self.transform = transform  # uint8 batch -> model input (distillation), instead of mean/std
         m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * s)
@@ -74,7 +76,7 @@ class Batches:
             else:
                 xb = self.x[k * self.batch_size : (k + 1) * self.batch_size]
                 yb = self.y[k * self.batch_size : (k + 1) * self.batch_size]
-            xf = xb.to(torch.float32) * self.scale + self.shift
+            xf = self.transform(xb) if self.transform is not None else xb.to(torch.float32) * self.scale + self.shift
             if self.channels_last:
                 xf = xf.contiguous(memory_format=torch.channels_last)
             yield xf, yb

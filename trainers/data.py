@@ -65,7 +65,13 @@ DEFAULT_CIFAR10 = find_cifar10() or (SHARED_DATASETS / "cifar10-jpeg.zip").resol
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_SPLITS = ("test", "val", "valid", "validation")
-PARALLEL_MIN = 4000  # fewer images than this decode in-process (process start-up would cost more)
+PARALLEL_MIN = 4000
+DATA_KINDS = (
+    "cifar10",
+    "cifar100",
+    "folder",
+    "images",
+)  # images: no labels, distillation only (trainers.images)  # fewer images than this decode in-process (process start-up would cost more)
 
 
 @dataclass
@@ -129,11 +135,13 @@ class Dataset:
 
 
 def parse_data_spec(spec: str) -> tuple[str, Path]:
-    """`cifar10`, `cifar10=PATH`, `cifar100=PATH`, `folder=PATH` -> (kind, path)."""
+    """`cifar10`, `cifar10=PATH`, `cifar100=PATH`, `folder=PATH`, `images=PATH` -> (kind, path)."""
     kind, sep, raw = spec.partition("=")
     kind = kind.strip().lower().replace("-", "")
-    if kind not in ("cifar10", "cifar100", "folder"):
-        raise UserError(f"--data {spec!r}: expected cifar10, cifar10=PATH, cifar100=PATH or folder=PATH")
+    if kind not in DATA_KINDS:
+        raise UserError(
+            f"--data {spec!r}: expected cifar10, cifar10=PATH, cifar100=PATH, folder=PATH or images=PATH (with --teacher)"
+        )
     if not sep:
         if kind != "cifar10":
             raise UserError(f"--data {spec!r}: give the dataset's location, e.g. {kind}=PATH")
@@ -160,6 +168,11 @@ def load_dataset(
     folder (the class-balanced prefix); a full decode is cached, and a cached full decode serves
     limited requests too."""
     kind, path = parse_data_spec(spec)
+    if kind == "images":
+        raise UserError(
+            f"--data {spec!r}: these images have no labels; distil from the original model with --teacher "
+            f"ORIGINAL.onnx, or give a labelled dataset"
+        )
     if kind == "cifar100":
         return _load_pickled(path, hundred=True, spec=spec).limited(
             None if train_per_class is None else train_per_class * 100,

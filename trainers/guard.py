@@ -13,6 +13,11 @@ After the first epoch the guard looks at the training loss over the epoch's last
   ~1.6). 2 % of ln(10) is 0.046 nats; the accuracy condition keeps a slow but learning run
   (loss 2.26, accuracy 20 %) from being stopped.
 
+Distillation (`train --teacher`) has no ln(classes): its uninformed level is where it started. After
+the first epoch, a held-out distillation loss within 2 % of its value before training means the
+student learned nothing from the teacher (`check_distill_epoch`); a student that already equals
+its teacher (loss under 1e-9 before training) is not judged.
+
 An epoch of fewer than `MIN_STEPS` optimizer steps is not judged: a handful of steps says nothing
 (smoke runs on a few dozen images); the verdict then reads "not judged".
 """
@@ -92,4 +97,37 @@ def check_step(loss: float, epoch: int, step_in_epoch: int, history: list[dict])
         f"training diverged: the loss became {loss} at step {step_in_epoch + 1} of epoch {epoch}; nothing was "
         f"written; lower --lr (or train with --norm insert)",
         {"status": "diverged", "guard": True, "epoch": epoch, "train_loss": str(loss), "history": history},
+    )
+
+
+def distill_verdict(history: list[dict], before_loss: float, guarded: bool) -> dict:
+    """The verdict of a finished distillation: learned, or not (then only with --no-guard)."""
+    if not history:
+        return {"status": "not trained", "guard": guarded}
+    first = history[0]
+    if first.get("steps", MIN_STEPS) < MIN_STEPS or before_loss < 1e-9:
+        return {"status": "not judged", "guard": guarded, "reason": "fewer than 20 steps or nothing to learn"}
+    if first.get("epoch") == 1 and first["heldout_loss"] >= (1.0 - UNINFORMED_TOLERANCE) * before_loss:
+        return {"status": "did not learn", "guard": guarded, "epoch": 1, "heldout_loss": first["heldout_loss"]}
+    return {"status": "learned", "guard": guarded}
+
+
+def check_distill_epoch(epoch: int, steps: int, before_loss: float, after_loss: float, history: list[dict]) -> None:
+    """After the first epoch: raise DidNotLearn when the held-out loss has not moved from its start."""
+    if epoch != 1 or steps < MIN_STEPS or before_loss < 1e-9:
+        return
+    if after_loss < (1.0 - UNINFORMED_TOLERANCE) * before_loss:
+        return
+    raise DidNotLearn(
+        f"the student did not learn from the teacher: after epoch 1 the held-out distillation loss is "
+        f"{after_loss:.4g}, {before_loss:.4g} before training; nothing was written; lower --lr, or train with "
+        f"--norm insert (or --no-guard to train on anyway)",
+        {
+            "status": "did not learn",
+            "guard": True,
+            "epoch": 1,
+            "heldout_loss": after_loss,
+            "heldout_loss_before": before_loss,
+            "history": history,
+        },
     )

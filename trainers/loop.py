@@ -26,14 +26,7 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 from onnxprune.read.io import ModelLike, load_model, validate_output_path
 
-from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_NAME,
-    RESUME_KEYS,
-    load_checkpoint,
-    model_fingerprint,
-    save_checkpoint,
-)
+from .checkpoint import CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint
 from .convert import OnnxModule, convert
 from .convert.norms import NORM_MODES, insert_norms
 from .data import Batches, Dataset, load_dataset, parse_data_spec, per_class_for
@@ -42,8 +35,18 @@ from .guard import check_epoch, check_step, verdict
 from .memory import keep_freed_memory
 from .progress import TrainingProgress
 from .recipes import CPU_RECIPE_NOTE, RECIPES, lr_at, make_optimizer, resolve_config, resolve_device, set_threads
+from .runstate import EpochLog, first_input_shape, open_checkpoint, restore, save
 
-__all__ = ["train", "TrainResult", "RECIPES", "CPU_RECIPE_NOTE", "resolve_config", "evaluate", "evaluate_model"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "RECIPES",
+    "CPU_RECIPE_NOTE",
+    "resolve_config",
+    "evaluate",
+    "evaluate_model",
+    "first_input_shape",
+]
 
 
 @dataclass
@@ -136,36 +139,6 @@ def _check_fit(module: OnnxModule, data: Dataset | None, where: str, spec: str |
         raise UserError(f"{where}: the model has {out.shape[1]} outputs, the dataset {classes} classes")
 
 
-def first_input_shape(proto: onnx.ModelProto, input_shapes: dict[str, list[int]] | None) -> list[int] | None:
-    """`--input-shape` values -> the shape the converter gives the first input (the image input).
-
-    A symbolic dimension other than the batch, with no shape given, is refused naming the option to
-    type; so is a shape for an input the model lacks or that training cannot fix (not the first)."""
-    from onnxprune.read.shapes import input_shape_hint
-
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [v for v in proto.graph.input if v.name not in initializers]
-    names = [v.name for v in inputs]
-    given = dict(input_shapes or {})
-    for name, dims in given.items():
-        if name not in names:
-            raise UserError(f"--input-shape {name}=...: the model has no input {name!r}; its inputs are {names}")
-        if name != names[0]:
-            raise UserError(f"--input-shape {name}=...: training fixes the first input's shape only ({names[0]!r})")
-        have = inputs[0].type.tensor_type.shape.dim
-        if len(have) and len(have) != len(dims):
-            raise UserError(f"--input-shape {name}: the model's input has rank {len(have)}, got {len(dims)} dims")
-    for value in inputs:
-        if value.name in given:
-            continue
-        if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in list(value.type.tensor_type.shape.dim)[1:]):
-            raise UserError(
-                f"input {value.name!r} has a symbolic dimension other than the batch; give it with "
-                f"--input-shape {input_shape_hint(value)}"
-            )
-    return given.get(names[0]) if names else None
-
-
 def train(
     model: ModelLike,
     data: str | Dataset = "cifar10",
@@ -243,23 +216,7 @@ def train(
         console = Console(stderr=True)
     say = console.print if progress else None
 
-    ckpt_dir = Path(checkpoint) if checkpoint is not None else None
-    if resume and ckpt_dir is None:
-        raise UserError("--resume needs --checkpoint DIR (the folder the interrupted run saved into)")
-    if ckpt_dir is not None and ckpt_dir.exists() and not ckpt_dir.is_dir():
-        raise UserError(f"--checkpoint {ckpt_dir}: is a file; give a folder")
-    state = None
-    if resume and not (ckpt_dir / CHECKPOINT_NAME).exists() and say:
-        say(f"no checkpoint in {ckpt_dir} yet: starting from epoch 1")
-    if resume and (ckpt_dir / CHECKPOINT_NAME).exists():
-        state = load_checkpoint(ckpt_dir / CHECKPOINT_NAME)
-        saved = state.get("config", {})
-        for key in RESUME_KEYS:
-            if saved.get(key) != config.get(key):
-                raise UserError(
-                    f"{ckpt_dir / CHECKPOINT_NAME}: made with {key}={saved.get(key)!r}, this run has "
-                    f"{key}={config.get(key)!r}; resume with the same settings or use a new --checkpoint folder"
-                )
+    ckpt_dir, state = open_checkpoint(checkpoint, resume, config, RESUME_KEYS, say)
 
     # the model first (every op converts, its output fits the data): seconds, before decoding images
     module = convert(proto, input_shape=first_input_shape(proto, input_shapes))
@@ -303,30 +260,10 @@ def train(
     history: list[dict] = []
     start_epoch, step, prior_seconds = 0, 0, 0.0
     if state is not None:
-        try:
-            module.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            start_epoch = int(state["epoch"])
-            step = int(state["scheduler"]["step"])
-            history = list(state.get("history", []))
-            prior_seconds = float(state.get("train_seconds", 0.0))
-            torch.set_rng_state(state["rng"]["torch"])
-            generator.set_state(state["rng"]["generator"])
-            if dev.type == "cuda" and state["rng"].get("cuda") is not None:
-                torch.cuda.set_rng_state_all(list(state["rng"]["cuda"]))
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(
-                f"{ckpt_dir / CHECKPOINT_NAME}: does not fit this model or is incomplete "
-                f"({first[:120]}); delete it, or train without --resume"
-            ) from None
+        start_epoch, step, history, prior_seconds = restore(state, module, opt, generator, dev, ckpt_dir)
         if say:
             say(f"resuming from {ckpt_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
-    if log_path is not None and history:
-        with open(log_path, "w") as handle:  # a resumed run rewrites the epochs it already did
-            for record in history:
-                handle.write(json.dumps(record) + "\n")
-    log_started = bool(history)  # otherwise the log is created with the first epoch's line
+    epoch_log = EpochLog(log_path, history)
 
     train_images, train_time = 0, 0.0
     with TrainingProgress(progress, console) as bar:
@@ -391,31 +328,25 @@ def train(
             history.append(record)
             if guard:
                 check_epoch(epoch + 1, steps_per_epoch, tail_loss, test_acc, dataset.num_classes, history)
-            if log_path is not None:
-                with open(log_path, "a" if log_started else "w") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                log_started = True
+            epoch_log.write(record)
             bar.print(
                 f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.3f} | test loss {test_loss:.4f} "
                 f"acc {test_acc:.3f} | {record['images_per_s']:.0f} img/s, {seconds:.1f} s"
             )
             if ckpt_dir is not None:
-                rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-                if dev.type == "cuda":
-                    rng["cuda"] = torch.cuda.get_rng_state_all()
-                save_checkpoint(
+                save(
                     ckpt_dir,
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "epoch": epoch + 1,
-                        "model": module.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": {"name": config["schedule"], "step": step, "total": total_steps},
-                        "rng": rng,
-                        "config": {k: config.get(k) for k in RESUME_KEYS},
-                        "history": history,
-                        "train_seconds": prior_seconds + train_time,
-                    },
+                    epoch=epoch + 1,
+                    module=module,
+                    opt=opt,
+                    config=config,
+                    keys=RESUME_KEYS,
+                    step=step,
+                    total=total_steps,
+                    generator=generator,
+                    dev=dev,
+                    history=history,
+                    seconds=prior_seconds + train_time,
                 )
 
     if history:

@@ -78,7 +78,11 @@ SETTING_KEYS = (
     "step",
     "norm",
     "input_shapes",
+    "teacher_sha",
+    "init",
+    "distill",
 )
+SETTING_DEFAULTS = {"init": "reinit"}  # what a result.json from before a setting existed was made with
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "limit_train", "limit_test")
 
 
@@ -160,6 +164,7 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
     from matplotlib.ticker import EngFormatter, MaxNLocator, PercentFormatter
 
     base = next((r for r in rows if r["mode"] is None), None)
+    metric = next((r["metric"] for r in rows if r.get("metric")), "test accuracy")
     hosts = {(r.get("machine") or {}).get("hostname") for r in rows} - {None}
     modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
     colors = {"PA": "tab:blue", "FA": "tab:orange", "MA": "tab:green", "LA": "tab:red"}
@@ -193,7 +198,7 @@ def _plot(rows: Sequence[dict], out_dir: Path, title: str) -> list[Path]:
         if key == "latency_ms" and len(hosts) > 1:  # latency is only comparable on one machine
             ax.plot([], [], linestyle="none", label=f"! benched on {len(hosts)} machines: compare per machine")
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(metric)
         # whole-percent ticks, so a 0-decimal label never rounds a 2.5-step tick
         ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10], integer=True))
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -288,6 +293,9 @@ def sweep(
     on_run: Optional[Callable[[dict, bool], None]] = None,
     input_shapes: Optional[dict] = None,
     executor=None,
+    teacher: str | os.PathLike | None = None,
+    init: str = "reinit",
+    distill: Optional[dict] = None,
     **train_kwargs,
 ) -> list[dict]:
     """Baseline + every mode x target: shrink (reinit), train, bench; returns every finished run's row.
@@ -299,6 +307,12 @@ def sweep(
     and when RUNDIR holds results made with other settings. `executor` (onnxprune.executors; default:
     this process, one run after another) runs the runs; a failed run does not stop the others, and
     RunsFailed is raised at the end.
+
+    `teacher` (`sweep --teacher`): every run (the baseline too) is distilled from this model
+    (trainers.distill_loop) instead of trained on labels; `init` "keep" starts each run from the
+    original's weights (the l1 criterion) instead of re-initialising; `distill` holds the
+    distillation settings (alpha, temperature, hints, ...). Without labels (`--data images=PATH`) the
+    plotted figure is top-1 agreement with the teacher (row["metric"] says which).
     """
     model_path = Path(model)
     mode_list, target_list = parse_modes(modes), parse_targets(targets)
@@ -310,6 +324,14 @@ def sweep(
     from onnxprune.read.io import load_model
 
     source = load_model(model_path)  # missing / junk model: UserError before anything is created
+    if init not in ("reinit", "keep"):
+        raise UserError(f"--init {init!r}: expected reinit or keep")
+    if teacher is None and (init != "reinit" or distill):
+        raise UserError("--init keep and the distillation settings need --teacher ORIGINAL.onnx")
+    if teacher is not None:
+        from trainers.teacher import check_pair
+
+        check_pair(source, load_model(teacher), str(teacher))  # before anything is created
     out = _out_dir(out_dir, model_path)
     try:
         import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
@@ -326,7 +348,9 @@ def sweep(
     first_input_shape(source, input_shapes)  # a symbolic H/W without --input-shape fails before any work
     if getattr(executor, "name", "local") == "local":  # Ray workers have their own devices: checked there
         resolve_device(train_kwargs.get("device") or "auto")  # a bad or absent --device fails before any work
-    parse_data_spec(data)  # after the flags: it looks for the dataset on disk, and a bad flag is the nearer fix
+    kind, _where = parse_data_spec(data)  # after the flags: it looks on disk, and a bad flag is the nearer fix
+    if kind == "images" and teacher is None:
+        raise UserError(f"--data {data!r}: these images have no labels; a sweep on them needs --teacher ORIGINAL.onnx")
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(
         model=str(model_path),
@@ -339,6 +363,10 @@ def sweep(
         step=step,
         norm=train_kwargs.get("norm") or "auto",
         input_shapes={k: list(v) for k, v in input_shapes.items()} if input_shapes else None,
+        teacher=str(teacher) if teacher is not None else None,
+        teacher_sha=_fingerprint(Path(teacher)) if teacher is not None else None,
+        init=init,
+        distill=dict(sorted((distill or {}).items())) or None,
     )
 
     plan: list[tuple[Optional[str], Optional[float]]] = [(None, None)]
@@ -351,7 +379,7 @@ def sweep(
             continue
         old = found.get("settings", {})
         for key in SETTING_KEYS:
-            if old.get(key) != settings.get(key):
+            if old.get(key, SETTING_DEFAULTS.get(key)) != settings.get(key):
                 raise UserError(
                     f"{out / name / RESULT_NAME}: made with {key}={old.get(key)!r}, this sweep has "
                     f"{key}={settings.get(key)!r}; use the same settings to resume, or a new -o folder"
@@ -383,6 +411,9 @@ def sweep(
             "settings": settings,
             "input_shapes": settings["input_shapes"],  # lists, so the spec pickles to a Ray worker
             "train_kwargs": {k: v for k, v in train_kwargs.items() if v is not None},
+            "teacher": settings["teacher"],
+            "init": init,
+            "distill": dict(distill or {}),
         }
         for m, t in plan
         if run_name(m, t) not in done

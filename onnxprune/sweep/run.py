@@ -1,7 +1,8 @@
 """One sweep run, self-contained so any executor (this process, a Ray worker) can run it.
 
 `run_one(spec) -> row`: shrink (init="reinit") or re-initialise -> train -> bench the trained model
-(onnxruntime CPU, 1 thread, batch 1). Files go into spec["run_dir"]; result.json is written by the
+(onnxruntime CPU, 1 thread, batch 1). With a teacher (`sweep --teacher`): shrink (reinit, or keep with
+the l1 criterion) -> distil from the teacher (trainers.distill_loop) -> bench. Files go into spec["run_dir"]; result.json is written by the
 caller (the sweep, on the driver), so a run counts as finished only once the driver has its row.
 `spec` holds plain values only (paths as strings), so it pickles to another machine.
 """
@@ -44,6 +45,16 @@ def _dataset(data: str, config: dict):
     return _DATASETS[key]
 
 
+def _score(result) -> tuple[float, str]:
+    """The figure a run is plotted by: test accuracy; in a distillation without labels, top-1 agreement
+    with the teacher, or, with no class output either, 1 - the held-out relative error."""
+    if result.accuracy is not None:
+        return result.accuracy, "test accuracy"
+    if getattr(result, "agreement", None) is not None:
+        return result.agreement, "top-1 agreement with the teacher"
+    return max(0.0, 1.0 - result.relative_error), "1 - relative error vs the teacher"
+
+
 def run_one(spec: dict, console=None) -> dict:
     """`console`: print each epoch of the training there (local runs only)."""
     import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
@@ -59,24 +70,26 @@ def run_one(spec: dict, console=None) -> dict:
     source = load_model(model_path)
     # fixed symbolic input dims ({"NAME": [1, 3, H, W]}, --input-shape): only passed when given
     shaped = {"input_shapes": spec["input_shapes"]} if spec.get("input_shapes") else {}
+    init = spec.get("init", "reinit")  # keep: the original's weights (a distillation sweep's recovery runs)
     if mode is None:
         import numpy as np
 
         from onnxprune.prune.initialize import reinitialize
 
-        reinitialize(source, np.random.default_rng(seed))
+        if init == "reinit":
+            reinitialize(source, np.random.default_rng(seed))
         start_path = save_model(source, run_dir / "unpruned.onnx", model_path)
         report = None
     else:
         from onnxprune import shrink
 
-        pruned, report = shrink(source, mode=mode, target=target, seed=seed, step=spec["step"], init="reinit", **shaped)
+        criterion = "l1" if init == "keep" else "random"
+        pruned, report = shrink(
+            source, mode=mode, target=target, seed=seed, step=spec["step"], init=init, criterion=criterion, **shaped
+        )
         start_path = save_model(pruned, run_dir / "pruned.onnx", model_path)
-    dataset = _dataset(spec["data"], spec["config"])
     train_kwargs = {k: v for k, v in spec["train_kwargs"].items() if v is not None}
-    result = train(
-        start_path,
-        dataset,
+    common = dict(
         recipe=spec["recipe"],
         seed=seed,
         output=run_dir / "trained.onnx",
@@ -85,6 +98,22 @@ def run_one(spec: dict, console=None) -> dict:
         **shaped,
         **train_kwargs,
     )
+    if spec.get("teacher"):
+        from trainers.distill_loop import distill
+
+        common.pop("keep_bn", None)
+        result = distill(
+            start_path,
+            spec["teacher"],
+            spec["data"],
+            student_init=init,
+            shrink_report=report,
+            **spec["distill"],
+            **common,
+        )
+    else:
+        result = train(start_path, _dataset(spec["data"], spec["config"]), **common)
+    accuracy, metric = _score(result)
     bench_runs = spec["bench_runs"]
     measured = bench(
         run_dir / "trained.onnx", runs=bench_runs, warmup=min(10, bench_runs), threads=1, batch=1, **shaped
@@ -93,7 +122,9 @@ def run_one(spec: dict, console=None) -> dict:
         "name": spec["name"],
         "mode": mode,
         "target": target,
-        "accuracy": result.accuracy,
+        "accuracy": accuracy,
+        "metric": metric,
+        "relative_error": getattr(result, "relative_error", None),
         "params": measured.params,
         "flops": measured.flops,
         "memory_bytes": measured.memory_bytes,

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from onnxprune.cli import main  # noqa: E402
 from onnxprune.errors import UserError  # noqa: E402
-from trainers import loop  # noqa: E402
+from trainers import loop, runstate  # noqa: E402
 from trainers.convert import convert  # noqa: E402
 from trainers.data import DEFAULT_CIFAR10, load_dataset  # noqa: E402
 from trainers.loop import RECIPES, lr_at, resolve_config, train  # noqa: E402
@@ -110,16 +110,16 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
 
     whole = train(source, data, checkpoint=tmp_path / "a", log=tmp_path / "a.jsonl", **common)
 
-    real_save = loop.save_checkpoint
+    real_save = runstate.save_checkpoint
 
     def save_then_die(folder, state):
         real_save(folder, state)
         raise _Stop
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(runstate, "save_checkpoint", save_then_die)
     with pytest.raises(_Stop):
         train(source, data, checkpoint=tmp_path / "b", log=tmp_path / "b.jsonl", **common)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(runstate, "save_checkpoint", real_save)
     resumed = train(
         source,
         data,

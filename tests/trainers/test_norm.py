@@ -243,12 +243,12 @@ def test_pipeline_scratch_inherits_norm_and_guard(tmp_path, capsys):
 
 def test_resume_with_inserted_norms_and_refused_with_another_norm(tmp_path, monkeypatch):
     from onnxprune.errors import UserError
-    from trainers import loop
+    from trainers import runstate
 
     data = synthetic_dataset(n_train=48, n_test=16, size=16)
     common = dict(epochs=2, batch_size=8, lr=0.05, seed=1, threads=1, progress=False)
     whole = train(folded_cnn(), data, checkpoint=tmp_path / "a", **common)
-    real_save = loop.save_checkpoint
+    real_save = runstate.save_checkpoint
 
     class Stop(Exception):
         pass
@@ -257,10 +257,10 @@ def test_resume_with_inserted_norms_and_refused_with_another_norm(tmp_path, monk
         real_save(folder, state)
         raise Stop
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(runstate, "save_checkpoint", save_then_die)
     with pytest.raises(Stop):
         train(folded_cnn(), data, checkpoint=tmp_path / "b", **common)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(runstate, "save_checkpoint", real_save)
     with pytest.raises(UserError, match="norm='auto'"):
         train(folded_cnn(), data, checkpoint=tmp_path / "b", resume=True, norm="none", **common)
     resumed = train(folded_cnn(), data, checkpoint=tmp_path / "b", resume=True, output=tmp_path / "b.onnx", **common)

@@ -114,6 +114,9 @@ class OnnxModule(nn.Module):
         self.input_dtype = torch.float32
         self.opset = 13
         self.source_name = ""
+        # intermediate tensors kept by name on each forward (feature distillation reads them)
+        self.taps: frozenset[str] = frozenset()
+        self.tapped: dict[str, torch.Tensor] = {}
 
     def forward(self, *inputs):
         env: dict[str, Any] = dict(zip(self.input_names, inputs))
@@ -125,6 +128,8 @@ class OnnxModule(nn.Module):
                 for name, value in zip(outs, result):
                     if name:
                         env[name] = value
+            if self.taps:
+                self.tapped.update((name, env[name]) for name in outs if name in self.taps)
             for name in free:
                 env.pop(name, None)
         results = []

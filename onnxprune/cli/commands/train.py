@@ -1,4 +1,5 @@
-"""`onnxprune train MODEL.onnx --data cifar10 -o TRAINED.onnx`: train a (pruned) ONNX model.
+"""`onnxprune train MODEL.onnx --data cifar10 -o TRAINED.onnx`: train a (pruned) ONNX model;
+`--teacher ORIGINAL.onnx`: distil it from the original instead, on any images, no labels needed.
 
 torch is imported only when the verb runs: the core CLI works without the `train` extra.
 """
@@ -31,7 +32,12 @@ def require_torch() -> None:
 def train_options() -> dict[str, Any]:
     """The typer options shared by `train` and `pipeline` (one place for names and help)."""
     return dict(
-        data=typer.Option("cifar10", "--data", help="cifar10 | cifar10=PATH | cifar100=PATH | folder=PATH"),
+        data=typer.Option(
+            "cifar10",
+            "--data",
+            help="cifar10 | cifar10=PATH | cifar100=PATH | folder=PATH | images=PATH (with --teacher: a folder, "
+            "searched recursively, or a zip of images without labels)",
+        ),
         epochs=typer.Option(None, "--epochs", help="epochs (default: the recipe's)"),
         batch_size=typer.Option(None, "--batch-size", help="batch size (default: the recipe's)"),
         optimizer=typer.Option(None, "--optimizer", help="sgd | rmsprop | adam (default: the recipe's)"),
@@ -39,9 +45,11 @@ def train_options() -> dict[str, Any]:
         schedule=typer.Option(None, "--schedule", help="cosine | onecycle | none (default: the recipe's)"),
         weight_decay=typer.Option(None, "--weight-decay", help="weight decay (default: the recipe's)"),
         recipe=typer.Option(
-            "cpu",
+            None,
             "--recipe",
-            help="paper (RMSprop 1e-3, batch 128, 150 epochs) | cpu (short SGD one-cycle run for a 2-core CPU)",
+            help="paper (RMSprop 1e-3, batch 128, 150 epochs) | cpu (short SGD one-cycle run for a 2-core CPU; "
+            "the default) | distill (Adam 1e-3, a tenth for a student that kept its weights, batch 16, 2 epochs, "
+            "cosine; the default with --teacher)",
         ),
         seed=seed_option("Random seed (weights order, shuffling, augmentation), a non-negative integer."),
         input_shape=input_shape_option(),
@@ -66,7 +74,81 @@ def train_options() -> dict[str, Any]:
     )
 
 
+def distill_options() -> dict[str, Any]:
+    """The typer options of distillation (`train --teacher`, `pipeline distill`, `sweep --teacher`)."""
+    return dict(
+        alpha=typer.Option(
+            None, "--alpha", help="with labelled data: weight of the label loss, 0 (teacher only, default) to 1"
+        ),
+        temperature=typer.Option(None, "--temperature", help="KL temperature for class-score outputs (default 2)"),
+        hints=typer.Option(
+            None,
+            "--hints",
+            help="auto (default): feature losses on the pruned layers' outputs, matched by name on the kept "
+            "channels | none",
+        ),
+        hint_weight=typer.Option(None, "--hint-weight", help="weight of the feature hints' loss (default 1)"),
+        recalibrate=typer.Option(
+            None,
+            "--recalibrate/--no-recalibrate",
+            help="before training, fit each hinted layer's channels to the teacher's by least squares (default on)",
+        ),
+        shrink_report=typer.Option(
+            None, "--shrink-report", help="shrink --report JSON: the kept channels of each layer, for the hints"
+        ),
+        output_loss=typer.Option(
+            None, "--output-loss", metavar="NAME=kl|mse", help="override an output's loss (repeatable)"
+        ),
+        teacher_runtime=typer.Option(
+            None, "--teacher-runtime", help="auto (torch, else onnxruntime) | torch | onnxruntime"
+        ),
+        student_init=typer.Option(
+            None,
+            "--student-init",
+            help="keep | reinit: whether the student kept the original's weights (default: the model's "
+            "onnxprune.init metadata, else keep); reinit trains BatchNorm statistics and inserts BatchNorm "
+            "under --norm auto",
+        ),
+        mean=typer.Option(
+            None,
+            "--mean",
+            help="per-channel mean of the input normalisation, in [0, 1] units (default: the teacher's "
+            "metadata, else 0: pixels scaled to [0, 1])",
+        ),
+        std=typer.Option(None, "--std", help="per-channel std of the input normalisation (default: metadata, else 1)"),
+    )
+
+
+def distill_kwargs(teacher: str | None, **given) -> dict[str, Any] | None:
+    """Parsed distillation flags (only those given), for trainers.distill_loop.distill; None without a
+    teacher, where any of them given is refused in one line."""
+    if teacher is None:
+        named = [k for k, v in given.items() if v is not None and v != [] and v != ()]
+        if named:
+            raise UserError(f"--{named[0].replace('_', '-')} is a distillation setting: give --teacher ORIGINAL.onnx")
+        return None
+    require_torch()
+    from trainers.preprocess import parse_stats
+
+    out = {k: v for k, v in given.items() if v is not None and k not in ("mean", "std", "output_loss", "recalibrate")}
+    if given.get("recalibrate") is not None:
+        out["recalibration"] = given["recalibrate"]
+    for key in ("mean", "std"):
+        if given.get(key) is not None:
+            out[key] = parse_stats(given[key], f"--{key}")
+    if given.get("output_loss"):
+        pairs = {}
+        for item in given["output_loss"]:
+            name, sep, loss = item.rpartition("=")
+            if not sep or not name:
+                raise UserError(f"--output-loss {item!r}: give NAME=kl or NAME=mse")
+            pairs[name] = loss.strip().lower()
+        out["output_loss"] = pairs
+    return out
+
+
 _O = train_options()
+_D = distill_options()
 
 
 @app.command("train")
@@ -80,7 +162,7 @@ def train_command(
     lr: Optional[float] = _O["lr"],
     schedule: Optional[str] = _O["schedule"],
     weight_decay: Optional[float] = _O["weight_decay"],
-    recipe: str = _O["recipe"],
+    recipe: Optional[str] = _O["recipe"],
     seed: int = _O["seed"],
     input_shape: Optional[List[str]] = _O["input_shape"],
     device: str = _O["device"],
@@ -90,6 +172,23 @@ def train_command(
     augment: bool = _O["augment"],
     norm: str = _O["norm"],
     guard: bool = _O["guard"],
+    teacher: Optional[str] = typer.Option(
+        None,
+        "--teacher",
+        help="the original model (never modified): distil MODEL from it on --data's images, no labels needed "
+        "(see trainers/README.md, 'Distillation')",
+    ),
+    alpha: Optional[float] = _D["alpha"],
+    temperature: Optional[float] = _D["temperature"],
+    hints: Optional[str] = _D["hints"],
+    hint_weight: Optional[float] = _D["hint_weight"],
+    recalibrate: Optional[bool] = _D["recalibrate"],
+    shrink_report: Optional[str] = _D["shrink_report"],
+    output_loss: Optional[List[str]] = _D["output_loss"],
+    teacher_runtime: Optional[str] = _D["teacher_runtime"],
+    student_init: Optional[str] = _D["student_init"],
+    mean: Optional[str] = _D["mean"],
+    std: Optional[str] = _D["std"],
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="save a checkpoint here after every epoch"),
     resume: bool = typer.Option(False, "--resume", help="continue from --checkpoint DIR's last checkpoint"),
     log: Optional[str] = typer.Option(
@@ -105,43 +204,62 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
 ) -> None:
-    """Train MODEL on a dataset (PyTorch) and write the trained network as ONNX."""
+    """Train MODEL on a dataset (PyTorch) and write the trained network as ONNX; with --teacher, distil it."""
     # every output location is checked before torch loads or any image is decoded
-    check_outputs_writable({"-o": output, "--log": log or Path(output).with_suffix(".train.jsonl")}, model)
+    check_outputs_writable({"-o": output, "--log": log or Path(output).with_suffix(".train.jsonl")}, model, teacher)
     shapes = parse_input_shapes(input_shape, model)
+    distilling = distill_kwargs(
+        teacher,
+        alpha=alpha,
+        temperature=temperature,
+        hints=hints,
+        hint_weight=hint_weight,
+        recalibrate=recalibrate,
+        shrink_report=shrink_report,
+        output_loss=output_loss,
+        teacher_runtime=teacher_runtime,
+        student_init=student_init,
+        mean=mean,
+        std=std,
+    )
     require_torch()
-    from trainers.loop import train
-
+    common = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        seed=seed,
+        device=device,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        checkpoint=checkpoint,
+        resume=resume,
+        log=log,
+        output=output,
+        progress=not quiet,
+        threads=threads,
+        augment=augment,
+        console=err_console,
+        norm=norm,
+        guard=guard,
+        input_shapes=shapes,
+    )
     with verdict_on_stdout(json_out):
-        result = train(
-            model,
-            data,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            schedule=schedule,
-            weight_decay=weight_decay,
-            recipe=recipe,
-            seed=seed,
-            device=device,
-            limit_train=limit_train,
-            limit_test=limit_test,
-            checkpoint=checkpoint,
-            resume=resume,
-            log=log,
-            output=output,
-            progress=not quiet,
-            threads=threads,
-            keep_bn=keep_bn,
-            augment=augment,
-            console=err_console,
-            norm=norm,
-            guard=guard,
-            input_shapes=shapes,
-        )
+        if teacher is not None:
+            from trainers.distill_loop import distill
+
+            result = distill(model, teacher, data, recipe=recipe or "distill", **common, **distilling)
+        else:
+            from trainers.loop import train
+
+            result = train(model, data, recipe=recipe or "cpu", keep_bn=keep_bn, **common)
     if json_out:
         emit_json(result.to_dict())
+        return
+    if teacher is not None:
+        print_distill_summary(model, result)
         return
     print_summary(model, result)
 
@@ -193,6 +311,47 @@ def print_summary(model: str, result, title: str | None = None) -> None:
     if getattr(result, "verdict", None):
         table.add_row("verdict", result.verdict.get("status", ""))
     if getattr(result, "export", None):
+        table.add_row("export", result.export)
+    if result.log_path:
+        table.add_row("log", result.log_path)
+    console.print(table)
+
+
+def print_distill_summary(model: str, result, title: str | None = None) -> None:
+    from onnxprune.report import LiteralTable
+
+    table = LiteralTable(title=title or f"{model} → {result.output_path} (distilled)", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    cfg = result.config
+    table.add_row("teacher", f"{result.teacher['path']} in {result.teacher['runtime']}")
+    table.add_row(
+        "data",
+        f"{cfg.get('data')}" + (f", {result.skipped_images} unreadable skipped" if result.skipped_images else ""),
+    )
+    table.add_row(
+        "recipe",
+        f"{cfg.get('recipe')}: {cfg.get('optimizer')} lr {cfg.get('lr')} {cfg.get('schedule')}, batch "
+        f"{cfg.get('batch_size')}, {cfg.get('epochs')} epochs, T {cfg.get('temperature')}, alpha {cfg.get('alpha')}, "
+        f"{len(result.hints)} hints",
+    )
+    table.add_row(
+        "held-out error",
+        f"relative error {result.relative_error_before:.4f} before → {result.relative_error:.4f} after",
+    )
+    if result.agreement is not None:
+        table.add_row(
+            "top-1 agreement",
+            f"{100 * (result.agreement_before or 0):.1f}% before → {100 * result.agreement:.1f}% after",
+        )
+    if result.accuracy is not None:
+        table.add_row("test accuracy", f"{100 * result.accuracy:.2f}%")
+    table.add_row("time", f"{result.wall_seconds:.1f} s in total, {result.train_seconds:.1f} s training")
+    if result.onnx_check:
+        worst = max(result.onnx_check["max_relative_error"].values(), default=0.0)
+        table.add_row("ONNX check", f"onnxruntime equals torch within {worst:.2g} (relative) on held-out images")
+    table.add_row("verdict", result.verdict.get("status", ""))
+    if result.export:
         table.add_row("export", result.export)
     if result.log_path:
         table.add_row("log", result.log_path)

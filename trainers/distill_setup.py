@@ -1,0 +1,247 @@
+"""Setting up a distillation before any step: the two networks probed side by side, the losses
+chosen, the images loaded and the calibration pass (per-feature scales, channel matching)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+
+from onnxprune.errors import UserError
+
+from .data import Dataset, parse_data_spec
+from .distill import CLASS_KINDS, Measures, OutputRule, ScaleMeter, compared, output_loss, output_rules
+from .hints import Hint, candidates, hint_loss, meters, read_report, select, teacher_view
+from .hints import match as match_channels
+from .images import Skipped, load_images
+from .preprocess import InputSpec
+from .teacher import Runner, Teacher, check_shapes, module_fn, probe
+
+CALIBRATION_IMAGES = 64
+
+
+@dataclass
+class Objective:
+    """The distillation loss of a batch (trainers.distill, trainers.hints), and the label loss mixed in."""
+
+    rules: list[OutputRule]
+    hints: list[Hint]
+    names: list[str]
+    temperature: float
+    hint_weight: float
+    alpha: float = 0.0
+    label_index: int | None = None  # the rule whose compared tensor is (batch, classes) logits
+
+    def compared(self, outs: list[torch.Tensor], taps: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        by_name = dict(zip(self.names, outs))
+        return [compared(rule, by_name, taps) for rule in self.rules]
+
+    def __call__(self, student, teacher, labels: torch.Tensor | None = None):
+        """(loss, student's compared tensors, teacher's); `labels` (>= 0) mix in cross-entropy by alpha."""
+        s_cmp, t_cmp = self.compared(*student), self.compared(*teacher)
+        loss = torch.stack([output_loss(r, s, t, self.temperature) for r, s, t in zip(self.rules, s_cmp, t_cmp)]).mean()
+        if self.hints and self.hint_weight > 0:
+            loss = loss + self.hint_weight * hint_loss(self.hints, student[1], teacher[1])
+        if self.alpha > 0 and labels is not None and self.label_index is not None and bool((labels >= 0).all()):
+            label_loss = F.cross_entropy(s_cmp[self.label_index], labels)
+            loss = (1.0 - self.alpha) * loss + self.alpha * label_loss
+        return loss, s_cmp, t_cmp
+
+    def predictions(self, s_cmp: list[torch.Tensor]) -> torch.Tensor | None:
+        return None if self.label_index is None else s_cmp[self.label_index].argmax(1)
+
+
+@dataclass
+class Pair:
+    """Student and teacher, probed: runners, output rules, hints."""
+
+    student: Runner
+    teacher: Runner
+    rules: list[OutputRule]
+    hints: list[Hint]
+    taps: set[str]
+
+
+def random_images(spec: InputSpec, seed: int = 0):
+    def make(batch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return spec.to_input(
+            torch.randint(0, 256, (batch, 3, spec.height, spec.width), generator=gen, dtype=torch.uint8)
+        )
+
+    return make
+
+
+def pair_up(
+    module,
+    proto: onnx.ModelProto,
+    teacher: Teacher,
+    spec: InputSpec,
+    *,
+    hints_mode: str,
+    report,
+    overrides: dict[str, str] | None,
+    where: str,
+    device: torch.device,
+) -> Pair:
+    """Probe both networks (batch axes, shapes), choose each output's loss and the hints."""
+    names = list(module.output_names)
+    make = lambda b: random_images(spec)(b).to(device)  # noqa: E731
+    module.eval()
+    t_probe = probe(teacher.fn, make, names)
+    rules = output_rules(teacher.proto, t_probe.sample[0], t_probe.axes, overrides)
+    available = {name for _ins, outs, _free in module.wiring for name in outs}
+    pairs = candidates(proto, teacher.proto, available, teacher.available) if hints_mode == "auto" else []
+    logits = {r.tensor for r in rules if r.tensor != r.output}
+    missing = sorted(
+        t for t in logits if t not in available or (teacher.available is not None and t not in teacher.available)
+    )
+    if missing:
+        raise UserError(f"{where}: the tensor {missing[0]!r} an output is compared on is not computed by both networks")
+    taps = logits | {tensor for _node, tensor in pairs}
+    module.taps = frozenset(taps)
+    teacher.set_taps(taps)
+    s_runner = probe(module_fn(module, grad=True), make, names)
+    t_runner = probe(teacher.fn, make, names)
+    check_shapes(s_runner.sample[0], t_runner.sample[0], names, str(where))
+    shapes = lambda runner: {n: tuple(v.shape) for n, v in runner.sample[1].items()}  # noqa: E731
+    hints = select(pairs, shapes(s_runner), shapes(t_runner), s_runner.axes, read_report(report))
+    taps = logits | {h.tensor for h in hints}
+    module.taps = frozenset(taps)
+    teacher.set_taps(taps)
+    module.train()
+    return Pair(s_runner, t_runner, rules, hints, taps)
+
+
+def label_index(rules: list[OutputRule], sample: list[torch.Tensor], names: list[str], classes: int) -> int | None:
+    """The class output a label loss can use: (batch, classes) scores with the dataset's class count."""
+    by_name = dict(zip(names, sample))
+    for k, rule in enumerate(rules):
+        value = by_name.get(rule.output)
+        if rule.kind in CLASS_KINDS and value is not None and value.dim() == 2 and value.shape[1] == classes:
+            return k
+    return None
+
+
+def load_data(data, spec: InputSpec, config: dict, log) -> tuple[Dataset, Skipped]:
+    """Images for distillation: `images=PATH` (no labels) or a labelled dataset; labelled sets keep
+    their size and are resized per batch."""
+    if isinstance(data, Dataset):
+        return data.limited(config.get("limit_train"), config.get("limit_test")), Skipped()
+    kind, path = parse_data_spec(data)
+    if kind == "images":
+        return load_images(
+            data,
+            path,
+            (spec.height, spec.width),
+            limit_train=config.get("limit_train"),
+            limit_test=config.get("limit_test"),
+            log=log,
+        )
+    from .loop import _load_data
+
+    dataset = _load_data(data, config, log)
+    return dataset, Skipped()
+
+
+def calibrate(pair: Pair, batches, kept: dict[str, list[int]] | None = None) -> None:
+    """On the first CALIBRATION_IMAGES training images (no augmentation), both in eval mode: channels
+    of hints without a report matched (or restored from a checkpoint's `kept`), and the per-feature
+    scales of regression outputs and hints measured on the teacher."""
+    for hint in pair.hints:
+        if kept and hint.tensor in kept:
+            hint.kept = torch.tensor(kept[hint.tensor], dtype=torch.long)
+    out_meters = [ScaleMeter(r.axis) if r.kind == "regression" else None for r in pair.rules]
+    hint_meters = meters(pair.hints)
+    seen = 0
+    with torch.no_grad():
+        for xb, _yb in batches:
+            t_out = pair.teacher(xb)
+            if any(h.kept is None for h in pair.hints):
+                s_out = pair.student(xb)
+                for hint in pair.hints:
+                    if hint.kept is None:
+                        match_channels(hint, s_out[1][hint.tensor], t_out[1][hint.tensor])
+            t_by_name = dict(zip(pair.teacher.names, t_out[0]))
+            for rule, meter in zip(pair.rules, out_meters):
+                if meter is not None:
+                    meter.add(compared(rule, t_by_name, t_out[1]))
+            for hint, meter in zip(pair.hints, hint_meters):
+                meter.add(teacher_view(hint, t_out[1][hint.tensor]))
+            seen += xb.shape[0]
+            if seen >= CALIBRATION_IMAGES:
+                break
+    for rule, meter in zip(pair.rules, out_meters):
+        if meter is not None:
+            rule.scale = meter.scale()
+    for hint, meter in zip(pair.hints, hint_meters):
+        hint.scale = meter.scale()
+
+
+def heldout(pair, objective: Objective, batches, module) -> dict:
+    """The student against the teacher on held-out images (trainers.distill.Measures), eval mode."""
+    measures = Measures(pair.rules)
+    was = module.training
+    module.eval()
+    with torch.no_grad():
+        for xb, yb in batches:
+            loss, s_cmp, t_cmp = objective(pair.student(xb), pair.teacher(xb))
+            measures.add(s_cmp, t_cmp, float(loss), xb.shape[0])
+            predicted = objective.predictions(s_cmp)
+            if predicted is not None and bool((yb >= 0).all()):
+                measures.correct += int((predicted == yb).sum())
+                measures.labelled += int(yb.shape[0])
+    module.train(was)
+    return measures.summary()
+
+
+def export_check(exported: onnx.ModelProto, pair, batches, limit: int = 64) -> dict:
+    """onnxruntime on the written model against torch, on up to `limit` held-out images."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    session = ort.InferenceSession(exported.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    worst: dict[str, float] = {}
+    with torch.no_grad():
+        for xb, _yb in batches:
+            xb = xb[:limit].cpu()
+            want = [t.cpu().numpy() for t in pair.student(xb)[0]]
+            try:  # a graph may declare a symbolic batch and still reshape to a constant one: then one by one
+                parts = [session.run(None, {name: xb.numpy()})] if pair.student.chunk is None else None
+            except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
+                parts = None
+            if parts is None:
+                parts = [session.run(None, {name: xb[i : i + 1].numpy()}) for i in range(xb.shape[0])]
+            for k, out in enumerate(pair.student.names):
+                got = np.concatenate([p[k] for p in parts], axis=pair.student.axes.get(out, 0))
+                error = float(np.abs(got - want[k]).max() / max(float(np.abs(want[k]).max()), 1e-12))
+                worst[out] = max(worst.get(out, 0.0), error)
+            break
+    return {"images": min(limit, int(batches.x.shape[0])), "max_relative_error": worst}
+
+
+def train_mode(module, frozen_stats: bool) -> None:
+    """Train mode; with `frozen_stats` the graph's own BatchNorm layers normalise with their running
+    statistics (eval mode, affine parameters still trained), as the teacher does."""
+    module.train()
+    if frozen_stats:
+        inserted = set((getattr(module, "inserted_norms", {}) or {}).values())
+        for key, op in module.ops.items():
+            if key not in inserted and isinstance(op, torch.nn.modules.batchnorm._BatchNorm):
+                op.eval()
+
+
+def agreement_text(measured: dict) -> str:
+    return "" if measured.get("agreement") is None else f", agreement {100 * measured['agreement']:.1f} %"
+
+
+def student_init_of(proto: onnx.ModelProto, given: str | None) -> str:
+    if given is not None:
+        return given
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return meta.get("onnxprune.init", "keep")
