@@ -15,8 +15,8 @@ onnxruntime against torch on held-out images.
 
 A student that kept its weights trains, unless `--lr` says otherwise, at a tenth of the recipe's
 learning rate (as `pipeline finetune` fine-tunes): it starts near its teacher, and Adam's first steps
-at the full rate (each weight moved by ~lr) threw a student 10 % off its teacher (MTCNN's O-net, weights
-perturbed) to 60 % off; at a tenth it came to 9 %.
+at the full rate (each weight moved by ~lr) threw a student 18 % off its teacher (MTCNN's O-net, conv
+weights perturbed) to 60 % off; at a tenth it came to 9 % (benchmarks/distill_lr.py).
 
 `--norm auto` inserts BatchNorm (trainers.convert.norms) only into a student whose weights were
 re-initialised (`student_init="reinit"`, or the pruned model's `onnxprune.init` metadata): a student
