@@ -6,9 +6,12 @@ comparing a Softmax / Sigmoid output on its logits):
 1. made by Softmax or LogSoftmax (through Identity): **class scores**. Compared on the op's input,
    the logits, with KL divergence at temperature T over the op's axis (opset < 13: the flattened
    trailing axes, as the op then computes).
-2. made by Sigmoid: **binary scores** (multi-label heads, segmentation and text maps). Compared on
-   its logits with the Bernoulli KL divergence at T, element by element. A saturated sigmoid
-   (p ~ 1e-7) still has informative logits: onnxprune.measure.verify compares them the same way.
+2. made by Sigmoid: **element scores** (multi-label heads, segmentation and text maps). Compared on
+   its logits, with the normalised MSE of rule 5. A saturated sigmoid (p ~ 1e-7) still has
+   informative logits (onnxprune.measure.verify compares them the same way); the Bernoulli KL at T,
+   tried first, vanishes there: on PP-OCRv4's detector pruned at FLOPs 0.5 (CIFAR-10 images, where it
+   finds almost no text) it left the logits further from the teacher's than the MSE on them did
+   (benchmarks/distill_sigmoid_loss.py). `--output-loss NAME=kl` asks for the Bernoulli KL.
 3. non-negative and summing to 1 over the last axis on the probe batch (a softmax written out as
    Exp / ReduceSum / Div): **probabilities**, compared with KL at T on their logarithms.
 4. the graph's only output, made (through Reshape, Transpose, Flatten, Squeeze, Unsqueeze,
@@ -21,7 +24,8 @@ comparing a Softmax / Sigmoid output on its logits):
    non-batch axis with the fewest entries (ties: the later one): a head's 4 + C box and score
    channels, not its thousands of anchors; the floor on a scale is 1e-3 of the largest.
 
-KL losses are multiplied by T^2 (gradients keep their size as T changes, Hinton et al. 2015).
+The Sigmoid output of rule 2 keeps its own kind ("sigmoid") for the measures. KL losses are
+multiplied by T^2 (gradients keep their size as T changes, Hinton et al. 2015).
 The distillation loss is the mean over outputs, plus `hint_weight` x the mean of the feature hints
 (trainers.hints), each a per-channel normalised MSE like rule 5.
 
@@ -44,7 +48,8 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 
 CLASS_KINDS = ("softmax", "probabilities", "logits")
-KINDS = CLASS_KINDS + ("sigmoid", "regression")
+SCALED_KINDS = ("regression", "sigmoid")  # normalised MSE: their per-feature scale comes from calibration
+KINDS = CLASS_KINDS + SCALED_KINDS + ("binary",)
 OVERRIDES = ("kl", "mse")
 SATURATING = ("Softmax", "LogSoftmax", "Sigmoid")
 PASS_THROUGH = ("Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
@@ -57,7 +62,7 @@ class OutputRule:
     output: str  # the graph output
     tensor: str  # the tensor compared: the output, or the logits before its Softmax / Sigmoid
     kind: str
-    axis: int  # class axis (class kinds), feature axis (regression); -1 = none (sigmoid)
+    axis: int  # class axis (class kinds), feature axis (regression, sigmoid); -1 = none (binary)
     reason: str
     flatten: bool = False  # opset < 13 softmax: classes are the axes from `axis` on
     scale: torch.Tensor | None = None  # regression: per-feature root mean square of the teacher
@@ -152,7 +157,11 @@ def output_rules(
             flatten = opset < 13 and axis != rank - 1
             rules.append(OutputRule(name, node.input[0], "softmax", axis, f"made by {node.op_type}", flatten))
         elif node is not None and node.op_type == "Sigmoid" and node.input[0] not in constants:
-            rules.append(OutputRule(name, node.input[0], "sigmoid", -1, "made by Sigmoid"))
+            if want == "kl":
+                rules.append(OutputRule(name, node.input[0], "binary", -1, "made by Sigmoid, --output-loss kl"))
+            else:
+                axis = feature_axis(tuple(value.shape), batch)
+                rules.append(OutputRule(name, node.input[0], "sigmoid", axis, "made by Sigmoid"))
         elif _sums_to_one(value):
             rules.append(OutputRule(name, name, "probabilities", rank - 1, "sums to 1 over its last axis"))
         elif want == "kl" or (
@@ -214,9 +223,9 @@ def output_loss(rule: OutputRule, student: torch.Tensor, teacher: torch.Tensor, 
         return kl_rows(
             class_rows(student, rule.axis, rule.flatten), class_rows(teacher, rule.axis, rule.flatten), temperature
         )
-    if rule.kind == "sigmoid":
+    if rule.kind == "binary":
         return bernoulli_kl(student, teacher, temperature)
-    return normalised_mse(student, teacher, rule.axis, rule.scale)
+    return normalised_mse(student, teacher, rule.axis, rule.scale)  # regression, sigmoid (on its logits)
 
 
 class ScaleMeter:

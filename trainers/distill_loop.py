@@ -15,8 +15,8 @@ onnxruntime against torch on held-out images.
 
 A student that kept its weights trains, unless `--lr` says otherwise, at a tenth of the recipe's
 learning rate (as `pipeline finetune` fine-tunes): it starts near its teacher, and Adam's first steps
-at the full rate (each weight moved by ~lr) threw a student 10 % off its teacher (MTCNN's O-net, weights
-perturbed) to 60 % off; at a tenth it came to 9 %.
+at the full rate (each weight moved by ~lr) threw a student 18 % off its teacher (MTCNN's O-net, conv
+weights perturbed) to 60 % off; at a tenth it came to 9 % (benchmarks/distill_lr.py).
 
 `--norm auto` inserts BatchNorm (trainers.convert.norms) only into a student whose weights were
 re-initialised (`student_init="reinit"`, or the pruned model's `onnxprune.init` metadata): a student
@@ -295,7 +295,6 @@ def distill(
         if say:
             say(f"resuming from {ckpt_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
     epoch_log = EpochLog(log_path, history)
-    start = recalibrated or before  # where the gradient steps start: the guard compares with it
     kept = {h.tensor: h.kept.tolist() for h in pair.hints}
     extra = {"distill": {"kept": kept, "before": before, "recalibrated": recalibrated}}
 
@@ -349,7 +348,7 @@ def distill(
                 record["test_acc"] = round(measured["accuracy"], 6)
             history.append(record)
             if guard:
-                check_distill_epoch(epoch + 1, steps_per_epoch, start["loss"], measured["loss"], history)
+                check_distill_epoch(epoch + 1, steps_per_epoch, before["loss"], measured["loss"], history)
             epoch_log.write(record)
             bar.print(
                 f"epoch {epoch + 1}: train loss {train_loss:.4f} | held-out loss {measured['loss']:.4f}, relative error "
@@ -376,7 +375,7 @@ def distill(
                 )
 
     after = measured if train_images else heldout(pair, objective, test_batches, module)
-    outcome = distill_verdict(history, start["loss"], guard)
+    outcome = distill_verdict(history, before["loss"], guard)
     check, how = None, None
     if out_path is not None:
         module.eval()

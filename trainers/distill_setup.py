@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 
 from .data import Dataset, parse_data_spec
-from .distill import CLASS_KINDS, Measures, OutputRule, ScaleMeter, compared, output_loss, output_rules
+from .distill import CLASS_KINDS, SCALED_KINDS, Measures, OutputRule, ScaleMeter, compared, output_loss, output_rules
 from .hints import Hint, candidates, hint_loss, meters, read_report, select, teacher_view
 from .hints import match as match_channels
 from .images import Skipped, load_images
@@ -154,7 +154,7 @@ def calibrate(pair: Pair, batches, kept: dict[str, list[int]] | None = None) -> 
     for hint in pair.hints:
         if kept and hint.tensor in kept:
             hint.kept = torch.tensor(kept[hint.tensor], dtype=torch.long)
-    out_meters = [ScaleMeter(r.axis) if r.kind == "regression" else None for r in pair.rules]
+    out_meters = [ScaleMeter(r.axis) if r.kind in SCALED_KINDS else None for r in pair.rules]
     hint_meters = meters(pair.hints)
     seen = 0
     with torch.no_grad():

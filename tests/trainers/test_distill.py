@@ -197,3 +197,57 @@ def test_exported_student_runs_in_onnxruntime_at_any_batch(graphs, images, tmp_p
     session = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((3, 1, 8, 24)).astype(np.float32)
     assert session.run(None, {"input": x})[0].shape == (24, 3, 7)  # (time, batch, classes)
+
+
+def test_a_sigmoid_output_is_compared_on_its_logits():
+    from onnx import TensorProto, helper
+
+    from trainers.distill import output_rules
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["logits"], name="conv"),
+            helper.make_node("Sigmoid", ["logits"], ["map"], name="sigmoid"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("map", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [onnx.numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "w")],
+    )
+    model = helper.make_model(graph)
+    probe = [torch.rand(2, 1, 8, 8)]
+    (rule,) = output_rules(model, probe, {"map": 0})
+    assert (rule.kind, rule.tensor) == ("sigmoid", "logits")
+    (rule,) = output_rules(model, probe, {"map": 0}, {"map": "kl"})
+    assert (rule.kind, rule.tensor) == ("binary", "logits")
+    (rule,) = output_rules(model, probe, {"map": 0}, {"map": "mse"})
+    assert (rule.kind, rule.tensor) == ("regression", "logits")
+
+
+def test_a_softmax_written_out_is_read_as_probabilities():
+    from onnx import TensorProto, helper
+
+    from trainers.distill import output_rules
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Exp", ["x"], ["e"], name="exp"),
+            helper.make_node("ReduceSum", ["e", "axes"], ["s"], name="sum", keepdims=1),
+            helper.make_node("Div", ["e", "s"], ["p"], name="div"),
+            helper.make_node("Mul", ["x", "two"], ["boxes"], name="boxes"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+        [
+            helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 5]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 5]),
+        ],
+        [
+            onnx.numpy_helper.from_array(np.array([1], np.int64), "axes"),
+            onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        ],
+    )
+    x = torch.randn(3, 5)
+    probe = [torch.softmax(x, 1), 2 * x]
+    rules = output_rules(helper.make_model(graph), probe, {"p": 0, "boxes": 0})
+    assert [r.kind for r in rules] == ["probabilities", "regression"]
