@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
@@ -42,6 +41,7 @@ from .checkpoint import CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint
 from .convert import convert
 from .convert.norms import NORM_MODES, insert_norms
 from .distill_setup import (
+    DistillResult,
     Objective,
     agreement_text,
     calibrate,
@@ -74,42 +74,6 @@ DISTILL_KEYS = RESUME_KEYS + (
     "std",
     "output_loss",
 )
-
-
-@dataclass
-class DistillResult:
-    accuracy: float | None  # test accuracy when the data has labels and the student a class output
-    relative_error: float  # held-out, worst output, after training
-    relative_error_before: float
-    agreement: float | None  # held-out top-1 agreement with the teacher (worst class output)
-    agreement_before: float | None
-    heldout: dict
-    heldout_before: dict  # as pruned, before recalibration and training
-    train_loss: float
-    epochs: int
-    wall_seconds: float
-    train_seconds: float
-    images_per_s: float
-    log_path: str | None
-    output_path: str | None
-    device: str
-    teacher: dict
-    outputs: list
-    hints: list
-    input: dict
-    skipped_images: int = 0
-    heldout_recalibrated: dict | None = None  # after the least-squares recalibration, before training
-    config: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
-    onnx_check: dict | None = None
-    params: int = 0
-    resumed_from_epoch: int = 0
-    norm: dict = field(default_factory=dict)
-    verdict: dict = field(default_factory=dict)
-    export: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def distill(
