@@ -51,7 +51,7 @@ def _cli(*args: str) -> dict:
 
 
 def run(args, results: dict, key: str, *cli_args: str) -> dict:
-    if key in results["runs"] and "error" not in results["runs"][key]:
+    if key in results["runs"] and not results["runs"][key].get("error"):
         return results["runs"][key]
     started = time.perf_counter()
     payload = _cli(*cli_args)
