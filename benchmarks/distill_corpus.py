@@ -138,25 +138,33 @@ def one(entry: dict, out: Path, threads: int, train_images: int, test_images: in
     return row
 
 
+def _manifest() -> list[dict]:
+    return json.loads((ROOT / "build" / "corpus" / "manifest.json").read_text())["models"]
+
+
 def table(results: dict) -> str:
     lines = [
-        "| model | exporter | FLOPs kept | rel. error pruned → distilled | lower by | top-1 agreement pruned → "
-        "distilled | hints | distil s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | exporter | FLOPs kept | rel. error pruned → distilled | lower by | (after recalibration alone) | "
+        "top-1 agreement pruned → distilled | hints | distil s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in results["rows"]:
+    order = {m["name"]: i for i, m in enumerate(_manifest())}
+    for row in sorted(results["rows"], key=lambda r: order.get(r["model"], len(order))):
+        exporter = row["exporter"].split(" (ONNX Model Zoo")[0]
         if "error" in row:
-            lines.append(f"| {row['model']} | {row['exporter']} | — | not run: {row['error']} | | | | |")
+            reason = row["error"].removeprefix("onnxprune: error: ").split(";")[0]
+            lines.append(f"| {row['model']} | {exporter} | — | not run: {reason[:110]} | | | | | |")
             continue
         ratio = row["error_before"] / max(row["error_after"], 1e-12)
+        recal = "—" if row.get("recalibrated") is None else f"{row['recalibrated']:.3f}"
         agree = (
             f"{100 * row['agreement_before']:.1f} % → {100 * row['agreement_after']:.1f} %"
             if row["agreement_after"] is not None
             else "— (no class output)"
         )
         lines.append(
-            f"| {row['model']} | {row['exporter']} | {100 * row['flops']['ratio']:.1f} % | "
-            f"{row['error_before']:.3f} → {row['error_after']:.3f} | {ratio:.2f}x | {agree} | {row['hints']} | "
+            f"| {row['model']} | {exporter} | {100 * row['flops']['ratio']:.1f} % | "
+            f"{row['error_before']:.3f} → {row['error_after']:.3f} | {ratio:.2f}x | {recal} | {agree} | {row['hints']} | "
             f"{row['distill_seconds']:.0f} |"
         )
     return "\n".join(lines)
@@ -177,16 +185,17 @@ def main() -> int:
     if args.table:
         print(table(json.loads(path.read_text())))
         return 0
-    manifest = json.loads((ROOT / "build" / "corpus" / "manifest.json").read_text())["models"]
-    wanted = [m for m in manifest if not m.get("quantized") and (not args.only or m["name"] in args.only.split(","))]
+    wanted = [m for m in _manifest() if not m.get("quantized") and (not args.only or m["name"] in args.only.split(","))]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(path.read_text()) if path.exists() else {"rows": []}
     from onnxprune.measure.bench import machine_info
 
+    command = "PYTHONPATH=. .venv/bin/python benchmarks/distill_corpus.py " + " ".join(sys.argv[1:])
+    results["commands"] = results.get("commands", []) + [command]
     results["settings"] = {
-        "command": "PYTHONPATH=. .venv/bin/python benchmarks/distill_corpus.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "machine": machine_info(),
         "train_images": args.train_images,
