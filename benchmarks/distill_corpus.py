@@ -95,7 +95,7 @@ def measure(original: Path, other: Path, x: np.ndarray, outputs: list[dict]) -> 
     return rows
 
 
-def one(entry: dict, out: Path, threads: int, train_images: int, test_images: int, epochs: int) -> dict:
+def one(entry: dict, out: Path, threads: int, train_images: int, test_images: int, epochs: int, extra=()) -> dict:
     name = entry["name"]
     model = ROOT / "build" / "corpus" / entry["file"]
     shapes = [f"{k}={'x'.join(map(str, v))}" for k, v in entry["input_shape"].items()]
@@ -107,7 +107,7 @@ def one(entry: dict, out: Path, threads: int, train_images: int, test_images: in
         "--criterion", "l1", "--data", f"images={CIFAR}", "--limit-train", str(train_images),
         "--limit-test", str(test_images), "--epochs", str(epochs), "--threads", str(threads),
         "--mean", mean, "--std", std, "--bench-runs", "20", "-q", "-o", str(out / name),
-        *[flag for s in shapes for flag in ("--input-shape", s)],
+        *[flag for s in shapes for flag in ("--input-shape", s)], *extra,
     ]  # fmt: skip
     try:
         payload = run_json(*args)
@@ -177,6 +177,7 @@ def main() -> int:
     parser.add_argument("--train-images", type=int, default=1024)
     parser.add_argument("--test-images", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--extra", default="", help="more `pipeline distill` flags, e.g. '--lr 1e-3' (experiments)")
     parser.add_argument("--out", default=str(ROOT / "build" / "distill-corpus"))
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "distill_corpus.json"))
     parser.add_argument("--table", action="store_true", help="print the Markdown table from --json and stop")
@@ -202,9 +203,10 @@ def main() -> int:
         "test_images": args.test_images,
         "epochs": args.epochs,
         "threads": args.threads,
+        "extra": args.extra,
     }
     for entry in wanted:
-        row = one(entry, out, args.threads, args.train_images, args.test_images, args.epochs)
+        row = one(entry, out, args.threads, args.train_images, args.test_images, args.epochs, args.extra.split())
         results["rows"] = [r for r in results["rows"] if r["model"] != row["model"]] + [row]
         path.write_text(json.dumps(results, indent=1))
         print(json.dumps({k: row.get(k) for k in ("model", "error_before", "error_after", "agreement_before", "agreement_after", "seconds", "error")}), flush=True)  # fmt: skip

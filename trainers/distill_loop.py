@@ -240,14 +240,15 @@ def distill(
     module.eval()
     calibrate(pair, calibration, saved.get("kept"))
     before = saved.get("before") or heldout(pair, objective, test_batches, module)
-    corrected = recalibrate(module, pair, next(iter(calibration))[0]) if recalibration and pair.hints else []
-    recalibrated = saved.get("recalibrated") or (heldout(pair, objective, test_batches, module) if corrected else None)
+    refit = recalibrate(module, pair, teacher_net, calibration) if recalibration else []
+    changed = [r for r in refit if r["lambda"] is not None]
+    recalibrated = saved.get("recalibrated") or (heldout(pair, objective, test_batches, module) if changed else None)
     if say:
         say(f"as pruned: held-out relative error {before['relative_error']:.4f}" + agreement_text(before))
-        if corrected:
+        if changed:
             say(
-                f"recalibrated {len(corrected)} layers by least squares on the teacher's channels: relative error "
-                f"{recalibrated['relative_error']:.4f}" + agreement_text(recalibrated)
+                f"refitted {len(changed)} of {len(refit)} layers by least squares to the teacher's tensors: "
+                f"relative error {recalibrated['relative_error']:.4f}" + agreement_text(recalibrated)
             )
     opt = make_optimizer(config["optimizer"], module.parameters(), config["lr"], config["weight_decay"])
     steps_per_epoch = len(train_batches)
@@ -259,7 +260,7 @@ def distill(
         if say:
             say(f"resuming from {ckpt_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
     epoch_log = EpochLog(log_path, history)
-    kept = {h.tensor: h.kept.tolist() for h in pair.hints}
+    kept = {h.tensor: h.kept.tolist() for h in pair.aligned}
     extra = {"distill": {"kept": kept, "before": before, "recalibrated": recalibrated}}
 
     train_images, train_time, train_loss, measured = 0, 0.0, float("nan"), {}
@@ -363,6 +364,7 @@ def distill(
         heldout=after,
         heldout_before=before,
         heldout_recalibrated=recalibrated,
+        refit=refit,
         train_loss=train_loss,
         epochs=config["epochs"],
         wall_seconds=time.perf_counter() - started,

@@ -61,8 +61,9 @@ class Pair:
     student: Runner
     teacher: Runner
     rules: list[OutputRule]
-    hints: list[Hint]
+    hints: list[Hint]  # those the loss reads (--hints auto)
     taps: set[str]
+    aligned: list[Hint] = field(default_factory=list)  # every pruned layer matched to the teacher's, any --hints
 
 
 def random_images(spec: InputSpec, seed: int = 0):
@@ -94,7 +95,7 @@ def pair_up(
     t_probe = probe(teacher.fn, make, names)
     rules = output_rules(teacher.proto, t_probe.sample[0], t_probe.axes, overrides)
     available = {name for _ins, outs, _free in module.wiring for name in outs}
-    pairs = candidates(proto, teacher.proto, available, teacher.available) if hints_mode == "auto" else []
+    pairs = candidates(proto, teacher.proto, available, teacher.available)
     logits = {r.tensor for r in rules if r.tensor != r.output}
     missing = sorted(
         t for t in logits if t not in available or (teacher.available is not None and t not in teacher.available)
@@ -108,12 +109,13 @@ def pair_up(
     t_runner = probe(teacher.fn, make, names)
     check_shapes(s_runner.sample[0], t_runner.sample[0], names, str(where))
     shapes = lambda runner: {n: tuple(v.shape) for n, v in runner.sample[1].items()}  # noqa: E731
-    hints = select(pairs, shapes(s_runner), shapes(t_runner), s_runner.axes, read_report(report))
-    taps = logits | {h.tensor for h in hints}
+    aligned = select(pairs, shapes(s_runner), shapes(t_runner), s_runner.axes, read_report(report))
+    hints = aligned if hints_mode == "auto" else []
+    taps = logits | {h.tensor for h in aligned}  # the refit and the channel matching read them all
     module.taps = frozenset(taps)
     teacher.set_taps(taps)
     module.train()
-    return Pair(s_runner, t_runner, rules, hints, taps)
+    return Pair(s_runner, t_runner, rules, hints, taps, aligned)
 
 
 def label_index(rules: list[OutputRule], sample: list[torch.Tensor], names: list[str], classes: int) -> int | None:
@@ -151,7 +153,7 @@ def calibrate(pair: Pair, batches, kept: dict[str, list[int]] | None = None) -> 
     """On the first CALIBRATION_IMAGES training images (no augmentation), both in eval mode: channels
     of hints without a report matched (or restored from a checkpoint's `kept`), and the per-feature
     scales of regression outputs and hints measured on the teacher."""
-    for hint in pair.hints:
+    for hint in pair.aligned:
         if kept and hint.tensor in kept:
             hint.kept = torch.tensor(kept[hint.tensor], dtype=torch.long)
     out_meters = [ScaleMeter(r.axis) if r.kind in SCALED_KINDS else None for r in pair.rules]
@@ -160,9 +162,9 @@ def calibrate(pair: Pair, batches, kept: dict[str, list[int]] | None = None) -> 
     with torch.no_grad():
         for xb, _yb in batches:
             t_out = pair.teacher(xb)
-            if any(h.kept is None for h in pair.hints):
+            if any(h.kept is None for h in pair.aligned):
                 s_out = pair.student(xb)
-                for hint in pair.hints:
+                for hint in pair.aligned:
                     if hint.kept is None:
                         match_channels(hint, s_out[1][hint.tensor], t_out[1][hint.tensor])
             t_by_name = dict(zip(pair.teacher.names, t_out[0]))
@@ -269,7 +271,8 @@ class DistillResult:
     hints: list
     input: dict
     skipped_images: int = 0
-    heldout_recalibrated: dict | None = None  # after the least-squares recalibration, before training
+    heldout_recalibrated: dict | None = None  # after the least-squares refit (trainers.recalibrate), before training
+    refit: list = field(default_factory=list)  # per layer: trainers.recalibrate.recalibrate's records
     config: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     onnx_check: dict | None = None

@@ -91,7 +91,7 @@ def distill_options() -> dict[str, Any]:
         recalibrate=typer.Option(
             None,
             "--recalibrate/--no-recalibrate",
-            help="before training, fit each hinted layer's channels to the teacher's by least squares (default on)",
+            help="before training, refit every layer to the teacher's tensors by least squares, in graph order (default on)",
         ),
         shrink_report=typer.Option(
             None, "--shrink-report", help="shrink --report JSON: the kept channels of each layer, for the hints"
