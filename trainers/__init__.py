@@ -23,7 +23,7 @@ _EXPORTS = {
     "TrainResult": "loop",
     "RECIPES": "loop",
     "evaluate": "loop",
-    "evaluate_model": "loop",
+    "evaluate_model": "evaluate",
     "resolve_config": "loop",
     "convert": "convert",
     "export_onnx": "convert",

@@ -143,7 +143,7 @@ def load_data(data, spec: InputSpec, config: dict, log) -> tuple[Dataset, Skippe
             limit_test=config.get("limit_test"),
             log=log,
         )
-    from .loop import _load_data
+    from .evaluate import _load_data
 
     dataset = _load_data(data, config, log)
     return dataset, Skipped()

@@ -36,7 +36,7 @@ def machine() -> dict[str, Any]:
 
 
 def _dataset(data: str, config: dict):
-    from trainers.loop import _load_data
+    from trainers.evaluate import _load_data
 
     key = json.dumps([data, config], sort_keys=True, default=str)
     if key not in _DATASETS:

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from onnxprune.errors import UserError  # noqa: E402
-from trainers import data as data_mod  # noqa: E402
+from trainers import folders as folders_mod  # noqa: E402
 from trainers.data import CIFAR10_CLASSES, DEFAULT_CIFAR10, Batches, augment_batch, load_dataset, parse_data_spec  # noqa: E402
 from trainers.testing import write_cifar_pickles, write_image_folder  # noqa: E402
 
@@ -75,8 +75,8 @@ def test_folder_cache_is_reused_and_invalidated(tmp_path, private_cache):
     caches = list(private_cache.iterdir())
     assert len(caches) == 1 and (caches[0] / "train_x.npy").is_file()
     calls = []
-    original = data_mod._decode_parallel
-    data_mod._decode_parallel = lambda *a, **k: calls.append(1) or original(*a, **k)
+    original = folders_mod._decode_parallel
+    folders_mod._decode_parallel = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
         again = load_dataset(f"folder={root}")
         assert not calls and torch.equal(again.train_x, first.train_x)
@@ -87,13 +87,13 @@ def test_folder_cache_is_reused_and_invalidated(tmp_path, private_cache):
         changed = load_dataset(f"folder={root}")
         assert calls and not torch.equal(changed.train_x, first.train_x)
     finally:
-        data_mod._decode_parallel = original
+        folders_mod._decode_parallel = original
 
 
 def test_parallel_decode_equals_serial(tmp_path, monkeypatch):
     root = write_image_folder(tmp_path / "imgs", per_class=5, as_zip=True)
     serial = load_dataset(f"folder={root}", use_cache=False, workers=1)
-    monkeypatch.setattr(data_mod, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(folders_mod, "PARALLEL_MIN", 0)
     parallel = load_dataset(f"folder={root}", use_cache=False, workers=2)
     assert torch.equal(serial.train_x, parallel.train_x) and torch.equal(serial.test_y, parallel.test_y)
 
