@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from onnxprune.cli.app import parse_input_shapes  # noqa: E402
 from onnxprune.errors import UserError  # noqa: E402
 from onnxprune.measure.bench import ENERGY_NOTE, bench_many, compare, machine_info, report_json  # noqa: E402
-from onnxprune.measure.budget import format_bytes, format_count  # noqa: E402
+from onnxprune.measure.figures import format_bytes, format_count  # noqa: E402
 
 
 def lscpu_model_name() -> Optional[str]:

@@ -9,7 +9,7 @@ import platform
 import onnxruntime
 
 from onnxprune.cli import main
-from onnxprune.measure import bench as bench_module
+from onnxprune.measure import machine as machine_module
 from tests import tiny_models
 
 X86_CPUINFO = {
@@ -34,24 +34,24 @@ def test_bench_json_names_the_machine_and_threads(tmp_path, capsys):
 
 
 def test_machine_info_reads_isa_of_the_cpu(monkeypatch):
-    monkeypatch.setattr(bench_module, "_cpuinfo", lambda: dict(X86_CPUINFO))
+    monkeypatch.setattr(machine_module, "_cpuinfo", lambda: dict(X86_CPUINFO))
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
-    info = bench_module.machine_info()
+    info = machine_module.machine_info()
     assert info["cpu"] == "AMD EPYC 9B14" and info["emulated"] is False
     assert info["isa"] == ["avx2", "avx512f", "fma"]
 
 
 def test_machine_info_on_a_real_arm_board(monkeypatch):
-    monkeypatch.setattr(bench_module, "_cpuinfo", lambda: dict(ARM_CPUINFO))
+    monkeypatch.setattr(machine_module, "_cpuinfo", lambda: dict(ARM_CPUINFO))
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    info = bench_module.machine_info()
+    info = machine_module.machine_info()
     assert info["emulated"] is False and info["isa"] == ["asimd", "asimddp"]
 
 
 def test_machine_info_flags_qemu_emulation(monkeypatch):
     # qemu-user shows the host's /proc/cpuinfo to the emulated aarch64 Python
-    monkeypatch.setattr(bench_module, "_cpuinfo", lambda: dict(X86_CPUINFO))
+    monkeypatch.setattr(machine_module, "_cpuinfo", lambda: dict(X86_CPUINFO))
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    info = bench_module.machine_info()
+    info = machine_module.machine_info()
     assert info["emulated"] is True
     assert info["cpu"] == "emulated (qemu-user) on AMD EPYC 9B14" and info["isa"] == []

@@ -9,15 +9,8 @@ import pytest
 from onnxprune import profile
 from onnxprune.errors import UserError
 from onnxprune.measure import budget
-from onnxprune.measure.budget import (
-    CheckResult,
-    check,
-    format_bytes,
-    format_count,
-    load_budgets,
-    parse_bytes,
-    parse_count,
-)
+from onnxprune.measure.budget import CheckResult, check, load_budgets
+from onnxprune.measure.figures import format_bytes, format_count, parse_bytes, parse_count
 from tests.tiny_models import conv_model
 
 

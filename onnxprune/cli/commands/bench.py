@@ -30,7 +30,7 @@ def _ratio(value: Optional[float], kind: str) -> str:
 def render_table(results: Sequence[Any], title: str = "onnxruntime CPU benchmark") -> Any:
     """The side-by-side rich table of bench results (first column is the baseline)."""
     from onnxprune.measure.bench import compare, energy_note
-    from onnxprune.measure.budget import format_bytes, format_count
+    from onnxprune.measure.figures import format_bytes, format_count
 
     ratios = compare(results)
     first = results[0]

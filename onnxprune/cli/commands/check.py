@@ -43,8 +43,8 @@ def check(
     ),
 ) -> None:
     """Check models against complexity budgets: exit 0 within, 1 over budget, 2 bad input."""
-    from onnxprune.measure.budget import FIGURES, format_figure
     from onnxprune.measure.budget import check as run_check
+    from onnxprune.measure.figures import FIGURES, format_figure
 
     result = run_check(
         models or None,

@@ -29,7 +29,7 @@ def default_output(model: str, mode: str, target: Optional[float], budget: Optio
 
 
 def parse_budget(mode: str, budget: str) -> float:
-    from onnxprune.measure.budget import parse_bytes, parse_count
+    from onnxprune.measure.figures import parse_bytes, parse_count
 
     return float(parse_bytes(budget, "--budget") if mode == "MA" else parse_count(budget, "--budget"))
 
