@@ -7,6 +7,7 @@ usage error never load the model stack. `tests/cli/test_startup.py` checks what 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
 import signal
@@ -137,4 +138,10 @@ def _main(argv: list[str] | None) -> int:
 def entry() -> None:
     global _AS_PROCESS
     _AS_PROCESS = True
-    sys.exit(main())
+    rc = main()
+    # The work is done and every output written: leave every object that lives to the end out of the
+    # interpreter's last cycle collection, a pass over all of them (onnx, numpy, the model's graph)
+    # that cost a `profile` a tenth of its run (35 ms of 0.26 s on ResNet-50). Shutdown still runs
+    # atexit handlers and flushes and closes the standard streams.
+    gc.freeze()
+    sys.exit(rc)

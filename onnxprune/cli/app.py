@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 import typer
-from rich.console import Console
 
 app = typer.Typer(
     add_completion=False,
@@ -16,10 +15,20 @@ app = typer.Typer(
     help="Complexity-driven structured pruning of CNNs, directly on ONNX graphs.",
 )
 
-# People read tables on stderr-free stdout; machine output (--json) goes to stdout alone.
-# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+
+def __getattr__(name: str) -> Any:
+    """`console` and `err_console`, made on first use: rich costs a run that prints no table (`--json`)
+    about 15 ms of start-up, so a verb that can skip it imports them where it prints.
+
+    People read tables on stderr-free stdout; machine output (--json) goes to stdout alone.
+    Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    made = Console(width=None if sys.stdout.isatty() else 160) if name == "console" else Console(stderr=True)
+    globals()[name] = made  # made once; later lookups skip this hook
+    return made
 
 
 def emit_json(payload: Any) -> None:
@@ -102,6 +111,8 @@ def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dic
 def _print_version(value: bool) -> None:
     if value:
         from onnxprune.cli.versions import version_line
+
+        from onnxprune.cli.app import console
 
         console.print(version_line(), markup=False, highlight=False)
         raise typer.Exit(0)

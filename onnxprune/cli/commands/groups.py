@@ -6,8 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from onnxprune.cli.app import app, console, emit_json, input_shape_option, parse_input_shapes
-from onnxprune.report import LiteralTable
+from onnxprune.cli.app import app, emit_json, input_shape_option, parse_input_shapes
 
 
 def describe_members(deps, group) -> list[dict]:
@@ -71,6 +70,9 @@ def groups_command(
             }
         )
         return
+    from onnxprune.cli.app import console  # rich: only a run that prints a table pays for it
+    from onnxprune.report import LiteralTable
+
     table = LiteralTable(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
     for column in (
         "group",
