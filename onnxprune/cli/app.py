@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import typer
 
@@ -29,6 +31,21 @@ def __getattr__(name: str) -> Any:
     made = Console(width=None if sys.stdout.isatty() else 160) if name == "console" else Console(stderr=True)
     globals()[name] = made  # made once; later lookups skip this hook
     return made
+
+
+@contextmanager
+def importing() -> Iterator[None]:
+    """Around a verb's import of the model stack (numpy, onnx, onnx-graphsurgeon: some 100k objects
+    that live to the end): the cycle collector pauses, then leaves them out of its later passes
+    (gc.freeze), which would otherwise walk them again and again while the verb works."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def emit_json(payload: Any) -> None:
@@ -110,9 +127,8 @@ def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dic
 
 def _print_version(value: bool) -> None:
     if value:
-        from onnxprune.cli.versions import version_line
-
         from onnxprune.cli.app import console
+        from onnxprune.cli.versions import version_line
 
         console.print(version_line(), markup=False, highlight=False)
         raise typer.Exit(0)

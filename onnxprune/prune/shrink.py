@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.random  # noqa: F401  (the sampler's generator: imported with this module, not inside the first shrink)
 import onnx
 
 from onnxprune.analysis.complexity import FIGURES, Layer, build_layers, profile, totals_of

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from onnxprune.cli.app import app, emit_json, input_shape_option, parse_input_shapes
+from onnxprune.cli.app import app, emit_json, importing, input_shape_option, parse_input_shapes
 from onnxprune.errors import UserError
 from onnxprune.report import nbytes, pct, si
 
@@ -42,13 +42,14 @@ def profile_command(
     """Per layer: input and output shapes, params, FLOPs (MACs), memory and their shares of the totals.
 
     With a second model: both side by side, layers matched by node name, before → after and the ratio."""
-    from onnxprune.cli.profile_views import (
-        compare_profiles,
-        print_comparison,
-        profile_with_shapes,
-        shape_text,
-        write_csv,
-    )
+    with importing():
+        from onnxprune.cli.profile_views import (
+            compare_profiles,
+            print_comparison,
+            profile_with_shapes,
+            shape_text,
+            write_csv,
+        )
 
     if sort not in SORT_KEYS:
         raise UserError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
