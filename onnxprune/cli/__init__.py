@@ -21,6 +21,7 @@ try:  # typer >= 0.20 vendors click; older typer depends on it
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
+from onnxprune.cli import app as app_module
 from onnxprune.cli import commands
 from onnxprune.cli.app import app
 from onnxprune.errors import INTERNAL_ERROR_EXIT, CheckFailed, UserError
@@ -138,6 +139,7 @@ def _main(argv: list[str] | None) -> int:
 def entry() -> None:
     global _AS_PROCESS
     _AS_PROCESS = True
+    app_module.WHOLE_PROCESS = True
     rc = main()
     # The work is done and every output written: leave every object that lives to the end out of the
     # interpreter's last cycle collection, a pass over all of them (onnx, numpy, the model's graph)

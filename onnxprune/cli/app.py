@@ -33,11 +33,18 @@ def __getattr__(name: str) -> Any:
     return made
 
 
+WHOLE_PROCESS = False  # set by cli.entry(): this run is the process (not main() called in a test or a script)
+
+
 @contextmanager
 def importing() -> Iterator[None]:
     """Around a verb's import of the model stack (numpy, onnx, onnx-graphsurgeon: some 100k objects
-    that live to the end): the cycle collector pauses, then leaves them out of its later passes
-    (gc.freeze), which would otherwise walk them again and again while the verb works."""
+    that live to the end of a CLI process): the cycle collector pauses, then leaves them out of its
+    later passes (gc.freeze), which would otherwise walk them again and again while the verb works.
+    Only when the run is the whole process: a caller of main() keeps its collector as it was."""
+    if not WHOLE_PROCESS:
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:
