@@ -89,16 +89,24 @@ class Bookkeeper:
         self.costs = [layer.cost() for layer in layers]
         self.touching: dict[int, list[int]] = {}  # group -> layers whose counts it changes
         self.producing: dict[int, list[int]] = {}  # group -> layers whose outputs it holds
+        self.producers: dict[int, list[int]] = {}  # layer -> groups holding its outputs
         for i, (lin, lout) in enumerate(zip(self.in_layouts, self.out_layouts)):
             for layout, index in ((lin, self.touching), (lout, self.touching), (lout, self.producing)):
                 if layout is not None:
-                    for gid in deps.groups_in(layout):
-                        index.setdefault(int(gid), []).append(i)
+                    for gid in map(int, deps.groups_in(layout)):
+                        index.setdefault(gid, []).append(i)
+                        if index is self.producing:
+                            self.producers.setdefault(i, []).append(gid)
         for gid in self.touching:
             self.touching[gid] = sorted(set(self.touching[gid]))
+        # the loop's hot path: channel ids per layout once; a group's weight kept until a layer it produces changes
+        self.ids = [
+            [None if lay is None else deps.ids(lay) for lay in io] for io in zip(self.in_layouts, self.out_layouts)
+        ]
+        self.weights: dict[tuple[int, int], float] = {}  # (group, figure) -> group_weight
 
-    def count(self, layout, default: int) -> int:
-        return default if layout is None else int(self.deps.mask(layout, self.flags).sum())
+    def count(self, ids: np.ndarray | None, default: int) -> int:
+        return default if ids is None else int(np.count_nonzero(self.flags[ids]))
 
     def remove(self, gid: int, classes: np.ndarray) -> None:
         """Group `gid` loses the channel classes `classes` (indices 0..size-1 of its classes)."""
@@ -108,9 +116,10 @@ class Bookkeeper:
     def recount(self, gid: int) -> None:
         for i in self.touching.get(gid, []):
             layer = self.layers[i]
-            self.costs[i] = layer.cost(
-                self.count(self.in_layouts[i], layer.cin), self.count(self.out_layouts[i], layer.cout)
-            )
+            self.costs[i] = layer.cost(self.count(self.ids[i][0], layer.cin), self.count(self.ids[i][1], layer.cout))
+            for producer in self.producers.get(i, ()):
+                for figure in range(len(self.costs[i])):
+                    self.weights.pop((producer, figure), None)
 
     def reset(self) -> None:
         self.flags[:] = True
@@ -121,7 +130,12 @@ class Bookkeeper:
         return sum(c[figure] for c in self.costs)
 
     def group_weight(self, gid: int, figure: int) -> float:
-        return float(sum(self.costs[i][figure] for i in self.producing.get(gid, [])))
+        weight = self.weights.get((gid, figure))
+        if weight is None:
+            weight = self.weights[(gid, figure)] = float(
+                sum(self.costs[i][figure] for i in self.producing.get(gid, []))
+            )
+        return weight
 
 
 def _describing(deps: Dependencies, tensor: str | None, channels: int):
