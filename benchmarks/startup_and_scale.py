@@ -84,6 +84,8 @@ def startup(reps: int) -> list[str]:
         "onnxprune --version": onnxprune("--version"),
         "onnxprune --help": onnxprune("--help"),
         'python -c "import onnx"': [PY, "-c", "import onnx"],  # what a verb that reads a model pays first
+        # profile's floor: the libraries it cannot run without (typer: the CLI; onnx-graphsurgeon: the analysis)
+        'python -c "import onnx, onnx_graphsurgeon, typer"': [PY, "-c", "import onnx, onnx_graphsurgeon, typer"],
     }
     found = paired(commands, reps)
     base = found['python -c "import numpy"']["wall"]
@@ -270,10 +272,16 @@ NOTES = [
     "Notes:",
     "- every model is the IR 3 layout of the ONNX Model Zoo's files (weights listed as graph inputs),",
     "  rebuilt with random weights from the onnx wheel's structure-only copies (models/zoo_classics.py).",
-    "- profile of ResNet-50 against onnx-tool: both processes first pay the same imports (python, numpy, onnx:",
-    "  the `import onnx` row); onnx-tool's whole run is not much more than that, so no tool that imports",
-    "  onnx can be 2x faster in the same environment. The model's size costs onnxprune nothing (its weights",
+    "- onnxprune's modules are compiled to bytecode first (`python -m compileall onnxprune`), as an install",
+    "  does: with PYTHONDONTWRITEBYTECODE set, as on this machine, every run would otherwise compile them",
+    "  from source (about 10 ms); site-packages, onnx-tool's included, ship compiled.",
+    "- profile of ResNet-50 against onnx-tool: both processes first pay python, numpy and onnx (the",
+    "  `import onnx` row); profile also needs typer and onnx-graphsurgeon (the `import onnx,",
+    "  onnx_graphsurgeon, typer` row: its floor). The model's size costs onnxprune nothing (its weights",
     "  stay in the file), so the gap widens with the model (VGG-19).",
+    "- in process against Torch-Pruning: both sides import their package before the clock (for onnxprune",
+    "  that includes numpy.random, which prune.shrink imports at the top); numpy.ma, which np.unique",
+    "  imports on its first call, is imported inside onnxprune's timed run.",
     "- the scaling table's verdicts compare each model's cost above the smallest one (mostly start-up), per",
     "  MiB: `flat` = no growth with the model; `linear` = the largest model's is at most 1.5x the others'.",
     "",
@@ -289,6 +297,11 @@ def main(argv=None) -> int:
     ap.add_argument("--big", action="store_true", help="add the 5 GiB synthetic model (external data) to the table")
     ap.add_argument("--keep-big", action="store_true", help="leave the synthetic model in build/bench_models/")
     ap.add_argument("--label", default="this venv", help="what is special about this environment, for the heading")
+    ap.add_argument(
+        "--conditions",
+        default="**taken under load** (other engineers' jobs on the same cores): the integrator re-runs it quiet",
+        help="how busy the machine was, for the machine line",
+    )
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     ap.add_argument("--no-results", action="store_true")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -304,6 +317,8 @@ def main(argv=None) -> int:
             print(json.dumps(work_ours(args[0]) if kind == "ours" else work_theirs(args[0], float(args[1]))))
         return 0
     reps = a.reps or (3 if a.quick else 7)
+    # bytecode for onnxprune, as pip writes on install (PYTHONDONTWRITEBYTECODE would leave it uncompiled)
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "onnxprune")], check=True, capture_output=True)
     heavy_reps = 1 if a.quick else 3
     load_before = loadavg()
     bench = build_all(DEFAULT_OUT)
@@ -340,8 +355,9 @@ def main(argv=None) -> int:
         f"{heading} — {stamp}",
         "",
         f"- command: `python benchmarks/startup_and_scale.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores; load average before / after: {load_before} / {loadavg()}"
-        " — **taken under load** (other engineers' jobs on the same 2 cores): the integrator re-runs it quiet",
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores, this run (and every child) pinned to CPU "
+        f"{','.join(map(str, sorted(os.sched_getaffinity(0))))}; load average before / after: {load_before} / "
+        f"{loadavg()} — {a.conditions}",
         f"- versions: {versions()}",
         f"- whole processes, paired rounds (A B A B ...), medians of {reps} rounds ({heavy_reps} for shrink and the "
         "scaling table, 1 for the synthetic model); peak RSS per process (`os.wait4`; the driver itself held "

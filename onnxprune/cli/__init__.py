@@ -7,6 +7,7 @@ usage error never load the model stack. `tests/cli/test_startup.py` checks what 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
 import signal
@@ -20,6 +21,7 @@ try:  # typer >= 0.20 vendors click; older typer depends on it
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
+from onnxprune.cli import app as app_module
 from onnxprune.cli import commands
 from onnxprune.cli.app import app
 from onnxprune.errors import INTERNAL_ERROR_EXIT, CheckFailed, UserError
@@ -137,4 +139,11 @@ def _main(argv: list[str] | None) -> int:
 def entry() -> None:
     global _AS_PROCESS
     _AS_PROCESS = True
-    sys.exit(main())
+    app_module.WHOLE_PROCESS = True
+    rc = main()
+    # The work is done and every output written: leave every object that lives to the end out of the
+    # interpreter's last cycle collection, a pass over all of them (onnx, numpy, the model's graph)
+    # that cost a `profile` a tenth of its run (35 ms of 0.26 s on ResNet-50). Shutdown still runs
+    # atexit handlers and flushes and closes the standard streams.
+    gc.freeze()
+    sys.exit(rc)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import typer
-from rich.console import Console
 
 app = typer.Typer(
     add_completion=False,
@@ -16,10 +17,42 @@ app = typer.Typer(
     help="Complexity-driven structured pruning of CNNs, directly on ONNX graphs.",
 )
 
-# People read tables on stderr-free stdout; machine output (--json) goes to stdout alone.
-# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+
+def __getattr__(name: str) -> Any:
+    """`console` and `err_console`, made on first use: rich costs a run that prints no table (`--json`)
+    about 15 ms of start-up, so a verb that can skip it imports them where it prints.
+
+    People read tables on stderr-free stdout; machine output (--json) goes to stdout alone.
+    Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    made = Console(width=None if sys.stdout.isatty() else 160) if name == "console" else Console(stderr=True)
+    globals()[name] = made  # made once; later lookups skip this hook
+    return made
+
+
+WHOLE_PROCESS = False  # set by cli.entry(): this run is the process (not main() called in a test or a script)
+
+
+@contextmanager
+def importing() -> Iterator[None]:
+    """Around a verb's import of the model stack (numpy, onnx, onnx-graphsurgeon: some 100k objects
+    that live to the end of a CLI process): the cycle collector pauses, then leaves them out of its
+    later passes (gc.freeze), which would otherwise walk them again and again while the verb works.
+    Only when the run is the whole process: a caller of main() keeps its collector as it was."""
+    if not WHOLE_PROCESS:
+        yield
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def emit_json(payload: Any) -> None:
@@ -101,6 +134,7 @@ def parse_input_shapes(specs: list[str] | None, model: str | None = None) -> dic
 
 def _print_version(value: bool) -> None:
     if value:
+        from onnxprune.cli.app import console
         from onnxprune.cli.versions import version_line
 
         console.print(version_line(), markup=False, highlight=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 from onnxprune.analysis.complexity import FIGURES, Profile, profile
 from onnxprune.errors import UserError
 from onnxprune.read.graph import load_graph
-from onnxprune.report import LiteralTable, nbytes, si
+from onnxprune.report import nbytes, si
 
 CSV_COLUMNS = ("node", "op", "input_shape", "output_shape", "out_channels", "params", "flops", "memory_bytes")
 
@@ -104,6 +104,8 @@ def _ratio_text(value: float | None) -> str:
 
 
 def print_comparison(result: dict, console, changed_only: bool = False) -> None:
+    from onnxprune.report import LiteralTable
+
     table = LiteralTable(title=f"{result['a']} → {result['b']}")
     for column in ("node", "op", "output shape A → B", "params A → B", "ratio", "FLOPs A → B", "ratio"):
         table.add_column(column, justify="left" if column in ("node", "op", "output shape A → B") else "right")

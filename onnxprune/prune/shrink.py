@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.random  # noqa: F401  (the sampler's generator: imported with this module, not inside the first shrink)
 import onnx
 
 from onnxprune.analysis.complexity import FIGURES, Layer, build_layers, profile, totals_of
@@ -14,6 +15,7 @@ from onnxprune.analysis.groups import Dependencies, Tracer, node_label
 from onnxprune.analysis.latency import latency_terms, load_profile, measure_node_latency
 from onnxprune.errors import UserError
 from onnxprune.prune.initialize import reinitialize
+from onnxprune.prune.plan import Bookkeeper
 from onnxprune.prune.protect import resolve
 from onnxprune.prune.rounding import AUTO, group_multiples, parse_round_to, unbiased_count
 from onnxprune.prune.sampler import channels_to_remove, draw_group, l1_importance, next_count
@@ -72,61 +74,6 @@ class ShrinkOptions:
         self.round_to = parse_round_to(self.round_to)
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise UserError(f"--seed {self.seed}: must be a non-negative integer")
-
-
-class Bookkeeper:
-    """Channel counts per layer and the network's totals, updated as groups lose channels."""
-
-    def __init__(self, deps: Dependencies, layers: list[Layer]):
-        self.deps = deps
-        self.layers = layers
-        self.flags = deps.keep_flags({})
-        # a layout counts a layer's channels only when it describes them: a tensor whose traced channels
-        # lie on another axis (an NHWC map fed to a Conv, issue 25) keeps the layer's own fixed count
-        self.in_layouts = [_describing(deps, layer.in_tensor, layer.cin) for layer in layers]
-        self.out_layouts = [_describing(deps, layer.out_tensor, layer.cout) for layer in layers]
-        self.costs = [layer.cost() for layer in layers]
-        self.touching: dict[int, list[int]] = {}  # group -> layers whose counts it changes
-        self.producing: dict[int, list[int]] = {}  # group -> layers whose outputs it holds
-        for i, (lin, lout) in enumerate(zip(self.in_layouts, self.out_layouts)):
-            for layout, index in ((lin, self.touching), (lout, self.touching), (lout, self.producing)):
-                if layout is not None:
-                    for gid in deps.groups_in(layout):
-                        index.setdefault(int(gid), []).append(i)
-        for gid in self.touching:
-            self.touching[gid] = sorted(set(self.touching[gid]))
-
-    def count(self, layout, default: int) -> int:
-        return default if layout is None else int(self.deps.mask(layout, self.flags).sum())
-
-    def remove(self, gid: int, classes: np.ndarray) -> None:
-        """Group `gid` loses the channel classes `classes` (indices 0..size-1 of its classes)."""
-        self.deps.drop(self.flags, gid, classes)
-        self.recount(gid)
-
-    def recount(self, gid: int) -> None:
-        for i in self.touching.get(gid, []):
-            layer = self.layers[i]
-            self.costs[i] = layer.cost(
-                self.count(self.in_layouts[i], layer.cin), self.count(self.out_layouts[i], layer.cout)
-            )
-
-    def reset(self) -> None:
-        self.flags[:] = True
-        for gid in self.touching:
-            self.recount(gid)
-
-    def total(self, figure: int) -> int:
-        return sum(c[figure] for c in self.costs)
-
-    def group_weight(self, gid: int, figure: int) -> float:
-        return float(sum(self.costs[i][figure] for i in self.producing.get(gid, [])))
-
-
-def _describing(deps: Dependencies, tensor: str | None, channels: int):
-    """The layout of `tensor` if it holds exactly the layer's `channels` positions, else None."""
-    layout = deps.layouts.get(tensor) if tensor else None
-    return layout if layout is not None and len(layout) == channels else None
 
 
 def _complexity_driven(book: Bookkeeper, kept: dict, opts: ShrinkOptions, limit: float, rng, importance) -> int:

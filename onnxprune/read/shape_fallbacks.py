@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 
 import numpy as np
 import onnx
@@ -86,6 +85,8 @@ def merge(infos: dict, found: dict, names: list[str]) -> int:
 
 def symbolic(skeleton_model: onnx.ModelProto) -> dict[str, TensorInfo]:
     """onnxruntime's symbolic shape inference on the (input-fixed) skeleton; raises on failure."""
+    import logging  # here: every profile imports this module, few run the symbolic fallback
+
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)

@@ -6,8 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from onnxprune.cli.app import app, console, emit_json, input_shape_option, parse_input_shapes
-from onnxprune.report import LiteralTable
+from onnxprune.cli.app import app, emit_json, importing, input_shape_option, parse_input_shapes
 
 
 def describe_members(deps, group) -> list[dict]:
@@ -57,8 +56,9 @@ def groups_command(
 
     A prunable group's share among prunable groups is its chance of being drawn first by `shrink`
     in that mode (JSON: `draw_probability`)."""
-    from onnxprune import channel_groups
-    from onnxprune.prune.plan import group_shares
+    with importing():
+        from onnxprune import channel_groups
+        from onnxprune.prune.plan import group_shares
 
     deps = channel_groups(model, parse_input_shapes(input_shape, model), keep_tied=keep_tied)
     shares = group_shares(deps)
@@ -71,6 +71,9 @@ def groups_command(
             }
         )
         return
+    from onnxprune.cli.app import console  # rich: only a run that prints a table pays for it
+    from onnxprune.report import LiteralTable
+
     table = LiteralTable(title=f"{model}: {len(deps.prunable)} of {len(deps.groups)} groups prunable")
     for column in (
         "group",

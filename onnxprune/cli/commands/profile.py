@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from onnxprune.cli.app import app, console, emit_json, input_shape_option, parse_input_shapes
+from onnxprune.cli.app import app, emit_json, importing, input_shape_option, parse_input_shapes
 from onnxprune.errors import UserError
-from onnxprune.report import LiteralTable, nbytes, pct, si
+from onnxprune.report import nbytes, pct, si
 
 SHAPE_METHODS = {
     "onnx": "ONNX inference",
@@ -42,13 +42,14 @@ def profile_command(
     """Per layer: input and output shapes, params, FLOPs (MACs), memory and their shares of the totals.
 
     With a second model: both side by side, layers matched by node name, before → after and the ratio."""
-    from onnxprune.cli.profile_views import (
-        compare_profiles,
-        print_comparison,
-        profile_with_shapes,
-        shape_text,
-        write_csv,
-    )
+    with importing():
+        from onnxprune.cli.profile_views import (
+            compare_profiles,
+            print_comparison,
+            profile_with_shapes,
+            shape_text,
+            write_csv,
+        )
 
     if sort not in SORT_KEYS:
         raise UserError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
@@ -58,7 +59,12 @@ def profile_command(
         if csv_path:
             raise UserError("--csv takes one model; for two, use --json")
         comparison = compare_profiles(model, other, parse_input_shapes(input_shape, model))
-        emit_json(comparison) if json_out else print_comparison(comparison, console)
+        if json_out:
+            emit_json(comparison)
+        else:
+            from onnxprune.cli.app import console  # rich: only a run that prints a table pays for it
+
+            print_comparison(comparison, console)
         return
     result, rows = profile_with_shapes(model, parse_input_shapes(input_shape, model))
     if result.uncounted:
@@ -76,6 +82,9 @@ def profile_command(
         payload["layers"] = rows
         emit_json(payload)
         return
+    from onnxprune.cli.app import console  # rich: only a run that prints a table pays for it
+    from onnxprune.report import LiteralTable
+
     caption = None if result.shape_method == "onnx" else f"shapes resolved by {SHAPE_METHODS[result.shape_method]}"
     table = LiteralTable(title=f"{model}", caption=caption, show_lines=False)
     for column in ("node", "op", "input", "output", "params", "%", "FLOPs (MACs)", "%", "memory", "%"):
