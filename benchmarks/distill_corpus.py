@@ -69,7 +69,7 @@ def run_all(path: Path, x: np.ndarray, name: str) -> list[np.ndarray]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # batch-1 value_info
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
     session = ort.InferenceSession(with_logit_outputs(onnx.load(str(path))).SerializeToString(), options)
     feed = session.get_inputs()[0].name
     parts = [session.run(None, {feed: x[i : i + 1]}) for i in range(len(x))]  # any graph runs at batch 1
@@ -144,7 +144,7 @@ def _manifest() -> list[dict]:
 
 def table(results: dict) -> str:
     lines = [
-        "| model | exporter | FLOPs kept | rel. error pruned → distilled | lower by | (after recalibration alone) | "
+        "| model | exporter | FLOPs kept | rel. error pruned → distilled | lower by | (after the refit alone) | "
         "top-1 agreement pruned → distilled | hints | distil s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -21,18 +21,22 @@ from .data import IMAGE_SUFFIXES, TEST_SPLITS, Dataset
 PARALLEL_MIN = 4000  # fewer images than this decode in-process (process start-up would cost more)
 
 
-def _list_folder(path: Path, spec: str) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
-    """{split: {class: [members sorted]}} for a folder or a zip."""
+def member_names(path: Path, spec: str) -> list[str]:
+    """Every file of a folder (recursive, relative POSIX paths) or of a zip."""
     if path.is_file():
         try:
             with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
+                return [n for n in archive.namelist() if not n.endswith("/")]
         except (zipfile.BadZipFile, OSError) as exc:
-            raise UserError(f"--data {spec!r}: {path} is not a readable zip ({exc})") from None
-    elif path.is_dir():
-        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-    else:
-        raise UserError(f"--data {spec!r}: {path} is neither a folder nor a zip")
+            raise UserError(f"--data {spec!r}: {path} is not a folder or a readable zip ({exc})") from None
+    if path.is_dir():
+        return [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+    raise UserError(f"--data {spec!r}: {path} is neither a folder nor a zip")
+
+
+def _list_folder(path: Path, spec: str) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
+    """{split: {class: [members sorted]}} for a folder or a zip."""
+    names = member_names(path, spec)
     tree: dict[str, dict[str, list[str]]] = {}
     for name in names:
         parts = name.split("/")

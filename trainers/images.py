@@ -30,6 +30,7 @@ import torch
 from onnxprune.errors import UserError
 
 from .data import IMAGE_SUFFIXES, TEST_SPLITS, Dataset
+from .folders import member_names
 
 DEFAULT_HELD_OUT = 256
 MIN_IMAGES = 2
@@ -48,16 +49,7 @@ class Skipped:
 
 def list_images(path: Path, spec: str) -> list[str]:
     """Image members of a folder (recursive, relative paths) or a zip, sorted."""
-    if path.is_file():
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = [n for n in archive.namelist() if not n.endswith("/")]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise UserError(f"--data {spec!r}: {path} is not a folder or a readable zip ({exc})") from None
-    elif path.is_dir():
-        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-    else:
-        raise UserError(f"--data {spec!r}: {path} is neither a folder nor a zip")
+    names = member_names(path, spec)
     found = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
     if not found:
         raise UserError(f"--data {spec!r}: no image files ({', '.join(IMAGE_SUFFIXES)}) in {path}")
