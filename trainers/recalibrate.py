@@ -223,35 +223,31 @@ def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, pos
     if fit is None:
         return None
     w0 = _current(target)
-    if held is not None and _error(held, w0) <= EXACT * float(held[2]):
-        best_error = _error(held, w0)
-        return {
-            "tensor": target.tensor,
-            "channels": int(target.kept.numel()),
-            "lambda": None,
-            "residual_before": best_error / max(float(held[2]), 1e-30),
-            "residual_after": best_error / max(float(held[2]), 1e-30),
-        }
-    best, best_error = w0, _error(held, w0) if held is not None else None
+    record = {"tensor": target.tensor, "channels": int(target.kept.numel()), "lambda": None}
+    energy = max(float(held[2]), 1e-30) if held is not None else None
+    best, best_error = None, _error(held, w0) if held is not None else None
+    if held is not None:
+        record.update(residual_before=best_error / energy, residual_after=best_error / energy)
+        if best_error <= EXACT * energy:
+            return record  # it computes its teacher's tensor already
     for lam in LAMBDAS:
         try:
             w = _solve(fit, w0, lam, target.with_bias)
         except RuntimeError:  # singular even with the ridge: keep W0
             continue
-        error = _error(held, w) if held is not None else None
-        if held is None or error < best_error * (1 - 1e-6):
+        if held is None:  # one chunk only: nothing to choose on, the lightest ridge
+            best = lam
+            break
+        error = _error(held, w)
+        if error < best_error * (1 - 1e-6):
             best, best_error = lam, error
-            if held is None:
-                break
-    record = {"tensor": target.tensor, "channels": int(target.kept.numel()), "lambda": None}
-    if held is not None:
-        energy = max(float(held[2]), 1e-30)
-        record.update(residual_before=_error(held, w0) / energy, residual_after=best_error / energy)
-    if isinstance(best, torch.Tensor):
+    if best is None:
         return record
     whole = fit if held is None else [a + b for a, b in zip(fit, held)]
     _write(target, _solve(whole, w0, best, target.with_bias))
     record["lambda"] = best
+    if held is not None:
+        record["residual_after"] = best_error / energy
     return record
 
 
