@@ -56,6 +56,7 @@ from .distill_setup import (
 from .export_trained import export_trained
 from .guard import check_distill_epoch, check_step, distill_verdict
 from .hints import HINT_MODES
+from .keep_best import SELECTION_IMAGES, BestState
 from .memory import keep_freed_memory
 from .preprocess import input_spec
 from .progress import TrainingProgress
@@ -86,6 +87,7 @@ def distill(
     hints: str = "auto",
     hint_weight: float = 1.0,
     recalibration: bool = True,
+    keep_best: bool = True,
     shrink_report=None,
     output_loss: dict[str, str] | None = None,
     teacher_runtime: str = "auto",
@@ -148,6 +150,7 @@ def distill(
         hints=hints,
         hint_weight=float(hint_weight),
         recalibrate=bool(recalibration),
+        keep_best=bool(keep_best),
         output_loss=sorted((output_loss or {}).items()),
     )
     where = str(model) if not isinstance(model, onnx.ModelProto) else "model"
@@ -262,6 +265,14 @@ def distill(
     epoch_log = EpochLog(log_path, history)
     kept = {h.tensor: h.kept.tolist() for h in pair.aligned}
     extra = {"distill": {"kept": kept, "before": before, "recalibrated": recalibrated}}
+    selection = Batches(
+        dataset.train_x[:SELECTION_IMAGES], dataset.train_y[:SELECTION_IMAGES], config["batch_size"], **make
+    )
+    best = BestState(bool(keep_best), lambda: heldout(pair, objective, selection, module)["relative_error"])
+    if state is None:
+        best.offer(0, module)
+    else:
+        best.load(saved.get("best"))
 
     train_images, train_time, train_loss, measured = 0, 0.0, float("nan"), {}
     with TrainingProgress(progress, console) as bar:
@@ -314,6 +325,8 @@ def distill(
             history.append(record)
             if guard:
                 check_distill_epoch(epoch + 1, steps_per_epoch, before["loss"], measured["loss"], history)
+            best.offer(epoch + 1, module)
+            extra["distill"]["best"] = best.state()
             epoch_log.write(record)
             bar.print(
                 f"epoch {epoch + 1}: train loss {train_loss:.4f} | held-out loss {measured['loss']:.4f}, relative error "
@@ -339,7 +352,14 @@ def distill(
                     extra=extra,
                 )
 
-    after = measured if train_images else heldout(pair, objective, test_batches, module)
+    if best.restore(module, config["epochs"]):
+        measured = {}
+        if say:
+            say(
+                f"kept the student of epoch {best.epoch} (0: the refit, before any step): the closest to its teacher on "
+                f"{SELECTION_IMAGES} training images"
+            )
+    after = measured if measured else heldout(pair, objective, test_batches, module)
     outcome = distill_verdict(history, before["loss"], guard)
     check, how = None, None
     if out_path is not None:
@@ -365,6 +385,7 @@ def distill(
         heldout_before=before,
         heldout_recalibrated=recalibrated,
         refit=refit,
+        selected=best.describe(),
         train_loss=train_loss,
         epochs=config["epochs"],
         wall_seconds=time.perf_counter() - started,

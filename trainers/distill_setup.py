@@ -273,6 +273,7 @@ class DistillResult:
     skipped_images: int = 0
     heldout_recalibrated: dict | None = None  # after the least-squares refit (trainers.recalibrate), before training
     refit: list = field(default_factory=list)  # per layer: trainers.recalibrate.recalibrate's records
+    selected: dict = field(default_factory=dict)  # which student was exported (trainers.keep_best)
     config: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     onnx_check: dict | None = None

@@ -119,3 +119,23 @@ def test_no_refit_when_asked(tmp_path, images):
     onnx.save(_graph(w, [0, 1, 2]), student)
     result = distill(student, teacher, f"images={images}", recalibration=False, **ONE_STEP)
     assert result.refit == [] and result.heldout_recalibrated is None
+
+
+def test_the_student_closest_to_its_teacher_is_kept(tmp_path, images):
+    """After an exact refit, steps at a high rate can only move the student away: the refit is exported."""
+    w = _weights(True)
+    teacher, student = tmp_path / "teacher.onnx", tmp_path / "student.onnx"
+    onnx.save(_graph(w, [0, 1, 2, 3]), teacher)
+    onnx.save(_graph(w, [0, 1, 2], [0, 1, 2, 3, 4]), student)
+    report = tmp_path / "shrink.json"
+    kept = [{"node": "A", "kept": [0, 1, 2]}, {"node": "D", "kept": [0, 1, 2]}, {"node": "B", "kept": [0, 1, 2, 3, 4]}]
+    report.write_text(json.dumps({"layers": kept}))
+    loud = dict(ONE_STEP, lr=3e-2, epochs=2, guard=False)
+    kept_best = distill(student, teacher, f"images={images}", shrink_report=report, output=tmp_path / "a.onnx", **loud)
+    moved = distill(
+        student, teacher, f"images={images}", shrink_report=report, keep_best=False, output=tmp_path / "b.onnx", **loud
+    )
+    assert moved.relative_error > 1e-2  # the steps did move it away ...
+    assert kept_best.selected["epoch"] == 0 and kept_best.relative_error < 1e-3  # ... and the refit was kept
+    assert kept_best.history[-1]["relative_error"] > 1e-2  # the log still says what the epochs did
+    assert not moved.selected["enabled"]

@@ -93,6 +93,12 @@ def distill_options() -> dict[str, Any]:
             "--recalibrate/--no-recalibrate",
             help="before training, refit every layer to the teacher's tensors by least squares, in graph order (default on)",
         ),
+        keep_best=typer.Option(
+            None,
+            "--keep-best/--no-keep-best",
+            help="export the student closest to its teacher on 256 training images: the refit start or an epoch "
+            "(default on)",
+        ),
         shrink_report=typer.Option(
             None, "--shrink-report", help="shrink --report JSON: the kept channels of each layer, for the hints"
         ),
@@ -183,6 +189,7 @@ def train_command(
     hints: Optional[str] = _D["hints"],
     hint_weight: Optional[float] = _D["hint_weight"],
     recalibrate: Optional[bool] = _D["recalibrate"],
+    keep_best: Optional[bool] = _D["keep_best"],
     shrink_report: Optional[str] = _D["shrink_report"],
     output_loss: Optional[List[str]] = _D["output_loss"],
     teacher_runtime: Optional[str] = _D["teacher_runtime"],
@@ -215,6 +222,7 @@ def train_command(
         hints=hints,
         hint_weight=hint_weight,
         recalibrate=recalibrate,
+        keep_best=keep_best,
         shrink_report=shrink_report,
         output_loss=output_loss,
         teacher_runtime=teacher_runtime,
