@@ -45,6 +45,8 @@ from .distill_setup import (
     Objective,
     agreement_text,
     calibrate,
+    epoch_line,
+    epoch_record,
     export_check,
     heldout,
     label_index,
@@ -308,33 +310,22 @@ def distill(
             train_images += seen
             train_time += train_elapsed
             measured = heldout(pair, objective, test_batches, module)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": round(train_loss, 6),
-                "heldout_loss": round(measured["loss"], 6),
-                "relative_error": round(measured["relative_error"], 6),
-                "agreement": None if measured["agreement"] is None else round(measured["agreement"], 6),
-                "lr": lr_now,
-                "seconds": round(time.perf_counter() - epoch_start, 3),
-                "images_per_s": round(seen / max(train_elapsed, 1e-9), 2),
-                "steps": steps_per_epoch,
-                "skipped_images": skipped.count,
-            }
-            if "accuracy" in measured:
-                record["test_acc"] = round(measured["accuracy"], 6)
+            record = epoch_record(
+                epoch + 1,
+                train_loss,
+                measured,
+                lr_now,
+                time.perf_counter() - epoch_start,
+                seen / max(train_elapsed, 1e-9),
+            )
+            record.update(steps=steps_per_epoch, skipped_images=skipped.count)
             history.append(record)
             if guard:
                 check_distill_epoch(epoch + 1, steps_per_epoch, before["loss"], measured["loss"], history)
             best.offer(epoch + 1, module)
             extra["distill"]["best"] = best.state()
             epoch_log.write(record)
-            bar.print(
-                f"epoch {epoch + 1}: train loss {train_loss:.4f} | held-out loss {measured['loss']:.4f}, relative error "
-                f"{measured['relative_error']:.4f}"
-                + (f", agreement {100 * measured['agreement']:.1f} %" if measured["agreement"] is not None else "")
-                + (f", accuracy {100 * measured['accuracy']:.1f} %" if "accuracy" in measured else "")
-                + f" | {record['images_per_s']:.0f} img/s"
-            )
+            bar.print(epoch_line(record, measured))
             if ckpt_dir is not None:
                 save(
                     ckpt_dir,

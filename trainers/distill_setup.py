@@ -238,6 +238,33 @@ def train_mode(module, frozen_stats: bool) -> None:
                 op.eval()
 
 
+def epoch_record(epoch: int, train_loss: float, measured: dict, lr: float, seconds: float, rate: float) -> dict:
+    """One epoch's line of the JSONL log (held-out figures: trainers.distill.Measures.summary)."""
+    record = {
+        "epoch": epoch,
+        "train_loss": round(train_loss, 6),
+        "heldout_loss": round(measured["loss"], 6),
+        "relative_error": round(measured["relative_error"], 6),
+        "agreement": None if measured["agreement"] is None else round(measured["agreement"], 6),
+        "lr": lr,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(rate, 2),
+    }
+    if "accuracy" in measured:
+        record["test_acc"] = round(measured["accuracy"], 6)
+    return record
+
+
+def epoch_line(record: dict, measured: dict) -> str:
+    return (
+        f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} | held-out loss {measured['loss']:.4f}, "
+        f"relative error {measured['relative_error']:.4f}"
+        + agreement_text(measured)
+        + (f", accuracy {100 * measured['accuracy']:.1f} %" if "accuracy" in measured else "")
+        + f" | {record['images_per_s']:.0f} img/s"
+    )
+
+
 def agreement_text(measured: dict) -> str:
     return "" if measured.get("agreement") is None else f", agreement {100 * measured['agreement']:.1f} %"
 
