@@ -48,7 +48,6 @@ class Target:
     kind: str  # "conv" | "linear"
     kept: torch.Tensor  # teacher channels the student's output channels are, in order
     groups: int
-    with_bias: bool
 
 
 def _candidates(module) -> list[tuple[nn.Module, str, str]]:
@@ -101,8 +100,7 @@ def _targets(module, pair, teacher, chunk: torch.Tensor) -> list[Target]:
         else:
             continue
         groups = layer.groups if kind == "conv" else 1
-        with_bias = layer.bias is not None or kind == "conv" or layer.onnx_source.get("kind") == "gemm"
-        targets.append(Target(layer, tensor, kind, kept, groups, with_bias))
+        targets.append(Target(layer, tensor, kind, kept, groups))
     return targets
 
 
@@ -138,10 +136,9 @@ class _Stats:
     def __init__(self):
         self.parts: dict[bool, list[torch.Tensor]] = {}
 
-    def add(self, x: torch.Tensor, y: torch.Tensor, groups: int, with_bias: bool, held_out: bool) -> None:
+    def add(self, x: torch.Tensor, y: torch.Tensor, groups: int, held_out: bool) -> None:
         x = x.reshape(x.shape[0], groups, -1)
-        if with_bias:
-            x = torch.cat([x, torch.ones(x.shape[0], groups, 1, dtype=x.dtype)], dim=2)
+        x = torch.cat([x, torch.ones(x.shape[0], groups, 1, dtype=x.dtype)], dim=2)  # the bias's column
         y = y.reshape(y.shape[0], groups, -1)
         new = [torch.einsum("pgf,pgh->gfh", x, x), torch.einsum("pgf,pgc->gfc", x, y), (y * y).sum()]
         old = self.parts.get(held_out)
@@ -149,24 +146,21 @@ class _Stats:
 
 
 def _current(target: Target) -> torch.Tensor:
-    """W0 as (groups, features [+ 1 bias row], channels per group)."""
+    """W0 as (groups, features + 1 bias row, channels per group)."""
     w = target.layer.weight.detach().double().cpu()
     out = w.shape[0]
     w = w.reshape(target.groups, out // target.groups, -1).transpose(1, 2)
-    if target.with_bias:
-        b = target.layer.bias
-        b = torch.zeros(out, dtype=torch.float64) if b is None else b.detach().double().cpu().reshape(-1)
-        w = torch.cat([w, b.reshape(target.groups, 1, -1)], dim=1)
-    return w
+    b = target.layer.bias
+    b = torch.zeros(out, dtype=torch.float64) if b is None else b.detach().double().cpu().reshape(-1)
+    return torch.cat([w, b.reshape(target.groups, 1, -1)], dim=1)
 
 
-def _solve(stats: list[torch.Tensor], w0: torch.Tensor, lam: float, with_bias: bool) -> torch.Tensor:
+def _solve(stats: list[torch.Tensor], w0: torch.Tensor, lam: float) -> torch.Tensor:
     a, b = stats[0], stats[1]
-    features = a.shape[1] - int(with_bias)
+    features = a.shape[1] - 1
     energy = torch.diagonal(a, dim1=1, dim2=2)[:, :features].mean(1).clamp_min(1e-12)
     penalty = torch.ones(a.shape[1], dtype=a.dtype)
-    if with_bias:
-        penalty[-1] = 1e-9  # the bias is left free (a tiny ridge keeps the system regular)
+    penalty[-1] = 1e-9  # the bias is left free (a tiny ridge keeps the system regular)
     reg = (lam * energy)[:, None, None] * torch.diag(penalty)[None]
     return torch.linalg.solve(a + reg, b + reg @ w0)
 
@@ -179,14 +173,12 @@ def _error(stats: list[torch.Tensor], w: torch.Tensor) -> float:
 def _write(target: Target, w: torch.Tensor) -> None:
     layer = target.layer
     weight = layer.weight
-    bias_row = w[:, -1, :].reshape(-1) if target.with_bias else None
-    w = w[:, :-1, :] if target.with_bias else w
+    bias_row, w = w[:, -1, :].reshape(-1), w[:, :-1, :]
     new = w.transpose(1, 2).reshape(weight.shape[0], *weight.shape[1:])
     weight.copy_(new.to(weight.dtype).to(weight.device))
-    if bias_row is not None:
-        if layer.bias is None:
-            layer.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
-        layer.bias.copy_(bias_row.reshape(layer.bias.shape).to(weight.dtype).to(weight.device))
+    if layer.bias is None:  # a conv or Gemm without one gets a bias (writeback adds the input)
+        layer.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
+    layer.bias.copy_(bias_row.reshape(layer.bias.shape).to(weight.dtype).to(weight.device))
 
 
 def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, positions) -> dict | None:
@@ -214,9 +206,7 @@ def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, pos
                 rows = _conv_rows(target.layer, x, positions[k])
             else:
                 rows = x.reshape(-1, x.shape[-1])[positions[k].reshape(-1).to(x.device)].double()
-            stats.add(
-                rows.cpu(), teacher_rows[k], target.groups, target.with_bias, held_out=len(chunks) > 1 and k % 4 == 3
-            )
+            stats.add(rows.cpu(), teacher_rows[k], target.groups, held_out=len(chunks) > 1 and k % 4 == 3)
     finally:
         handle.remove()
     fit, held = stats.parts.get(False), stats.parts.get(True)
@@ -232,7 +222,7 @@ def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, pos
             return record  # it computes its teacher's tensor already
     for lam in LAMBDAS:
         try:
-            w = _solve(fit, w0, lam, target.with_bias)
+            w = _solve(fit, w0, lam)
         except RuntimeError:  # singular even with the ridge: keep W0
             continue
         if held is None:  # one chunk only: nothing to choose on, the lightest ridge
@@ -244,7 +234,7 @@ def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, pos
     if best is None:
         return record
     whole = fit if held is None else [a + b for a, b in zip(fit, held)]
-    _write(target, _solve(whole, w0, best, target.with_bias))
+    _write(target, _solve(whole, w0, best))
     record["lambda"] = best
     if held is not None:
         record["residual_after"] = best_error / energy
@@ -255,8 +245,7 @@ def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int 
     """Refit the student's layers in place (module docstring). Returns one record per layer read: its
     tensor, `lambda` (None: left as it was) and the held-out squared residual relative to the teacher's
     tensor before and after (`residual_before`, `residual_after`)."""
-    chunk_size = pair.student.chunk or pair.teacher.chunk or 8
-    chunk_size = min(chunk_size, pair.teacher.chunk or chunk_size)
+    chunk_size = min(c for c in (pair.student.chunk, pair.teacher.chunk, 8) if c)  # 1 for a batch-1 graph
     xs, seen = [], 0
     for xb, _yb in batches:
         xs.append(xb)
@@ -276,12 +265,12 @@ def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int 
             rng = np.random.default_rng(seed)
             teacher_rows: list[list[torch.Tensor]] = [[] for _ in targets]
             positions: list[list[torch.Tensor]] = [[] for _ in targets]
+            per_chunk = max(1, -(-ROWS // len(chunks)))  # rows per chunk, ROWS in all
             for chunk in chunks:
                 t_taps = pair.teacher.fn(chunk)[1]
                 for j, target in enumerate(targets):
                     y = t_taps[target.tensor]
                     per_image = y[0].flatten(1).shape[1] if target.kind == "conv" else y.numel() // y.shape[-1]
-                    per_chunk = max(1, -(-ROWS // len(chunks)))
                     if target.kind == "conv":
                         pos = _positions(rng, per_image, max(1, per_chunk // chunk.shape[0]), y.shape[0])
                     else:
