@@ -51,6 +51,7 @@ def test_train_teacher_prints_a_summary(graphs, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "held-out error" in captured.out and "ONNX check" in captured.out
+    assert "exported" in captured.out  # which student: the refit or an epoch
 
 
 @pytest.mark.parametrize(

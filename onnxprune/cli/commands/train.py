@@ -347,6 +347,16 @@ def print_distill_summary(model: str, result, title: str | None = None) -> None:
         "held-out error",
         f"relative error {result.relative_error_before:.4f} before → {result.relative_error:.4f} after",
     )
+    changed = [r for r in result.refit if r.get("lambda") is not None]
+    if changed and result.heldout_recalibrated:
+        table.add_row(
+            "refit",
+            f"{len(changed)} of {len(result.refit)} layers, relative error "
+            f"{result.heldout_recalibrated['relative_error']:.4f} before any step",
+        )
+    if result.selected.get("enabled") and result.selected.get("epoch") is not None:
+        epoch = result.selected["epoch"]
+        table.add_row("exported", "the refit (no epoch came closer)" if epoch == 0 else f"epoch {epoch}")
     if result.agreement is not None:
         table.add_row(
             "top-1 agreement",
