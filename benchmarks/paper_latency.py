@@ -34,7 +34,7 @@ from benchmarks.paper_stats import LATENCY_NAME, load  # noqa: E402
 from benchmarks.paper_sweeps import NETWORKS, ZOO  # noqa: E402
 from onnxprune.measure.bench import bench, machine_info  # noqa: E402
 from onnxprune.read.io import load_model, save_json, save_model  # noqa: E402
-from onnxprune.sweep.grid import _fingerprint  # noqa: E402
+from onnxprune.sweep.grid import file_fingerprint  # noqa: E402
 
 SHRUNK_KEYS = ("params", "flops", "memory_bytes")
 
@@ -46,7 +46,7 @@ class NotRebuilt(Exception):
 def rebuild(row: dict, zoo_model: Path, folder: Path) -> Path:
     """The run's network as an .onnx file in `folder` (the zoo model itself for a baseline)."""
     settings = row.get("settings") or {}
-    if settings.get("model_sha") != _fingerprint(zoo_model):
+    if settings.get("model_sha") != file_fingerprint(zoo_model):
         raise NotRebuilt(f"{zoo_model.name} is not the model the run started from (sha {settings.get('model_sha')})")
     if row.get("mode") is None:
         return zoo_model

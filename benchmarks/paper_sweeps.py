@@ -38,19 +38,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from onnxprune.sweep.grid import file_fingerprint as fingerprint
+
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT / "build" / "zoo"
+# The runs start from the zoo files as the zoo code of commit d221651 exported them (`make paper-zoo`):
+# today's export writes other bytes, and runs of different files must not be mixed into one band.
+ZOO = ROOT / "build" / "paper-zoo"
 
 # "table": the grid runs docs/paper.md's side-by-side table reads (the target nearest each of the
 # paper's reductions, paper_figures.PAPER; a test keeps the two in step); --jobs runs them first.
 NETWORKS = {
     "mobilenetv2": {
         "model": "mobilenetv2_cifar.legacy.kept.onnx",
+        "sha": "6786daf64415e1fd",
         "grid": ("PA,FA,MA", "0.8,0.6,0.4,0.2"),
         "table": (("PA", "0.2"), ("FA", "0.4"), ("MA", "0.4")),
     },
     "vgg16": {
         "model": "vgg16_cifar.legacy.kept.onnx",
+        "sha": "380f97ed9bebc9f6",
         "grid": ("PA,FA,MA", "0.5,0.2"),
         "table": (("PA", "0.2"), ("FA", "0.2"), ("MA", "0.2")),
     },
@@ -78,6 +84,18 @@ def _sweep(net: str, out: Path, modes: str, targets: str, seed: int) -> list[str
         str(out / f"{net}-s{seed}"),
         *COMMON,
     ]
+
+
+def zoo_problems(only: list[str]) -> list[str]:
+    """One line per network whose zoo file is missing or not the one the committed runs started from."""
+    problems = []
+    for net in only:
+        path = ZOO / NETWORKS[net]["model"]
+        if not path.is_file():
+            problems.append(f"{path}: missing; run `make paper-zoo`")
+        elif fingerprint(path) != NETWORKS[net]["sha"]:
+            problems.append(f"{path}: sha {fingerprint(path)}, the runs started from {NETWORKS[net]['sha']}")
+    return problems
 
 
 def _grid_runs(net: str) -> list[tuple[str, str]]:
@@ -139,6 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="training threads per run (0: all cores)")
     parser.add_argument("--jobs", type=int, default=1, help="sweep invocations at a time (see above)")
     parser.add_argument("--dry-run", action="store_true", help="print the queue and stop")
+    parser.add_argument("--check-zoo", action="store_true", help="check the zoo files' sha256 and stop")
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in only if n not in NETWORKS]
@@ -146,6 +165,11 @@ def main(argv=None) -> int:
         parser.error(f"--only: unknown network(s) {unknown}; expected {list(NETWORKS)}")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be >= 1")
+    problems = zoo_problems(only)
+    for line in problems:
+        print(f"paper_sweeps: {line}", file=sys.stderr)
+    if problems or args.check_zoo:
+        return 2 if problems else 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extra = ["--threads", str(args.threads)] if args.threads else []

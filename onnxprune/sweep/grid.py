@@ -121,7 +121,7 @@ def _out_dir(out_dir: str | os.PathLike, model: Path) -> Path:
     return out
 
 
-def _fingerprint(path: Path) -> str:
+def file_fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -216,7 +216,7 @@ def sweep(
     settings = {k: config.get(k) for k in TRAIN_KEYS}
     settings.update(
         model=str(model_path),
-        model_sha=_fingerprint(model_path),
+        model_sha=file_fingerprint(model_path),
         data=data,
         recipe=recipe,
         seed=int(seed),
@@ -226,7 +226,7 @@ def sweep(
         norm=train_kwargs.get("norm") or "auto",
         input_shapes={k: list(v) for k, v in input_shapes.items()} if input_shapes else None,
         teacher=str(teacher) if teacher is not None else None,
-        teacher_sha=_fingerprint(Path(teacher)) if teacher is not None else None,
+        teacher_sha=file_fingerprint(Path(teacher)) if teacher is not None else None,
         init=init,
         distill=dict(sorted((distill or {}).items())) or None,
     )

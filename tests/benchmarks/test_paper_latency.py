@@ -8,7 +8,7 @@ from benchmarks.paper_latency import NotRebuilt, measure, rebuild
 from onnxprune import shrink
 from onnxprune.analysis.complexity import profile
 from onnxprune.read.io import load_model
-from onnxprune.sweep.grid import _fingerprint
+from onnxprune.sweep.grid import file_fingerprint
 from tests.tiny_models import conv_model
 
 
@@ -21,7 +21,7 @@ def vgg_run(zoo_dir):
         "mode": "FA",
         "target": 0.5,
         "shrink": {"after": dict(report["after"])},
-        "settings": {"model_sha": _fingerprint(model), "seed": 3, "step": 0.1},
+        "settings": {"model_sha": file_fingerprint(model), "seed": 3, "step": 0.1},
     }
     return model, row
 
