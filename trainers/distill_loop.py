@@ -13,15 +13,9 @@ log with held-out error and agreement per epoch, checkpoints, `--resume`, the gu
 the trained weights written back into the student graph (same nodes and names), checked with
 onnxruntime against torch on held-out images.
 
-A student that kept its weights trains, unless `--lr` says otherwise, at a tenth of the recipe's
-learning rate (as `pipeline finetune` fine-tunes): it starts near its teacher, and Adam's first steps
-at the full rate (each weight moved by ~lr) threw a student 18 % off its teacher (MTCNN's O-net, conv
-weights perturbed) to 60 % off; at a tenth it came to 9 % (benchmarks/distill_lr.py).
-
-`--norm auto` inserts BatchNorm (trainers.convert.norms) only into a student whose weights were
-re-initialised (`student_init="reinit"`, or the pruned model's `onnxprune.init` metadata): a student
-that kept its original weights already computes at the right scale, and a BatchNorm inserted into
-it would change its function before the first step.
+A student that kept its weights (trainers/README.md, "Distillation") trains at a tenth of the
+recipe's rate unless `--lr` says otherwise, gets no BatchNorm inserted under `--norm auto`, and
+computes as its teacher does while training: the original's BatchNorm statistics, no Dropout.
 """
 
 from __future__ import annotations
@@ -39,12 +33,13 @@ from onnxprune.read.io import ModelLike, load_model, validate_output_path
 from .batches import Batches
 from .checkpoint import CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint
 from .convert import convert
-from .convert.norms import NORM_MODES, insert_norms
+from .convert.norms import insert_norms
 from .distill_setup import (
     DistillResult,
     Objective,
     agreement_text,
     calibrate,
+    check_options,
     epoch_line,
     epoch_record,
     export_check,
@@ -57,11 +52,11 @@ from .distill_setup import (
 )
 from .export_trained import export_trained
 from .guard import check_distill_epoch, check_step, distill_verdict
-from .hints import HINT_MODES
-from .keep_best import SELECTION_IMAGES, BestState
+from .keep_best import BestState
 from .memory import keep_freed_memory
 from .preprocess import input_spec
 from .progress import TrainingProgress
+from .recalibrate import IMAGES as REFIT_IMAGES
 from .recalibrate import recalibrate
 from .recipes import lr_at, make_optimizer, resolve_config, resolve_device, set_threads
 from .runstate import EpochLog, first_input_shape, open_checkpoint, restore, save
@@ -132,16 +127,7 @@ def distill(
         limit_train=limit_train,
         limit_test=limit_test,
     )
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise UserError(f"--alpha {alpha}: a weight between 0 (teacher only) and 1 (labels only)")
-    if not float(temperature) > 0:
-        raise UserError(f"--temperature {temperature}: must be positive")
-    if hints not in HINT_MODES:
-        raise UserError(f"--hints {hints!r}: expected one of {', '.join(HINT_MODES)}")
-    if float(hint_weight) < 0:
-        raise UserError(f"--hint-weight {hint_weight}: must not be negative")
-    if norm not in NORM_MODES:
-        raise UserError(f"--norm {norm!r}: expected one of {', '.join(NORM_MODES)}")
+    check_options(alpha, temperature, hints, hint_weight, norm)
     config.update(
         seed=int(seed),
         augment=bool(augment),
@@ -221,7 +207,7 @@ def distill(
             f"--alpha {alpha}: the student has no (batch, {dataset.num_classes}) class output for the labels of {data!r}"
         )
     effective = "none" if norm == "auto" and init != "reinit" else norm
-    frozen_stats = init != "reinit"  # kept weights: BatchNorm keeps the original's statistics
+    as_original = init != "reinit"  # kept weights: BatchNorm statistics and Dropout as the original runs
     inserted = insert_norms(module, proto, effective)
     if say:
         say(
@@ -267,10 +253,13 @@ def distill(
     epoch_log = EpochLog(log_path, history)
     kept = {h.tensor: h.kept.tolist() for h in pair.aligned}
     extra = {"distill": {"kept": kept, "before": before, "recalibrated": recalibrated}}
-    selection = Batches(
-        dataset.train_x[:SELECTION_IMAGES], dataset.train_y[:SELECTION_IMAGES], config["batch_size"], **make
+    best = BestState.on_training_images(
+        bool(keep_best),
+        (dataset.train_x, dataset.train_y),
+        REFIT_IMAGES if recalibration else 0,
+        lambda x, y: Batches(x, y, config["batch_size"], **make),
+        lambda batches: heldout(pair, objective, batches, module)["relative_error"],
     )
-    best = BestState(bool(keep_best), lambda: heldout(pair, objective, selection, module)["relative_error"])
     if state is None:
         best.offer(0, module)
     else:
@@ -280,7 +269,7 @@ def distill(
     with TrainingProgress(progress, console) as bar:
         for epoch in range(start_epoch, config["epochs"]):
             epoch_start = time.perf_counter()
-            train_mode(module, frozen_stats)
+            train_mode(module, as_original)
             task = bar.task(f"epoch {epoch + 1}/{config['epochs']}", steps_per_epoch)
             loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
             seen = 0
@@ -348,7 +337,7 @@ def distill(
         if say:
             say(
                 f"kept the student of epoch {best.epoch} (0: the refit, before any step): the closest to its teacher on "
-                f"{SELECTION_IMAGES} training images"
+                f"training images {best.images[0]}-{best.images[1] - 1}"
             )
     after = measured if measured else heldout(pair, objective, test_batches, module)
     outcome = distill_verdict(history, before["loss"], guard)
@@ -407,7 +396,8 @@ def distill(
             "applied": effective,
             "student_init": init,
             "inserted": inserted,
-            "batchnorm_statistics": "frozen (the original's)" if frozen_stats else "trained",
+            "batchnorm_statistics": "frozen (the original's)" if as_original else "trained",
+            "dropout": "off while training (as the teacher runs)" if as_original else "as in the graph",
         },
         verdict=outcome,
         export=how,
