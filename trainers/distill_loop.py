@@ -108,7 +108,7 @@ def distill(
     output=None,
     progress: bool = True,
     threads: int | None = None,
-    augment: bool = True,
+    augment: bool | None = None,
     console=None,
     norm: str = "auto",
     guard: bool = True,
@@ -130,7 +130,7 @@ def distill(
     check_options(alpha, temperature, hints, hint_weight, norm)
     config.update(
         seed=int(seed),
-        augment=bool(augment),
+        augment=bool(augment),  # None: no augmentation (trainers/README.md, "Distillation")
         data=data if isinstance(data, str) else f"dataset:{data.name}",
         norm=norm,
         alpha=float(alpha),
@@ -219,7 +219,13 @@ def distill(
     generator = torch.Generator().manual_seed(config["seed"])
     make = dict(mean=(0.0,), std=(1.0,), device=dev, transform=spec.to_input)
     train_batches = Batches(
-        dataset.train_x, dataset.train_y, config["batch_size"], train=True, generator=generator, augment=augment, **make
+        dataset.train_x,
+        dataset.train_y,
+        config["batch_size"],
+        train=True,
+        generator=generator,
+        augment=config["augment"],
+        **make,
     )
     test_batches = Batches(dataset.test_x, dataset.test_y, config["batch_size"], **make)
     calibration = Batches(dataset.train_x, dataset.train_y, config["batch_size"], **make)

@@ -102,7 +102,7 @@ def train(
     progress: bool = True,
     threads: int | None = None,
     keep_bn: bool = False,
-    augment: bool = True,
+    augment: bool | None = True,
     console=None,
     norm: str = "auto",
     guard: bool = True,
@@ -136,7 +136,8 @@ def train(
         limit_test=limit_test,
     )
     config["seed"] = int(seed)
-    config["augment"] = bool(augment)
+    augment = True if augment is None else bool(augment)  # None: the default, random crop + flip
+    config["augment"] = augment
     config["data"] = data if isinstance(data, str) else f"dataset:{data.name}"
     config["norm"] = norm
     if norm not in NORM_MODES:

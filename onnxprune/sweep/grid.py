@@ -220,7 +220,7 @@ def sweep(
         data=data,
         recipe=recipe,
         seed=int(seed),
-        augment=bool(train_kwargs.get("augment", True)),
+        augment=teacher is None if train_kwargs.get("augment") is None else bool(train_kwargs["augment"]),
         bench_runs=bench_runs,
         step=step,
         norm=train_kwargs.get("norm") or "auto",

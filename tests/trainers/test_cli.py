@@ -81,7 +81,9 @@ def test_input_shape_fixes_symbolic_hw(model, pickles, tmp_path, capsys):
     rc = _train(model, out, "--data", f"cifar10={pickles}", "--input-shape", f"{name}=1x3x32x32", "--json")
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert json.loads(captured.out)["output_path"] == str(out) and out.is_file()
+    payload = json.loads(captured.out)
+    assert payload["output_path"] == str(out) and out.is_file()
+    assert payload["config"]["augment"] is True  # labelled training's default
     rc = _train(model, out, "--data", f"cifar10={pickles}", "--input-shape", f"{name}=1x3x16x16")
     one_line_error(rc, capsys, "3x16x16")  # the given shape is the one trained: it must fit the images
 

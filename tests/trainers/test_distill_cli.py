@@ -38,6 +38,7 @@ def test_train_teacher_writes_the_distilled_model_and_its_json(graphs, tmp_path,
     assert payload["relative_error"] < payload["relative_error_before"]
     assert payload["config"]["temperature"] == 3.0 and payload["input"]["mean"] == [0.5] * 3
     assert payload["input"]["from"] == "--mean/--std" and payload["config"]["recipe"] == "distill"
+    assert payload["config"]["augment"] is False  # distillation's default: the images as they are
     assert {h["from"] for h in payload["hints"]} == {"report"}
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert json.loads(meta["onnxprune.mean"]) == [0.5] * 3  # a later distillation from it is fed alike
@@ -136,6 +137,16 @@ def test_sweep_teacher_plots_agreement_without_labels(graphs, tmp_path, capsys):
     assert {r["metric"] for r in rows} == {"top-1 agreement with the teacher"}
     assert rows[0]["accuracy"] == 1.0  # the unpruned model, its weights kept, is its teacher
     assert (run / "tradeoffs.png").is_file()
+    settings = json.loads((run / "FA-0.5" / "result.json").read_text())["settings"]
+    assert settings["augment"] is False  # what the distillation ran with, not the labelled default
+
+
+def test_train_teacher_augments_when_asked(graphs, tmp_path, capsys):
+    teacher, student, _report, images = graphs
+    rc = main(["train", str(student), "--teacher", str(teacher), "--data", f"images={images}", "--augment", "-o", str(tmp_path / "d.onnx"), "--json", *QUICK])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert json.loads(captured.out)["config"]["augment"] is True
 
 
 def test_sweep_refuses_images_without_a_teacher(graphs, tmp_path, capsys):

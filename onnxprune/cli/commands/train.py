@@ -57,7 +57,13 @@ def train_options() -> dict[str, Any]:
         limit_train=typer.Option(None, "--limit-train", help="train on the first N (class-balanced) images; 0: all"),
         limit_test=typer.Option(None, "--limit-test", help="test on the first N images; 0: all"),
         threads=typer.Option(None, "--threads", help="CPU threads (default: the cores available)"),
-        augment=typer.Option(True, "--augment/--no-augment", help="random crop + flip while training"),
+        augment=typer.Option(
+            None,
+            "--augment/--no-augment",
+            help="random crop + flip while training (default: on with labels; off with --teacher, which learns the "
+            "teacher's outputs on the images as they are)",
+            show_default=False,
+        ),
         norm=typer.Option(
             "auto",
             "--norm",
@@ -175,7 +181,7 @@ def train_command(
     limit_train: Optional[int] = _O["limit_train"],
     limit_test: Optional[int] = _O["limit_test"],
     threads: Optional[int] = _O["threads"],
-    augment: bool = _O["augment"],
+    augment: Optional[bool] = _O["augment"],
     norm: str = _O["norm"],
     guard: bool = _O["guard"],
     teacher: Optional[str] = typer.Option(
