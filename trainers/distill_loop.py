@@ -130,7 +130,6 @@ def distill(
     check_options(alpha, temperature, hints, hint_weight, norm)
     config.update(
         seed=int(seed),
-        augment=bool(augment),  # None: no augmentation (trainers/README.md, "Distillation")
         data=data if isinstance(data, str) else f"dataset:{data.name}",
         norm=norm,
         alpha=float(alpha),
@@ -148,6 +147,8 @@ def distill(
     init = student_init_of(proto, student_init)
     if init not in ("keep", "reinit"):
         raise UserError(f"--student-init {init!r}: expected keep or reinit")
+    # None: augmented only from re-initialised weights; kept ones learn the teacher on the images as they are
+    config["augment"] = init == "reinit" if augment is None else bool(augment)
     if lr is None and init == "keep":  # near its teacher already: the recipe's full rate wrecks it first
         config["lr"] = config["lr"] / 10.0
     out_path = validate_output_path(output, model, teacher) if output is not None else None

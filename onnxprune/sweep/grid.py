@@ -220,7 +220,9 @@ def sweep(
         data=data,
         recipe=recipe,
         seed=int(seed),
-        augment=teacher is None if train_kwargs.get("augment") is None else bool(train_kwargs["augment"]),
+        augment=(teacher is None or init == "reinit")  # as train and train --teacher default it
+        if train_kwargs.get("augment") is None
+        else bool(train_kwargs["augment"]),
         bench_runs=bench_runs,
         step=step,
         norm=train_kwargs.get("norm") or "auto",

@@ -1,4 +1,4 @@
-"""The student's training mode in distillation (trainers.distill_setup.train_mode)."""
+"""The student's training mode in distillation (trainers.distill_setup.train_mode) and the augmentation default."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def test_a_student_equal_to_its_teacher_stays_equal_with_kept_weights(tmp_path, 
     )
     assert result.relative_error < 1e-5
     assert result.norm["dropout"].startswith("off")
+    assert result.config["augment"] is False  # kept weights: the images as they are
 
 
 def test_from_reinitialised_weights_dropout_trains_as_in_the_graph(tmp_path, images):
@@ -38,3 +39,4 @@ def test_from_reinitialised_weights_dropout_trains_as_in_the_graph(tmp_path, ima
     onnx.save(dropout_model(size=8), model)
     result = distill(model, model, f"images={images}", student_init="reinit", keep_best=False, **STEPS)
     assert result.norm["dropout"] == "as in the graph"
+    assert result.config["augment"] is True  # from scratch: augmented, as labelled training is

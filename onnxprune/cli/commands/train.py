@@ -60,8 +60,8 @@ def train_options() -> dict[str, Any]:
         augment=typer.Option(
             None,
             "--augment/--no-augment",
-            help="random crop + flip while training (default: on with labels; off with --teacher, which learns the "
-            "teacher's outputs on the images as they are)",
+            help="random crop + flip while training (default: on, except with --teacher for a student that kept its "
+            "weights, which learns the teacher's outputs on the images as they are)",
             show_default=False,
         ),
         norm=typer.Option(
