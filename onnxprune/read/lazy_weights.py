@@ -219,39 +219,34 @@ CUT_BLOCK = 32 << 20  # bytes of rows read at a time by cut_from_file
 
 
 def cut_from_file(value: np.ndarray, masks: dict[int, np.ndarray]) -> np.ndarray | None:
-    """`value` with each axis cut to its mask ({axis: keep}), gathered from a map of its file a block
-    of rows at a time, so only the kept bytes are copied and the whole weight is never mapped at once
-    (a 400 MB fully connected layer is cut in 32 MB steps); None unless `value` is read_array's map of
-    a weight left in its file."""
+    """`value` with each axis cut to its mask ({axis: keep}), read from its file a block of rows at
+    a time so the whole weight is never in memory at once (a 400 MB fully connected layer is cut
+    in 32 MB steps); None unless `value` is read_array's map of a weight left in its file."""
     if not (isinstance(value, np.memmap) and isinstance(value.base, mmap.mmap)) or value.ndim == 0:
         return None
-    rows, rest = value.shape[0], value.shape[1:]
+    rows = value.shape[0]
     keep = np.flatnonzero(masks[0]) if 0 in masks else np.arange(rows)
-    others = {axis: np.flatnonzero(mask) for axis, mask in masks.items() if axis != 0}
-    out = np.empty(
-        [len(keep), *(len(others[a]) if a in others else value.shape[a] for a in range(1, value.ndim))], value.dtype
-    )
-    row_bytes = math.prod(rest) * value.dtype.itemsize
-    step = max(1, CUT_BLOCK // max(row_bytes, 1))
+    others = {axis: mask for axis, mask in masks.items() if axis != 0}
+    shape = [len(keep)] + [int(others[a].sum()) if a in others else value.shape[a] for a in range(1, value.ndim)]
+    out = np.empty(shape, dtype=value.dtype)
+    per_row = math.prod(value.shape[1:])
+    step = max(1, CUT_BLOCK // max(per_row * value.dtype.itemsize, 1))
     filled = 0
     for start in range(0, rows, step):
         stop = min(start + step, rows)
         wanted = keep[(keep >= start) & (keep < stop)]
         if not len(wanted):
             continue
-        block = np.memmap(
+        block = np.fromfile(
             value.filename,
             dtype=value.dtype,
-            mode="r",
-            offset=value.offset + start * row_bytes,
-            shape=(stop - start, *rest),
-        )
-        cut = np.take(block, wanted - start, axis=0)  # touches the kept rows' pages only
-        for axis, kept in others.items():
-            cut = np.take(cut, kept, axis=axis)
-        out[filled : filled + len(wanted)] = cut
+            count=(stop - start) * per_row,
+            offset=value.offset + start * per_row * value.dtype.itemsize,
+        ).reshape((stop - start, *value.shape[1:]))[wanted - start]
+        for axis, mask in others.items():
+            block = np.compress(mask, block, axis=axis)
+        out[filled : filled + len(wanted)] = block
         filled += len(wanted)
-        del block  # unmapped: the block's pages leave this process
     return out
 
 
