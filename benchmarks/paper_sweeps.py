@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         parser.error(f"--only: unknown network(s) {unknown}; expected {list(NETWORKS)}")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be >= 1")
-    problems = zoo_problems(only)
+    problems = [] if args.dry_run else zoo_problems(only)  # a dry run only prints the queue
     for line in problems:
         print(f"paper_sweeps: {line}", file=sys.stderr)
     if problems or args.check_zoo:

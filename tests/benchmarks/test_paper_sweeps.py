@@ -65,3 +65,13 @@ def test_dry_run_prints_every_invocation_and_runs_none(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == sum(len(phase) for phase in ps.phases(tmp_path, ["vgg16"]))
     assert not list(tmp_path.glob("vgg16-s*"))
+
+
+def test_the_runs_start_only_from_the_zoo_files_of_the_committed_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ps, "ZOO", tmp_path)
+    assert ps.main(["--out", str(tmp_path / "runs"), "--only", "vgg16"]) == 2
+    assert "make paper-zoo" in capsys.readouterr().err  # missing: says how to make it
+    (tmp_path / ps.NETWORKS["vgg16"]["model"]).write_bytes(b"another export")
+    assert ps.main(["--out", str(tmp_path / "runs"), "--only", "vgg16", "--check-zoo"]) == 2
+    assert ps.NETWORKS["vgg16"]["sha"] in capsys.readouterr().err  # another file: refused, naming both
+    assert not (tmp_path / "runs").exists()  # nothing run
