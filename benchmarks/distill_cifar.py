@@ -83,6 +83,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--variants", default="a,b,c,d", help="which to run (e.g. a,b and c,d side by side, each with its --json)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "build" / "distill-cifar"))
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "distill_cifar.json"))
@@ -108,6 +111,7 @@ def main() -> int:
                 "epochs",
                 "batch_size",
                 "seeds",
+                "variants",
                 "threads",
             )
         },  # fmt: skip
@@ -142,6 +146,8 @@ def main() -> int:
                     print(done["error"])
                     return 1
         for name, (init, distil, _what) in VARIANTS.items():
+            if name not in args.variants.split(","):
+                continue
             pruned = out / f"{init}-s{seed}.onnx"
             target = ["-o", str(out / f"{name}-s{seed}.onnx"), "--seed", str(seed)]
             if distil:
