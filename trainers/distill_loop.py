@@ -58,7 +58,7 @@ from .preprocess import input_spec
 from .progress import TrainingProgress
 from .recalibrate import IMAGES as REFIT_IMAGES
 from .recalibrate import recalibrate
-from .recipes import lr_at, make_optimizer, resolve_config, resolve_device, set_threads
+from .recipes import default_augment, lr_at, make_optimizer, resolve_config, resolve_device, set_threads
 from .runstate import EpochLog, first_input_shape, open_checkpoint, restore, save
 from .teacher import Teacher, check_pair
 
@@ -147,8 +147,7 @@ def distill(
     init = student_init_of(proto, student_init)
     if init not in ("keep", "reinit"):
         raise UserError(f"--student-init {init!r}: expected keep or reinit")
-    # None: augmented only from re-initialised weights; kept ones learn the teacher on the images as they are
-    config["augment"] = init == "reinit" if augment is None else bool(augment)
+    config["augment"] = default_augment(True, init) if augment is None else bool(augment)
     if lr is None and init == "keep":  # near its teacher already: the recipe's full rate wrecks it first
         config["lr"] = config["lr"] / 10.0
     out_path = validate_output_path(output, model, teacher) if output is not None else None

@@ -34,7 +34,16 @@ from .export_trained import export_trained, onnx_agreement
 from .guard import check_epoch, check_step, verdict
 from .memory import keep_freed_memory
 from .progress import TrainingProgress
-from .recipes import CPU_RECIPE_NOTE, RECIPES, lr_at, make_optimizer, resolve_config, resolve_device, set_threads
+from .recipes import (
+    CPU_RECIPE_NOTE,
+    RECIPES,
+    default_augment,
+    lr_at,
+    make_optimizer,
+    resolve_config,
+    resolve_device,
+    set_threads,
+)
 from .runstate import EpochLog, first_input_shape, open_checkpoint, restore, save
 
 __all__ = [
@@ -136,7 +145,7 @@ def train(
         limit_test=limit_test,
     )
     config["seed"] = int(seed)
-    augment = True if augment is None else bool(augment)  # None: the default, random crop + flip
+    augment = default_augment(False, None) if augment is None else bool(augment)
     config["augment"] = augment
     config["data"] = data if isinstance(data, str) else f"dataset:{data.name}"
     config["norm"] = norm

@@ -128,6 +128,12 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.o
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def default_augment(distilling: bool, student_init: str | None) -> bool:
+    """`--augment` when not given: random crop + flip, except for a student that kept its weights and
+    learns its teacher's outputs on the images as they are (trainers/README.md, "Distillation")."""
+    return not distilling or student_init == "reinit"
+
+
 def resolve_device(device: str) -> torch.device:
     if device not in DEVICES:
         raise UserError(f"--device {device!r}: expected one of {', '.join(DEVICES)}")

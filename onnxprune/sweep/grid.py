@@ -199,7 +199,7 @@ def sweep(
         import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
         from trainers.data import parse_data_spec
         from trainers.loop import first_input_shape, resolve_config
-        from trainers.recipes import resolve_device
+        from trainers.recipes import default_augment, resolve_device
     except ImportError:
         raise UserError("the sweep trains every model and needs PyTorch: pip install 'onnxprune[train]'") from None
     config = resolve_config(recipe, **{k: train_kwargs.get(k) for k in TRAIN_KEYS})  # flags first: cheap
@@ -220,7 +220,7 @@ def sweep(
         data=data,
         recipe=recipe,
         seed=int(seed),
-        augment=(teacher is None or init == "reinit")  # as train and train --teacher default it
+        augment=default_augment(teacher is not None, init)  # what the runs' train or distill will use
         if train_kwargs.get("augment") is None
         else bool(train_kwargs["augment"]),
         bench_runs=bench_runs,
