@@ -37,8 +37,6 @@ from .convert.norms import insert_norms
 from .distill_setup import (
     DistillResult,
     Objective,
-    agreement_text,
-    calibrate,
     check_options,
     epoch_line,
     epoch_record,
@@ -47,6 +45,7 @@ from .distill_setup import (
     label_index,
     load_data,
     pair_up,
+    start_point,
     student_init_of,
     train_mode,
 )
@@ -57,7 +56,6 @@ from .memory import keep_freed_memory
 from .preprocess import input_spec
 from .progress import TrainingProgress
 from .recalibrate import IMAGES as REFIT_IMAGES
-from .recalibrate import recalibrate
 from .recipes import default_augment, lr_at, make_optimizer, resolve_config, resolve_device, set_threads
 from .runstate import EpochLog, first_input_shape, open_checkpoint, restore, save
 from .teacher import Teacher, check_pair
@@ -233,20 +231,9 @@ def distill(
     objective = Objective(
         pair.rules, pair.hints, pair.student.names, float(temperature), float(hint_weight), float(alpha), label_at
     )
-    saved = (state or {}).get("distill", {})
-    module.eval()
-    calibrate(pair, calibration, saved.get("kept"))
-    before = saved.get("before") or heldout(pair, objective, test_batches, module)
-    refit = recalibrate(module, pair, teacher_net, calibration) if recalibration else []
-    changed = [r for r in refit if r["lambda"] is not None]
-    recalibrated = saved.get("recalibrated") or (heldout(pair, objective, test_batches, module) if changed else None)
-    if say:
-        say(f"as pruned: held-out relative error {before['relative_error']:.4f}" + agreement_text(before))
-        if changed:
-            say(
-                f"refitted {len(changed)} of {len(refit)} layers by least squares to the teacher's tensors: "
-                f"relative error {recalibrated['relative_error']:.4f}" + agreement_text(recalibrated)
-            )
+    saved, before, refit, recalibrated = start_point(
+        pair, objective, module, teacher_net, calibration, test_batches, state, recalibration, say
+    )
     opt = make_optimizer(config["optimizer"], module.parameters(), config["lr"], config["weight_decay"])
     steps_per_epoch = len(train_batches)
     total_steps = steps_per_epoch * config["epochs"]
@@ -258,7 +245,7 @@ def distill(
             say(f"resuming from {ckpt_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
     epoch_log = EpochLog(log_path, history)
     kept = {h.tensor: h.kept.tolist() for h in pair.aligned}
-    extra = {"distill": {"kept": kept, "before": before, "recalibrated": recalibrated}}
+    extra = {"distill": {"kept": kept, "before": before, "recalibrated": recalibrated, "refit": refit}}
     best = BestState.on_training_images(
         bool(keep_best),
         (dataset.train_x, dataset.train_y),

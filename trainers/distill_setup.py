@@ -1,5 +1,6 @@
 """Setting up a distillation before any step: the two networks probed side by side, the losses
-chosen, the images loaded and the calibration pass (per-feature scales, channel matching)."""
+chosen, the images loaded, the calibration pass (per-feature scales, channel matching) and the
+starting point (the error as pruned, the least-squares refit, the error after it)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .hints import HINT_MODES, Hint, candidates, hint_loss, meters, read_report,
 from .hints import match as match_channels
 from .images import Skipped, load_images
 from .preprocess import InputSpec
+from .recalibrate import add_refit_biases, recalibrate
 from .teacher import Runner, Teacher, check_shapes, module_fn, probe
 
 CALIBRATION_IMAGES = 64
@@ -199,6 +201,32 @@ def heldout(pair, objective: Objective, batches, module) -> dict:
                 measures.labelled += int(yb.shape[0])
     module.train(was)
     return measures.summary()
+
+
+def start_point(pair, objective, module, teacher, calibration, test_batches, state, recalibration: bool, say):
+    """(saved, before, refit, recalibrated): the calibration pass, the held-out error as pruned, the
+    refit's records (trainers.recalibrate) and the held-out error after it (None: no layer changed).
+    On --resume (`state`) these come from the checkpoint, which holds the refitted weights: the refit
+    is not run again, only the biases it added are recreated so that the weights load."""
+    saved = (state or {}).get("distill", {})
+    module.eval()
+    calibrate(pair, calibration, saved.get("kept"))
+    before = saved.get("before") or heldout(pair, objective, test_batches, module)
+    if state is None:
+        refit = recalibrate(module, pair, teacher, calibration) if recalibration else []
+    else:
+        refit = saved.get("refit", [])
+        add_refit_biases(module, state["model"])
+    changed = [r for r in refit if r["lambda"] is not None]
+    recalibrated = saved.get("recalibrated") or (heldout(pair, objective, test_batches, module) if changed else None)
+    if say:
+        say(f"as pruned: held-out relative error {before['relative_error']:.4f}" + agreement_text(before))
+        if changed:
+            say(
+                f"refitted {len(changed)} of {len(refit)} layers by least squares to the teacher's tensors: "
+                f"relative error {recalibrated['relative_error']:.4f}" + agreement_text(recalibrated)
+            )
+    return saved, before, refit, recalibrated
 
 
 def export_check(exported: onnx.ModelProto, pair, batches, limit: int = 64) -> dict:

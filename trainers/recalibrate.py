@@ -241,6 +241,17 @@ def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, pos
     return record
 
 
+def add_refit_biases(module, weights: dict) -> None:
+    """Give every layer the refit gave a bias (a key of the saved `weights` the module lacks) a zero one,
+    so that a checkpoint of a refitted student loads, and its optimizer state matches, without a refit."""
+    have = module.state_dict()
+    for key, value in weights.items():
+        if key.endswith(".bias") and key not in have:
+            layer = module.get_submodule(key.removesuffix(".bias"))
+            if getattr(layer, "bias", False) is None:
+                layer.bias = nn.Parameter(torch.zeros_like(value, device=layer.weight.device))
+
+
 def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int = 0) -> list[dict]:
     """Refit the student's layers in place (module docstring). Returns one record per layer read: its
     tensor, `lambda` (None: left as it was) and the held-out squared residual relative to the teacher's

@@ -17,10 +17,13 @@ from torch import nn
 class TwoHeads(nn.Module):
     """Class scores (Softmax) and a 4-value regression head."""
 
-    def __init__(self, channels: int = 1):
+    def __init__(self, channels: int = 1, bias: bool = True):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU()
+            nn.Conv2d(channels, 16, 3, padding=1, bias=bias),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2, bias=bias),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classes = nn.Linear(32, 5)
@@ -97,7 +100,7 @@ def export(module: nn.Module, shape, path: Path, outputs=("logits",)) -> Path:
 
 
 def teacher_and_student(kind: str, folder: Path, seed: int = 0) -> tuple[Path, Path, Path]:
-    """(teacher.onnx, student.onnx, shrink report .json) for `kind`: two_heads | nhwc | gray | sequence."""
+    """(teacher.onnx, student.onnx, shrink report .json) for `kind`: two_heads | nhwc | gray | no_bias | sequence."""
     from onnxprune import shrink
 
     torch.manual_seed(seed)
@@ -105,6 +108,8 @@ def teacher_and_student(kind: str, folder: Path, seed: int = 0) -> tuple[Path, P
         module, shape, outputs = TwoHeads(3), (1, 3, 16, 16), ("scores", "boxes")
     elif kind == "gray":
         module, shape, outputs = TwoHeads(1), (1, 1, 16, 16), ("scores", "boxes")
+    elif kind == "no_bias":  # convolutions without a bias: the refit gives them one
+        module, shape, outputs = TwoHeads(1, bias=False), (1, 1, 16, 16), ("scores", "boxes")
     elif kind == "nhwc":
         module, shape, outputs = Nhwc(), (1, 16, 16, 3), ("logits",)
     else:

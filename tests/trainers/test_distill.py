@@ -80,10 +80,14 @@ def test_unreadable_images_are_skipped_and_counted_in_the_log(graphs, images, tm
     assert [json.loads(line)["skipped_images"] for line in log.read_text().splitlines()] == [1]
 
 
-def test_resume_equals_the_uninterrupted_run(graphs, images, tmp_path, monkeypatch):
-    teacher, student, _ = graphs["gray"]
+@pytest.mark.parametrize("kind", ["gray", "no_bias"])
+def test_resume_equals_the_uninterrupted_run_without_a_second_refit(kind, folder, images, tmp_path, monkeypatch):
+    teacher, student, _ = teacher_and_student(kind, folder)
     settings = {**FAST, "epochs": 2}
     whole = distill(student, teacher, f"images={images}", checkpoint=tmp_path / "a", **settings)
+    assert any(r["lambda"] is not None for r in whole.refit)  # the refit changed the student
+    if kind == "no_bias":
+        assert all(len(n.input) == 2 for n in onnx.load(student).graph.node if n.op_type == "Conv")
     real_save = runstate.save_checkpoint
 
     class Stop(Exception):
@@ -97,9 +101,15 @@ def test_resume_equals_the_uninterrupted_run(graphs, images, tmp_path, monkeypat
     with pytest.raises(Stop):
         distill(student, teacher, f"images={images}", checkpoint=tmp_path / "b", **settings)
     monkeypatch.setattr(runstate, "save_checkpoint", real_save)
+
+    def no_refit(*_args, **_kwargs):
+        raise AssertionError("refitted again on --resume")
+
+    monkeypatch.setattr(distill_setup, "recalibrate", no_refit)
     resumed = distill(student, teacher, f"images={images}", checkpoint=tmp_path / "b", resume=True, **settings)
     assert resumed.resumed_from_epoch == 1
     assert [r["heldout_loss"] for r in resumed.history] == [r["heldout_loss"] for r in whole.history]
+    assert resumed.refit == whole.refit and resumed.relative_error == whole.relative_error
 
 
 def test_labels_mix_in_by_alpha(tmp_path):
