@@ -33,7 +33,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.paper_stats import LATENCY_NAME, load  # noqa: E402
 from benchmarks.paper_sweeps import NETWORKS, ZOO  # noqa: E402
 from onnxprune.measure.bench import bench, machine_info  # noqa: E402
-from onnxprune.read.io import load_model, save_json, save_model  # noqa: E402
+from onnxprune.read.io import load_model  # noqa: E402
+from onnxprune.read.save import save_json, save_model  # noqa: E402
 from onnxprune.sweep.grid import file_fingerprint  # noqa: E402
 
 SHRUNK_KEYS = ("params", "flops", "memory_bytes")

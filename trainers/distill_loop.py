@@ -28,7 +28,8 @@ import onnx
 import torch
 
 from onnxprune.errors import UserError
-from onnxprune.read.io import ModelLike, load_model, validate_output_path
+from onnxprune.read.io import ModelLike, load_model
+from onnxprune.read.save import validate_output_path
 
 from .batches import Batches
 from .checkpoint import CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint

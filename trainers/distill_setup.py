@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from onnxprune.errors import UserError
 
 from .convert.norms import NORM_MODES
-from .data import Dataset, parse_data_spec
+from .data import parse_data_spec
+from .dataset import Dataset
 from .distill import CLASS_KINDS, SCALED_KINDS, Measures, OutputRule, ScaleMeter, compared, output_loss, output_rules
 from .hints import HINT_MODES, Hint, candidates, hint_loss, meters, read_report, select, teacher_view
 from .hints import match as match_channels

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import torch
 
-from onnxprune.read.io import save_model
+from onnxprune.read.save import save_model
 
 from .batches import Batches
 from .convert import OnnxModule, export_onnx

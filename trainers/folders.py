@@ -16,7 +16,7 @@ from onnxprune.errors import UserError
 
 from ._decode import decode_images
 from .cache import cache_path, read_cache, write_cache
-from .data import IMAGE_SUFFIXES, TEST_SPLITS, Dataset
+from .dataset import IMAGE_SUFFIXES, TEST_SPLITS, Dataset
 
 PARALLEL_MIN = 4000  # fewer images than this decode in-process (process start-up would cost more)
 

@@ -29,7 +29,7 @@ import torch
 
 from onnxprune.errors import UserError
 
-from .data import IMAGE_SUFFIXES, TEST_SPLITS, Dataset
+from .dataset import IMAGE_SUFFIXES, TEST_SPLITS, Dataset
 from .folders import member_names
 
 DEFAULT_HELD_OUT = 256

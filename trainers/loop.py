@@ -23,12 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from onnxprune.errors import UserError
-from onnxprune.read.io import ModelLike, load_model, validate_output_path
+from onnxprune.read.io import ModelLike, load_model
+from onnxprune.read.save import validate_output_path
 
 from .checkpoint import CHECKPOINT_NAME, RESUME_KEYS, model_fingerprint
 from .convert import convert
 from .convert.norms import NORM_MODES, insert_norms
-from .data import Batches, Dataset
+from .data import Batches
+from .dataset import Dataset
 from .evaluate import _check_fit, _load_data, evaluate, evaluate_model
 from .export_trained import export_trained, onnx_agreement
 from .guard import check_epoch, check_step, verdict

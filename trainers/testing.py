@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from .convert import OnnxModule, convert, export_onnx
-from .data import Dataset
+from .dataset import Dataset
 
 # ---------------------------------------------------------------------- comparisons with onnxruntime
 

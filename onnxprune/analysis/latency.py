@@ -102,7 +102,7 @@ def runtime_failure(exc: Exception, specs) -> str:
 
 
 def save_profile(times: dict[str, float], path: Path, model: str) -> None:
-    from onnxprune.read.io import save_json
+    from onnxprune.read.save import save_json
 
     payload = {
         "model": model,

@@ -84,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _written_files(clear: bool = False) -> list:
-    """The files onnxprune.read.io wrote in this run (none if no verb imported it: a `--version`
+    """The files onnxprune.read.save wrote in this run (none if no verb imported it: a `--version`
     stays free of onnx)."""
-    io_module = sys.modules.get("onnxprune.read.io")
-    written = list(io_module.WRITTEN) if io_module else []
-    if io_module and clear:
-        io_module.WRITTEN.clear()
+    save_module = sys.modules.get("onnxprune.read.save")
+    written = list(save_module.WRITTEN) if save_module else []
+    if save_module and clear:
+        save_module.WRITTEN.clear()
     return written
 
 

@@ -11,7 +11,7 @@ from onnxprune.cli.app import err_console
 from onnxprune.cli.commands.train import require_torch
 from onnxprune.cli.pipelines import RESULT_NAME, _check_train_args, _complexity, _run_dir, _shrink, check_run_dir
 from onnxprune.errors import UserError
-from onnxprune.read.io import save_json
+from onnxprune.read.save import save_json
 
 DISTILL_FILES = ("pruned.onnx", "shrink.json", "distilled.onnx", "distill.jsonl", RESULT_NAME)
 
@@ -54,7 +54,8 @@ def run_distill(
         raise UserError(f"--bench-runs {bench_runs}: must be an integer >= 1")
     require_torch()
     _check_train_args({**distill_kwargs, "recipe": distill_kwargs.get("recipe", "distill")})
-    from onnxprune.read.io import load_model, save_model
+    from onnxprune.read.io import load_model
+    from onnxprune.read.save import save_model
     from trainers.distill_loop import distill
     from trainers.loop import first_input_shape
 

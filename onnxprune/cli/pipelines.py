@@ -21,7 +21,7 @@ from typing import Any
 from onnxprune.cli.app import err_console
 from onnxprune.cli.commands.train import require_torch
 from onnxprune.errors import UserError
-from onnxprune.read.io import check_outputs_writable, save_json
+from onnxprune.read.save import check_outputs_writable, save_json
 
 RESULT_NAME = "pipeline.json"
 INT8_NAME = "trained.int8.onnx"
@@ -167,7 +167,8 @@ def run_scratch(
     _check_quantize(quantize, train_kwargs)
     require_torch()
     _check_train_args(train_kwargs)
-    from onnxprune.read.io import load_model, save_model
+    from onnxprune.read.io import load_model
+    from onnxprune.read.save import save_model
     from trainers.loop import first_input_shape, train
 
     started = time.perf_counter()
@@ -241,7 +242,8 @@ def run_finetune(
     """Train the unpruned model, shrink (l1, keep), fine-tune; writes RUNDIR/{baseline,pruned,finetuned}.onnx."""
     check_run_dir(output, model)
     require_torch()
-    from onnxprune.read.io import load_model, save_model
+    from onnxprune.read.io import load_model
+    from onnxprune.read.save import save_model
     from trainers.loop import evaluate_model, first_input_shape, resolve_config, train
 
     if finetune_epochs is None or int(finetune_epochs) < 1:

@@ -61,7 +61,7 @@ def write_csv(rows: list[dict], destination: str) -> None:
 
 
 def _save_text(text: str, path: Path) -> None:
-    from onnxprune.read.io import atomic_write, check_outputs_writable  # the atomic write every output gets
+    from onnxprune.read.save import atomic_write, check_outputs_writable  # the atomic write every output gets
 
     (out,) = check_outputs_writable({"--csv": path})
     atomic_write(out, lambda handle: handle.write(text))

@@ -22,14 +22,14 @@ torch, the trainer and matplotlib are imported only when a sweep runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from onnxprune.errors import UserError
-from onnxprune.read.io import save_json
+from onnxprune.read.io import file_sha256
+from onnxprune.read.save import save_json
 
 from .outputs import COLUMNS, MODES, PLOTS, write_outputs
 
@@ -122,11 +122,8 @@ def _out_dir(out_dir: str | os.PathLike, model: Path) -> Path:
 
 
 def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """The file's SHA-256, cut to 16 hex digits: the `model_sha` a sweep's settings record."""
+    return file_sha256(path)[:16]
 
 
 def _read_result(path: Path) -> Optional[dict]:

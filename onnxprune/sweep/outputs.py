@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from onnxprune.read.io import atomic_write, save_json
+from onnxprune.read.save import atomic_write, save_json
 
 MODES = ("PA", "FA", "MA", "LA")  # the modes a sweep takes (sweep.grid), and the curves in this order
 COLUMNS = (

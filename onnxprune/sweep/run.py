@@ -59,7 +59,8 @@ def run_one(spec: dict, console=None) -> dict:
     """`console`: print each epoch of the training there (local runs only)."""
     import trainers  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
     from onnxprune.measure.bench import bench
-    from onnxprune.read.io import load_model, save_model
+    from onnxprune.read.io import load_model
+    from onnxprune.read.save import save_model
     from trainers.loop import train
 
     started = time.perf_counter()

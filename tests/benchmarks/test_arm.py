@@ -14,7 +14,7 @@ import pytest
 
 from onnxprune import shrink
 from onnxprune.measure.verify import max_relative_error, run
-from onnxprune.read.io import save_model
+from onnxprune.read.save import save_model
 
 REPO = Path(__file__).resolve().parents[2]
 ARM = Path(os.environ.get("ARM_DIR", REPO / "build" / "arm"))

@@ -16,7 +16,7 @@ import onnx
 import pytest
 
 from benchmarks.fuzz import conv_net
-from onnxprune.read import io as onnxprune_io
+from onnxprune.read import save as onnxprune_save
 from tests.cli_helpers import one_line_error, run
 
 
@@ -101,14 +101,14 @@ def test_report_and_model_on_one_path(model, tmp_path, capsys):
 
 
 def test_a_failing_report_leaves_no_model(model, tmp_path, capsys, monkeypatch):
-    real = onnxprune_io._stage_bytes
+    real = onnxprune_save._stage_bytes
 
     def stage(data, out):
         if out.suffix == ".json":
             raise OSError(28, "No space left on device", str(out))
         return real(data, out)
 
-    monkeypatch.setattr(onnxprune_io, "_stage_bytes", stage)
+    monkeypatch.setattr(onnxprune_save, "_stage_bytes", stage)
     rc, _, err = run(_shrink(model, "-o", tmp_path / "o.onnx", "--report", tmp_path / "r.json"), capsys)
     one_line_error(rc, err, "No space left")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
@@ -165,15 +165,15 @@ def test_a_replaced_file_keeps_its_mode(model, tmp_path, capsys):
 
 
 def test_check_outputs_writable_api(model, tmp_path):
-    assert onnxprune_io.check_outputs_writable([tmp_path / "a.onnx", None], model) == [tmp_path / "a.onnx"]
-    assert onnxprune_io.check_outputs_writable({"-o": tmp_path / "a", "--log": tmp_path / "b"}) == [
+    assert onnxprune_save.check_outputs_writable([tmp_path / "a.onnx", None], model) == [tmp_path / "a.onnx"]
+    assert onnxprune_save.check_outputs_writable({"-o": tmp_path / "a", "--log": tmp_path / "b"}) == [
         tmp_path / "a",
         tmp_path / "b",
     ]
-    with pytest.raises(onnxprune_io.UserError, match="is the input model"):
-        onnxprune_io.check_outputs_writable([model], model)
-    with pytest.raises(onnxprune_io.UserError, match="--log -"):
-        onnxprune_io.check_outputs_writable({"--log": "-"})
+    with pytest.raises(onnxprune_save.UserError, match="is the input model"):
+        onnxprune_save.check_outputs_writable([model], model)
+    with pytest.raises(onnxprune_save.UserError, match="--log -"):
+        onnxprune_save.check_outputs_writable({"--log": "-"})
 
 
 @pytest.mark.parametrize("where", ["dash", "read-only", "missing"])
@@ -187,8 +187,8 @@ def test_sweep_checks_its_run_folder_first(where, model, read_only, tmp_path, ca
 def test_atomic_write_helper_gets_the_umask_mode(tmp_path):
     old = os.umask(0o027)
     try:
-        onnxprune_io.atomic_write(tmp_path / "a.csv", lambda h: h.write("x\n"))
-        onnxprune_io.atomic_write(tmp_path / "b.png", lambda h: h.write(b"\x89PNG"), mode="wb")
+        onnxprune_save.atomic_write(tmp_path / "a.csv", lambda h: h.write("x\n"))
+        onnxprune_save.atomic_write(tmp_path / "b.png", lambda h: h.write(b"\x89PNG"), mode="wb")
     finally:
         os.umask(old)
     assert _mode(tmp_path / "a.csv") == _mode(tmp_path / "b.png") == 0o640

@@ -23,7 +23,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.fuzz import bn_net, conv_net
-from onnxprune.read import io as onnxprune_io
+from onnxprune.read import save as onnxprune_save
 from tests.cli_helpers import run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -370,7 +370,7 @@ def test_external_data_mechanism(tmp_path, monkeypatch, capsys):
     """Over PROTOBUF_LIMIT the weights go to <name>.data; the result loads and runs."""
     path = tmp_path / "big.onnx"
     onnx.save(conv_net(channels=(16, 32)), str(path))
-    monkeypatch.setattr(onnxprune_io, "PROTOBUF_LIMIT", 2000)
+    monkeypatch.setattr(onnxprune_save, "PROTOBUF_LIMIT", 2000)
     out = tmp_path / "out" / "pruned.onnx"
     out.parent.mkdir()
     rc, _, err = run(["shrink", path, "--mode", "PA", "--target", "0.5", "-o", out], capsys)
@@ -582,7 +582,7 @@ def test_interrupt_inside_save_leaves_nothing(tmp_path, monkeypatch, capsys, whe
         def boom(*a, **k):
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(onnxprune_io.os, "fsync", boom)
+        monkeypatch.setattr(onnxprune_save.os, "fsync", boom)
     else:
         real = os.replace
 
@@ -591,7 +591,7 @@ def test_interrupt_inside_save_leaves_nothing(tmp_path, monkeypatch, capsys, whe
                 raise KeyboardInterrupt
             return real(src, dst)
 
-        monkeypatch.setattr(onnxprune_io.os, "replace", boom)
+        monkeypatch.setattr(onnxprune_save.os, "replace", boom)
     rc, _, err = run(["shrink", path, "--mode", "PA", "--target", "0.5", "-o", tmp_path / "o.onnx"], capsys)
     assert rc == 130
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -606,9 +606,9 @@ def test_save_over_existing_output_keeps_old_on_failure(tmp_path, monkeypatch):
     def fail(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(onnxprune_io.os, "fsync", fail)
-    with pytest.raises(onnxprune_io.UserError, match="disk full"):
-        onnxprune_io.save_model(conv_net(channels=(4, 4)), out)
+    monkeypatch.setattr(onnxprune_save.os, "fsync", fail)
+    with pytest.raises(onnxprune_save.UserError, match="disk full"):
+        onnxprune_save.save_model(conv_net(channels=(4, 4)), out)
     assert out.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx"]
 

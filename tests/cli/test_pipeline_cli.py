@@ -185,7 +185,7 @@ def test_read_only_int8_file_is_refused_first(plain_model, pickles, tmp_path, ca
     int8.write_bytes(b"old")
     real_access = os.access
     monkeypatch.setattr(
-        "onnxprune.read.io.os.access",
+        "onnxprune.read.save.os.access",
         lambda p, m, *a, **k: False if Path(p) == int8 and m & os.W_OK else real_access(p, m, *a, **k),
     )
     rc = _scratch(plain_model, run, "--data", f"cifar10={pickles}", "--quantize")

@@ -17,7 +17,8 @@ from onnxprune.cli import main
 from onnxprune.errors import UserError
 from onnxprune.read import lazy_weights, model_writer
 from onnxprune.read.graph import load_graph
-from onnxprune.read.io import load_model, save_model
+from onnxprune.read.io import load_model
+from onnxprune.read.save import save_model
 from tests.tiny_models import residual_net
 
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from onnxprune.errors import UserError
-from onnxprune.read.io import ModelLike, load_model, save_model
+from onnxprune.read.io import ModelLike, load_model
+from onnxprune.read.save import save_model
 
 from .builder import _Builder
 from .modules import OnnxModule

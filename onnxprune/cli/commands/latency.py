@@ -24,7 +24,8 @@ def latency_command(
 ) -> None:
     """Measure each node's onnxruntime time; run it on the target board, then shrink --mode LA with it."""
     from onnxprune.analysis.latency import measure_node_latency, save_profile
-    from onnxprune.read.io import check_outputs_writable, load_model
+    from onnxprune.read.io import load_model
+    from onnxprune.read.save import check_outputs_writable
 
     if runs < 1 or threads < 1:
         raise UserError("--runs and --threads must be at least 1")

@@ -82,7 +82,8 @@ def quantize_file(
     """Everything `quantize` does but printing (for `pipeline ... --quantize` too): checks, calibration
     images, quantization, the atomic write. Returns (summary dict, QuantizeResult)."""
     from onnxprune.measure.quantize import quantize, refuse_unquantizable
-    from onnxprune.read.io import check_outputs_writable, load_model, save_outputs
+    from onnxprune.read.io import load_model
+    from onnxprune.read.save import check_outputs_writable, save_outputs
 
     if not calibrate:
         raise UserError(

@@ -9,7 +9,7 @@ import typer
 
 from onnxprune.cli.app import app, console, emit_json, input_shape_option, parse_input_shapes, seed_option
 from onnxprune.errors import CheckFailed, UserError
-from onnxprune.read.io import check_outputs_writable, save_json, save_outputs
+from onnxprune.read.save import check_outputs_writable, save_json, save_outputs
 from onnxprune.report import LiteralTable, literal, nbytes, pct, si
 
 DEFAULT_TARGET = 0.5  # half the chosen measure: the setting every benchmark here uses

@@ -10,7 +10,7 @@ import typer
 from onnxprune.cli.app import app, console, emit_json, err_console, input_shape_option, parse_input_shapes, seed_option
 from onnxprune.cli.commands.train import distill_kwargs, distill_options
 from onnxprune.errors import UserError
-from onnxprune.read.io import check_outputs_writable
+from onnxprune.read.save import check_outputs_writable
 from onnxprune.report import LiteralTable, literal, nbytes, si
 
 _D = distill_options()
