@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 
 from models.zoo import BN_VARIANTS, EXPORTERS, MODELS, build
+from onnxprune.read.save import atomic_write
 
 __all__ = ["OPSET", "SEED", "zoo_path", "export_model", "ensure_zoo", "count_macs", "main"]
 
@@ -58,8 +58,6 @@ MANIFEST = ".zoo-manifest.json"
 LOCKFILE = ".zoo.lock"
 
 _HERE = Path(__file__).resolve().parent
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 # --------------------------------------------------------------------------------------
@@ -97,21 +95,6 @@ def _read_manifest(out_dir: Path) -> dict[str, str]:
         return json.loads((out_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -276,7 +259,7 @@ def _export_variants(name: str, exporter: str, bns: Sequence[str], out_dir: Path
         path = zoo_path(out_dir, name, exporter, bn)
         data = proto.SerializeToString()
         onnx.checker.check_model(data)  # bytes: no second serialisation of a ~100 MB model
-        _atomic_write_bytes(path, data)
+        atomic_write(path, lambda handle, data=data: handle.write(data), mode="wb")
         paths.append(path)
     return paths
 
@@ -285,7 +268,7 @@ def _record(out_dir: Path, paths: Iterable[Path], key: str) -> None:
     manifest = _read_manifest(out_dir)
     for p in paths:
         manifest[p.name] = key
-    _atomic_write_bytes(out_dir / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write(out_dir / MANIFEST, lambda handle: handle.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
 
 
 def export_model(name: str, exporter: str, bn: str, out_dir: str | os.PathLike) -> Path:
