@@ -203,7 +203,11 @@ def train_command(
     mean: Optional[str] = _D["mean"],
     std: Optional[str] = _D["std"],
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="save a checkpoint here after every epoch"),
-    resume: bool = typer.Option(False, "--resume", help="continue from --checkpoint DIR's last checkpoint"),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="continue from --checkpoint DIR's last checkpoint (with --teacher: from its refitted weights, not refitted again)",
+    ),
     log: Optional[str] = typer.Option(
         None, "--log", help="JSONL log, one line per epoch (default: OUTPUT with .train.jsonl)"
     ),
