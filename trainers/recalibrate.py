@@ -177,7 +177,7 @@ def _write(target: Target, w: torch.Tensor) -> None:
     new = w.transpose(1, 2).reshape(weight.shape[0], *weight.shape[1:])
     weight.copy_(new.to(weight.dtype).to(weight.device))
     if layer.bias is None:  # a conv or Gemm without one gets a bias (writeback adds the input)
-        layer.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
+        _give_zero_bias(layer)
     layer.bias.copy_(bias_row.reshape(layer.bias.shape).to(weight.dtype).to(weight.device))
 
 
@@ -241,15 +241,21 @@ def _fit_one(pair, target: Target, chunks: list[torch.Tensor], teacher_rows, pos
     return record
 
 
+def _give_zero_bias(layer: nn.Module) -> None:
+    weight = layer.weight
+    layer.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device))
+
+
 def add_refit_biases(module, weights: dict) -> None:
     """Give every layer the refit gave a bias (a key of the saved `weights` the module lacks) a zero one,
-    so that a checkpoint of a refitted student loads, and its optimizer state matches, without a refit."""
+    as _write did, so that a checkpoint of a refitted student loads, and its optimizer state matches,
+    without a refit."""
     have = module.state_dict()
-    for key, value in weights.items():
+    for key in weights:
         if key.endswith(".bias") and key not in have:
             layer = module.get_submodule(key.removesuffix(".bias"))
             if getattr(layer, "bias", False) is None:
-                layer.bias = nn.Parameter(torch.zeros_like(value, device=layer.weight.device))
+                _give_zero_bias(layer)
 
 
 def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int = 0) -> list[dict]:

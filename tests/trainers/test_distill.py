@@ -37,7 +37,7 @@ def images(folder) -> Path:
 
 @pytest.fixture(scope="module")
 def graphs(folder):
-    return {kind: teacher_and_student(kind, folder) for kind in ("two_heads", "nhwc", "gray", "sequence")}
+    return {kind: teacher_and_student(kind, folder) for kind in ("two_heads", "nhwc", "gray", "no_bias", "sequence")}
 
 
 @pytest.mark.parametrize("kind", ["two_heads", "nhwc", "gray", "sequence"])
@@ -81,8 +81,8 @@ def test_unreadable_images_are_skipped_and_counted_in_the_log(graphs, images, tm
 
 
 @pytest.mark.parametrize("kind", ["gray", "no_bias"])
-def test_resume_equals_the_uninterrupted_run_without_a_second_refit(kind, folder, images, tmp_path, monkeypatch):
-    teacher, student, _ = teacher_and_student(kind, folder)
+def test_resume_equals_the_uninterrupted_run_without_a_second_refit(kind, graphs, images, tmp_path, monkeypatch):
+    teacher, student, _ = graphs[kind]
     settings = {**FAST, "epochs": 2}
     whole = distill(student, teacher, f"images={images}", checkpoint=tmp_path / "a", **settings)
     assert any(r["lambda"] is not None for r in whole.refit)  # the refit changed the student
