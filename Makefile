@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-$(ZOO)/.done: $(STAMP) models/zoo.py models/export.py
+$(ZOO)/.done: $(STAMP) models/nets.py models/zoo.py models/exporters.py models/export.py
 	$(BIN)/python -m models.export --out $(ZOO)
 	touch $@
 

@@ -29,13 +29,10 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
-import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -43,17 +40,13 @@ import onnx
 import torch
 from torch import nn
 
+from models.exporters import INPUT_NAME, OPSET, OUTPUT_NAME, export_dynamo, export_legacy
 from models.zoo import BN_VARIANTS, EXPORTERS, MODELS, build
 from onnxprune.read.save import atomic_write
 
 __all__ = ["OPSET", "SEED", "zoo_path", "export_model", "ensure_zoo", "count_macs", "main"]
 
-# Opset 20: the dynamo exporter's native opset in torch 2.13 (no version conversion) and the
-# highest one the legacy (TorchScript) exporter supports.
-OPSET = 20
 SEED = 0
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 MANIFEST = ".zoo-manifest.json"
 LOCKFILE = ".zoo.lock"
 
@@ -83,7 +76,7 @@ def _build_key() -> str:
     import onnxscript
 
     h = hashlib.sha256()
-    for src in ("zoo.py", "export.py"):
+    for src in ("nets.py", "zoo.py", "exporters.py", "export.py"):
         h.update((_HERE / src).read_bytes())
     h.update(f"torch={torch.__version__};onnx={onnx.__version__};onnxscript={onnxscript.__version__}".encode())
     h.update(f"opset={OPSET};seed={SEED}".encode())
@@ -123,103 +116,6 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence torch.onnx's logger (``torchvision is not installed`` ...) and warnings."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _export_legacy(model: nn.Module, x: torch.Tensor, bn: str) -> onnx.ModelProto:
-    buf = io.BytesIO()
-    with _quiet():
-        torch.onnx.export(
-            model,
-            (x,),
-            buf,
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            do_constant_folding=(bn == "folded"),
-            training=torch.onnx.TrainingMode.EVAL,
-            verbose=False,
-        )
-    return onnx.load_from_string(buf.getvalue())
-
-
-@contextlib.contextmanager
-def _without_bn_fusion() -> Iterator[None]:
-    """Run onnxscript's default optimizer with its BatchNorm-fusion rewrite rules taken out."""
-    import onnxscript.rewriter as rewriter
-    from onnxscript.rewriter.rules import common as rules
-
-    bn_rules = {
-        id(rules.fuse_batchnorm_into_conv_rule),
-        id(rules.fuse_batchnorm_into_conv_transpose_rule),
-        id(rules.fuse_batchnorm_into_gemm_rule),
-    }
-    saved = rewriter._DEFAULT_REWRITE_RULES
-    rewriter._DEFAULT_REWRITE_RULES = tuple(r for r in saved if id(r) not in bn_rules)
-    try:
-        yield
-    finally:
-        rewriter._DEFAULT_REWRITE_RULES = saved
-
-
-def _optimize_keeping_bn(program) -> None:
-    """``program.optimize()`` minus BN fusion; public-API fallback if onnxscript's internals move."""
-    import onnxscript.rewriter as rewriter
-
-    if isinstance(getattr(rewriter, "_DEFAULT_REWRITE_RULES", None), tuple):
-        with _without_bn_fusion():
-            program.optimize()
-        return
-    import onnx_ir.passes.common as common_passes
-    import onnxscript.optimizer
-
-    onnxscript.optimizer.fold_constants(program.model)
-    common_passes.RemoveUnusedNodesPass()(program.model)
-    common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(program.model)
-
-
-def _export_dynamo(model: nn.Module, x: torch.Tensor, bns: Sequence[str]) -> dict[str, onnx.ModelProto]:
-    """One dynamo trace (unoptimised), then the exporter's optimizer with or without BN fusion."""
-    import onnx_ir as ir
-
-    with _quiet():
-        program = torch.onnx.export(
-            model,
-            (x,),
-            dynamo=True,
-            external_data=False,
-            optimize=False,
-            opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            verbose=False,
-        )
-        raw = program.model_proto
-        out: dict[str, onnx.ModelProto] = {}
-        for bn in bns:
-            program.model = ir.serde.deserialize_model(raw)
-            if bn == "folded":
-                program.optimize()  # exactly what optimize=True does
-            else:
-                _optimize_keeping_bn(program)
-            out[bn] = program.model_proto
-    return out
-
-
 def _finish(proto: onnx.ModelProto, name: str, exporter: str, bn: str, key: str) -> onnx.ModelProto:
     ops = {n.op_type for n in proto.graph.node}
     if (bn == "kept") != ("BatchNormalization" in ops):
@@ -250,9 +146,9 @@ def _export_variants(name: str, exporter: str, bns: Sequence[str], out_dir: Path
     x = torch.randn(spec.input_shape, generator=torch.Generator().manual_seed(SEED))
     with torch.no_grad():
         if exporter == "legacy":
-            protos = {bn: _export_legacy(model, x, bn) for bn in bns}
+            protos = {bn: export_legacy(model, x, bn) for bn in bns}
         else:
-            protos = _export_dynamo(model, x, bns)
+            protos = export_dynamo(model, x, bns)
     paths = []
     for bn in bns:
         proto = _finish(protos[bn], name, exporter, bn, key)
