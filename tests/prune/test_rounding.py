@@ -200,6 +200,19 @@ def test_unreachable_with_multiples_falls_back_to_exact(tmp_path, capsys):
         onnxprune.shrink(path, mode="FA", target=0.2, round_to=16)
 
 
+def test_a_landing_far_under_the_target_is_said(tmp_path, capsys):
+    """32 -> 16 channels is the only step auto allows: half the FLOPs where 0.6 was asked. The note
+    names the flag that keeps the capacity; a landing near the target, or exact counts, say nothing."""
+    path = two_convs(tmp_path / "m.onnx", 32)
+    out = str(tmp_path / "o.onnx")
+    assert main(["shrink", path, "--mode", "FA", "--target", "0.6", "-o", out]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "landed at 50.0% of the FLOPs for a target of 60.0%" in printed and "--round-to 1" in printed
+    for args in (["--target", "0.52"], ["--target", "0.6", "--round-to", "1"]):
+        assert main(["shrink", path, "--mode", "FA", *args, "-o", out]) == 0
+        assert "landed at" not in capsys.readouterr().out
+
+
 def test_round_to_cli_values(tmp_path, capsys):
     path = two_convs(tmp_path / "m.onnx", 32)
     out = tmp_path / "o.onnx"
