@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_models import BIG_NAME, DEFAULT_OUT, build_all  # noqa: E402
-from benchmarks.perf_core import cpu_model, loadavg  # noqa: E402
+from benchmarks.perf_core_report import cpu_model, loadavg  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
 
 PY = sys.executable
@@ -156,7 +156,7 @@ def vs_torch_pruning(model: Path, reps: int) -> list[str]:
         import torch
         import torch_pruning  # noqa: F401  (the `bench` extra)
 
-        from benchmarks.perf_core import MODEL
+        from benchmarks.perf_core_workers import MODEL
         from models.zoo import build
     except ImportError as exc:
         return [f"(skipped: {exc})"]
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        from benchmarks.perf_core import work_torch_pruning
+        from benchmarks.perf_core_workers import work_torch_pruning
         from benchmarks.vs_torch_pruning import work_theirs
 
         kind, *args = a.worker

@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.perf_core import MODEL, cpu_model, loadavg, model_fc, work_torch_pruning  # noqa: E402
+from benchmarks.perf_core_report import cpu_model, loadavg  # noqa: E402
+from benchmarks.perf_core_workers import MODEL, model_fc, work_torch_pruning  # noqa: E402
 from benchmarks.results_file import write_section  # noqa: E402
 
 

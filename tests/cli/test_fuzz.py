@@ -1,20 +1,21 @@
 """Issue 7: seeded fuzzing of every verb with mutants of small valid models.
 
-Each case (benchmarks/fuzz.py: byte flips, deleted nodes, wrong shapes, dangling inputs, renamed
-outputs, truncated initializers, wrong attribute types, wrong dtypes, wrong op types/opsets; seed
-models include an IR 3 graph with initializers listed as inputs) runs profile, groups, shrink,
-check --max-params and bench --runs 2 in-process. Any exception escaping `onnxprune.cli.main`, an
-exit code outside {0, 1, 2, 70}, a traceback on stderr, an exit 2 without exactly one stderr line,
-or a modified input file is a failure; exit 70 (internal error) only where a case plants a bug in
-our code, and then as one line naming the model, with nothing written (issue 25). `benchmarks/fuzz.py --cases 1000`
-runs the same at scale.
+Each case (benchmarks/fuzz.py; mutations in benchmarks/fuzz_mutations.py: byte flips, deleted nodes,
+wrong shapes, dangling inputs, renamed outputs, truncated initializers, wrong attribute types, wrong
+dtypes, wrong op types/opsets; seed models include an IR 3 graph with initializers listed as inputs)
+runs profile, groups, shrink, check --max-params and bench --runs 2 in-process. Any exception
+escaping `onnxprune.cli.main`, an exit code outside {0, 1, 2, 70}, a traceback on stderr, an exit 2
+without exactly one stderr line, or a modified input file is a failure; exit 70 (internal error)
+only where a case plants a bug in our code, and then as one line naming the model, with nothing
+written (issue 25). `benchmarks/fuzz.py --cases 1000` runs the same at scale.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.fuzz import MUTATIONS, SEEDS, mutant, run_case
+from benchmarks.fuzz import SEEDS, run_case
+from benchmarks.fuzz_mutations import MUTATIONS, mutant
 
 CASES = 50
 BATCH = 10
@@ -66,7 +67,8 @@ def _clean_case(name: str) -> int:
     """A case that runs seed model `name` unmutated, with usable options (plain outputs, seed >= 0)."""
     import tempfile
 
-    from benchmarks.fuzz import CLEAN_CASE_EVERY, SYMBOLIC_SEEDS, fault_for, options_for
+    from benchmarks.fuzz import SYMBOLIC_SEEDS, fault_for, options_for
+    from benchmarks.fuzz_mutations import CLEAN_CASE_EVERY
 
     with tempfile.TemporaryDirectory() as tmp:
         for case in range(CLEAN_CASE_EVERY - 1, 20_000, CLEAN_CASE_EVERY):
