@@ -9,7 +9,15 @@ from typing import Any
 
 from onnxprune.cli.app import err_console
 from onnxprune.cli.commands.train import require_torch
-from onnxprune.cli.pipelines import RESULT_NAME, _check_train_args, _complexity, _run_dir, _shrink, check_run_dir
+from onnxprune.cli.pipelines import (
+    RESULT_NAME,
+    SHRINK_KEYS,
+    _check_train_args,
+    _complexity,
+    _run_dir,
+    _shrink,
+    check_run_dir,
+)
 from onnxprune.errors import UserError
 from onnxprune.read.save import save_json
 
@@ -39,6 +47,7 @@ def run_distill(
     seed: int = 0,
     init: str = "keep",
     criterion: str = "l1",
+    round_to: int | str = "auto",
     bench_runs: int = 50,
     progress: bool = True,
     input_shapes: dict | None = None,
@@ -64,9 +73,7 @@ def run_distill(
     first_input_shape(source, input_shapes)  # a symbolic H/W needs --input-shape
     run = _run_dir(output, model)
     t0 = time.perf_counter()
-    pruned, report = _shrink(
-        source, mode, target, seed, step, init=init, criterion=criterion, input_shapes=input_shapes
-    )
+    pruned, report = _shrink(source, mode, target, seed, step, init, criterion, input_shapes, round_to)
     pruned_path = save_model(pruned, run / "pruned.onnx", model)
     save_json(report, run / "shrink.json", model)
     shrink_s = time.perf_counter() - t0
@@ -115,7 +122,7 @@ def run_distill(
             "total": round(time.perf_counter() - started, 3),
         },
         "distill": summary,
-        "shrink": {k: report.get(k) for k in ("mode", "target", "seed", "step", "init", "criterion", "iterations")},
+        "shrink": {k: report.get(k) for k in SHRINK_KEYS},
     }
     save_json(payload, run / RESULT_NAME, model)
     payload["result_path"] = str(run / RESULT_NAME)

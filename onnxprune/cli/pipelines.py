@@ -47,8 +47,20 @@ def _run_dir(output: str | os.PathLike, model: str | os.PathLike) -> Path:
     return out
 
 
+# What pipeline.json keeps of the shrink report: the settings, and the rounding actually used.
+SHRINK_KEYS = ("mode", "target", "seed", "step", "init", "criterion", "round_to", "round_to_used", "iterations")
+
+
 def _shrink(
-    model, mode: str, target: float, seed: int, step: float, init: str, criterion: str, input_shapes: dict | None = None
+    model,
+    mode: str,
+    target: float,
+    seed: int,
+    step: float,
+    init: str,
+    criterion: str,
+    input_shapes: dict | None = None,
+    round_to: int | str = "auto",
 ):
     try:
         from onnxprune import shrink
@@ -68,6 +80,7 @@ def _shrink(
         init=init,
         criterion=criterion,
         input_shapes=input_shapes,
+        round_to=round_to,
     )
 
 
@@ -154,6 +167,7 @@ def run_scratch(
     target: float,
     step: float = 0.1,
     seed: int = 0,
+    round_to: int | str = "auto",
     progress: bool = True,
     input_shapes: dict | None = None,
     quantize: dict | None = None,
@@ -176,9 +190,7 @@ def run_scratch(
     first_input_shape(source, input_shapes)  # a symbolic H/W needs --input-shape
     run = _run_dir(output, model)
     t0 = time.perf_counter()
-    pruned, report = _shrink(
-        source, mode, target, seed, step, init="reinit", criterion="random", input_shapes=input_shapes
-    )
+    pruned, report = _shrink(source, mode, target, seed, step, "reinit", "random", input_shapes, round_to)
     pruned_path = save_model(pruned, run / "pruned.onnx", model)
     shrink_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -213,7 +225,7 @@ def run_scratch(
             "total": round(time.perf_counter() - started, 3),
         },
         "train": _train_summary(result),
-        "shrink": {k: report.get(k) for k in ("mode", "target", "seed", "step", "init", "criterion", "iterations")},
+        "shrink": {k: report.get(k) for k in SHRINK_KEYS},
     }
     if quantized is not None:
         payload["files"]["int8"] = quantized["output"]
@@ -235,6 +247,7 @@ def run_finetune(
     finetune_lr: float | None = None,
     step: float = 0.1,
     seed: int = 0,
+    round_to: int | str = "auto",
     progress: bool = True,
     input_shapes: dict | None = None,
     **train_kwargs,
@@ -270,9 +283,7 @@ def run_finetune(
     )
     base_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pruned, report = _shrink(
-        base.output_path, mode, target, seed, step, init="keep", criterion="l1", input_shapes=input_shapes
-    )
+    pruned, report = _shrink(base.output_path, mode, target, seed, step, "keep", "l1", input_shapes, round_to)
     pruned_path = save_model(pruned, run / "pruned.onnx", model)
     shrink_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -328,7 +339,7 @@ def run_finetune(
         },
         "baseline": _train_summary(base),
         "finetune": _train_summary(tuned),
-        "shrink": {k: report.get(k) for k in ("mode", "target", "seed", "step", "init", "criterion", "iterations")},
+        "shrink": {k: report.get(k) for k in SHRINK_KEYS},
     }
     save_json(payload, run / RESULT_NAME, model)
     payload["result_path"] = str(run / RESULT_NAME)

@@ -59,6 +59,17 @@ def test_scratch_with_input_shape_on_symbolic_hw(model, pickles, tmp_path, capsy
     saved = json.loads((tmp_path / "run" / "pipeline.json").read_text())
     assert saved["complexity"]["params"]["after"] <= 0.5 * saved["complexity"]["params"]["before"]
     assert (tmp_path / "run" / "trained.onnx").is_file()
+    assert saved["shrink"]["round_to"] == "auto"
+
+
+def test_round_to_reaches_the_pipelines_shrink(model, pickles, tmp_path, capsys):
+    """shrink's --round-to in a pipeline: the report echoes what shrink itself parsed and used."""
+    name = onnx.load(str(model)).graph.input[0].name
+    shape = f"{name}=1x3x32x32"
+    rc = _scratch(model, tmp_path / "run", "--data", f"cifar10={pickles}", "--input-shape", shape, "--round-to", "1")
+    assert rc == 0, capsys.readouterr().err
+    saved = json.loads((tmp_path / "run" / "pipeline.json").read_text())
+    assert saved["shrink"]["round_to"] == saved["shrink"]["round_to_used"] == 1
 
 
 @pytest.mark.parametrize("verb", ["scratch", "finetune"])

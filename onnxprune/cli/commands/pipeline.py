@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 import typer
 
 from onnxprune.cli.app import app, console, emit_json, parse_input_shapes
+from onnxprune.cli.commands.shrink import far_under_target
 from onnxprune.cli.commands.train import distill_kwargs, distill_options, train_options
 from onnxprune.cli.pipeline_distill import run_distill  # noqa: F401  (re-exported)
 from onnxprune.cli.pipelines import (  # noqa: F401  (re-exported: the Python API of `pipeline`)
@@ -83,6 +84,17 @@ def _print(payload: dict) -> None:
         times.add_row(f"{stage} time", f"{seconds:.1f} s")
     times.add_row("results", payload["result_path"])
     console.print(times)
+    complexity = payload["complexity"]
+    landing = far_under_target(
+        {
+            **payload["shrink"],
+            "pruned": True,
+            "before": {k: c["before"] for k, c in complexity.items()},
+            "after": {k: c["after"] for k, c in complexity.items()},
+        }
+    )
+    if landing:
+        console.print(landing, markup=False, highlight=False)
 
 
 def _train_kwargs(**kwargs) -> dict[str, Any]:
@@ -90,6 +102,9 @@ def _train_kwargs(**kwargs) -> dict[str, Any]:
 
 
 _S = train_options()
+_ROUND_TO = typer.Option(
+    "auto", "--round-to", help="channel counts: auto (kernel multiples) | 1 (exact) | R; as shrink's"
+)
 _F = train_options()
 
 
@@ -100,6 +115,7 @@ def scratch_command(
     mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs) or MA (memory)"),
     target: float = typer.Option(..., "--target", help="fraction of the baseline to keep, 0<T<1"),
     step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
+    round_to: str = _ROUND_TO,
     data: str = _S["data"],
     epochs: Optional[int] = _S["epochs"],
     batch_size: Optional[int] = _S["batch_size"],
@@ -139,6 +155,7 @@ def scratch_command(
         target=target,
         step=step,
         seed=seed,
+        round_to=round_to,
         progress=not quiet,
         input_shapes=parse_input_shapes(input_shape, model),
         quantize=dict(fmt=quantize_format, per_channel=quantize_per_channel, calibration_images=calibration_images)
@@ -174,6 +191,7 @@ def finetune_command(
     finetune_epochs: int = typer.Option(..., "--finetune-epochs", help="epochs of fine-tuning after pruning"),
     finetune_lr: Optional[float] = typer.Option(None, "--finetune-lr", help="default: a tenth of the lr"),
     step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
+    round_to: str = _ROUND_TO,
     data: str = _F["data"],
     epochs: Optional[int] = _F["epochs"],
     batch_size: Optional[int] = _F["batch_size"],
@@ -204,6 +222,7 @@ def finetune_command(
         finetune_lr=finetune_lr,
         step=step,
         seed=seed,
+        round_to=round_to,
         progress=not quiet,
         input_shapes=parse_input_shapes(input_shape, model),
         **_train_kwargs(
@@ -238,6 +257,7 @@ def distill_command(
     mode: str = typer.Option(..., "--mode", help="PA (params), FA (FLOPs) or MA (memory)"),
     target: float = typer.Option(..., "--target", help="fraction of the baseline to keep, 0<T<1"),
     step: float = typer.Option(0.1, "--step", help="fraction of a drawn group's channels removed per step"),
+    round_to: str = _ROUND_TO,
     init: str = typer.Option("keep", "--init", help="keep (the original's weights, recovery) | reinit (from scratch)"),
     criterion: str = typer.Option("l1", "--criterion", help="l1 (largest-L1 channels kept) | random"),
     bench_runs: int = typer.Option(50, "--bench-runs", help="timed onnxruntime runs per model (1 thread, batch 1)"),
@@ -278,6 +298,7 @@ def distill_command(
         target=target,
         step=step,
         seed=seed,
+        round_to=round_to,
         init=init,
         criterion=criterion,
         bench_runs=bench_runs,

@@ -201,7 +201,7 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
         console.print(
             "note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples"
         )
-    landing = _far_under_target(result)
+    landing = far_under_target(result)
     if landing:
         console.print(landing, markup=False, highlight=False)
 
@@ -210,7 +210,7 @@ LANDING_SLACK = 0.05  # a landing this far under the target (as a fraction of th
 FIGURE_NAMES = {"PA": ("params", "parameters"), "FA": ("flops", "FLOPs"), "MA": ("memory_bytes", "memory")}
 
 
-def _far_under_target(result: dict) -> str | None:
+def far_under_target(result: dict) -> str | None:
     """A note when auto's kernel multiples landed well under the target. They move a small group in
     steps of 16 channels, so the last draw can take far more than the target asks (MTCNN's O-net: 36.9 %
     of the FLOPs at --target 0.5): a smaller network than the budget allows, by design of the rounding,
