@@ -17,6 +17,7 @@ from onnxprune.cli.pipelines import (
     _run_dir,
     _shrink,
     check_run_dir,
+    checked_round_to,
 )
 from onnxprune.errors import UserError
 from onnxprune.read.save import save_json
@@ -57,6 +58,7 @@ def run_distill(
     shrink.json, distilled.onnx, distill.jsonl, pipeline.json}. `distill_kwargs` go to
     trainers.distill_loop.distill (data, recipe, epochs, alpha, temperature, hints, ...)."""
     check_run_dir(output, model, DISTILL_FILES)
+    round_to = checked_round_to(round_to)
     if init not in ("keep", "reinit"):
         raise UserError(f"--init {init!r}: expected keep or reinit")
     if not isinstance(bench_runs, int) or bench_runs < 1:

@@ -47,6 +47,14 @@ def _run_dir(output: str | os.PathLike, model: str | os.PathLike) -> Path:
     return out
 
 
+def checked_round_to(value: int | str) -> int | str:
+    """--round-to parsed before any work, so a bad value fails first (imported here: the CLI's start-up
+    loads this module, and the pruning package pulls in onnx)."""
+    from onnxprune.prune.rounding import parse_round_to
+
+    return parse_round_to(value)
+
+
 # What pipeline.json keeps of the shrink report: the settings, and the rounding actually used.
 SHRINK_KEYS = ("mode", "target", "seed", "step", "init", "criterion", "round_to", "round_to_used", "iterations")
 
@@ -178,6 +186,7 @@ def run_scratch(
     ({"fmt": "qdq", "per_channel": False, "calibration_images": N}) adds RUNDIR/trained.int8.onnx,
     calibrated on the training images of `data`."""
     check_run_dir(output, model, (RESULT_NAME, INT8_NAME) if quantize is not None else (RESULT_NAME,))
+    round_to = checked_round_to(round_to)
     _check_quantize(quantize, train_kwargs)
     require_torch()
     _check_train_args(train_kwargs)
@@ -254,6 +263,7 @@ def run_finetune(
 ) -> dict[str, Any]:
     """Train the unpruned model, shrink (l1, keep), fine-tune; writes RUNDIR/{baseline,pruned,finetuned}.onnx."""
     check_run_dir(output, model)
+    round_to = checked_round_to(round_to)
     require_torch()
     from onnxprune.read.io import load_model
     from onnxprune.read.save import save_model

@@ -102,6 +102,15 @@ def test_negative_seed_is_a_usage_error(model, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("verb", ["scratch", "finetune", "distill"])
+def test_bad_round_to_is_a_usage_error_before_any_work(verb, model, tmp_path, capsys):
+    extra = ["--finetune-epochs", "1"] if verb == "finetune" else []
+    args = ["pipeline", verb, str(model), "--mode", "PA", "--target", "0.5", "--round-to", "x", *extra]
+    assert main([*args, "-o", str(tmp_path / "run")]) == 2
+    assert "--round-to" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("where", ["new-in-read-only", "existing-read-only", "missing", "dash"])
 def test_run_folder_checked_before_torch(where, model, read_only, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # would say "install onnxprune[train]" if reached
