@@ -1,4 +1,4 @@
-"""Property sweep (issue 3): the random-architecture generator of tests/test_property_graphs.py,
+"""Property sweep (issue 3): the random-architecture generator of tests/analysis/test_property_graphs.py,
 with many more examples than `make test` runs.
 
     .venv/bin/python benchmarks/property_sweep.py --examples 1000 [--seed 0] [--dynamo-share 10]
@@ -22,12 +22,12 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO)]
 
 import torch  # noqa: E402
-from test_property_graphs import RandomDraw, check_spec, draw_spec  # noqa: E402
 
 from benchmarks.results_file import append_to_section  # noqa: E402
+from tests.analysis.test_property_graphs import RandomDraw, check_spec, draw_spec  # noqa: E402
 
 SECTION = "## Property sweep (issue 3)"
 

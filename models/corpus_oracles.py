@@ -1,4 +1,4 @@
-"""Oracles run on the real-graph corpus, shared by tests/test_corpus.py and benchmarks/corpus.py.
+"""Oracles run on the real-graph corpus, shared by tests/models/test_corpus.py and benchmarks/corpus.py.
 
 * ``feeds``: seeded inputs of the manifest's shapes (integers 0..255 for an integer input).
 * ``onnx_tool_rows``: onnx-tool's per-node params and MACs for Conv/ConvTranspose/Gemm/MatMul,
@@ -204,7 +204,7 @@ def shrink_and_verify(entry: dict, deps, workdir: Path | None = None, target: fl
 # DB head saturates (pre-sigmoid values in [-55, -9.7], outputs <= 5.9e-5): every node up to the Sigmoid
 # matches onnxruntime to 1.2e-6 relative, and there onnxruntime is 1.2e-7 (2.07e-3 of the output scale) from
 # the float64 run of the converted graph, the converter in float32 1.4e-5. So outputs are compared with that
-# absolute floor on top of 1e-4 relative (tests/test_trainers_ops.py pins the bound).
+# absolute floor on top of 1e-4 relative (tests/trainers/test_ops.py pins the bound).
 ORT_SIGMOID_ABS_ERROR = 2e-7
 
 

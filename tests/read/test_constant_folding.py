@@ -268,7 +268,7 @@ def test_a_torch_net_rewritten_paddle_style_prunes_like_the_original(keep_seed):
 )
 @given(st.data())
 def test_random_architectures_rewritten_paddle_style_prune_like_the_original(data):
-    """The property test's random nets (tests/test_property_graphs.py), biases behind Reshape(Constant)."""
+    """The property test's random nets (tests/analysis/test_property_graphs.py), biases behind Reshape(Constant)."""
     from tests.analysis.test_property_graphs import HypothesisDraw, build, check_pruning, draw_spec, export
 
     spec = draw_spec(HypothesisDraw(data))
