@@ -2,7 +2,7 @@
 
 `sweep(model, modes, targets, data, out_dir, **train_kwargs) -> list[dict]` runs, in order, the
 unpruned baseline (weights re-initialised, trained with the same settings) and every mode x target
-(one after another here, or as Ray tasks: onnxprune/executors.py, onnxprune/sweep_run.py):
+(one after another here, or as Ray tasks: onnxprune/sweep/executors.py, onnxprune/sweep/run.py):
 
     RUNDIR/baseline/unpruned.onnx  trained.onnx  trained.train.jsonl  result.json
     RUNDIR/<MODE>-<target>/pruned.onnx  trained.onnx  trained.train.jsonl  result.json

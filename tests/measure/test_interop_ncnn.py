@@ -1,4 +1,4 @@
-"""ncnn through pnnx (onnxprune/interop_ncnn.py): rejections, a missing install and pnnx's quirks.
+"""ncnn through pnnx (onnxprune/measure/interop_ncnn.py): rejections, a missing install and pnnx's quirks.
 The model matrix (zoo models, a trained model) is in test_interop.py, parametrized over runtimes."""
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 
 # (test, model) -> why it fails on main; each is an xfail(strict=True), so a fix turns it into a
 # failure until the entry goes. Empty: the last one (ppocr_cls's biases fed through
-# Reshape(Constant), issue 11 item 3) is lifted by onnxprune/constant_folding.py.
+# Reshape(Constant), issue 11 item 3) is lifted by onnxprune/read/constant_folding.py.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # Couplings shrink may refuse, with why. Everything else a group is refused for fails the test.

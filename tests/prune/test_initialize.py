@@ -1,4 +1,4 @@
-"""Re-initialisation (onnxprune/initialize.py): fan-in scaling per layer, zero biases, weights held in
+"""Re-initialisation (onnxprune/prune/initialize.py): fan-in scaling per layer, zero biases, weights held in
 Constant nodes, heads (gain 1, output layout kept), non-weight constants untouched."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Constants reached through Reshape/Unsqueeze/Cast/Transpose (onnxprune/constant_folding.py).
+"""Constants reached through Reshape/Unsqueeze/Cast/Transpose (onnxprune/read/constant_folding.py).
 
 paddle2onnx feeds every conv bias to its Add as Reshape(Constant, Constant shape) (ppocr_cls in the
 corpus); the old group builder saw 'opaque data' there and refused the group. Here a hand-built
