@@ -45,7 +45,7 @@ def measure_node_latency(
 
     from onnxprune.read.inputs import input_specs, random_inputs
 
-    specs = input_specs(model, 1, input_shapes, label)
+    specs = input_specs(model, None, input_shapes, label)  # no --batch here: a fixed batch as declared
     feeds = random_inputs(specs, seed)
     model = _named_for_profiling(model)
     options = ort.SessionOptions()

@@ -36,7 +36,7 @@ def compare_outputs(
     from onnxprune.read.inputs import make_inputs
 
     model_a, model_b = load_model(a), load_model(b)
-    feeds = make_inputs(model_a, 1, seed, input_shapes)
+    feeds = make_inputs(model_a, None, seed, input_shapes)  # the model's own fixed batch, if any
     names_a, outs_a, error_a = _outputs(model_a, feeds, labels[0])
     if error_a:
         raise UserError(error_a)

@@ -98,6 +98,7 @@ def compare_with_onnxruntime(runtime: str, source: ModelLike, seed: int = 0) -> 
     feeds = random_feeds(model, seed)
     actual = run_in(runtime, model, feeds)
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors reach the user as our one line, not as onnxruntime's log
     options.intra_op_num_threads = 1
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

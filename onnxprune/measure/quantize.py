@@ -157,6 +157,7 @@ def _outputs(model: onnx.ModelProto, name: str, images: np.ndarray, batch: int) 
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors reach the user as our one line, not as onnxruntime's log
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return np.concatenate(

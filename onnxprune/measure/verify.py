@@ -107,6 +107,7 @@ def run(model: onnx.ModelProto, feeds: dict | None = None, seed: int = 0) -> lis
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors reach the user as our one line, not as onnxruntime's log
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -45,10 +45,15 @@ def shape_hint(value: Any) -> str:
 
 
 def input_specs(
-    model_path: Any, batch: int = 1, input_shapes: Optional[dict[str, list[int]]] = None, label: Optional[str] = None
+    model_path: Any,
+    batch: Optional[int] = 1,
+    input_shapes: Optional[dict[str, list[int]]] = None,
+    label: Optional[str] = None,
 ) -> list[InputSpec]:
     """The shapes and dtypes fed to the model (a path or a ModelProto, named `label` in errors): symbolic first dims become `batch`.
 
+    `batch=None` (verbs without a --batch flag: verify, latency) feeds a fixed first dimension as the
+    model declares it and a symbolic one as 1, so no error can advise a flag the verb does not have.
     Raises UserError for a bad file, an unknown --input-shape name, a symbolic non-batch
     dimension without --input-shape, or `batch` different from a fixed first dimension.
     """
@@ -57,6 +62,8 @@ def input_specs(
 
     from onnxprune.read.io import load_model
 
+    follow_model = batch is None
+    batch = 1 if batch is None else batch
     if batch < 1:
         raise UserError(f"--batch {batch}: must be a positive integer, e.g. --batch 8")
     model = load_model(model_path, check=False)
@@ -92,7 +99,7 @@ def input_specs(
                     f"--input-shape {value.name}: the model's input has rank {len(dims)}, got {len(wanted)} dims"
                 )
             dims_given = list(wanted)
-            if batch != 1 and dims_given and dims_given[0] != batch:
+            if not follow_model and batch != 1 and dims_given and dims_given[0] != batch:
                 if dims and dims[0] is None and dims_given[0] == 1:
                     dims_given[0] = batch  # a symbolic batch follows --batch
                 elif dims and dims[0] is not None:
@@ -120,7 +127,7 @@ def input_specs(
                 )
         if dims and dims[0] is None:
             dims[0] = batch
-        elif dims and dims[0] != batch:
+        elif dims and dims[0] != batch and not follow_model:
             raise UserError(
                 f"--batch {batch}: {model_path} input {value.name!r} has a fixed batch of {dims[0]}; "
                 f"re-export the model with a dynamic batch axis (torch.onnx.export dynamic_axes / "
@@ -150,7 +157,7 @@ def random_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.nda
 
 
 def make_inputs(
-    model_path: PathLike, batch: int = 1, seed: int = 0, input_shapes: Optional[dict[str, list[int]]] = None
+    model_path: PathLike, batch: Optional[int] = 1, seed: int = 0, input_shapes: Optional[dict[str, list[int]]] = None
 ) -> dict[str, np.ndarray]:
     """The exact feeds `bench` uses for this model, batch and seed."""
     return random_inputs(input_specs(model_path, batch, input_shapes), seed)

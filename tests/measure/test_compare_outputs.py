@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.cli import main
 from onnxprune.errors import UserError
@@ -97,3 +100,54 @@ def test_verify_unreadable_model_is_exit_2(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     with pytest.raises(UserError):
         zero_mask_error(model, str(tmp_path / "missing.onnx"), {"layers": []})
+
+
+def _two_convs(path, batch: int = 1, unrunnable: bool = False):
+    """Conv(3->8) -> Relu -> Conv(8->4): the first conv's channels are prunable. `unrunnable` adds an
+    int64 input that indexes a 1-element table: onnxruntime fails on every random feed (1..9)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("w1", (8, 3, 3, 3)), ("w2", (4, 8, 3, 3)), ("table", (1,)))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1]),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, 8, 8])]
+    if unrunnable:
+        nodes.append(helper.make_node("Gather", ["table", "idx"], ["z"], name="lookup"))
+        inputs.append(helper.make_tensor_value_info("idx", TensorProto.INT64, [1]))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1]))
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs, inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_verify_feeds_a_fixed_batch_as_declared(tmp_path, capsys):
+    """verify and shrink --verify have no --batch flag: a model exported at batch 4 is fed at batch 4
+    (they used to refuse it, advising a `--batch 4` neither verb has)."""
+    source, pruned = _two_convs(tmp_path / "b4.onnx", batch=4), str(tmp_path / "p.onnx")
+    assert main(["verify", source, source]) == 0
+    capsys.readouterr()
+    args = ["shrink", source, "--mode", "PA", "--target", "0.6", "--init", "keep", "--round-to", "1"]
+    assert main([*args, "--verify", "--json", "-o", pruned]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verify"]["runs"] and result["verify"]["zero_mask_max_rel_error"] < ZERO_MASK_TOL
+
+
+def test_shrink_verify_that_cannot_run_leaves_nothing_written(tmp_path, capsys):
+    source, pruned, report = _two_convs(tmp_path / "u.onnx", unrunnable=True), tmp_path / "p.onnx", tmp_path / "r.json"
+    args = ["shrink", source, "--mode", "PA", "--target", "0.6", "--init", "keep", "-o", str(pruned)]
+    assert main([*args, "--report", str(report)]) == 0 and pruned.exists()  # the pruning itself works
+    pruned.unlink(), report.unlink()
+    capsys.readouterr()
+    assert main([*args, "--report", str(report), "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--verify could not run, so nothing was written" in err
+    assert not pruned.exists() and not report.exists()

@@ -165,9 +165,13 @@ def shrink_command(
     if verify:
         from onnxprune.measure.compare_outputs import verify_shrink
 
-        result["verify"], problems = verify_shrink(
-            model, written or pruned, result, parse_input_shapes(input_shape, model), keep_tied
-        )
+        try:
+            result["verify"], problems = verify_shrink(
+                model, written or pruned, result, parse_input_shapes(input_shape, model), keep_tied
+            )
+        except UserError as exc:  # the check could not run: an unverified file must not stay behind
+            removed = _remove_outputs(written, report_path)
+            raise UserError(f"{exc}; --verify could not run, so {removed}") from None
     if report_path and (written or verify):
         save_json(result, report_path, model, flag="--report")
     if json_out:
@@ -176,6 +180,16 @@ def shrink_command(
         _print_result(model, written, result, dry_run)
     if problems:
         raise CheckFailed("verify: " + "; ".join(problems))
+
+
+def _remove_outputs(*paths: Optional[Path]) -> str:
+    """Remove the files this run just wrote; say which (for the one-line error)."""
+    gone = []
+    for path in paths:
+        if path and Path(path).exists():
+            Path(path).unlink()
+            gone.append(str(path))
+    return f"nothing was written ({', '.join(gone)} removed)" if gone else "nothing was written"
 
 
 def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bool) -> None:
