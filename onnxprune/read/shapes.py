@@ -13,6 +13,7 @@ import onnx
 from onnx import helper
 
 from onnxprune.errors import UserError
+from onnxprune.read.inputs import bound_symbols
 from onnxprune.read.names import display_name
 from onnxprune.read.tensor_info import TensorInfo, dims_of  # noqa: F401  (re-exported: shapes.TensorInfo)
 
@@ -101,6 +102,7 @@ def _fix_input_dims(skeleton: onnx.ModelProto, input_shapes: dict | None, initia
             raise UserError(
                 f"--input-shape {name}=...: the model has no input {name!r}; its inputs are {sorted(names)}"
             )
+    bound = bound_symbols(graph_inputs, input_shapes, DEFAULT_BATCH)
     for value in graph_inputs:
         dims = value.type.tensor_type.shape.dim
         wanted = (input_shapes or {}).get(value.name)
@@ -115,13 +117,14 @@ def _fix_input_dims(skeleton: onnx.ModelProto, input_shapes: dict | None, initia
             continue
         for position, dim in enumerate(dims):
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
-                if position != 0:
+                size = bound.get(dim.dim_param) if dim.dim_param else None
+                if position != 0 and size is None:
                     raise UserError(
                         f"input {value.name!r} has a symbolic dimension {position} "
                         f"({dim.dim_param or '?'}); give it with --input-shape {input_shape_hint(value)}"
                     )
                 dim.Clear()
-                dim.dim_value = DEFAULT_BATCH  # a symbolic batch defaults to 1
+                dim.dim_value = DEFAULT_BATCH if size is None else size  # a symbolic batch defaults to 1
 
 
 class ShapeInfos(dict):

@@ -166,3 +166,36 @@ def test_a_failed_fallback_is_reported_with_its_error(monkeypatch):
     symbolic, probe = infos.fallbacks
     assert symbolic["method"] == "symbolic" and symbolic["resolved"] == 0 and "sympy" in symbolic["error"]
     assert probe["method"] == "probe" and probe["resolved"] == probe["tensors"] > 0 and "error" not in probe
+
+
+def _shared_batch_model(tmp_path):
+    """silero-vad's layout: audio [batch, samples] and a state [2, batch, 4] that shares the batch symbol."""
+    nodes = [
+        helper.make_node("ReduceMean", ["audio"], ["m"], axes=[1], keepdims=0),
+        helper.make_node("Unsqueeze", ["m", "axes"], ["mu"]),
+        helper.make_node("Add", ["state", "mu"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", "samples"]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 4]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, "batch", 4])],
+        [helper.make_tensor("axes", TensorProto.INT64, [2], [0, 2])],
+    )
+    return _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_an_input_sharing_the_batch_symbol_needs_no_shape_of_its_own(tmp_path, capsys):
+    from onnxprune.read.inputs import input_specs
+
+    path = _shared_batch_model(tmp_path)
+    for batch in (1, 3):
+        assert main(["profile", path, "--input-shape", f"audio={batch}x576", "--json"]) == 0
+        shapes = {s.name: s.shape for s in input_specs(path, None, {"audio": [batch, 576]})}
+        assert shapes == {"audio": (batch, 576), "state": (2, batch, 4)}
+    capsys.readouterr()
+    assert main(["profile", path]) == 2  # the samples stay unknown: still asked for, in one line
+    assert "--input-shape audio=1x" in capsys.readouterr().err
