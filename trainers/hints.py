@@ -4,7 +4,8 @@ Surgery keeps the names of the surviving nodes and tensors, and keeps the surviv
 their original order, so no wiring is asked of the user. The rule (`--hints auto`):
 
 * a hint is the output tensor of a layer -- Conv, ConvTranspose, Gemm or MatMul -- whose node has
-  the same (non-empty) name and op in both graphs, whose output tensor has the same name, is
+  the same name and op in both graphs (or, unnamed in both, the same output tensor), whose output
+  tensor has the same name, is
   computed by both networks at run time, and is not a graph output (outputs have their own loss);
 * and whose channels were pruned: its shape differs from the teacher's in exactly one non-batch
   axis, smaller in the student. Layers that kept every channel are left to the output loss.
@@ -73,20 +74,26 @@ def read_report(report) -> dict[str, list[int]]:
 def candidates(
     student: onnx.ModelProto, teacher: onnx.ModelProto, in_student: set[str], in_teacher: set[str] | None
 ) -> list[tuple[str, str]]:
-    """(node, tensor) pairs that exist alike in both graphs (module docstring, first point)."""
+    """(node, tensor) pairs that exist alike in both graphs (module docstring, first point). A node
+    without a name (torch 1.x exports, e.g. CenterFace) is known by its output tensor instead; it is
+    then `Op(tensor)` in the logs, and its channels are recovered by matching (the report names it
+    by its index in the original graph, which surgery may shift)."""
     theirs = {n.name: n for n in teacher.graph.node if n.name}
+    theirs_unnamed = {n.output[0]: n for n in teacher.graph.node if not n.name and n.output}
     outputs = {o.name for o in student.graph.output}
     found = []
     for node in student.graph.node:
-        other = theirs.get(node.name)
-        if not node.name or node.op_type not in LAYER_OPS or other is None or other.op_type != node.op_type:
+        if node.op_type not in LAYER_OPS or not node.output:
             continue
         tensor = node.output[0]
+        other = theirs.get(node.name) if node.name else theirs_unnamed.get(tensor)
+        if other is None or other.op_type != node.op_type:
+            continue
         if tensor != other.output[0] or tensor in outputs or tensor not in in_student:
             continue
         if in_teacher is not None and tensor not in in_teacher:
             continue
-        found.append((node.name, tensor))
+        found.append((node.name or f"{node.op_type}({tensor})", tensor))
     return found
 
 

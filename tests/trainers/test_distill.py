@@ -261,3 +261,26 @@ def test_a_softmax_written_out_is_read_as_probabilities():
     probe = [torch.softmax(x, 1), 2 * x]
     rules = output_rules(helper.make_model(graph), probe, {"p": 0, "boxes": 0})
     assert [r.kind for r in rules] == ["probabilities", "regression"]
+
+
+def test_unnamed_layers_are_hinted_by_their_output_tensor(graphs, images, tmp_path):
+    """torch 1.x exports name no node (CenterFace had 0 hints): the same output tensor and op pair them."""
+    from trainers.hints import candidates
+
+    teacher, student, _report = graphs["two_heads"]
+    paths = {}
+    for role, path in (("teacher", teacher), ("student", student)):
+        proto = onnx.load(path)
+        for node in proto.graph.node:
+            node.name = ""
+        paths[role] = tmp_path / f"{role}.onnx"
+        onnx.save(proto, paths[role])
+    named = candidates(onnx.load(student), onnx.load(teacher), _all_tensors(student), None)
+    unnamed = candidates(onnx.load(paths["student"]), onnx.load(paths["teacher"]), _all_tensors(student), None)
+    assert named and [tensor for _, tensor in unnamed] == [tensor for _, tensor in named]
+    result = distill(paths["student"], paths["teacher"], f"images={images}", **{**FAST, "epochs": 1})
+    assert result.hints and all(h["from"] == "matched" and "(" in h["node"] for h in result.hints)
+
+
+def _all_tensors(path) -> set[str]:
+    return {name for node in onnx.load(path).graph.node for name in node.output}
