@@ -26,6 +26,7 @@ from onnx import numpy_helper
 
 from onnxprune.read import lazy_weights
 from onnxprune.read.constant_folding import FOLDABLE_OPS
+from onnxprune.read.graph import node_reads
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -57,7 +58,7 @@ def _head_layers(model: onnx.ModelProto, layers: set[int]) -> set[int]:
     nodes = list(model.graph.node)
     consumers: dict[str, list[int]] = defaultdict(list)
     for index, node in enumerate(nodes):
-        for name in node.input:
+        for name in node_reads(node):  # an If reading a layer's output inside a branch consumes it
             consumers[name].append(index)
     outputs = {o.name for o in model.graph.output}
     heads = set()

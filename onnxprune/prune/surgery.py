@@ -19,7 +19,7 @@ from onnxprune.analysis.shared_constants import apply_storage_edits, cut, group_
 from onnxprune.errors import InternalError, UserError
 from onnxprune.read import lazy_weights
 from onnxprune.read.constant_folding import REMOVABLE_WHEN_UNREAD
-from onnxprune.read.graph import ModelGraph, constant_nodes, set_constant_node_value
+from onnxprune.read.graph import ModelGraph, constant_nodes, node_reads, set_constant_node_value
 from onnxprune.read.initializer_inputs import initializer_inputs, sync_initializer_inputs
 from onnxprune.read.shapes import infer_shapes, skeleton
 
@@ -257,17 +257,8 @@ def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
     re-pointed (`unhooked`)."""
     graph = model.graph
     producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
-    readers = Counter(name for n in graph.node for name in n.input)
+    readers = Counter(name for n in graph.node for name in node_reads(n))  # subgraph bodies' reads too
     protected = {o.name for o in graph.output}
-    stack = [a.g for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
-    stack += [g for n in graph.node for a in n.attribute for g in a.graphs]
-    while stack:  # tensors read inside subgraphs
-        sub = stack.pop()
-        for node in sub.node:
-            protected.update(node.input)
-            stack += [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH] + list(
-                g for a in node.attribute for g in a.graphs
-            )
     dead, pending = set(), list(unhooked)
     while pending:
         index = producers.get(pending.pop())
@@ -277,7 +268,7 @@ def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
         if node.op_type not in REMOVABLE_WHEN_UNREAD or any(readers[o] or o in protected for o in node.output):
             continue
         dead.add(index)
-        for name in node.input:
+        for name in node_reads(node):
             readers[name] -= 1
             pending.append(name)
     for index in sorted(dead, reverse=True):
@@ -285,7 +276,8 @@ def drop_dead_constants(model: onnx.ModelProto, unhooked: list[str]) -> None:
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {name for node in model.graph.node for name in node.input}
+    """Drop the initializers nothing reads any more (an If/Loop/Scan body reading one by name reads it)."""
+    used = {name for node in model.graph.node for name in node_reads(node)}
     used |= {o.name for o in model.graph.output}
     unused = [i for i, init in enumerate(model.graph.initializer) if init.name not in used]
     for index in reversed(unused):  # in place: re-adding the kept ones would copy every weight

@@ -7,6 +7,7 @@ edits are written back to the ModelProto by `surgery`, so untouched weights are 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import onnx
@@ -178,6 +179,34 @@ def constant_node_value(node: gs.Node) -> np.ndarray | None:
 def constant_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     """The model's Constant nodes by output tensor name (the second item of a "constant_node" source)."""
     return {node.output[0]: node for node in model.graph.node if node.op_type == "Constant" and node.output}
+
+
+def node_reads(node: onnx.NodeProto) -> Iterator[str]:
+    """Every tensor name `node` reads: its inputs, and the outer-scope names that its If/Loop/Scan
+    bodies (at any depth) read by name without listing them as inputs.
+
+    What decides whether a tensor is still used or must come first: an initializer, Constant or
+    graph input read only inside a branch is as used as one a main-graph node lists."""
+    yield from (name for name in node.input if name)
+    for body in subgraphs(node):
+        yield from _outer_reads(body)
+
+
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The node's graph attributes (If's branches, Loop's and Scan's bodies)."""
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        yield from attr.graphs
+
+
+def _outer_reads(graph: onnx.GraphProto) -> Iterator[str]:
+    """Names `graph` reads that it does not define itself (ONNX forbids shadowing an outer name)."""
+    local = {value.name for value in graph.input} | {init.name for init in graph.initializer}
+    local |= {sparse.values.name for sparse in graph.sparse_initializer}
+    local |= {name for inner in graph.node for name in inner.output}
+    for inner in graph.node:
+        yield from (name for name in node_reads(inner) if name not in local)
 
 
 def set_constant_node_value(node: onnx.NodeProto, value: np.ndarray) -> None:

@@ -17,6 +17,7 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.analysis.channels import ChannelTracer as Tracer  # noqa: F401
 from onnxprune.analysis.channels import Layout
+from onnxprune.read.graph import node_reads
 
 Rule = Callable[[Tracer, gs.Node], None]
 RULES: dict[str, Rule] = {}
@@ -31,24 +32,14 @@ def rule(*op_types: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def _subgraph_reads(graph: gs.Graph) -> set[str]:
-    """Names of every tensor the nodes of a subgraph (and its own subgraphs) read."""
-    names = set()
-    for inner in graph.nodes:
-        names.update(i.name for i in inner.inputs if i.name)
-        for value in inner.attrs.values():
-            if isinstance(value, gs.Graph):
-                names |= _subgraph_reads(value)
-    return names
-
-
 def apply_rule(t: Tracer, node: gs.Node) -> None:
-    subgraphs = [v for v in node.attrs.values() if isinstance(v, gs.Graph)]
-    if subgraphs:  # If/Loop/Scan bodies read outer tensors implicitly: freeze all of them
+    if any(isinstance(v, gs.Graph) for v in node.attrs.values()):
+        # If/Loop/Scan bodies read outer tensors implicitly, by name: freeze all of them
         reason = f"{t.where(node)}: read inside a subgraph"
-        for name in set().union(*(_subgraph_reads(g) for g in subgraphs)):
+        proto = t.mg.proto.graph.node[t.mg.node_index(node)]  # gs keeps the proto's node order
+        for name in dict.fromkeys(node_reads(proto)):
             t.block(t.layouts.get(name), reason)
-        return barrier(t, node, reason)
+        return
     if node.op not in ("Transpose", "Reshape") and any(t.span(i) for i in node.inputs):
         return barrier(t, node, f"{t.where(node)}: channels spread over several axes")
     domain = node.domain or ""

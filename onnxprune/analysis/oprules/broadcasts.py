@@ -19,7 +19,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.analysis.channels import ChannelTracer as Tracer
 from onnxprune.analysis.oprules.reshaping import _dim_follows, expand_follows
 
-SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) != 0: a removed channel would carry c
+SHIFTING = ("Add", "Sub", "Max", "Min", "Sum", "Mean")  # f(0, c) can be != 0: a removed channel would carry it
 TRACED = ("Add", "Sub", "Mul", "Div", "Max", "Min")  # binary ops whose computed operands are traced
 # ops a traced operand may be computed with: position by position, so channel c's value depends
 # only on channel c's constants; ZERO_PRESERVING ones map a zero input to a zero output
@@ -35,12 +35,15 @@ def shift_every_channel(
 ) -> None:
     """A value added to every channel (x*a + b with a scalar b): a removed channel would hold b, not 0.
 
-    A non-zero constant is expanded to one value per channel (surgery cuts it, the zero-mask oracle
-    zeroes it: pruning stays exact); a computed one is a structural coupling."""
+    A constant that leaves a zero channel zero (see keeps_zero) is not channel-coupled: it stays one
+    shared constant, as it is. Any other is expanded to one value per channel (surgery cuts it, the
+    zero-mask oracle zeroes it: pruning stays exact); a computed one is a structural coupling."""
     if not t.mg.is_const(tensor):  # e.g. x - mean(x) in a decomposed LayerNorm
         return t.block(layout, f"{t.where(node)}: adds {tensor.name!r}, computed, to every channel", structural=True)
     value = t.mg.const_value(tensor)
-    if value is None or not np.any(value):
+    # an epsilon under a square root or a division (a norm's var + eps) needs nothing either: a removed
+    # channel's (x - mean) * rsqrt(0 + eps) is 0 (zeroing eps would give 0 * inf)
+    if value is None or keeps_zero(node.op, value) or _under_a_denominator(node):
         return
     # expanded shape: one entry per channel on the channel axis, broadcast-compatible with the output
     shape = list(value.shape)
@@ -48,10 +51,17 @@ def shift_every_channel(
         shape = [1] * (rank - len(shape)) + shape
         axis = 0
     shape[axis] = len(layout)
-    # an epsilon added under a square root or a division (a norm's var + eps) is not zeroed by the
-    # oracle: a zeroed channel's (x - mean) * rsqrt(0 + eps) is 0, while rsqrt(0 + 0) would give 0 * inf
-    role = "divisor" if _under_a_denominator(node) else "operand"
-    t.add_member("slice", node, tensor, axis, layout, role, extra=("expand", tuple(shape)), position=position)
+    t.add_member("slice", node, tensor, axis, layout, "operand", extra=("expand", tuple(shape)), position=position)
+
+
+def keeps_zero(op: str, value: np.ndarray) -> bool:
+    """op(0, value) == 0: a removed channel, zero in the zero-mask original, stays zero through a
+    SHIFTING op with this same-for-every-channel constant (Max(x, -0.4), a ReLU floor; Add(x, 0))."""
+    if op == "Max":
+        return bool(np.all(value <= 0))
+    if op == "Min":
+        return bool(np.all(value >= 0))
+    return not np.any(value)  # Add, Sub, Sum, Mean: only a zero adds nothing
 
 
 def _under_a_denominator(node: gs.Node) -> bool:
