@@ -157,15 +157,10 @@ def zero_mask_comparison(
     from onnxprune.measure.verify import dequantized, zero_mask
 
     deps = channel_groups(source, input_shapes, keep_tied=keep_tied)
-    kept = {row["node"]: row["kept"] for row in report["layers"]}
-    keep = {}
-    for group in deps.prunable:
-        for root in group.roots:
-            found = kept.get(root.node) if root.node else None
-            found = found if found is not None else kept.get(root.label)
-            if found is not None and len(found) < group.size:
-                keep[group.id] = found
-                break
+    # the report's kept output channels per layer, turned into kept classes per group: a layer's
+    # channels are not its group's positions when channels are coupled in pairs (silero's STFT conv:
+    # 258 channels, 129 classes), and reading them as such masked the wrong ones
+    keep = deps.keep_from_layers({row["node"]: row["kept"] for row in report["layers"]})
     masked, pruned = zero_mask(deps, keep), load_model(pruned)
     if dequantized(pruned) is not None:  # QDQ: compared with activation quantization taken out (verify.py)
         masked, pruned = dequantized(masked), dequantized(pruned)

@@ -184,7 +184,7 @@ def random_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.nda
         elif dtype.kind in "iu":
             feeds[spec.name] = rng.integers(1, 10, size=spec.shape).astype(dtype)
         else:
-            feeds[spec.name] = rng.random(spec.shape) < 0.5
+            feeds[spec.name] = np.asarray(rng.random(spec.shape) < 0.5)  # an array even at rank 0
     return feeds
 
 

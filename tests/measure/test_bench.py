@@ -223,3 +223,11 @@ def test_cli_bad_input_exits_2(capsys, tmp_path, big, args):
     rc, out, err = run(capsys, "bench", *[mapping.get(a, a) for a in args], "--in-process")
     assert rc == 2 and out == ""
     assert "Traceback" not in err and err.strip()
+
+
+def test_random_inputs_are_arrays_even_at_rank_0():
+    """A scalar bool input (an If's condition) is fed as an array: onnxruntime refuses a numpy scalar."""
+    from onnxprune.read.inputs import InputSpec, random_inputs
+
+    feeds = random_inputs([InputSpec("cond", (), "bool"), InputSpec("n", (), "int64"), InputSpec("x", (), "float32")])
+    assert all(isinstance(v, np.ndarray) and v.shape == () for v in feeds.values())

@@ -151,3 +151,62 @@ def test_shrink_verify_that_cannot_run_leaves_nothing_written(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--verify could not run, so nothing was written" in err
     assert not pruned.exists() and not report.exists()
+
+
+def _paired_channels(path):
+    """An STFT-like front end (silero-vad): Conv1d with 8 channels whose halves are the real and imaginary
+    parts, re^2 + im^2 -> 4 channels, then Conv1d(4 -> 2). Channel i pairs with channel i + 4."""
+    rng = np.random.default_rng(1)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("w1", (8, 1, 4)), ("w2", (2, 4, 1)))
+    ]
+    inits += [
+        numpy_helper.from_array(np.array(v, dtype=np.int64), n)
+        for n, v in (("s0", [0]), ("s4", [4]), ("s8", [8]), ("ax", [1]))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["stft"], name="stft", strides=[2]),
+        helper.make_node("Slice", ["stft", "s0", "s4", "ax"], ["re"], name="re"),
+        helper.make_node("Slice", ["stft", "s4", "s8", "ax"], ["im"], name="im"),
+        helper.make_node("Mul", ["re", "re"], ["re2"], name="re2"),
+        helper.make_node("Mul", ["im", "im"], ["im2"], name="im2"),
+        helper.make_node("Add", ["re2", "im2"], ["power"], name="power"),
+        helper.make_node("Conv", ["power", "w2"], ["y"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 31])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_zero_mask_oracle_reads_paired_channels_as_their_group(tmp_path, capsys):
+    """The report lists the conv's kept channels (6 of 8: three re/im pairs); the oracle must mask the
+    removed pair, not read 6 channel indices as positions of a 4-class group (it reported 0.77 on silero)."""
+    source, pruned = _paired_channels(tmp_path / "stft.onnx"), str(tmp_path / "p.onnx")
+    args = [
+        "shrink",
+        source,
+        "--mode",
+        "PA",
+        "--target",
+        "0.8",
+        "--init",
+        "keep",
+        "--criterion",
+        "l1",
+        "--round-to",
+        "1",
+    ]
+    assert main([*args, "--verify", "--json", "-o", pruned]) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    stft = next(row for row in result["layers"] if row["node"] == "stft")
+    assert stft["out_channels_after"] < 8 and stft["out_channels_after"] % 2 == 0
+    assert result["verify"]["zero_mask_max_rel_error"] < ZERO_MASK_TOL
