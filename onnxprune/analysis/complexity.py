@@ -130,10 +130,12 @@ class _LayerBuilder:
         return [ParamTensor(tensor.name, tuple(value_shape), itemsize, out_axis, in_axis)]
 
     def build(self, node: gs.Node) -> Layer | None:
-        out = node.outputs[0]
+        out, x = node.outputs[0], node.inputs[0]
+        info = self.mg.info(out) or self.mg.info(x)
+        act_itemsize = info.itemsize if info else 4
+        if node.op in RECURRENT_OPS:  # its cost needs X and the weights, not Y (often read by nothing)
+            return recurrent_layer(self, node, out, act_itemsize)
         out_shape = self.shape(node, out)
-        act_itemsize = self.mg.info(out).itemsize if self.mg.info(out) else 4
-        x = node.inputs[0]
         quantized = node.op in QUANTIZED_OPS
         if node.op in CONV_INPUTS:
             w_at, b_at = CONV_INPUTS[node.op]
@@ -202,8 +204,6 @@ class _LayerBuilder:
             params += self.quant_params(_input(node, i) for i in WEIGHT_QUANT_INPUTS.get(node.op, ()))
             rows = _prod(out_shape[:-1])
             return Layer(node.name, node.op, x.name, out.name, k, n, rows, rows, act_itemsize, params)
-        if node.op in RECURRENT_OPS:
-            return recurrent_layer(self, node, out, act_itemsize)
         # normalization: parameters per channel, no MACs counted
         x_shape = self.shape(node, x)
         channels = x_shape[1]
@@ -298,7 +298,10 @@ class Profile:
         """One line naming the nodes whose weights the totals leave out ("" when none)."""
         if not self.uncounted:
             return ""
-        shown = ", ".join(f"{u['node']} ({u['op']}, {u['elements']} weights)" for u in self.uncounted[:5])
+        shown = ", ".join(
+            f"{u['node']} ({u['op']}, {u['elements']} weights{' ' + u['reason'] if u.get('reason') else ''})"
+            for u in self.uncounted[:5]
+        )
         more = f" and {len(self.uncounted) - 5} more" if len(self.uncounted) > 5 else ""
         return (
             f"{len(self.uncounted)} node(s) hold weights that profile cannot count: {shown}{more}; "

@@ -3,7 +3,9 @@
 Per step and direction a recurrent cell multiplies the input (I) and the previous hidden state
 (H) by `gates` x H weights: MACs = seq x batch x directions x gates x H x (I + H). Params are the
 W, R, B (and peephole P) elements. The input size I follows the layer's input channels; the
-hidden size is fixed (pruning does not reach into the cell).
+hidden size is fixed (pruning does not reach into the cell). The cost needs X's shape and the
+hidden size only: the outputs' shapes are never asked for (Y is often read by nothing, and shape
+inference may leave an unread tensor unknown).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def recurrent_layer(builder, node: gs.Node, out: gs.Tensor, act_itemsize: int) -
     seq, batch, inputs = (x_shape[1], x_shape[0], x_shape[2]) if batch_first else x_shape[:3]
     directions = 2 if node.attrs.get("direction", "forward") == "bidirectional" else 1
     positions, input_axis = WEIGHTS[node.op]
-    r_shape = builder.shape(node, node.inputs[positions[1]])
-    hidden = int(node.attrs.get("hidden_size", 0)) or min(r_shape[1:])
+    # R is [directions, gates x H, H]: asked for only when the attribute does not say H
+    hidden = int(node.attrs.get("hidden_size", 0)) or min(builder.shape(node, node.inputs[positions[1]])[1:])
     quantized = node.op == "DynamicQuantizeLSTM"
     params = []
     for index, position in enumerate(positions):

@@ -5,16 +5,24 @@ DequantizeLinear) of at least WEIGHT_ELEMENTS float or 8/4-bit elements feeds it
 - it is a counted layer but that constant sits where the layer's cost does not look (MatMul(W, x)),
 - or it is an op profile does not understand: any op of a custom domain, or a standard op that
   is not in UNDERSTOOD (Einsum, Attention, DeformConv, ...),
-- or it is a Gather reading rows of a float matrix (an embedding table).
+- or it is a Gather reading rows of a float matrix (an embedding table),
+- or it holds subgraphs (If, Loop, Scan): every weight-like constant read inside them, at any depth
+  (their own initializers and Constant nodes, outer initializers read by name), and every one fed
+  to it as an explicit input (Loop/Scan state), since profile does not follow control flow.
+Each constant counts once, at its first holder in graph order.
 Elementwise ops with constants (bias adds, scales, YOLO anchor grids) and shape arithmetic are
 understood: their constants are not layer weights in the pruning literature's sense.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
-from onnxprune.read.graph import ModelGraph
+from onnxprune.read.graph import ModelGraph, constant_node_value
 
 WEIGHT_ELEMENTS = 16
 WEIGHT_TYPES = (1, 10, 11, 16, 2, 3, 21, 22)  # float, f16, double, bf16, uint8, int8, uint4, int4
@@ -49,35 +57,122 @@ NOT_WEIGHTS = {
 }
 
 
-def _uncounted_weight(mg: ModelGraph, tensor: gs.Tensor, counted: set) -> int:
-    """Elements of a weight-like constant behind `tensor` that no layer counted, else 0."""
+def _weight_source(mg: ModelGraph, tensor: gs.Tensor, counted: set) -> tuple[tuple, int] | None:
+    """(where its bytes live, elements) of a weight-like constant behind main-graph `tensor` that no
+    layer counted; None when there is none."""
     if not tensor.name:
-        return 0
+        return None
     if isinstance(tensor, gs.Constant):  # the common case first: an initializer, usually counted
         if ("initializer", tensor.name) in counted:
-            return 0
+            return None
     elif not mg.is_const(tensor):
         producer = tensor.inputs[0] if tensor.inputs else None
         if producer is None or producer.op != "DequantizeLinear" or not mg.is_const(producer.inputs[0]):
-            return 0
+            return None
         tensor = producer.inputs[0]
-    if mg.const_source(tensor) in counted:
-        return 0
+    source = mg.const_source(tensor)
+    if source in counted:
+        return None
     info, shape = mg.info(tensor), mg.shape(tensor)
     if shape is None or (info is not None and info.elem_type not in WEIGHT_TYPES):
+        return None
+    elements = math.prod(int(dim) for dim in shape)
+    return (source, elements) if elements >= WEIGHT_ELEMENTS else None
+
+
+def _uncounted_weight(mg: ModelGraph, tensor: gs.Tensor, counted: set, seen: set) -> int:
+    """Elements of a weight-like constant behind `tensor` that no layer counted and no earlier
+    holder claimed, else 0."""
+    found = _weight_source(mg, tensor, counted)
+    if found is None or found[0] in seen:
         return 0
-    elements = 1
-    for dim in shape:
-        elements *= int(dim)
-    return elements if elements >= WEIGHT_ELEMENTS else 0
+    seen.add(found[0])
+    return found[1]
+
+
+def _subgraphs(node: gs.Node) -> list[gs.Graph]:
+    graphs = []
+    for value in node.attrs.values():
+        if isinstance(value, gs.Graph):
+            graphs.append(value)
+        elif isinstance(value, (list, tuple)):
+            graphs += [v for v in value if isinstance(v, gs.Graph)]
+    return graphs
+
+
+def _constant_type(constant: gs.Constant) -> int | None:
+    """The ONNX element type of an initializer (or Constant value), read without loading it."""
+    proto = getattr(getattr(constant, "_values", None), "tensor", None)
+    if isinstance(proto, onnx.TensorProto):
+        return proto.data_type
+    try:
+        return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(constant.dtype))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _inner_weight(mg: ModelGraph, tensor: gs.Tensor, counted: set, seen: set, main_nodes: set) -> int:
+    """Elements of a weight-like constant read inside a subgraph, each constant once, else 0."""
+    producer = tensor.inputs[0] if tensor.inputs else None
+    if not tensor.name:
+        return 0
+    if producer is not None and id(producer) in main_nodes:  # an outer-scope tensor: the main graph knows it
+        return _uncounted_weight(mg, tensor, counted, seen)
+    if isinstance(tensor, gs.Constant):  # the subgraph's own initializer, or an outer one read by name
+        source, shape, elem_type = ("initializer", tensor.name), tensor.shape, _constant_type(tensor)
+    elif producer is not None and producer.op == "Constant":
+        source = ("constant_node", tensor.name)
+        value = producer.attrs.get("value")
+        if isinstance(value, gs.Constant):
+            shape, elem_type = value.shape, _constant_type(value)
+        else:  # value_floats & co.: small lists, read as they are
+            array = constant_node_value(producer)
+            if array is None:
+                return 0
+            shape, elem_type = array.shape, onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    else:  # computed inside, or a subgraph input
+        return 0
+    if source in counted or source in seen or shape is None or elem_type not in WEIGHT_TYPES:
+        return 0
+    elements = math.prod(int(dim) for dim in shape)
+    if elements < WEIGHT_ELEMENTS:
+        return 0
+    seen.add(source)
+    return elements
+
+
+def _subgraph_weights(mg: ModelGraph, node: gs.Node, counted: set, seen: set, main_nodes: set) -> int:
+    """Elements of the weight-like constants read inside `node`'s subgraphs, at any depth."""
+    total = 0
+    for graph in _subgraphs(node):
+        for inner in graph.nodes:
+            total += sum(_inner_weight(mg, t, counted, seen, main_nodes) for t in inner.inputs)
+            total += _subgraph_weights(mg, inner, counted, seen, main_nodes)
+    return total
+
+
+def _control_flow_reason(op: str, inside: int, fed: int) -> str:
+    parts = [f"inside its {op} {'branches' if op == 'If' else 'body'}"] if inside else []
+    parts += [f"fed into the {op} as inputs"] if fed else []
+    return f"{' and '.join(parts)}: onnxprune does not follow control flow"
 
 
 def uncounted_weights(mg: ModelGraph, layers: list, counted: set) -> list[dict]:
     """Nodes holding weights that `layers` (whose constants are `counted`) leave out, in graph order."""
     layer_at = {layer.index for layer in layers}
+    main_nodes = {id(node) for node in mg.nodes}
+    seen: set = set()
     found = []
     for index, node in enumerate(mg.nodes):
         standard = (node.domain or "") in ("", "ai.onnx")
+        op = node.op if standard else f"{node.domain}.{node.op}"
+        if _subgraphs(node):  # If/Loop/Scan: what the body reads and what the node is fed
+            fed = sum(_uncounted_weight(mg, t, counted, seen) for t in node.inputs)
+            inside = _subgraph_weights(mg, node, counted, seen, main_nodes)
+            if fed or inside:
+                reason = _control_flow_reason(op, inside, fed)
+                found.append({"node": mg.display_name(node), "op": op, "elements": fed + inside, "reason": reason})
+            continue
         if index in layer_at:
             skip = NOT_WEIGHTS.get(node.op, set())
             candidates = [t for i, t in enumerate(node.inputs) if i not in skip]
@@ -89,13 +184,7 @@ def uncounted_weights(mg: ModelGraph, layers: list, counted: set) -> list[dict]:
             continue
         else:
             candidates = list(node.inputs)
-        elements = sum(_uncounted_weight(mg, t, counted) for t in candidates)
+        elements = sum(_uncounted_weight(mg, t, counted, seen) for t in candidates)
         if elements:
-            found.append(
-                {
-                    "node": mg.display_name(node),
-                    "op": node.op if standard else f"{node.domain}.{node.op}",
-                    "elements": elements,
-                }
-            )
+            found.append({"node": mg.display_name(node), "op": op, "elements": elements})
     return found

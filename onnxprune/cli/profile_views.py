@@ -86,7 +86,10 @@ def compare_profiles(a: str, b: str, input_shapes: dict | None = None) -> dict:
         figure: {"a": pa.totals[figure], "b": pb.totals[figure], "ratio": _ratio(pa.totals[figure], pb.totals[figure])}
         for figure in FIGURES
     }
-    return {"a": str(a), "b": str(b), "layers": layers, "totals": totals}
+    # the weights either side's totals leave out (profile warns of them, as for one model)
+    uncounted = {"a": [dict(u) for u in pa.uncounted], "b": [dict(u) for u in pb.uncounted]}
+    warnings = [f"{path}: {p.uncounted_summary()}" for path, p in ((a, pa), (b, pb)) if p.uncounted]
+    return {"a": str(a), "b": str(b), "layers": layers, "totals": totals, "uncounted": uncounted, "warnings": warnings}
 
 
 def _pair(a: dict | None, b: dict | None) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.random  # noqa: F401  (the sampler's generator: imported with this module, not inside the first shrink)
 import onnx
 
-from onnxprune.analysis.complexity import FIGURES, Layer, build_layers, profile, totals_of
+from onnxprune.analysis.complexity import FIGURES, Layer, profile
 from onnxprune.analysis.groups import Dependencies, Tracer, node_label
 from onnxprune.analysis.latency import latency_terms, load_profile, measure_node_latency
 from onnxprune.errors import UserError
@@ -185,8 +185,8 @@ def shrink(
     deps = Tracer(mg, keep_tied, exact=opts.init == "keep").run()  # reinit may cut structural couplings
     protection = resolve(deps, exclude, max_ratio)
     opts.floors = protection.floors
-    layers = build_layers(mg)
-    before = totals_of([layer.cost() for layer in layers])
+    measured = profile(mg)  # the layers the loop prunes, and the weights no layer counts
+    layers, before = measured.layers, measured.totals
     times = None
     if opts.mode == "LA":
         times = (
@@ -199,6 +199,8 @@ def shrink(
     else:
         book = Bookkeeper(deps, layers)
         baseline = before[FIGURES[MODES[opts.mode]]]
+    if baseline <= 0:  # "within the budget" on a figure of 0 would be a claim nothing measured
+        _nothing_counted(mg.name, opts.mode, len(layers), measured.uncounted_summary())
     limit = opts.budget if opts.budget is not None else opts.target * baseline
     rng = np.random.default_rng(opts.seed)
     kept = {g.id: np.arange(g.size) for g in deps.prunable if g.id not in protection.frozen}
@@ -258,6 +260,9 @@ def shrink(
     }
     if protection.notes:
         report["protected"] = protection.notes
+    if measured.uncounted:  # pruned what profile sees; the figures leave these weights out
+        report["uncounted"] = [dict(u) for u in measured.uncounted]
+        report["uncounted_summary"] = measured.uncounted_summary()
     if copies:  # shared storage (e.g. de-duplicated zero biases) that readers now each hold a cut of
         report["unshared_constants"] = copies
     if times is not None:
@@ -267,6 +272,22 @@ def shrink(
             "source": str(latency_profile) if latency_profile else "measured on this machine",
         }
     return model, report
+
+
+FIGURE_NAMES = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}
+
+
+def _nothing_counted(model: str, mode: str, layers: int, uncounted: str) -> None:
+    """Refuse: the mode's figure counts nothing, so no target or budget is measured against anything."""
+    if uncounted:
+        why = uncounted
+    elif layers:
+        why = f"none of its {layers} layer(s) has any"
+    else:
+        why = "it has no layer profile counts (Conv, Gemm, MatMul, LSTM/GRU/RNN, normalisation)"
+    raise UserError(
+        f"{model}: profile counts 0 {FIGURE_NAMES[mode]} in it, so shrink cannot measure a budget against it: {why}"
+    )
 
 
 def _unreachable(
@@ -280,8 +301,13 @@ def _unreachable(
     """Refuse: the target is below what pruning every group to its minimum reaches. The figure quoted
     is measured: that floor is cut out of the graph and profiled (for LA, whose figure would be an
     estimate, none is quoted)."""
-    name = {"PA": "params", "FA": "FLOPs", "MA": "memory (bytes)", "LA": "latency (us)"}[opts.mode]
+    name = FIGURE_NAMES[opts.mode]
     advice = "raise --target or lower --min-channels/--round-to (or protect fewer layers)"
+    structural = [g for g in deps.groups if not g.prunable and g.structural_only]
+    if structural and opts.init == "keep":  # groups `onnxprune groups` calls prunable with --init reinit
+        advice += (
+            f", or use --init reinit ({len(structural)} group(s) are structural only: prunable with --init reinit)"
+        )
     if opts.mode == "LA":
         raise UserError(f"target unreachable: every prunable group is at its minimum; {advice}")
     keep = {}

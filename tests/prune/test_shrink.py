@@ -221,3 +221,24 @@ def test_keep_sets_from_the_report_follow_channel_classes():
     keep = keep_from_report(deps, report)
     assert keep
     assert max_relative_error(run(model)[0], run(zero_mask(deps, keep))[0]) < 1e-5
+
+
+def test_unreachable_advice_names_reinit_when_structural_groups_wait_for_it():
+    """At --init keep, a group refused only for a structural coupling (a Softmax over channels) is
+    prunable with --init reinit: the advice says so (probe finding 10); without one it does not."""
+    from onnxprune.errors import UserError
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    h = b.node("Softmax", [b.conv("x", 3, 8, "conv1", k=3)], axis=1)[0]
+    model = b.model(b.conv(b.relu(b.conv(h, 8, 8, "conv2")), 8, 4, "head"))
+    with pytest.raises(UserError, match=r"--init reinit \(1 group\(s\) are structural only"):
+        onnxprune.shrink(model, mode="FA", target=0.3, init="keep")
+    with pytest.raises(UserError, match="unreachable") as reinit:
+        onnxprune.shrink(model, mode="FA", target=0.01, init="reinit")
+    assert "--init reinit" not in str(reinit.value)
+    plain = GraphBuilder()
+    chain = plain.model(plain.conv(plain.relu(plain.conv("x", 3, 8, "conv1", k=3)), 8, 4, "head"))
+    with pytest.raises(UserError, match="unreachable") as keep:
+        onnxprune.shrink(chain, mode="FA", target=0.01, init="keep")
+    assert "--init reinit" not in str(keep.value)

@@ -59,6 +59,8 @@ def profile_command(
         if csv_path:
             raise UserError("--csv takes one model; for two, use --json")
         comparison = compare_profiles(model, other, parse_input_shapes(input_shape, model))
+        for warning in comparison["warnings"]:
+            print(f"onnxprune: warning: {warning}", file=sys.stderr)
         if json_out:
             emit_json(comparison)
         else:
