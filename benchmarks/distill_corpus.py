@@ -77,8 +77,19 @@ def run_all(path: Path, x: np.ndarray, name: str) -> list[np.ndarray]:
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
     session = ort.InferenceSession(with_logit_outputs(onnx.load(str(path))).SerializeToString(), options)
-    feed = session.get_inputs()[0].name
-    parts = [session.run(None, {feed: x[i : i + 1]}) for i in range(len(x))]  # any graph runs at batch 1
+    feed = session.get_inputs()[0]
+    # any graph runs at batch 1, but one exported at a fixed batch (CenterFace: 10) runs at that batch
+    # only: whole batches of the images, the last one filled up with the first images and cut back
+    step = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 1 else 1
+    parts = []
+    for i in range(0, len(x), step):
+        chunk = x[i : i + step]
+        short = step - len(chunk)
+        outs = session.run(None, {feed.name: np.concatenate([chunk, x[:short]]) if short else chunk})
+        if step == 1:
+            parts.append(outs)
+        else:  # per image, as at batch 1 (a fixed-batch graph's outputs have their batch first)
+            parts += [[out[j : j + 1] for out in outs] for j in range(len(chunk))]
     return parts
 
 
