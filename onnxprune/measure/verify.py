@@ -60,11 +60,15 @@ def dequantized(model: onnx.ModelProto) -> onnx.ModelProto | None:
     sum over fewer channels, accumulated in another order, can make the next requantization round
     the other way, and one step can grow through the layers after it (a QDQ ResNet-50: 0.5 relative
     on the logits; benchmarks/RESULTS.md, "Pruning quantized graphs")."""
+    from onnxprune.read.graph import node_reads
+
     graph = model.graph
     readers: dict[str, list] = {}
+    read_inside: set[str] = set()  # read by name in an If/Loop/Scan body: a rewiring here cannot follow
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
+        read_inside.update(name for name in node_reads(node) if name not in node.input)
     outputs = {o.name for o in graph.output}
     values = {init.name: init for init in graph.initializer}
 
@@ -77,6 +81,8 @@ def dequantized(model: onnx.ModelProto) -> onnx.ModelProto | None:
         if node.op_type != "QuantizeLinear" or not per_tensor(node) or node.output[0] in outputs:
             continue
         after = readers.get(node.output[0], [])
+        if any(r.output[0] in read_inside for r in after):
+            continue
         if after and all(r.op_type == "DequantizeLinear" and r.input[0] == node.output[0] for r in after):
             dropped.update(id(r) for r in [node, *after])
             replace.update({r.output[0]: node.input[0] for r in after})

@@ -156,3 +156,39 @@ def test_l1_importance_of_an_integer_weight_is_measured_from_its_zero_point():
     weights = next(onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.startswith("w_q"))
     expected = np.abs(weights.astype(np.float64) - 128).sum(axis=(1, 2, 3))
     assert np.allclose(l1_importance(deps, group), expected)
+
+
+def test_dequantized_keeps_a_pair_whose_output_a_branch_reads():
+    """An If branch reading the DequantizeLinear's output by name cannot be rewired with the main
+    graph's readers: the pair stays (taking it out left the branch reading a tensor that was gone)."""
+    from onnx import TensorProto, helper
+
+    from onnxprune.measure.verify import dequantized
+
+    def branch(name):
+        out = helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [1, 4])
+        return helper.make_graph([helper.make_node("Identity", ["xd"], [f"{name}_out"])], name, [], [out])
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+        helper.make_node("Relu", ["xd"], ["r"]),
+        helper.make_node("If", ["cond"], ["y"], then_branch=branch("then"), else_branch=branch("else")),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
+        ],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("zp", TensorProto.INT8, [], [0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    plain = dequantized(model)
+    assert plain is None or onnx.checker.check_model(plain, full_check=True) is None
