@@ -38,12 +38,7 @@ FLOAT_MODELS = [entry["name"] for entry in CORPUS if not entry["quantized"]]
 # (test, model) -> why it fails on main; each is an xfail(strict=True), so a fix turns it into a
 # failure until the entry goes. Empty: the last one (ppocr_cls's biases fed through
 # Reshape(Constant), issue 11 item 3) is lifted by onnxprune/read/constant_folding.py.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("convert", "oww_melspectrogram"): "the converter takes Clip's bounds as constants only; openWakeWord's "
-    "log-mel floor is computed (max - 80 dB)",
-    ("convert", "silero_vad_sequence"): "the converted module fails at run time in the STFT's reflect-padding "
-    "arithmetic (a Reshape to [-1, 2] of 4 values); onnxruntime runs the graph",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 # Graphs the trainer's converter refuses by design, with the words its one-line refusal must hold.
 CONVERTER_REFUSALS = {"slanet": "(op Loop) is not supported by the trainer's converter"}
 # Graphs holding weights profile cannot count (control flow): `check` refuses to pass a budget on

@@ -142,7 +142,14 @@ class BatchTrack:
 
     def _recurrent(self, node, ins, outs):
         layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
-        if self.axis.get(ins[0]) != (1 - layout, 1):
+        position = self.axis.get(ins[0])
+        if position == (layout, 1):
+            # the input's run-time axis is the sequence (silero-vad reads its chunks as one sequence of
+            # batch 1): Y keeps it, [seq, dirs, batch, H] (layout 1: [batch, seq, dirs, H]); Y_h, Y_c do not
+            if outs and outs[0]:
+                self.axis[outs[0]] = (layout, 1)
+            return
+        if position != (1 - layout, 1):
             return
         for k, name in enumerate(outs):
             if name:  # Y [seq, dirs, batch, H] (layout 1: [batch, seq, dirs, H]); Y_h, Y_c [dirs, batch, H]

@@ -89,6 +89,9 @@ def _clip(b, node):
     attrs = _attrs(node)
     if b.opset < 11 or "min" in attrs or "max" in attrs:
         lo, hi = attrs.get("min"), attrs.get("max")
+    elif any(name and not b.is_static(name) for name in node.input[1:3]):
+        # a bound computed at run time (openWakeWord's log-mel floor, max - 80 dB): clamp takes tensors
+        return b.generic(node, lambda x, lo=None, hi=None: torch.clamp(x, lo, hi), use=[0, 1, 2])
     else:
         lo_t, hi_t = b.const(node, 1), b.const(node, 2)
         lo = None if lo_t is None else float(lo_t.reshape(-1)[0])
