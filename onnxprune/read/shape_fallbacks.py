@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import tempfile
 
 import numpy as np
 import onnx
@@ -90,8 +92,16 @@ def symbolic(skeleton_model: onnx.ModelProto) -> dict[str, TensorInfo]:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        inferred = SymbolicShapeInference.infer_shapes(skeleton_model, auto_merge=True, guess_output_rank=False)
+    # on failure onnxruntime saves `sym_shape_infer_temp.onnx` in the current folder (over any file of
+    # that name): it runs in a folder of its own, removed after
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="onnxprune-symbolic-") as scratch:
+        os.chdir(scratch)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                inferred = SymbolicShapeInference.infer_shapes(skeleton_model, auto_merge=True, guess_output_rank=False)
+        finally:
+            os.chdir(here)
     if inferred is None:
         raise RuntimeError("symbolic inference gave up")
     found = {}

@@ -199,3 +199,35 @@ def test_an_input_sharing_the_batch_symbol_needs_no_shape_of_its_own(tmp_path, c
     capsys.readouterr()
     assert main(["profile", path]) == 2  # the samples stay unknown: still asked for, in one line
     assert "--input-shape audio=1x" in capsys.readouterr().err
+
+
+def test_a_failed_symbolic_inference_leaves_no_file_behind(tmp_path, monkeypatch, capsys):
+    """onnxruntime's symbolic inference saves `sym_shape_infer_temp.onnx` in the current folder when it
+    gives up: it runs in a folder of its own, so the user's folder stays as it was."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Foo", ["a"], ["f"], name="custom", domain="com.example"),
+        helper.make_node("Conv", ["f", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "H", "W"])],
+        [
+            numpy_helper.from_array(rng.standard_normal((64, 3, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.standard_normal((4, 64, 3, 3)).astype(np.float32), "w2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)])
+    path = _save(tmp_path, model, "custom.onnx")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["profile", path]) == 2  # the custom op's output shape stays unknown: refused
+    assert "cannot be inferred" in capsys.readouterr().err
+    assert list(work.iterdir()) == []
