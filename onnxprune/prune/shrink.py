@@ -302,7 +302,7 @@ def _unreachable(
     is measured: that floor is cut out of the graph and profiled (for LA, whose figure would be an
     estimate, none is quoted)."""
     name = FIGURE_NAMES[opts.mode]
-    advice = "raise --target or lower --min-channels/--round-to (or protect fewer layers)"
+    advice = "raise --target" + _loosening_flags(opts, frozen)
     structural = [g for g in deps.groups if not g.prunable and g.structural_only]
     if structural and opts.init == "keep":  # groups `onnxprune groups` calls prunable with --init reinit
         advice += (
@@ -330,6 +330,19 @@ def _unreachable(
         f"on the graph pruned that far, is {si(lowest)} ({100.0 * lowest / max(baseline, 1):.1f}% of "
         f"{si(baseline)}); {advice}"
     )
+
+
+def _loosening_flags(opts: ShrinkOptions, frozen: dict | None) -> str:
+    """The flags that would let groups lose more channels, only those set tighter than their loosest
+    (advising --min-channels 1 to a user who gave it is no advice)."""
+    flags = []
+    if opts.min_channels > 1:
+        flags.append("lower --min-channels")
+    if opts.round_to not in (1, AUTO):  # auto already fell back to exact counts before refusing
+        flags.append("lower --round-to")
+    if frozen or opts.floors:
+        flags.append("protect fewer layers (--exclude, --max-ratio)")
+    return f" or {', '.join(flags)}" if flags else ""
 
 
 def _changed_layers(deps: Dependencies, layers: list[Layer], keep: dict) -> list[dict]:

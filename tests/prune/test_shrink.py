@@ -242,3 +242,21 @@ def test_unreachable_advice_names_reinit_when_structural_groups_wait_for_it():
     with pytest.raises(UserError, match="unreachable") as keep:
         onnxprune.shrink(chain, mode="FA", target=0.01, init="keep")
     assert "--init reinit" not in str(keep.value)
+
+
+def test_unreachable_advice_names_only_flags_that_would_loosen():
+    """--min-channels, --round-to and protection are advised only when set tighter than their loosest
+    (probe round 2, F4: the advice told users already at 1 to lower them)."""
+    from onnxprune.errors import UserError
+    from tests.synthetic_graphs import GraphBuilder
+
+    b = GraphBuilder()
+    chain = b.model(b.conv(b.relu(b.conv("x", 3, 8, "conv1", k=3)), 8, 4, "head"))
+    with pytest.raises(UserError, match="unreachable") as plain:
+        onnxprune.shrink(chain, mode="FA", target=0.01, init="keep", round_to=1)
+    assert "; raise --target" in str(plain.value) and "--min-channels" not in str(plain.value)
+    assert "--round-to" not in str(plain.value) and "protect" not in str(plain.value)
+    with pytest.raises(UserError, match="unreachable") as tight:
+        onnxprune.shrink(chain, mode="FA", target=0.01, init="keep", min_channels=4, round_to=2, exclude=["conv1"])
+    for flag in ("lower --min-channels", "lower --round-to", "protect fewer layers"):
+        assert flag in str(tight.value)
