@@ -22,13 +22,15 @@ def export_trained(
 
     A graph without normalisation of its own (a folded export), or any graph with `keep_bn`, gets
     its trained weights written back: same nodes, same names, inserted BatchNorms folded into their
-    layers, batch axis made dynamic when the graph allows it. A graph with BatchNorm of its own is
-    exported through torch with its BN folded into the convolutions (the smaller graph to deploy),
-    as is a graph whose weights cannot be written back (the reason goes into `how`).
+    layers, batch axis made dynamic when the graph allows it. So does a graph whose inputs have free
+    sizes beyond the batch (a text line's width), which torch's exporter would fix. Any other graph with
+    BatchNorm of its own is exported through torch with its BN folded into the convolutions (the smaller
+    graph to deploy), as is a graph whose weights cannot be written back (the reason goes into `how`).
     """
     module.eval()
     how = "torch export (BatchNorm folded)"
-    if keep_bn or not graph_has_norm(source):
+    symbolic = symbolic_beyond_batch(source)
+    if keep_bn or not graph_has_norm(source) or symbolic:
         try:
             proto = write_back(module, source)
         except CannotWriteBack as exc:
@@ -45,7 +47,23 @@ def export_trained(
             save_model(proto, out_path, *refuse)
             return proto, f"written back into the source graph ({batch})"
     exported = export_onnx(module, None, out_path, keep_bn=keep_bn, refuse=refuse, metadata=metadata)
+    if symbolic:  # torch's exporter traces one shape: say which of the source's free sizes it fixed
+        how += f"; the source's symbolic {', '.join(symbolic)} are fixed at the training shape"
     return exported, how
+
+
+def symbolic_beyond_batch(source: onnx.ModelProto) -> list[str]:
+    """The source's input dimensions after the first that have no fixed size (an OCR recogniser's
+    width): written back, the graph keeps them; through torch's exporter they would be fixed."""
+    stored = {init.name for init in source.graph.initializer}
+    free = []
+    for value in source.graph.input:
+        if value.name in stored or not value.type.tensor_type.HasField("shape"):
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if axis and not (dim.HasField("dim_value") and dim.dim_value > 0):
+                free.append(f"{value.name}[{axis}]" + (f" ({dim.dim_param})" if dim.dim_param else ""))
+    return free
 
 
 def onnx_agreement(module: torch.nn.Module, exported: onnx.ModelProto, batches: Batches, limit: int = 512) -> float:
