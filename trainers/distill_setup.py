@@ -4,6 +4,7 @@ starting point (the error as pruned, the least-squares refit, the error after it
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -204,6 +205,26 @@ def heldout(pair, objective: Objective, batches, module) -> dict:
     return measures.summary()
 
 
+REFIT_REPORT_EVERY_S = 10.0
+
+
+def _refit_progress(say):
+    """A line every REFIT_REPORT_EVERY_S seconds while the refit runs (a 960x960 detector's took over
+    5 minutes with no sign of life), nothing for a refit done sooner."""
+    if not say:
+        return None
+    started = last = time.perf_counter()
+
+    def on_layer(done: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= REFIT_REPORT_EVERY_S and done < total:
+            say(f"refitting layers by least squares: {done} of {total} done ({now - started:.0f} s)")
+            last = now
+
+    return on_layer
+
+
 def start_point(pair, objective, module, teacher, calibration, test_batches, state, recalibration: bool, say):
     """(saved, before, refit, recalibrated): the calibration pass, the held-out error as pruned, the
     refit's records (trainers.recalibrate) and the held-out error after it (None: no layer changed).
@@ -214,7 +235,7 @@ def start_point(pair, objective, module, teacher, calibration, test_batches, sta
     calibrate(pair, calibration, saved.get("kept"))
     before = saved.get("before") or heldout(pair, objective, test_batches, module)
     if state is None:
-        refit = recalibrate(module, pair, teacher, calibration) if recalibration else []
+        refit = recalibrate(module, pair, teacher, calibration, on_layer=_refit_progress(say)) if recalibration else []
     else:
         refit = saved.get("refit", [])
         add_refit_biases(module, state["model"])

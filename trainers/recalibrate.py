@@ -258,10 +258,11 @@ def add_refit_biases(module, weights: dict) -> None:
                 _give_zero_bias(layer)
 
 
-def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int = 0) -> list[dict]:
+def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int = 0, on_layer=None) -> list[dict]:
     """Refit the student's layers in place (module docstring). Returns one record per layer read: its
     tensor, `lambda` (None: left as it was) and the held-out squared residual relative to the teacher's
-    tensor before and after (`residual_before`, `residual_after`)."""
+    tensor before and after (`residual_before`, `residual_after`). `on_layer(done, total)` is called
+    after each layer (the refit of a large detector takes minutes: the caller shows how far it is)."""
     chunk_size = min(c for c in (pair.student.chunk, pair.teacher.chunk, 8) if c)  # 1 for a batch-1 graph
     xs, seen = [], 0
     for xb, _yb in batches:
@@ -300,6 +301,8 @@ def recalibrate(module, pair, teacher, batches, images: int = IMAGES, seed: int 
                 if record is not None:
                     records.append(record)
                 teacher_rows[j] = positions[j] = None
+                if on_layer is not None:
+                    on_layer(j + 1, len(targets))
     finally:
         module.taps = frozenset(pair.taps)
         teacher.set_taps(pair.taps)
