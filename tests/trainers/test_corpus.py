@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from onnxprune.errors import UserError  # noqa: E402
 from trainers.convert import convert  # noqa: E402
-from trainers.convert.writeback import write_back  # noqa: E402
+from trainers.convert.writeback import CannotWriteBack, write_back  # noqa: E402
 
 CORPUS = Path(os.environ.get("CORPUS_DIR", "build/corpus"))
 MANIFEST = CORPUS / "manifest.json"
@@ -25,24 +25,26 @@ pytestmark = pytest.mark.skipif(not ITEMS, reason=f"no corpus at {CORPUS} (run `
 
 def _params():
     """One case per model; the converter's known failures and refusals (tests/models/test_corpus.py) marked."""
-    from tests.models.test_corpus import CONVERTER_REFUSALS, KNOWN_FAILURES
+    from tests.models.test_corpus import CONVERTER_REFUSALS, KNOWN_FAILURES, WRITEBACK_REFUSALS
 
     out = []
     for item in ITEMS:
         reason = KNOWN_FAILURES.get(("convert", item["name"]))
         marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        out.append(pytest.param(item, CONVERTER_REFUSALS.get(item["name"]), marks=marks, id=item["name"]))
+        refusals = (CONVERTER_REFUSALS.get(item["name"]), WRITEBACK_REFUSALS.get(item["name"]))
+        out.append(pytest.param(item, refusals, marks=marks, id=item["name"]))
     return out
 
 
-@pytest.mark.parametrize("item,refusal", _params() if ITEMS else [])
-def test_converter_matches_onnxruntime(item, refusal):
+@pytest.mark.parametrize("item,refusals", _params() if ITEMS else [])
+def test_converter_matches_onnxruntime(item, refusals):
     import onnxruntime as ort
 
     from models.corpus_oracles import feeds
 
     path = CORPUS / item["file"]
     shape = next(iter(item["input_shape"].values()))
+    refusal, writeback_refusal = refusals
     if item.get("quantized") or refusal:
         with pytest.raises(UserError, match="is not supported by the trainer's converter"):
             convert(path, input_shape=shape)
@@ -64,6 +66,10 @@ def test_converter_matches_onnxruntime(item, refusal):
     import onnx
 
     source = onnx.load(str(path))
+    if writeback_refusal:  # train exports such a graph through torch instead
+        with pytest.raises(CannotWriteBack, match=writeback_refusal):
+            write_back(module, source)
+        return
     back = write_back(module, source)
     assert [n.name for n in back.graph.node] == [n.name for n in source.graph.node]
     again = ort.InferenceSession(back.SerializeToString(), options, providers=["CPUExecutionProvider"])
