@@ -13,8 +13,8 @@ import onnx
 from onnx import helper
 
 from onnxprune.errors import UserError
-from onnxprune.read.inputs import bound_symbols
 from onnxprune.read.names import display_name
+from onnxprune.read.symbols import bound_symbols
 from onnxprune.read.tensor_info import TensorInfo, dims_of  # noqa: F401  (re-exported: shapes.TensorInfo)
 
 SMALL_INITIALIZER = 64  # elements: shape/axes constants stay real for data propagation
