@@ -209,10 +209,13 @@ def uncounted_weights(mg: ModelGraph, layers: list, counted: set) -> list[dict]:
             continue
         else:
             candidates = list(node.inputs)
-        elements = sum(_uncounted_weight(mg, t, counted, seen) for t in candidates)
+        amounts = [(t, _uncounted_weight(mg, t, counted, seen)) for t in candidates]
+        elements = sum(amount for _, amount in amounts)
         if elements:
             entry = {"node": mg.display_name(node), "op": op, "elements": elements}
-            if index in layer_at and any(t.name and not mg.is_const(t) for t in candidates):
+            # said only where an uncounted weight itself came through decoding ops (not for a layer's
+            # computed activation input beside a constant weight its cost does not look at: MatMul(W, x))
+            if index in layer_at and any(amount and not mg.is_const(t) for t, amount in amounts):
                 entry["reason"] = "decoded from stored constants by ops profile does not fold (Cast, Mul, ...)"
             found.append(entry)
     return found

@@ -57,3 +57,17 @@ def test_weights_behind_dequantize_linear_stay_counted(tmp_path, capsys):
     result = profile(path)
     assert result.uncounted == [] and result.totals["params"] >= 432 + 1152
     assert main(["check", path, "--max-params", "100"]) == 1  # measured, and over budget
+
+
+def test_a_constant_weight_the_cost_does_not_look_at_is_not_called_decoded():
+    """MatMul(W, x): W is uncounted as before, and no decoding reason is given for it."""
+    weight = numpy_helper.from_array(np.ones((32, 16), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MatMul", ["W", "r"], ["y"], name="mm")],
+        "left_weight",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 8])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert profile(model).uncounted == [{"node": "mm", "op": "MatMul", "elements": 512}]
