@@ -84,14 +84,13 @@ def _print(payload: dict) -> None:
         times.add_row(f"{stage} time", f"{seconds:.1f} s")
     times.add_row("results", payload["result_path"])
     console.print(times)
-    complexity = payload["complexity"]
+    complexity, shrunk = payload["complexity"], payload["shrink"]
     landing = far_under_target(
-        {
-            **payload["shrink"],
-            "pruned": True,
-            "before": {k: c["before"] for k, c in complexity.items()},
-            "after": {k: c["after"] for k, c in complexity.items()},
-        }
+        shrunk["mode"],
+        shrunk["target"],
+        shrunk.get("round_to_used"),
+        {k: c["before"] for k, c in complexity.items()},
+        {k: c["after"] for k, c in complexity.items()},
     )
     if landing:
         console.print(landing, markup=False, highlight=False)

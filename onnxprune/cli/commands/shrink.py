@@ -218,28 +218,30 @@ def _print_result(model: str, written: Optional[Path], result: dict, dry_run: bo
         console.print(
             "note: exact channel counts (--round-to 1): the target is unreachable with auto's kernel multiples"
         )
-    landing = far_under_target(result)
+    landing = result.get("pruned") and far_under_target(
+        result["mode"], result["target"], result.get("round_to_used"), result["before"], result["after"]
+    )
     if landing:
         console.print(landing, markup=False, highlight=False)
 
 
 LANDING_SLACK = 0.05  # a landing this far under the target (as a fraction of the original) gets a note
-FIGURE_NAMES = {"PA": ("params", "parameters"), "FA": ("flops", "FLOPs"), "MA": ("memory_bytes", "memory")}
+LANDING_FIGURES = {"PA": ("params", "parameters"), "FA": ("flops", "FLOPs"), "MA": ("memory_bytes", "memory")}
 
 
-def far_under_target(result: dict) -> str | None:
+def far_under_target(mode: str, target: float, round_to_used, before: dict, after: dict) -> str | None:
     """A note when auto's kernel multiples landed well under the target. They move a small group in
     steps of 16 channels, so the last draw can take far more than the target asks (MTCNN's O-net: 36.9 %
     of the FLOPs at --target 0.5): a smaller network than the budget allows, by design of the rounding,
     said so that a user who wants the capacity back knows which flag gives it."""
-    key = FIGURE_NAMES.get(result.get("mode"))
-    if not key or not result.get("pruned") or result.get("round_to_used") != "auto":
+    key = LANDING_FIGURES.get(mode)
+    if not key or round_to_used != "auto":
         return None
-    landed = result["after"][key[0]] / max(result["before"][key[0]], 1)
-    if landed >= result["target"] - LANDING_SLACK:
+    landed = after[key[0]] / max(before[key[0]], 1)
+    if landed >= target - LANDING_SLACK:
         return None
     return (
-        f"note: landed at {landed:.1%} of the {key[1]} for a target of {result['target']:.1%}: auto's kernel "
+        f"note: landed at {landed:.1%} of the {key[1]} for a target of {target:.1%}: auto's kernel "
         f"multiples move small groups in steps of up to 16 channels; --round-to 1 (exact counts) keeps more "
         f"channels, nearer the target, at a slower kernel per multiply-accumulate"
     )
